@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs everything the test suite and the demo need on a fresh machine. Idempotent: a second run
+# only checks. Everything lands in the repo (.venv/) or in the user's rustup / apt.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+# Rust targets and components: embedded targets for core's no_std builds and the firmware.
+need_targets=(thumbv6m-none-eabi thumbv7em-none-eabihf riscv32imac-unknown-none-elf)
+have=$(rustup target list --installed)
+for t in "${need_targets[@]}"; do
+  grep -qx "$t" <<<"$have" || { log "rustup target add $t"; rustup target add "$t"; }
+done
+rustup component list --installed | grep -q '^llvm-tools' || rustup component add llvm-tools
+rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+
+# QEMU for the hardware-in-the-loop tests (mps2-an386 Cortex-M4 board).
+if ! command -v qemu-system-arm >/dev/null 2>&1; then
+  log "apt-get install qemu-system-arm"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq qemu-system-arm >/dev/null
+fi
+
+# Python: one venv with numpy 2.x (main), one with numpy 1.26 (compatibility).
+py=${PYTHON:-python3}
+mkvenv() { # name, numpy spec
+  local dir=".venv/$1"
+  if [ ! -x "$dir/bin/python" ]; then
+    log "python venv $dir ($2)"
+    "$py" -m venv "$dir"
+  fi
+  if ! "$dir/bin/python" -c "import numpy, pytest, zmq, maturin" 2>/dev/null; then
+    "$dir/bin/pip" install -q --disable-pip-version-check "$2" pytest pyzmq maturin
+  fi
+}
+mkvenv np2 'numpy>=2,<3'
+mkvenv np1 'numpy==1.26.*'
+log "ok: $(.venv/np2/bin/python -c 'import numpy;print("numpy",numpy.__version__)'), $(.venv/np1/bin/python -c 'import numpy;print("numpy",numpy.__version__)')"
