@@ -28,6 +28,39 @@ pub enum Error {
     /// An array's shape times its item size overflows, or does not equal its descriptor length.
     ArraySizeMismatch,
     // ---- reader and validator: variants below are added by the reader/validator --------------
+    // ---- link: frame and release ring (core/src/frame.rs, core/src/release.rs) ----------------
+    /// A frame header does not start with the sync word `F1 50 4B 05`.
+    FrameSync,
+    /// A frame header's CRC-32C does not match its first 20 bytes.
+    HeaderCrc,
+    /// A frame header with a valid CRC names a format version this crate does not read.
+    UnsupportedVersion {
+        /// The version byte found.
+        found: u8,
+    },
+    /// A frame header sets flag bits version 1 does not define.
+    UnknownFrameFlags {
+        /// The flags byte found.
+        flags: u8,
+    },
+    /// A descriptor table entry sets unknown flag bits or a non-zero reserved byte.
+    UnknownEntryFlags {
+        /// The entry's flags byte.
+        flags: u8,
+        /// The entry's reserved byte (must be zero).
+        reserved: u8,
+    },
+    /// A frame body's CRC-32C (pickle and descriptor table) does not match.
+    BodyCrc,
+    /// A frame's data CRC-32C (its inline buffers) does not match.
+    DataCrc,
+    /// A frame part is not as long as its header says, or a length does not fit its field.
+    FrameLength,
+    /// The inline entries' lengths do not add up to the header's inline length, or the inline
+    /// buffers given do not match the inline entries.
+    InlineLength,
+    /// A shared region's control block is not a release ring (bad magic, version or capacity).
+    ReleaseRing,
 }
 
 impl fmt::Display for Error {
@@ -44,6 +77,32 @@ impl fmt::Display for Error {
             Error::NotOneValue => f.write_str("a pickle holds exactly one top-level value"),
             Error::ArraySizeMismatch => {
                 f.write_str("array shape x item size does not equal the descriptor length")
+            }
+            Error::FrameSync => f.write_str("frame header does not start with the sync word"),
+            Error::HeaderCrc => f.write_str("frame header CRC-32C mismatch"),
+            Error::UnsupportedVersion { found } => {
+                write!(
+                    f,
+                    "unsupported frame format version {found} (this build reads 1)"
+                )
+            }
+            Error::UnknownFrameFlags { flags } => {
+                write!(f, "unknown frame header flags {flags:#04x}")
+            }
+            Error::UnknownEntryFlags { flags, reserved } => write!(
+                f,
+                "unknown descriptor entry flags {flags:#04x} or reserved byte {reserved:#04x}"
+            ),
+            Error::BodyCrc => {
+                f.write_str("frame body CRC-32C mismatch (pickle or descriptor table)")
+            }
+            Error::DataCrc => f.write_str("frame data CRC-32C mismatch (inline buffers)"),
+            Error::FrameLength => f.write_str("frame part length does not match its header"),
+            Error::InlineLength => {
+                f.write_str("inline buffer lengths do not match the descriptor table")
+            }
+            Error::ReleaseRing => {
+                f.write_str("shared region has no valid release ring control block")
             }
         }
     }

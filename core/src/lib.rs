@@ -14,7 +14,9 @@
 
 pub mod descriptor;
 pub mod error;
+pub mod frame;
 pub mod opcode;
+pub mod release;
 
 pub use descriptor::Descriptor;
 pub use error::{Error, Result};
