@@ -1,0 +1,213 @@
+//! Boot parameters: how the firmware runs, chosen without rebuilding.
+//!
+//! In QEMU they come from the semihosting command line (`-semihosting-config
+//! enable=on,arg=dmapickle-firmware,arg=mode=shared,arg=n=256`); on a real board (feature `rtt`)
+//! the defaults apply. Words are `key=value`; the first word (the program name) and empty words
+//! are ignored.
+//!
+//! | key | values | default | meaning |
+//! |---|---|---|---|
+//! | `mode` | `inline`, `shared` | `inline` | arrays travel after each frame on UART0, or stay in PSRAM and only frames travel |
+//! | `n` | 1 ..= [`MAX_BLOCK`] | 256 | rows per block: the arrays are `(n, 4)` int16 |
+//! | `count` | 0 ..= 2^32-1 | 0 | messages to publish before exiting with status 0; 0 = run forever |
+//! | `rate` | 1 ..= 10^7 | 64000 | simulated sample rate in Hz (rows per second); sets the SysTick period |
+//! | `fault` | `none`, `panic`, `hardfault` | `none` | raise this fault after `count` messages instead of exiting cleanly (tests the failure path) |
+//!
+//! ```
+//! use dmapickle_firmware::config::{BootConfig, LinkMode};
+//! let cfg = BootConfig::parse("dmapickle-firmware mode=shared n=128 count=1000").unwrap();
+//! assert_eq!((cfg.mode, cfg.block, cfg.count), (LinkMode::Shared, 128, 1000));
+//! assert!(BootConfig::parse("n=0").is_err());
+//! ```
+
+/// The largest block the firmware's static buffers hold, in rows.
+pub const MAX_BLOCK: u32 = 1024;
+
+/// The highest simulated sample rate accepted, in Hz.
+pub const MAX_RATE_HZ: u32 = 10_000_000;
+
+/// How array bytes reach the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum LinkMode {
+    /// Frame and array bytes go out over the link, one after the other.
+    Inline,
+    /// Arrays stay in a shared region (QEMU PSRAM backed by a host file); only frames go out,
+    /// and a buffer is reused only after the host released it.
+    Shared,
+}
+
+/// A deliberate failure, to prove that faults reach the host and fail the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Fault {
+    /// Exit normally.
+    None,
+    /// `panic!` after the last message.
+    Panic,
+    /// Read from an unmapped address after the last message (a bus fault escalated to HardFault).
+    HardFault,
+}
+
+/// Everything the firmware reads at boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct BootConfig {
+    /// Inline or shared-region link.
+    pub mode: LinkMode,
+    /// Rows per block.
+    pub block: u32,
+    /// Messages to publish, 0 for no limit.
+    pub count: u32,
+    /// Sample rate in Hz.
+    pub rate_hz: u32,
+    /// Fault to raise at the end.
+    pub fault: Fault,
+}
+
+impl Default for BootConfig {
+    fn default() -> Self {
+        BootConfig {
+            mode: LinkMode::Inline,
+            block: 256,
+            count: 0,
+            rate_hz: 64_000,
+            fault: Fault::None,
+        }
+    }
+}
+
+/// A boot parameter that could not be used; carries the offending word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigError<'a> {
+    /// A word without `=`, or a key this firmware does not know.
+    UnknownKey(&'a str),
+    /// A known key with a value that is not allowed (not a number, out of range, unknown name).
+    BadValue(&'a str),
+}
+
+impl core::fmt::Display for ConfigError<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ConfigError::UnknownKey(w) => {
+                write!(
+                    f,
+                    "unknown boot parameter `{w}` (keys: mode n count rate fault)"
+                )
+            }
+            ConfigError::BadValue(w) => write!(f, "bad value in boot parameter `{w}`"),
+        }
+    }
+}
+
+impl BootConfig {
+    /// Parses a whitespace-separated command line; the first word is the program name when it has
+    /// no `=`.
+    pub fn parse(line: &str) -> Result<BootConfig, ConfigError<'_>> {
+        let mut cfg = BootConfig::default();
+        for (i, word) in line.split_ascii_whitespace().enumerate() {
+            if i == 0 && !word.contains('=') {
+                continue;
+            }
+            cfg.apply(word)?;
+        }
+        Ok(cfg)
+    }
+
+    /// Applies one `key=value` word.
+    pub fn apply<'a>(&mut self, word: &'a str) -> Result<(), ConfigError<'a>> {
+        let Some((key, value)) = word.split_once('=') else {
+            return Err(ConfigError::UnknownKey(word));
+        };
+        let bad = ConfigError::BadValue(word);
+        let number = |lo: u32, hi: u32| match value.parse::<u32>() {
+            Ok(v) if (lo..=hi).contains(&v) => Ok(v),
+            _ => Err(bad),
+        };
+        match key {
+            "mode" => {
+                self.mode = match value {
+                    "inline" => LinkMode::Inline,
+                    "shared" => LinkMode::Shared,
+                    _ => return Err(bad),
+                }
+            }
+            "n" => self.block = number(1, MAX_BLOCK)?,
+            "count" => self.count = number(0, u32::MAX)?,
+            "rate" => self.rate_hz = number(1, MAX_RATE_HZ)?,
+            "fault" => {
+                self.fault = match value {
+                    "none" => Fault::None,
+                    "panic" => Fault::Panic,
+                    "hardfault" => Fault::HardFault,
+                    _ => return Err(bad),
+                }
+            }
+            _ => return Err(ConfigError::UnknownKey(word)),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_parameters() {
+        assert_eq!(BootConfig::parse("").unwrap(), BootConfig::default());
+        assert_eq!(
+            BootConfig::parse("dmapickle-firmware").unwrap(),
+            BootConfig::default()
+        );
+    }
+
+    #[test]
+    fn every_key() {
+        let cfg =
+            BootConfig::parse("fw mode=shared n=1024 count=7 rate=1000 fault=hardfault").unwrap();
+        assert_eq!(
+            cfg,
+            BootConfig {
+                mode: LinkMode::Shared,
+                block: 1024,
+                count: 7,
+                rate_hz: 1000,
+                fault: Fault::HardFault
+            }
+        );
+        let cfg = BootConfig::parse("mode=inline fault=panic").unwrap();
+        assert_eq!((cfg.mode, cfg.fault), (LinkMode::Inline, Fault::Panic));
+    }
+
+    #[test]
+    fn errors_name_the_word() {
+        assert_eq!(BootConfig::parse("n=0"), Err(ConfigError::BadValue("n=0")));
+        assert_eq!(
+            BootConfig::parse("fw n=1025"),
+            Err(ConfigError::BadValue("n=1025"))
+        );
+        assert_eq!(
+            BootConfig::parse("fw rate=0"),
+            Err(ConfigError::BadValue("rate=0"))
+        );
+        assert_eq!(
+            BootConfig::parse("fw count=-1"),
+            Err(ConfigError::BadValue("count=-1"))
+        );
+        assert_eq!(
+            BootConfig::parse("fw mode=dma"),
+            Err(ConfigError::BadValue("mode=dma"))
+        );
+        assert_eq!(
+            BootConfig::parse("fw speed=9"),
+            Err(ConfigError::UnknownKey("speed=9"))
+        );
+        assert_eq!(
+            BootConfig::parse("fw n=4 oops"),
+            Err(ConfigError::UnknownKey("oops"))
+        );
+        let msg = std::format!("{}", ConfigError::BadValue("n=0"));
+        assert!(msg.contains("n=0"), "{msg}");
+    }
+}

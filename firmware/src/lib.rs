@@ -1,0 +1,14 @@
+//! The logic of the dmapickle instrument firmware, separate from the board so that it is
+//! unit-tested on the host (`--no-default-features --features std --target x86_64-unknown-linux-gnu`).
+//!
+//! The board application (`src/main.rs`, `thumbv7em-none-eabihf`, QEMU `mps2-an386`) drives a
+//! simulated ADC whose [`waveform`] a test recomputes exactly, reads its [`config`] from the
+//! semihosting command line, and reports its [`stack`] high-water mark.
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod adc;
+pub mod config;
+pub mod stack;
+pub mod waveform;

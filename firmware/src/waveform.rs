@@ -1,0 +1,146 @@
+//! The simulated ADC's deterministic waveform.
+//!
+//! Every sample is a pure function of `(seq, channel, index)` and the block size, in wrapping
+//! 32-bit integer arithmetic only, so the HIL test recomputes every value exactly in Python
+//! (`tests/hil/waveform.py` holds the same formula in numpy).
+//!
+//! With `t = seq * block + index` (the sample's time in sample periods, wrapping at 2^32):
+//!
+//! ```text
+//! period = 64 << channel                       (64, 128, 256, 512 samples)
+//! p      = t mod period
+//! tri    = min(p, period - p)                  (0 ..= period / 2)
+//! h      = (t * 0x9E3779B1) xor (channel * 0x85EBCA77)   (mod 2^32)
+//! h      = h xor (h >> 15)
+//! value  = (tri << (10 - channel)) - 16384 + (h and 0x3FFF) - 8192
+//! ```
+//!
+//! so each channel is a triangle of a different period spanning -16384..=16384, plus dither in
+//! -8192..=8191 that differs per channel and per sample: a misplaced, stale or swapped sample
+//! is caught with near certainty.
+//!
+//! ```
+//! use dmapickle_firmware::waveform::sample;
+//! assert_eq!(sample(0, 0, 0, 256), -16384 + 0 - 8192);
+//! assert_eq!(sample(1, 0, 0, 256), sample(0, 0, 256, 256));
+//! ```
+
+/// Channels per sample row: the `4` of the `(N, 4)` arrays.
+pub const CHANNELS: usize = 4;
+
+/// The value of channel `channel` at row `index` of block `seq`, for blocks of `block` rows.
+///
+/// Channels above 3 wrap onto 0..=3 for the triangle's period.
+pub const fn sample(seq: u32, channel: u32, index: u32, block: u32) -> i16 {
+    let t = seq.wrapping_mul(block).wrapping_add(index);
+    let c = channel & 3;
+    let period = 64u32 << c;
+    let p = t & (period - 1);
+    let tri = if p < period / 2 { p } else { period - p };
+    let mut h = t.wrapping_mul(0x9E37_79B1) ^ channel.wrapping_mul(0x85EB_CA77);
+    h ^= h >> 15;
+    let value = ((tri << (10 - c)) as i32) - 16384 + ((h & 0x3FFF) as i32) - 8192;
+    // value is in -24576..=24575 by construction, so the cast is exact.
+    value as i16
+}
+
+/// Fills `rows` (one `[i16; CHANNELS]` per sample period) with rows `first..` of block `seq`.
+///
+/// The ISR calls this for a slice of a block at a time; `block` is the full block length.
+pub fn fill_rows(rows: &mut [[i16; CHANNELS]], seq: u32, first: u32, block: u32) {
+    let mut index = first;
+    for row in rows.iter_mut() {
+        for (channel, value) in (0u32..).zip(row.iter_mut()) {
+            *value = sample(seq, channel, index, block);
+        }
+        index = index.wrapping_add(1);
+    }
+}
+
+/// Time of the first sample of block `seq`, in microseconds from the first block, at `rate_hz`
+/// samples per second: `floor(seq * block * 10^6 / rate_hz)`, what the message's `t_us` holds.
+///
+/// Exact integer arithmetic; the result wraps at 2^64 us (half a million years). A rate of 0
+/// gives 0.
+pub const fn block_time_us(seq: u32, block: u32, rate_hz: u32) -> u64 {
+    if rate_hz == 0 {
+        return 0;
+    }
+    let samples = (seq as u64) * (block as u64);
+    let rate = rate_hz as u64;
+    let whole_seconds = samples / rate;
+    // rem < 2^32, so rem * 10^6 < 2^52: no overflow in the fractional part.
+    let rem = samples % rate;
+    whole_seconds
+        .wrapping_mul(1_000_000)
+        .wrapping_add(rem * 1_000_000 / rate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_values_are_pinned() {
+        // Pinned so a change of formula here fails before the Python copy silently diverges.
+        let got: [i16; 8] = [
+            sample(0, 0, 0, 256),
+            sample(0, 1, 0, 256),
+            sample(0, 2, 0, 256),
+            sample(0, 3, 0, 256),
+            sample(0, 0, 1, 256),
+            sample(3, 2, 17, 256),
+            sample(u32::MAX, 3, 255, 256),
+            sample(1000, 1, 100, 64),
+        ];
+        assert_eq!(
+            got,
+            [-24576, -24160, -23743, -8989, -22049, -6728, -9795, -4224]
+        );
+    }
+
+    #[test]
+    fn range_is_within_i16_and_covers_both_signs() {
+        let (mut lo, mut hi) = (i16::MAX, i16::MIN);
+        for seq in 0..64 {
+            for c in 0..4 {
+                for i in 0..256 {
+                    let v = sample(seq, c, i, 256);
+                    lo = lo.min(v);
+                    hi = hi.max(v);
+                }
+            }
+        }
+        assert!((-24576..-20000).contains(&lo), "{lo}");
+        assert!((20001..=24575).contains(&hi), "{hi}");
+    }
+
+    #[test]
+    fn blocks_are_one_continuous_signal() {
+        for c in 0..4 {
+            assert_eq!(sample(5, c, 0, 128), sample(4, c, 128, 128));
+        }
+    }
+
+    #[test]
+    fn fill_rows_matches_sample() {
+        let mut rows = [[0i16; CHANNELS]; 32];
+        fill_rows(&mut rows, 9, 64, 256);
+        for (i, row) in rows.iter().enumerate() {
+            for (c, v) in row.iter().enumerate() {
+                assert_eq!(*v, sample(9, c as u32, 64 + i as u32, 256));
+            }
+        }
+    }
+
+    #[test]
+    fn block_time() {
+        assert_eq!(block_time_us(0, 256, 64_000), 0);
+        assert_eq!(block_time_us(1, 256, 64_000), 4_000);
+        assert_eq!(block_time_us(3, 100, 3), 100_000_000);
+        assert_eq!(block_time_us(1000, 256, 48_000), 5_333_333);
+        let big = (u128::from(u32::MAX) * u128::from(u32::MAX) * 1_000_000 / 7) as u64;
+        assert_eq!(block_time_us(u32::MAX, u32::MAX, 7), big);
+        assert_eq!(block_time_us(7, 256, 0), 0);
+    }
+}
