@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Boots the dmapickle firmware in QEMU's mps2-an386 (Cortex-M4) with semihosting on.
+#
+#   firmware/qemu.sh [options] ELF [key=value ...]
+#
+# key=value words are the firmware's boot parameters (mode= n= count= rate= fault=; see
+# firmware/src/config.rs); they reach it as the semihosting command line.
+#
+# options:
+#   --serial SPEC   QEMU -serial backend for UART0, the data link (default: null). Examples:
+#                   tcp:127.0.0.1:5555,server=on,wait=on   unix:/tmp/fw.sock,server=on,wait=on
+#   --psram FILE    back the 16 MiB PSRAM at 0x21000000 with FILE (created/truncated to 16 MiB),
+#                   shared with the host: mode=shared puts its buffers and release ring there
+#   --log FILE      write the raw defmt stream (semihosting output) to FILE instead of decoding it
+#   --timeout SECS  stop QEMU after SECS seconds (exit status 124), default: no limit
+#
+# Without --log the defmt stream is decoded with `defmt-print -e ELF` (installed by
+# scripts/setup.sh). The exit status is the firmware's: 0 after `count` messages, 2 for bad boot
+# parameters, 101 for a panic, 102 for a HardFault (QEMU's own errors: 1).
+# This is also the cargo runner (.cargo/config.toml): `cargo run --release -- count=10`.
+set -euo pipefail
+serial=null psram="" log="" limit=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --serial) serial=$2; shift 2 ;;
+    --psram) psram=$2; shift 2 ;;
+    --log) log=$2; shift 2 ;;
+    --timeout) limit=$2; shift 2 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    --) shift; break ;;
+    -*) echo "qemu.sh: unknown option $1 (see --help)" >&2; exit 64 ;;
+    *) break ;;
+  esac
+done
+[ $# -ge 1 ] || { echo "qemu.sh: no ELF given (see --help)" >&2; exit 64; }
+elf=$1; shift
+[ -f "$elf" ] || { echo "qemu.sh: $elf: no such firmware ELF (build it: cd firmware && cargo build --release)" >&2; exit 66; }
+
+semi="enable=on,target=native,arg=dmapickle-firmware"
+for word in "$@"; do
+  case $word in
+    *,*) echo "qemu.sh: boot parameter '$word' must not contain a comma" >&2; exit 64 ;;
+  esac
+  semi+=",arg=$word"
+done
+
+machine=(-machine mps2-an386)
+if [ -n "$psram" ]; then
+  # The machine's RAM on mps2-an386 is the 16 MiB PSRAM at 0x21000000 (not the SSRAM at 0x0 or
+  # 0x20000000), so a file backend for it makes exactly that range visible to the host.
+  machine=(-machine mps2-an386,memory-backend=psram
+           -object "memory-backend-file,id=psram,size=16M,mem-path=$psram,share=on")
+fi
+cmd=(qemu-system-arm "${machine[@]}" -cpu cortex-m4 -display none -monitor none
+     -serial "$serial" -semihosting-config "$semi" -kernel "$elf")
+[ -n "$limit" ] && cmd=(timeout --kill-after=5 "$limit" "${cmd[@]}")
+
+if [ -n "$log" ]; then
+  exec "${cmd[@]}" >"$log"
+fi
+if ! command -v defmt-print >/dev/null 2>&1; then
+  echo "qemu.sh: defmt-print not found (run scripts/setup.sh); showing raw defmt bytes" >&2
+  exec "${cmd[@]}"
+fi
+set +e
+"${cmd[@]}" | defmt-print -e "$elf"
+status=("${PIPESTATUS[@]}")
+exit "${status[0]}"

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Firmware and hardware-in-the-loop: the firmware's own checks (fmt, clippy for the board, the
+# RTT build and the host unit-test build), its unit tests on the host, then the QEMU mps2-an386
+# runs in tests/hil/ (inline and shared-region links, >= 1000 messages each, every sample checked
+# in Python; faults and exit codes). Budget: 5 minutes. Every QEMU run has a timeout and is killed
+# with its process group when its test ends, pass or fail.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+py=${DMAPICKLE_PYTHON:-$root/.venv/np2/bin/python}
+[ -x "$py" ] || { echo "60-hil: no Python at $py: run scripts/setup.sh"; exit 1; }
+command -v qemu-system-arm >/dev/null || { echo "60-hil: qemu-system-arm missing: run scripts/setup.sh"; exit 1; }
+command -v defmt-print >/dev/null || { echo "60-hil: defmt-print missing: run scripts/setup.sh"; exit 1; }
+
+cd "$root/firmware"
+host=$(rustc -vV | sed -n 's/^host: //p')
+cargo fmt --check
+cargo clippy -q --release -- -D warnings
+cargo clippy -q --release --no-default-features --features rtt -- -D warnings
+cargo clippy -q --lib --tests --no-default-features --features std --target "$host" -- -D warnings
+cargo test -q --no-default-features --features std --target "$host"
+cargo build -q --release
+target_dir=${CARGO_TARGET_DIR:-$root/firmware/target}
+export DMAPICKLE_FIRMWARE_ELF=$target_dir/thumbv7em-none-eabihf/release/dmapickle-firmware
+
+cd "$root/tests/hil"
+# hil_*.py, not test_*.py: a plain `pytest tests/` elsewhere does not pick up the QEMU runs.
+exec "$py" -m pytest -q -p no:cacheprovider -o python_files='hil_*.py' .
