@@ -24,6 +24,12 @@ if ! command -v qemu-system-arm >/dev/null 2>&1; then
   apt-get install -y -qq qemu-system-arm >/dev/null
 fi
 
+# defmt-print decodes the firmware's defmt log (HIL tests, demo). About 75 s to build once.
+if ! command -v defmt-print >/dev/null 2>&1; then
+  log "cargo install --locked defmt-print"
+  cargo install --locked --quiet defmt-print
+fi
+
 # Python: one venv with numpy 2.x (main), one with numpy 1.26 (compatibility).
 py=${PYTHON:-python3}
 mkvenv() { # name, numpy spec
