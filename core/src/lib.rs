@@ -15,8 +15,12 @@
 pub mod descriptor;
 pub mod error;
 pub mod frame;
+pub mod ndarray;
 pub mod opcode;
+pub mod pickler;
 pub mod release;
 
 pub use descriptor::Descriptor;
 pub use error::{Error, Result};
+pub use ndarray::{DType, Element, Order};
+pub use pickler::{Container, Encoded, Pickler};
