@@ -1,0 +1,62 @@
+//! The one error type of `dmapickle-hal`.
+
+use core::fmt;
+
+/// Everything that can go wrong in `dmapickle-hal` apart from the link's own I/O error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Error {
+    /// The frame layout refused something (see `dmapickle_core::Error`).
+    Frame(dmapickle_core::Error),
+    /// The number of buffers given differs from the number of descriptors.
+    BufferCount {
+        /// Descriptors in the pickle.
+        descriptors: usize,
+        /// Buffers handed to the publisher.
+        buffers: usize,
+    },
+    /// Buffer `index` does not match its descriptor (length, or region and offset of a shared
+    /// buffer).
+    DescriptorMismatch {
+        /// Position of the buffer in the message.
+        index: usize,
+    },
+    /// The link failed while sending; the link's own error is returned alongside.
+    Link,
+    /// A length beyond a buffer's capacity.
+    BufferLength,
+    /// A shared region is too small for its control block and one slot, or has more slots than
+    /// [`crate::shared::MAX_SLOTS`].
+    RegionSize,
+    /// A shared region's memory is not 64-byte aligned.
+    RegionAlignment,
+}
+
+impl From<dmapickle_core::Error> for Error {
+    fn from(e: dmapickle_core::Error) -> Self {
+        Error::Frame(e)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Frame(e) => write!(f, "frame: {e}"),
+            Error::BufferCount {
+                descriptors,
+                buffers,
+            } => write!(f, "{descriptors} descriptors but {buffers} buffers"),
+            Error::DescriptorMismatch { index } => {
+                write!(f, "buffer {index} does not match its descriptor")
+            }
+            Error::Link => f.write_str("link write or transfer failed"),
+            Error::BufferLength => f.write_str("length beyond the buffer's capacity"),
+            Error::RegionSize => f.write_str("shared region too small or too many slots"),
+            Error::RegionAlignment => f.write_str("shared region not 64-byte aligned"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for Error {}
