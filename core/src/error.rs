@@ -27,7 +27,16 @@ pub enum Error {
     NotOneValue,
     /// An array's shape times its item size overflows, or does not equal its descriptor length.
     ArraySizeMismatch,
-    // ---- reader and validator: variants below are added by the reader/validator --------------
+    // ---- reader and validator (core/src/reader.rs, core/src/validate.rs) -----------------------
+    /// The reader or validator refused the pickle: where, at which opcode, and why.
+    Rejected {
+        /// Byte offset of the opcode in the pickle.
+        at: usize,
+        /// The opcode byte at `at` (any byte, for [`Reason::UnknownOpcode`]).
+        opcode: u8,
+        /// Why.
+        reason: crate::reason::Reason,
+    },
     // ---- link: frame and release ring (core/src/frame.rs, core/src/release.rs) ----------------
     /// A frame header does not start with the sync word `F1 50 4B 05`.
     FrameSync,
@@ -77,6 +86,12 @@ impl fmt::Display for Error {
             Error::NotOneValue => f.write_str("a pickle holds exactly one top-level value"),
             Error::ArraySizeMismatch => {
                 f.write_str("array shape x item size does not equal the descriptor length")
+            }
+            Error::Rejected { at, opcode, reason } => {
+                match crate::opcode::Opcode::from_byte(*opcode) {
+                    Some(op) => write!(f, "byte {at}, {}: {reason}", op.name()),
+                    None => write!(f, "byte {at}, byte {opcode:#04x}: {reason}"),
+                }
             }
             Error::FrameSync => f.write_str("frame header does not start with the sync word"),
             Error::HeaderCrc => f.write_str("frame header CRC-32C mismatch"),

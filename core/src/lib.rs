@@ -18,9 +18,14 @@ pub mod frame;
 pub mod ndarray;
 pub mod opcode;
 pub mod pickler;
+pub mod reader;
+pub mod reason;
 pub mod release;
+pub mod validate;
 
 pub use descriptor::Descriptor;
 pub use error::{Error, Result};
 pub use ndarray::{DType, Element, Order};
 pub use pickler::{Container, Encoded, Pickler};
+pub use reason::Reason;
+pub use validate::{Profile, Validator};

@@ -1,0 +1,1613 @@
+//! Proves, before Python sees a byte, that a pickle can only build plain data and numpy arrays
+//! over the buffers that came with it.
+//!
+//! [`Validator`] runs the pickle on an abstract stack machine: instead of objects, the stack and
+//! the memo hold the *kind* of each value (int, str with its text, tuple of ints with their
+//! values, list, dict, out-of-band buffer `i` of `n` bytes, numpy array with dtype, shape and
+//! source, an allowed callable, ...). Every opcode is checked against what it would do in
+//! CPython's unpickler: a call (`REDUCE`, `NEWOBJ`, `BUILD`) must name an allowed callable and
+//! pass it arguments of the form that callable is known to accept safely; container opcodes
+//! must hit the right container kind (so they never call an arbitrary `append`/`extend`/`add`);
+//! globals must be exact `(module, name)` pairs from the allowlist; numpy arrays must have an
+//! allowlisted dtype, a non-negative offset and shape/strides that keep every element inside
+//! their buffer. Anything else is an [`Error::Rejected`] with the byte offset, the opcode and a
+//! [`Reason`].
+//!
+//! No allocation: the caller lends the stack and memo as slices of [`Slot`] (their lengths are
+//! the depth and memo limits), and chooses the maximum pickle length.
+//!
+//! Two [`Profile`]s:
+//! - [`Profile::Strict`] accepts exactly the grammar `dmapickle`'s encoder writes (`PROTO 5`, no
+//!   FRAME, memo only for globals, `builtins.complex` and `numpy.ndarray` as the only globals,
+//!   arrays as `numpy.ndarray` NEWOBJ over an out-of-band buffer at offset 0).
+//! - [`Profile::General`] also accepts what CPython and numpy (1.x and 2.x) write for the same
+//!   data with protocols 2 to 5: frames, `BINPUT`/`MEMOIZE`/`BINGET`, `GLOBAL`,
+//!   `numpy.core.numeric._frombuffer` / `numpy._core.numeric._frombuffer`, `numpy.dtype` +
+//!   `BUILD`, `_reconstruct` + `BUILD` arrays, `builtins.complex/set/frozenset/bytes/bytearray`,
+//!   `_codecs.encode(str, 'latin1')`.
+//!
+//! Globals the caller adds with [`Validator::with_allowed`] are trusted: they may be called by
+//! `REDUCE`/`NEWOBJ` with plain-data arguments, and the resulting object may take a `BUILD`.
+//!
+//! ```
+//! use dmapickle_core::validate::{Profile, Slot, Validator, Workspace};
+//! // {'seq': 7} written by CPython with protocol 5
+//! let pickle = b"\x80\x05\x95\x0b\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x03seq\x94K\x07s.";
+//! let (mut stack, mut memo) = ([Slot::EMPTY; 16], [Slot::EMPTY; 16]);
+//! let mut ws = Workspace::new(&mut stack, &mut memo);
+//! let ok = Validator::new(Profile::General).validate(pickle, &[], &mut ws).unwrap();
+//! assert_eq!((ok.protocol, ok.buffers), (5, 0));
+//! // the same value as `os.system('id')` is refused, with where and why
+//! let evil = b"\x80\x05\x8c\x02os\x8c\x06system\x93\x8c\x02id\x85R.";
+//! let err = Validator::new(Profile::General).validate(evil, &[], &mut ws).unwrap_err();
+//! assert_eq!(err.to_string(), "byte 14, STACK_GLOBAL: global not in the allowlist");
+//! ```
+
+use core::fmt;
+
+use crate::error::{Error, Result};
+use crate::opcode::Opcode;
+use crate::reader::{Argument, Op, Reader};
+use crate::reason::Reason;
+
+/// Most dimensions an array (or a shape/strides tuple) may have.
+pub const MAX_NDIM: usize = 8;
+
+/// Which grammar the validator accepts. See the [module docs](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Profile {
+    /// Exactly what `dmapickle`'s encoder writes.
+    Strict,
+    /// Also what CPython and numpy write for the same data (protocols 2 to 5).
+    General,
+}
+
+/// What a successful validation found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Validated {
+    /// The protocol named by `PROTO`.
+    pub protocol: u8,
+    /// Out-of-band buffers used (equal to the number given).
+    pub buffers: usize,
+    /// numpy arrays built.
+    pub arrays: usize,
+    /// Opcodes read, `STOP` included.
+    pub opcodes: usize,
+}
+
+/// One stack or memo entry of the abstract machine. Opaque: lend the validator slices of
+/// `Slot::EMPTY` through a [`Workspace`].
+#[derive(Debug, Clone, Copy)]
+pub struct Slot {
+    kind: Kind,
+    id: u32,
+}
+
+impl Slot {
+    /// An unused slot.
+    pub const EMPTY: Slot = Slot {
+        kind: Kind::Empty,
+        id: 0,
+    };
+}
+
+/// The stack and memo the caller lends the validator. Their lengths are the limits: a pickle
+/// that needs a deeper stack is rejected with [`Reason::StackTooDeep`], one that uses a memo
+/// index at or past `memo.len()` with [`Reason::MemoTooLarge`].
+#[derive(Debug)]
+pub struct Workspace<'w> {
+    stack: &'w mut [Slot],
+    memo: &'w mut [Slot],
+}
+
+impl<'w> Workspace<'w> {
+    /// A workspace over the caller's slices (their contents do not matter: the memo is
+    /// cleared here once, and every validation leaves it clear).
+    pub fn new(stack: &'w mut [Slot], memo: &'w mut [Slot]) -> Self {
+        memo.iter_mut().for_each(|s| *s = Slot::EMPTY);
+        Workspace { stack, memo }
+    }
+}
+
+/// Checks pickles against a [`Profile`] and an allowlist. Cheap to build and `Copy`.
+#[derive(Debug, Clone, Copy)]
+pub struct Validator<'g> {
+    profile: Profile,
+    extra: &'g [(&'g str, &'g str)],
+    max_len: usize,
+}
+
+impl<'g> Validator<'g> {
+    /// A validator for `profile` with the built-in allowlist and no length limit beyond memory.
+    pub const fn new(profile: Profile) -> Self {
+        Validator {
+            profile,
+            extra: &[],
+            max_len: usize::MAX,
+        }
+    }
+
+    /// Also allows these `(module, name)` globals (trusted callables, see the module docs).
+    pub const fn with_allowed(self, extra: &'g [(&'g str, &'g str)]) -> Self {
+        Validator { extra, ..self }
+    }
+
+    /// Rejects pickles longer than `max_len` bytes.
+    pub const fn with_max_len(self, max_len: usize) -> Self {
+        Validator { max_len, ..self }
+    }
+
+    /// The profile.
+    pub const fn profile(&self) -> Profile {
+        self.profile
+    }
+
+    /// Validates `pickle` with out-of-band buffers of the given byte lengths, in order.
+    pub fn validate(
+        &self,
+        pickle: &[u8],
+        buffers: &[usize],
+        ws: &mut Workspace<'_>,
+    ) -> Result<Validated> {
+        Machine::new(self, pickle, buffers, ws, None)
+            .run()
+            .map(|(v, _)| v)
+    }
+
+    /// Validates like [`validate`](Self::validate) and, if the pickle is accepted, writes a
+    /// one-line summary of what it builds to `out`, e.g.
+    /// `dict{seq:int, adc:ndarray<i2>(1024,4) <- buffer 0 (8192 B, read-only)}`.
+    /// Top-level containers list up to 32 items. If `out` fails the summary is cut short.
+    pub fn summarize(
+        &self,
+        pickle: &[u8],
+        buffers: &[usize],
+        ws: &mut Workspace<'_>,
+        out: &mut dyn fmt::Write,
+    ) -> Result<Validated> {
+        let (validated, top) = Machine::new(self, pickle, buffers, ws, None).run()?;
+        let mut tracer = Tracer {
+            out,
+            target: top.id,
+            items: 0,
+            failed: false,
+        };
+        let open = match top.kind {
+            Kind::Dict => Some("dict{"),
+            Kind::List { .. } => Some("list["),
+            Kind::Set => Some("set{"),
+            Kind::FrozenSet => Some("frozenset{"),
+            Kind::Tuple(_) => Some("tuple("),
+            _ => None,
+        };
+        match open {
+            Some(open) => {
+                tracer.write(|w| w.write_str(open));
+                let (_, _) = Machine::new(self, pickle, buffers, ws, Some(&mut tracer)).run()?;
+                if tracer.items > MAX_SUMMARY_ITEMS {
+                    let more = tracer.items - MAX_SUMMARY_ITEMS;
+                    tracer.write(|w| write!(w, ", ... {more} more"));
+                }
+                let close = match top.kind {
+                    Kind::Dict | Kind::Set | Kind::FrozenSet => "}",
+                    Kind::List { .. } => "]",
+                    _ => ")",
+                };
+                tracer.write(|w| w.write_str(close));
+            }
+            None => tracer.write(|w| describe(w, pickle, &top.kind)),
+        }
+        Ok(validated)
+    }
+}
+
+const MAX_SUMMARY_ITEMS: usize = 32;
+
+// ------------------------------------------------------------------------------------------------
+// Kinds
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: usize,
+    len: usize,
+}
+
+impl Span {
+    fn bytes<'p>(&self, pickle: &'p [u8]) -> &'p [u8] {
+        pickle
+            .get(self.start..self.start.saturating_add(self.len))
+            .unwrap_or(&[])
+    }
+    fn str<'p>(&self, pickle: &'p [u8]) -> &'p str {
+        core::str::from_utf8(self.bytes(pickle)).unwrap_or("")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    List,
+    Dict,
+    Set,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Callee {
+    Complex,
+    Set,
+    FrozenSet,
+    Bytes,
+    ByteArray,
+    CodecsEncode,
+    Dtype,
+    FromBuffer,
+    Reconstruct,
+    Ndarray,
+    Custom,
+}
+
+/// numpy scalar types the validator allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Code {
+    B1,
+    I1,
+    I2,
+    I4,
+    I8,
+    U1,
+    U2,
+    U4,
+    U8,
+    F2,
+    F4,
+    F8,
+    C8,
+    C16,
+}
+
+const CODES: [(&str, Code, u64); 14] = [
+    ("b1", Code::B1, 1),
+    ("i1", Code::I1, 1),
+    ("i2", Code::I2, 2),
+    ("i4", Code::I4, 4),
+    ("i8", Code::I8, 8),
+    ("u1", Code::U1, 1),
+    ("u2", Code::U2, 2),
+    ("u4", Code::U4, 4),
+    ("u8", Code::U8, 8),
+    ("f2", Code::F2, 2),
+    ("f4", Code::F4, 4),
+    ("f8", Code::F8, 8),
+    ("c8", Code::C8, 8),
+    ("c16", Code::C16, 16),
+];
+
+impl Code {
+    fn parse(s: &str) -> Option<Code> {
+        CODES.iter().find(|(n, _, _)| *n == s).map(|(_, c, _)| *c)
+    }
+    fn name(self) -> &'static str {
+        CODES
+            .iter()
+            .find(|(_, c, _)| *c == self)
+            .map_or("?", |(n, _, _)| n)
+    }
+    fn itemsize(self) -> u64 {
+        CODES
+            .iter()
+            .find(|(_, c, _)| *c == self)
+            .map_or(1, |(_, _, s)| *s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Dtype {
+    code: Code,
+    big_endian: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Dims {
+    len: u8,
+    v: [i64; MAX_NDIM],
+}
+
+impl Dims {
+    fn as_slice(&self) -> &[i64] {
+        self.v.get(..usize::from(self.len)).unwrap_or(&[])
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Buffer {
+        index: u32,
+        len: u64,
+        readonly: bool,
+    },
+    Bytes {
+        len: u64,
+    },
+    ByteArray {
+        len: u64,
+    },
+}
+
+impl Source {
+    fn len(&self) -> u64 {
+        match *self {
+            Source::Buffer { len, .. } | Source::Bytes { len } | Source::ByteArray { len } => len,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ArrayInfo {
+    dtype: Dtype,
+    shape: Dims,
+    fortran: bool,
+    source: Source,
+    offset: u64,
+    strided: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Nothing the validator calls with.
+    Plain,
+    /// Only small ints (a shape or strides).
+    Ints(Dims),
+    /// One or two numbers (`complex` arguments).
+    Numbers,
+    /// `(list,)` (`set`/`frozenset` arguments); whether its items are hashable.
+    ListArg(bool),
+    /// `(bytes,)` (`bytearray` arguments): their length.
+    BytesArg(u64),
+    /// `(code, False, True)`: `numpy.dtype` arguments.
+    DtypeArgs(core::result::Result<Code, Reason>),
+    /// `(3, byteorder, None, None, None, -1, -1, 0)`: a dtype's `BUILD` state; big-endian?
+    DtypeState(core::result::Result<Option<bool>, Reason>),
+    /// `(str, 'latin1')`: `_codecs.encode` arguments; the str's span.
+    EncodeArgs(Span),
+    /// `(numpy.ndarray, (0,), b'b')`: `_reconstruct` arguments.
+    ReconstructArgs,
+    /// `(buffer, dtype, shape, order)`: `_frombuffer` arguments.
+    FromBufferArgs(core::result::Result<ArrayInfo, Reason>),
+    /// `(1, shape, dtype, is_fortran, rawdata)`: a `_reconstruct`ed array's `BUILD` state.
+    ArrayState(core::result::Result<ArrayInfo, Reason>),
+    /// `(shape, dtype_str, buffer[, offset[, strides[, order]]])`: `numpy.ndarray` arguments.
+    NdarrayArgs(core::result::Result<ArrayInfo, Reason>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tuple {
+    len: usize,
+    hashable: bool,
+    class: Class,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Empty,
+    Mark,
+    None,
+    Bool(bool),
+    /// An int; its value when it fits an i64.
+    Int(Option<i64>),
+    Float,
+    Complex,
+    Str(Span),
+    /// Bytes; their span in the pickle when known (literal or ASCII `_codecs.encode`).
+    Bytes {
+        len: u64,
+        span: Option<Span>,
+    },
+    ByteArray {
+        len: u64,
+    },
+    Buffer {
+        index: u32,
+        len: u64,
+        readonly: bool,
+    },
+    Tuple(Tuple),
+    List {
+        hashable_items: bool,
+    },
+    Dict,
+    Set,
+    FrozenSet,
+    Global(Callee),
+    /// A `numpy.dtype` awaiting its `BUILD`; where it was memoized.
+    DtypeNew {
+        code: Code,
+        memo: Option<usize>,
+    },
+    Dtype(Dtype),
+    /// A `_reconstruct`ed array awaiting its `BUILD`; where it was memoized.
+    ArrayNew {
+        memo: Option<usize>,
+    },
+    Array(ArrayInfo),
+    /// An object made by a caller-allowed global.
+    Object,
+}
+
+impl Kind {
+    fn hashable(&self) -> bool {
+        match self {
+            Kind::None
+            | Kind::Bool(_)
+            | Kind::Int(_)
+            | Kind::Float
+            | Kind::Complex
+            | Kind::Str(_)
+            | Kind::Bytes { .. }
+            | Kind::FrozenSet => true,
+            Kind::Tuple(t) => t.hashable,
+            _ => false,
+        }
+    }
+
+    /// Whether this may be stored in a container, passed as an argument or returned.
+    fn check_value(&self) -> core::result::Result<(), Reason> {
+        match self {
+            Kind::Mark | Kind::Empty => Err(Reason::MarkAsValue),
+            Kind::Global(_) => Err(Reason::GlobalAsValue),
+            Kind::Dtype(_) => Err(Reason::DtypeAsValue),
+            Kind::DtypeNew { .. } | Kind::ArrayNew { .. } => Err(Reason::Unbuilt),
+            Kind::Tuple(Tuple {
+                class: Class::ReconstructArgs,
+                ..
+            }) => Err(Reason::GlobalAsValue),
+            Kind::Tuple(Tuple {
+                class: Class::FromBufferArgs(_) | Class::ArrayState(_),
+                ..
+            }) => Err(Reason::DtypeAsValue),
+            _ => Ok(()),
+        }
+    }
+
+    fn is_number(&self) -> bool {
+        matches!(self, Kind::Int(_) | Kind::Float | Kind::Bool(_))
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The allowlist
+
+const GLOBALS: [(&str, &str, Callee, bool); 17] = [
+    ("builtins", "complex", Callee::Complex, true),
+    ("numpy", "ndarray", Callee::Ndarray, true),
+    ("__builtin__", "complex", Callee::Complex, false),
+    ("builtins", "set", Callee::Set, false),
+    ("__builtin__", "set", Callee::Set, false),
+    ("builtins", "frozenset", Callee::FrozenSet, false),
+    ("__builtin__", "frozenset", Callee::FrozenSet, false),
+    ("builtins", "bytes", Callee::Bytes, false),
+    ("__builtin__", "bytes", Callee::Bytes, false),
+    ("builtins", "bytearray", Callee::ByteArray, false),
+    ("__builtin__", "bytearray", Callee::ByteArray, false),
+    ("_codecs", "encode", Callee::CodecsEncode, false),
+    ("numpy", "dtype", Callee::Dtype, false),
+    (
+        "numpy.core.numeric",
+        "_frombuffer",
+        Callee::FromBuffer,
+        false,
+    ),
+    (
+        "numpy._core.numeric",
+        "_frombuffer",
+        Callee::FromBuffer,
+        false,
+    ),
+    (
+        "numpy.core.multiarray",
+        "_reconstruct",
+        Callee::Reconstruct,
+        false,
+    ),
+    (
+        "numpy._core.multiarray",
+        "_reconstruct",
+        Callee::Reconstruct,
+        false,
+    ),
+];
+
+// ------------------------------------------------------------------------------------------------
+// Summary
+
+struct Tracer<'o> {
+    out: &'o mut dyn fmt::Write,
+    target: u32,
+    items: usize,
+    failed: bool,
+}
+
+impl Tracer<'_> {
+    fn write(&mut self, f: impl FnOnce(&mut dyn fmt::Write) -> fmt::Result) {
+        if !self.failed && f(self.out).is_err() {
+            self.failed = true;
+        }
+    }
+
+    fn item(&mut self, pickle: &[u8], key: Option<&Kind>, value: &Kind) {
+        self.items += 1;
+        if self.items > MAX_SUMMARY_ITEMS {
+            return;
+        }
+        let first = self.items == 1;
+        self.write(|w| {
+            if !first {
+                w.write_str(", ")?;
+            }
+            if let Some(key) = key {
+                match key {
+                    Kind::Str(s) => {
+                        for c in s.str(pickle).chars() {
+                            write!(w, "{}", c.escape_debug())?;
+                        }
+                    }
+                    Kind::Int(Some(v)) => write!(w, "{v}")?,
+                    other => describe(w, pickle, other)?,
+                }
+                w.write_char(':')?;
+            }
+            describe(w, pickle, value)
+        });
+    }
+}
+
+fn describe(w: &mut dyn fmt::Write, _pickle: &[u8], kind: &Kind) -> fmt::Result {
+    match kind {
+        Kind::None => w.write_str("None"),
+        Kind::Bool(_) => w.write_str("bool"),
+        Kind::Int(_) => w.write_str("int"),
+        Kind::Float => w.write_str("float"),
+        Kind::Complex => w.write_str("complex"),
+        Kind::Str(_) => w.write_str("str"),
+        Kind::Bytes { len, .. } => write!(w, "bytes ({len} B)"),
+        Kind::ByteArray { len } => write!(w, "bytearray ({len} B)"),
+        Kind::Buffer {
+            index,
+            len,
+            readonly,
+        } => {
+            write!(w, "buffer {index} ({len} B")?;
+            w.write_str(if *readonly { ", read-only)" } else { ")" })
+        }
+        Kind::Tuple(t) => write!(w, "tuple({})", t.len),
+        Kind::List { .. } => w.write_str("list"),
+        Kind::Dict => w.write_str("dict"),
+        Kind::Set => w.write_str("set"),
+        Kind::FrozenSet => w.write_str("frozenset"),
+        Kind::Array(a) => describe_array(w, a),
+        Kind::Object => w.write_str("object"),
+        _ => w.write_str("?"),
+    }
+}
+
+fn describe_array(w: &mut dyn fmt::Write, a: &ArrayInfo) -> fmt::Result {
+    write!(w, "ndarray<{}", a.dtype.code.name())?;
+    if a.dtype.big_endian && a.dtype.code.itemsize() > 1 {
+        w.write_str(", big-endian")?;
+    }
+    w.write_str(">(")?;
+    for (i, d) in a.shape.as_slice().iter().enumerate() {
+        if i > 0 {
+            w.write_char(',')?;
+        }
+        write!(w, "{d}")?;
+    }
+    w.write_char(')')?;
+    if a.fortran {
+        w.write_str(" F-order")?;
+    }
+    if a.strided {
+        w.write_str(" strided")?;
+    }
+    w.write_str(" <- ")?;
+    match a.source {
+        Source::Buffer {
+            index,
+            len,
+            readonly,
+        } => {
+            write!(w, "buffer {index}")?;
+            if a.offset != 0 {
+                write!(w, " at offset {}", a.offset)?;
+            }
+            write!(w, " ({len} B")?;
+            w.write_str(if readonly { ", read-only)" } else { ")" })
+        }
+        Source::Bytes { len } => write!(w, "in-band bytes ({len} B)"),
+        Source::ByteArray { len } => write!(w, "in-band bytearray ({len} B)"),
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The machine
+
+struct Machine<'v, 'p, 'w, 't, 'o> {
+    v: &'v Validator<'v>,
+    pickle: &'p [u8],
+    buffers: &'p [usize],
+    stack: &'w mut [Slot],
+    sp: usize,
+    memo: &'w mut [Slot],
+    memo_len: usize,
+    memo_high: usize,
+    used_buffers: usize,
+    arrays: usize,
+    protocol: Option<u8>,
+    frame_end: usize,
+    next_id: u32,
+    prev: [Option<Opcode>; 2],
+    tracer: Option<&'t mut Tracer<'o>>,
+    at: usize,
+    op: u8,
+}
+
+/// Shorthand for the validator's internal results: a reason, turned into an error with the
+/// opcode's offset at the top of the loop.
+type Check<T> = core::result::Result<T, Reason>;
+
+impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
+    fn new(
+        v: &'v Validator<'v>,
+        pickle: &'p [u8],
+        buffers: &'p [usize],
+        ws: &'w mut Workspace<'_>,
+        tracer: Option<&'t mut Tracer<'o>>,
+    ) -> Self {
+        Machine {
+            v,
+            pickle,
+            buffers,
+            stack: &mut *ws.stack,
+            sp: 0,
+            memo: &mut *ws.memo,
+            memo_len: 0,
+            memo_high: 0,
+            used_buffers: 0,
+            arrays: 0,
+            protocol: None,
+            frame_end: 0,
+            next_id: 1,
+            prev: [None, None],
+            tracer,
+            at: 0,
+            op: 0,
+        }
+    }
+
+    fn strict(&self) -> bool {
+        self.v.profile == Profile::Strict
+    }
+
+    fn reject(&self, reason: Reason) -> Error {
+        Error::Rejected {
+            at: self.at,
+            opcode: self.op,
+            reason,
+        }
+    }
+
+    fn run(mut self) -> Result<(Validated, Slot)> {
+        let result = self.run_inner();
+        // Leave the memo empty for the next run (only the part this run touched).
+        for slot in self.memo.iter_mut().take(self.memo_high) {
+            *slot = Slot::EMPTY;
+        }
+        result
+    }
+
+    fn run_inner(&mut self) -> Result<(Validated, Slot)> {
+        if self.pickle.len() > self.v.max_len {
+            self.op = self.pickle.first().copied().unwrap_or(0);
+            return Err(self.reject(Reason::TooLong));
+        }
+        let mut reader = Reader::new(self.pickle);
+        let mut opcodes = 0usize;
+        while let Some(op) = reader.read_op() {
+            let op = op?;
+            opcodes += 1;
+            self.at = op.offset;
+            self.op = op.opcode.byte();
+            if op.opcode == Opcode::Stop {
+                let top = self.stop(&op).map_err(|r| self.reject(r))?;
+                let validated = Validated {
+                    protocol: self.protocol.unwrap_or(0),
+                    buffers: self.used_buffers,
+                    arrays: self.arrays,
+                    opcodes,
+                };
+                return Ok((validated, top));
+            }
+            self.step(&op).map_err(|r| self.reject(r))?;
+            self.prev = [self.prev[1], Some(op.opcode)];
+        }
+        self.at = self.pickle.len();
+        self.op = 0;
+        Err(self.reject(Reason::NoStop))
+    }
+
+    // ---- stack ---------------------------------------------------------------------------------
+
+    fn new_id(&mut self) -> u32 {
+        self.next_id = self.next_id.wrapping_add(1);
+        self.next_id
+    }
+
+    fn push(&mut self, kind: Kind) -> Check<()> {
+        let id = self.new_id();
+        self.push_slot(Slot { kind, id })
+    }
+
+    fn push_slot(&mut self, slot: Slot) -> Check<()> {
+        let s = self.stack.get_mut(self.sp).ok_or(Reason::StackTooDeep)?;
+        *s = slot;
+        self.sp += 1;
+        Ok(())
+    }
+
+    fn top(&self) -> Check<&Slot> {
+        let slot = self
+            .sp
+            .checked_sub(1)
+            .and_then(|i| self.stack.get(i))
+            .ok_or(Reason::StackUnderflow)?;
+        if slot.kind == Kind::Mark {
+            return Err(Reason::MarkAsValue);
+        }
+        Ok(slot)
+    }
+
+    fn top_mut(&mut self) -> Check<&mut Slot> {
+        self.top()?;
+        self.sp
+            .checked_sub(1)
+            .and_then(|i| self.stack.get_mut(i))
+            .ok_or(Reason::StackUnderflow)
+    }
+
+    fn pop(&mut self) -> Check<Slot> {
+        let slot = *self.top()?;
+        self.sp -= 1;
+        Ok(slot)
+    }
+
+    /// Index of the topmost MARK.
+    fn mark(&self) -> Check<usize> {
+        self.stack
+            .get(..self.sp)
+            .unwrap_or(&[])
+            .iter()
+            .rposition(|s| s.kind == Kind::Mark)
+            .ok_or(Reason::NoMark)
+    }
+
+    /// Range of the top `n` values (none of them a MARK).
+    fn top_n(&self, n: usize) -> Check<core::ops::Range<usize>> {
+        let start = self.sp.checked_sub(n).ok_or(Reason::StackUnderflow)?;
+        let items = self.stack.get(start..self.sp).unwrap_or(&[]);
+        if items.iter().any(|s| s.kind == Kind::Mark) {
+            return Err(Reason::MarkAsValue);
+        }
+        Ok(start..self.sp)
+    }
+
+    fn items(&self, range: core::ops::Range<usize>) -> &[Slot] {
+        self.stack.get(range).unwrap_or(&[])
+    }
+
+    // ---- opcodes -------------------------------------------------------------------------------
+
+    fn allowed(&self, op: Opcode) -> bool {
+        use Opcode::*;
+        let strict = matches!(
+            op,
+            Proto
+                | Stop
+                | None
+                | Newtrue
+                | Newfalse
+                | Binint
+                | Binint1
+                | Binint2
+                | Long1
+                | Binfloat
+                | ShortBinunicode
+                | Binunicode
+                | Binunicode8
+                | ShortBinbytes
+                | Binbytes
+                | Binbytes8
+                | Bytearray8
+                | EmptyTuple
+                | Tuple1
+                | Tuple2
+                | Tuple3
+                | Mark
+                | Tuple
+                | EmptyList
+                | Append
+                | Appends
+                | EmptyDict
+                | Setitem
+                | Setitems
+                | EmptySet
+                | Additems
+                | Frozenset
+                | StackGlobal
+                | Memoize
+                | Binget
+                | Reduce
+                | Newobj
+                | NextBuffer
+                | ReadonlyBuffer
+        );
+        let general = matches!(
+            op,
+            Frame | Binput | LongBinput | LongBinget | Global | Build | Long4 | Pop | PopMark
+        );
+        strict || (general && !self.strict())
+    }
+
+    fn step(&mut self, op: &Op<'p>) -> Check<()> {
+        // Protocol and frames.
+        if op.opcode == Opcode::Proto {
+            let Argument::Int(n) = op.arg else {
+                return Err(Reason::BadProto);
+            };
+            let ok = if self.strict() {
+                n == 5
+            } else {
+                (2..=5).contains(&n)
+            };
+            if op.offset != 0 || !ok {
+                return Err(Reason::BadProto);
+            }
+            self.protocol = u8::try_from(n).ok();
+            return Ok(());
+        }
+        let Some(protocol) = self.protocol else {
+            return Err(Reason::BadProto);
+        };
+        if op.offset < self.frame_end && op.end > self.frame_end {
+            return Err(Reason::BadFrame);
+        }
+        if !self.allowed(op.opcode) {
+            if let (Opcode::Inst, Argument::Global { module, name }) = (op.opcode, op.arg) {
+                self.resolve(module, name)?;
+            }
+            return Err(Reason::OpcodeNotAllowed);
+        }
+        if op.opcode.protocol() > protocol {
+            return Err(Reason::OpcodeAboveProtocol);
+        }
+        let literal = |s: &str| Span {
+            start: op.end - s.len(),
+            len: s.len(),
+        };
+        match (op.opcode, op.arg) {
+            (Opcode::Frame, Argument::Uint(n)) => {
+                let left = (self.pickle.len() - op.end) as u64;
+                if op.offset < self.frame_end || n > left {
+                    return Err(Reason::BadFrame);
+                }
+                self.frame_end = op.end + n as usize;
+            }
+            // ---- scalars
+            (Opcode::None, _) => self.push(Kind::None)?,
+            (Opcode::Newtrue, _) => self.push(Kind::Bool(true))?,
+            (Opcode::Newfalse, _) => self.push(Kind::Bool(false))?,
+            (Opcode::Binint | Opcode::Binint1 | Opcode::Binint2, Argument::Int(v)) => {
+                self.push(Kind::Int(Some(v)))?
+            }
+            (Opcode::Long1 | Opcode::Long4, Argument::Long(b)) => {
+                let value = (b.len() <= 8).then(|| {
+                    let fill = if b.last().is_some_and(|x| x & 0x80 != 0) {
+                        0xff
+                    } else {
+                        0
+                    };
+                    let mut w = [fill; 8];
+                    w.iter_mut().zip(b).for_each(|(w, b)| *w = *b);
+                    i64::from_le_bytes(w)
+                });
+                self.push(Kind::Int(value))?
+            }
+            (Opcode::Binfloat, _) => self.push(Kind::Float)?,
+            (_, Argument::Str(s)) => self.push(Kind::Str(literal(s)))?,
+            (_, Argument::Bytes(b)) => {
+                let span = Some(Span {
+                    start: op.end - b.len(),
+                    len: b.len(),
+                });
+                self.push(Kind::Bytes {
+                    len: b.len() as u64,
+                    span,
+                })?
+            }
+            (_, Argument::ByteArray(b)) => self.push(Kind::ByteArray {
+                len: b.len() as u64,
+            })?,
+            (Opcode::NextBuffer, _) => {
+                let len = *self
+                    .buffers
+                    .get(self.used_buffers)
+                    .ok_or(Reason::TooManyBuffers)?;
+                let index = u32::try_from(self.used_buffers).map_err(|_| Reason::TooManyBuffers)?;
+                self.used_buffers += 1;
+                self.push(Kind::Buffer {
+                    index,
+                    len: len as u64,
+                    readonly: false,
+                })?
+            }
+            (Opcode::ReadonlyBuffer, _) => {
+                if self.strict() && self.prev[1] != Some(Opcode::NextBuffer) {
+                    return Err(Reason::ReadonlyOnNonBuffer);
+                }
+                match &mut self.top_mut()?.kind {
+                    Kind::Buffer { readonly, .. } => *readonly = true,
+                    _ => return Err(Reason::ReadonlyOnNonBuffer),
+                }
+            }
+            // ---- stack
+            (Opcode::Mark, _) => self.push(Kind::Mark)?,
+            (Opcode::Pop, _) => {
+                let i = self.sp.checked_sub(1).ok_or(Reason::StackUnderflow)?;
+                self.sp = i;
+            }
+            (Opcode::PopMark, _) => self.sp = self.mark()?,
+            // ---- containers
+            (Opcode::EmptyTuple, _) => self.tuple(self.sp..self.sp, self.sp)?,
+            (Opcode::Tuple1 | Opcode::Tuple2 | Opcode::Tuple3, _) => {
+                let n = usize::from(op.opcode.byte() - Opcode::Tuple1.byte()) + 1;
+                let range = self.top_n(n)?;
+                self.tuple(range.clone(), range.start)?
+            }
+            (Opcode::Tuple, _) => {
+                let mark = self.mark()?;
+                self.tuple(mark + 1..self.sp, mark)?
+            }
+            (Opcode::Frozenset, _) => {
+                let mark = self.mark()?;
+                for s in self.items(mark + 1..self.sp) {
+                    s.kind.check_value()?;
+                    if !s.kind.hashable() {
+                        return Err(Reason::Unhashable);
+                    }
+                }
+                let id = self.new_id();
+                self.trace_items(id, mark + 1..self.sp, false);
+                self.sp = mark;
+                self.push_slot(Slot {
+                    kind: Kind::FrozenSet,
+                    id,
+                })?
+            }
+            (Opcode::EmptyList, _) => self.push(Kind::List {
+                hashable_items: true,
+            })?,
+            (Opcode::EmptyDict, _) => self.push(Kind::Dict)?,
+            (Opcode::EmptySet, _) => self.push(Kind::Set)?,
+            (Opcode::Append | Opcode::Setitem, _) => {
+                let (n, want) = if op.opcode == Opcode::Append {
+                    (1, Want::List)
+                } else {
+                    (2, Want::Dict)
+                };
+                let range = self.top_n(n)?;
+                let container = range.start.checked_sub(1).ok_or(Reason::StackUnderflow)?;
+                self.add_items(range, container, want)?;
+            }
+            (Opcode::Appends | Opcode::Setitems | Opcode::Additems, _) => {
+                let want = match op.opcode {
+                    Opcode::Appends => Want::List,
+                    Opcode::Setitems => Want::Dict,
+                    _ => Want::Set,
+                };
+                let mark = self.mark()?;
+                let container = mark.checked_sub(1).ok_or(Reason::StackUnderflow)?;
+                self.add_items(mark + 1..self.sp, container, want)?;
+            }
+            // ---- memo
+            (Opcode::Memoize, _) => self.put(self.memo_len)?,
+            (Opcode::Binput | Opcode::LongBinput, Argument::Int(i)) => {
+                self.put(usize::try_from(i).map_err(|_| Reason::MemoTooLarge)?)?
+            }
+            (Opcode::Binget | Opcode::LongBinget, Argument::Int(i)) => {
+                let i = usize::try_from(i).map_err(|_| Reason::MemoTooLarge)?;
+                let slot = *self.memo.get(i).ok_or(Reason::MemoTooLarge)?;
+                match slot.kind {
+                    Kind::Empty => return Err(Reason::MemoMissing),
+                    Kind::DtypeNew { .. } | Kind::ArrayNew { .. } => {
+                        return Err(Reason::MemoAliasing)
+                    }
+                    Kind::Global(_) => {}
+                    _ if self.strict() => return Err(Reason::OpcodeNotAllowed),
+                    _ => {}
+                }
+                self.push_slot(slot)?
+            }
+            // ---- globals and calls
+            (Opcode::Global, Argument::Global { module, name }) => {
+                let callee = self.resolve(module, name)?;
+                self.push(Kind::Global(callee))?
+            }
+            (Opcode::StackGlobal, _) => {
+                let range = self.top_n(2)?;
+                let [Slot {
+                    kind: Kind::Str(module),
+                    ..
+                }, Slot {
+                    kind: Kind::Str(name),
+                    ..
+                }] = self.items(range.clone())
+                else {
+                    return Err(Reason::GlobalNotLiteral);
+                };
+                let (module, name) = (*module, *name);
+                let is_literal = |o: Option<Opcode>| {
+                    matches!(
+                        o,
+                        Some(Opcode::ShortBinunicode | Opcode::Binunicode | Opcode::Binunicode8)
+                    )
+                };
+                if self.strict() && !(is_literal(self.prev[0]) && is_literal(self.prev[1])) {
+                    return Err(Reason::GlobalNotLiteral);
+                }
+                let callee = self.resolve(module.str(self.pickle), name.str(self.pickle))?;
+                self.sp = range.start;
+                self.push(Kind::Global(callee))?
+            }
+            (Opcode::Reduce, _) => {
+                let args = self.pop()?;
+                let callable = self.pop()?;
+                let Kind::Tuple(args) = args.kind else {
+                    return Err(Reason::BadCallArguments);
+                };
+                let Kind::Global(callee) = callable.kind else {
+                    return Err(Reason::NotCallable);
+                };
+                let kind = self.call(callee, &args)?;
+                self.push(kind)?
+            }
+            (Opcode::Newobj, _) => {
+                let args = self.pop()?;
+                let cls = self.pop()?;
+                let Kind::Tuple(args) = args.kind else {
+                    return Err(Reason::BadCallArguments);
+                };
+                let kind = match (cls.kind, args.class) {
+                    (Kind::Global(Callee::Ndarray), Class::NdarrayArgs(info)) => {
+                        let info = info?;
+                        self.arrays += 1;
+                        Kind::Array(info)
+                    }
+                    (Kind::Global(Callee::Custom), _) => Kind::Object,
+                    (Kind::Global(_), _) => return Err(Reason::BadCallArguments),
+                    _ => return Err(Reason::NotCallable),
+                };
+                self.push(kind)?
+            }
+            (Opcode::Build, _) => {
+                let state = self.pop()?;
+                let target = *self.top()?;
+                let built = match (target.kind, state.kind) {
+                    (
+                        Kind::DtypeNew { code, .. },
+                        Kind::Tuple(Tuple {
+                            class: Class::DtypeState(order),
+                            ..
+                        }),
+                    ) => {
+                        let order = order?;
+                        let big_endian = match order {
+                            Some(big) if code.itemsize() > 1 => big,
+                            None if code.itemsize() == 1 => false,
+                            _ => return Err(Reason::DtypeNotAllowed),
+                        };
+                        Kind::Dtype(Dtype { code, big_endian })
+                    }
+                    (
+                        Kind::ArrayNew { .. },
+                        Kind::Tuple(Tuple {
+                            class: Class::ArrayState(info),
+                            ..
+                        }),
+                    ) => {
+                        self.arrays += 1;
+                        Kind::Array(info?)
+                    }
+                    (Kind::Object, k) => {
+                        k.check_value()?;
+                        Kind::Object
+                    }
+                    _ => return Err(Reason::BadBuild),
+                };
+                if let Kind::DtypeNew { memo: Some(m), .. } | Kind::ArrayNew { memo: Some(m) } =
+                    target.kind
+                {
+                    if let Some(slot) = self.memo.get_mut(m) {
+                        if slot.id == target.id {
+                            slot.kind = built;
+                        }
+                    }
+                }
+                self.top_mut()?.kind = built;
+            }
+            _ => return Err(Reason::OpcodeNotAllowed),
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self, op: &Op<'p>) -> Check<Slot> {
+        if self.protocol.is_none() {
+            return Err(Reason::BadProto);
+        }
+        if self.sp != 1 {
+            return Err(Reason::NotOneValue);
+        }
+        let top = *self.top().map_err(|_| Reason::NotOneValue)?;
+        top.kind.check_value()?;
+        if op.end != self.pickle.len() {
+            return Err(Reason::TrailingData);
+        }
+        if self.used_buffers != self.buffers.len() {
+            return Err(Reason::UnusedBuffers);
+        }
+        Ok(top)
+    }
+
+    fn resolve(&self, module: &str, name: &str) -> Check<Callee> {
+        let builtin = GLOBALS
+            .iter()
+            .find(|(m, n, _, strict)| *m == module && *n == name && (*strict || !self.strict()));
+        if let Some((_, _, callee, _)) = builtin {
+            return Ok(*callee);
+        }
+        if self.v.extra.iter().any(|(m, n)| *m == module && *n == name) {
+            return Ok(Callee::Custom);
+        }
+        Err(Reason::GlobalNotAllowed)
+    }
+
+    fn put(&mut self, index: usize) -> Check<()> {
+        let top = *self.top()?;
+        if index >= self.memo.len() {
+            return Err(Reason::MemoTooLarge);
+        }
+        let mut kind = top.kind;
+        if self.strict() && !matches!(kind, Kind::Global(_)) {
+            return Err(Reason::OpcodeNotAllowed);
+        }
+        match &mut kind {
+            Kind::DtypeNew { memo, .. } | Kind::ArrayNew { memo } => {
+                if memo.is_some() {
+                    return Err(Reason::MemoAliasing);
+                }
+                *memo = Some(index);
+                self.top_mut()?.kind = kind;
+            }
+            _ => {}
+        }
+        let slot = self.memo.get_mut(index).ok_or(Reason::MemoTooLarge)?;
+        if slot.kind == Kind::Empty {
+            self.memo_len += 1;
+        }
+        self.memo_high = self.memo_high.max(index + 1);
+        *slot = Slot { kind, id: top.id };
+        Ok(())
+    }
+
+    fn trace_items(&mut self, target: u32, range: core::ops::Range<usize>, pairs: bool) {
+        let Some(tracer) = self.tracer.as_deref_mut() else {
+            return;
+        };
+        if tracer.target != target {
+            return;
+        }
+        let items = self.stack.get(range).unwrap_or(&[]);
+        if pairs {
+            for pair in items.chunks(2) {
+                if let [k, v] = pair {
+                    tracer.item(self.pickle, Some(&k.kind), &v.kind);
+                }
+            }
+        } else {
+            for s in items {
+                tracer.item(self.pickle, None, &s.kind);
+            }
+        }
+    }
+
+    /// APPEND(S), SETITEM(S), ADDITEMS: the items are `range`, the container is at
+    /// `container` (right below them, or below their MARK). Leaves the container on top.
+    fn add_items(
+        &mut self,
+        range: core::ops::Range<usize>,
+        container_at: usize,
+        want: Want,
+    ) -> Check<()> {
+        let container = *self.stack.get(container_at).ok_or(Reason::StackUnderflow)?;
+        let pairs = want == Want::Dict;
+        let items = self.items(range.clone());
+        if pairs && items.len() % 2 != 0 {
+            return Err(Reason::OddItems);
+        }
+        let mut hashable_all = true;
+        for (i, s) in items.iter().enumerate() {
+            s.kind.check_value()?;
+            let must_hash = want == Want::Set || (pairs && i % 2 == 0);
+            if must_hash && !s.kind.hashable() {
+                return Err(Reason::Unhashable);
+            }
+            hashable_all &= s.kind.hashable();
+        }
+        match (container.kind, want) {
+            (Kind::List { hashable_items }, Want::List) => {
+                if let Some(s) = self.stack.get_mut(container_at) {
+                    s.kind = Kind::List {
+                        hashable_items: hashable_items && hashable_all,
+                    };
+                }
+            }
+            (Kind::Dict, Want::Dict) | (Kind::Set, Want::Set) => {}
+            (Kind::Mark, _) => return Err(Reason::MarkAsValue),
+            _ => return Err(Reason::WrongContainer),
+        }
+        self.trace_items(container.id, range, pairs);
+        self.sp = container_at + 1;
+        Ok(())
+    }
+
+    fn tuple(&mut self, range: core::ops::Range<usize>, new_sp: usize) -> Check<()> {
+        let items = self.items(range.clone());
+        let class = classify(self, items);
+        // Only the argument tuples of numpy's constructors may hold a global or a dtype, and
+        // only where those constructors take them.
+        let special = match class {
+            Class::ReconstructArgs => Some(0),
+            Class::FromBufferArgs(_) => Some(1),
+            Class::ArrayState(_) => Some(2),
+            _ => None,
+        };
+        for (i, s) in items.iter().enumerate() {
+            if Some(i) != special {
+                s.kind.check_value()?;
+            }
+        }
+        let tuple = Tuple {
+            len: items.len(),
+            hashable: items.iter().all(|s| s.kind.hashable()),
+            class,
+        };
+        let id = self.new_id();
+        self.trace_items(id, range, false);
+        self.sp = new_sp;
+        self.push_slot(Slot {
+            kind: Kind::Tuple(tuple),
+            id,
+        })
+    }
+
+    fn call(&mut self, callee: Callee, args: &Tuple) -> Check<Kind> {
+        Ok(match (callee, args.class) {
+            (Callee::Complex, Class::Numbers) => Kind::Complex,
+            (Callee::Complex, Class::Ints(d)) if (1..=2).contains(&d.len) => Kind::Complex,
+            (Callee::Set | Callee::FrozenSet, Class::ListArg(hashable)) => {
+                if !hashable {
+                    return Err(Reason::Unhashable);
+                }
+                if callee == Callee::Set {
+                    Kind::Set
+                } else {
+                    Kind::FrozenSet
+                }
+            }
+            (Callee::Set, _) if args.len == 0 => Kind::Set,
+            (Callee::FrozenSet, _) if args.len == 0 => Kind::FrozenSet,
+            (Callee::Bytes, _) if args.len == 0 => Kind::Bytes { len: 0, span: None },
+            (Callee::ByteArray, _) if args.len == 0 => Kind::ByteArray { len: 0 },
+            (Callee::ByteArray, Class::BytesArg(len)) => Kind::ByteArray { len },
+            (Callee::CodecsEncode, Class::EncodeArgs(span)) => {
+                let text = span.str(self.pickle);
+                let ascii = text.is_ascii();
+                Kind::Bytes {
+                    len: text.chars().count() as u64,
+                    span: ascii.then_some(span),
+                }
+            }
+            (Callee::Dtype, Class::DtypeArgs(code)) => Kind::DtypeNew {
+                code: code?,
+                memo: None,
+            },
+            (Callee::FromBuffer, Class::FromBufferArgs(info)) => {
+                self.arrays += 1;
+                Kind::Array(info?)
+            }
+            (Callee::Reconstruct, Class::ReconstructArgs) => Kind::ArrayNew { memo: None },
+            (Callee::Custom, _) => Kind::Object,
+            (Callee::Dtype, _) => return Err(Reason::DtypeNotAllowed),
+            _ => return Err(Reason::BadCallArguments),
+        })
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Tuple classification and array checks
+
+fn str_of<'p>(m: &Machine<'_, 'p, '_, '_, '_>, k: &Kind) -> Option<&'p str> {
+    match k {
+        Kind::Str(s) => Some(s.str(m.pickle)),
+        _ => None,
+    }
+}
+
+fn ints(items: &[Slot]) -> Option<Dims> {
+    if items.len() > MAX_NDIM {
+        return None;
+    }
+    let mut d = Dims {
+        len: items.len() as u8,
+        v: [0; MAX_NDIM],
+    };
+    for (slot, out) in items.iter().zip(d.v.iter_mut()) {
+        match slot.kind {
+            Kind::Int(Some(v)) => *out = v,
+            _ => return None,
+        }
+    }
+    Some(d)
+}
+
+fn shape_of(k: &Kind) -> Check<Dims> {
+    match k {
+        Kind::Tuple(Tuple {
+            class: Class::Ints(d),
+            ..
+        }) if d.as_slice().iter().all(|v| *v >= 0) => Ok(*d),
+        _ => Err(Reason::BadShape),
+    }
+}
+
+fn source_of(k: &Kind) -> Check<Source> {
+    match *k {
+        Kind::Buffer {
+            index,
+            len,
+            readonly,
+        } => Ok(Source::Buffer {
+            index,
+            len,
+            readonly,
+        }),
+        Kind::Bytes { len, .. } => Ok(Source::Bytes { len }),
+        Kind::ByteArray { len } => Ok(Source::ByteArray { len }),
+        _ => Err(Reason::BadArrayData),
+    }
+}
+
+fn order_of(s: Option<&str>) -> Check<bool> {
+    match s {
+        Some("C") => Ok(false),
+        Some("F") => Ok(true),
+        _ => Err(Reason::BadOrder),
+    }
+}
+
+/// Parses a numpy dtype string such as `<i2`, `|u1`, `>f8` (general also: `i2`, `=i2`).
+fn dtype_str(s: &str, strict: bool) -> Check<Dtype> {
+    let (prefix, code) = match s.as_bytes().first() {
+        Some(b'<' | b'>' | b'|' | b'=') => (s.get(..1), s.get(1..).unwrap_or("")),
+        _ => (None, s),
+    };
+    let code = Code::parse(code).ok_or(Reason::DtypeNotAllowed)?;
+    let one = code.itemsize() == 1;
+    let big_endian = match prefix {
+        Some(">") if !one || !strict => true,
+        Some("<") if !one || !strict => false,
+        Some("|") if one || !strict => false,
+        Some("=") | None if !strict => false,
+        _ => return Err(Reason::DtypeNotAllowed),
+    };
+    Ok(Dtype { code, big_endian })
+}
+
+/// nbytes of an array, or the reason it overflows.
+fn nbytes(dtype: &Dtype, shape: &Dims) -> Check<u64> {
+    shape
+        .as_slice()
+        .iter()
+        .try_fold(dtype.code.itemsize(), |acc, d| {
+            acc.checked_mul(u64::try_from(*d).map_err(|_| Reason::BadShape)?)
+                .filter(|n| *n <= i64::MAX as u64)
+                .ok_or(Reason::ShapeOverflow)
+        })
+}
+
+/// Checks that the array's bytes lie inside its source. `exact`: the array must cover its
+/// source exactly (what `_frombuffer`, `_reconstruct` and strict `ndarray` require).
+fn place(
+    dtype: Dtype,
+    shape: Dims,
+    fortran: bool,
+    source: Source,
+    offset: i64,
+    strides: Option<Dims>,
+    exact: bool,
+) -> Check<ArrayInfo> {
+    let size = nbytes(&dtype, &shape)?;
+    let offset = u64::try_from(offset).map_err(|_| Reason::NegativeOffset)?;
+    let len = source.len();
+    match strides {
+        None => {
+            let end = offset.checked_add(size).ok_or(Reason::ArrayOutsideBuffer)?;
+            if end > len || (exact && (offset != 0 || end != len)) {
+                return Err(Reason::ArrayOutsideBuffer);
+            }
+        }
+        Some(strides) => {
+            if strides.len != shape.len || exact {
+                return Err(Reason::BadStrides);
+            }
+            if size != 0 {
+                let (mut lo, mut hi) = (i128::from(offset), i128::from(offset));
+                for (d, s) in shape.as_slice().iter().zip(strides.as_slice()) {
+                    let reach = i128::from(*s)
+                        .checked_mul(i128::from(*d) - 1)
+                        .ok_or(Reason::BadStrides)?;
+                    let side = if reach < 0 { &mut lo } else { &mut hi };
+                    *side = side.checked_add(reach).ok_or(Reason::BadStrides)?;
+                }
+                hi = hi
+                    .checked_add(i128::from(dtype.code.itemsize()))
+                    .ok_or(Reason::BadStrides)?;
+                if lo < 0 || hi > i128::from(len) {
+                    return Err(Reason::BadStrides);
+                }
+            }
+        }
+    }
+    Ok(ArrayInfo {
+        dtype,
+        shape,
+        fortran,
+        source,
+        offset,
+        strided: strides.is_some(),
+    })
+}
+
+fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class {
+    let k = |i: usize| items.get(i).map(|s| s.kind);
+    let strict = m.strict();
+    if let Some(d) = ints(items) {
+        return Class::Ints(d);
+    }
+    match items.len() {
+        1 | 2 if items.iter().all(|s| s.kind.is_number()) => return Class::Numbers,
+        _ => {}
+    }
+    match (items.len(), k(0)) {
+        (1, Some(Kind::List { hashable_items })) => return Class::ListArg(hashable_items),
+        (1, Some(Kind::Bytes { len, .. })) => return Class::BytesArg(len),
+        _ => {}
+    }
+    // numpy.dtype(code, False, True)
+    if let (3, Some(Kind::Str(code)), Some(Kind::Bool(false)), Some(Kind::Bool(true))) =
+        (items.len(), k(0), k(1), k(2))
+    {
+        return Class::DtypeArgs(Code::parse(code.str(m.pickle)).ok_or(Reason::DtypeNotAllowed));
+    }
+    // dtype state (3, byteorder, None, None, None, -1, -1, 0)
+    if let (8, Some(Kind::Int(Some(3))), Some(Kind::Str(order))) = (items.len(), k(0), k(1)) {
+        let tail = [k(2), k(3), k(4), k(5), k(6), k(7)];
+        let plain = tail
+            == [
+                Some(Kind::None),
+                Some(Kind::None),
+                Some(Kind::None),
+                Some(Kind::Int(Some(-1))),
+                Some(Kind::Int(Some(-1))),
+                Some(Kind::Int(Some(0))),
+            ];
+        let order = match (plain, order.str(m.pickle)) {
+            (true, "<") => Ok(Some(false)),
+            (true, ">") => Ok(Some(true)),
+            (true, "|") => Ok(None),
+            _ => Err(Reason::DtypeNotAllowed),
+        };
+        return Class::DtypeState(order);
+    }
+    // _codecs.encode(str, 'latin1')
+    if let (2, Some(Kind::Str(text)), Some(Kind::Str(enc))) = (items.len(), k(0), k(1)) {
+        if enc.str(m.pickle) == "latin1" {
+            return Class::EncodeArgs(text);
+        }
+    }
+    // _reconstruct(numpy.ndarray, (0,), b'b')
+    if let (
+        3,
+        Some(Kind::Global(Callee::Ndarray)),
+        Some(Kind::Tuple(shape)),
+        Some(Kind::Bytes { span: Some(b), .. }),
+    ) = (items.len(), k(0), k(1), k(2))
+    {
+        let zero = matches!(shape.class, Class::Ints(d) if d.as_slice() == [0]);
+        if zero && b.bytes(m.pickle) == b"b" {
+            return Class::ReconstructArgs;
+        }
+        return Class::Plain;
+    }
+    // _frombuffer(buffer, dtype, shape, order)
+    if let (4, Some(Kind::Dtype(dtype))) = (items.len(), k(1)) {
+        let info = (|| {
+            let source = source_of(&k(0).unwrap_or(Kind::None))?;
+            let shape = shape_of(&k(2).unwrap_or(Kind::None))?;
+            let fortran = order_of(k(3).as_ref().and_then(|s| str_of(m, s)))?;
+            place(dtype, shape, fortran, source, 0, None, true)
+        })();
+        return Class::FromBufferArgs(info);
+    }
+    // _reconstruct state (1, shape, dtype, is_fortran, rawdata)
+    if let (5, Some(Kind::Int(Some(1))), Some(Kind::Dtype(dtype))) = (items.len(), k(0), k(2)) {
+        let info = (|| {
+            let shape = shape_of(&k(1).unwrap_or(Kind::None))?;
+            let Some(Kind::Bool(fortran)) = k(3) else {
+                return Err(Reason::BadOrder);
+            };
+            let source = match k(4) {
+                Some(Kind::Bytes { len, .. }) => Source::Bytes { len },
+                _ => return Err(Reason::BadArrayData),
+            };
+            place(dtype, shape, fortran, source, 0, None, true)
+        })();
+        return Class::ArrayState(info);
+    }
+    // numpy.ndarray(shape, dtype_str, buffer[, offset[, strides[, order]]])
+    if let (3..=6, Some(Kind::Tuple(_)), Some(Kind::Str(dtype))) = (items.len(), k(0), k(1)) {
+        let info = (|| {
+            if strict && items.len() != 6 {
+                return Err(Reason::BadCallArguments);
+            }
+            let shape = shape_of(&k(0).unwrap_or(Kind::None))?;
+            let dtype = dtype_str(dtype.str(m.pickle), strict)?;
+            let source = source_of(&k(2).unwrap_or(Kind::None))?;
+            if strict && !matches!(source, Source::Buffer { .. }) {
+                return Err(Reason::BadArrayData);
+            }
+            let offset = match k(3) {
+                None => 0,
+                Some(Kind::Int(Some(o))) => o,
+                Some(Kind::Int(None)) => return Err(Reason::ArrayOutsideBuffer),
+                _ => return Err(Reason::BadCallArguments),
+            };
+            let strides = match k(4) {
+                None | Some(Kind::None) => None,
+                Some(Kind::Tuple(Tuple {
+                    class: Class::Ints(d),
+                    ..
+                })) if !strict => Some(d),
+                _ => return Err(Reason::BadStrides),
+            };
+            let fortran = match k(5) {
+                None => false,
+                Some(s) => order_of(str_of(m, &s))?,
+            };
+            if offset < 0 {
+                return Err(Reason::NegativeOffset);
+            }
+            place(dtype, shape, fortran, source, offset, strides, strict)
+        })();
+        return Class::NdarrayArgs(info);
+    }
+    Class::Plain
+}
