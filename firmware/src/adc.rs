@@ -1,82 +1,157 @@
-//! Bookkeeping of the simulated ADC's block buffers: which buffer the acquisition ISR fills,
-//! which are ready to publish, which are in flight (being sent, or held by the host).
+//! The simulated ADC: what the acquisition ISR does on each tick.
 //!
-//! This is only the state machine, over slot numbers; the board code owns the buffers
-//! themselves and uses [`BlockRing`] inside a critical section to decide who may touch which
-//! buffer. A slot moves `Free -> Filling -> Ready -> InFlight -> Free`:
+//! The buffers and their queues are `dmapickle-hal`'s: a [`BufferRing`] of [`DmaBuf`]s for the
+//! inline link, or the slots of a [`SharedRegion`] (through [`SharedPool`]) for the shared-region
+//! link; [`Pool`] is what both offer the ISR. On each tick the ISR writes the next rows of the current block into the buffer it holds (taking a free
+//! one from the ring when it starts a block) and, when the block is complete, pushes it to the
+//! ring's ready queue. The main loop pops ready buffers, publishes them and, once their transfer
+//! completed (inline) or the host released them (shared region), gives them back to the free
+//! queue. Block `k` (counting from 0) is always the `k`-th buffer on the ready queue, so the main
+//! loop knows each block's `seq` by counting.
 //!
-//! - the ISR ([`BlockRing::acquire`]) writes rows only into the one `Filling` slot, and marks it
-//!   `Ready` with the next sequence number when the block is complete;
-//! - the main loop ([`BlockRing::take_ready`]) takes the oldest `Ready` slot, publishes it, and
-//!   frees it with [`BlockRing::release`] once its transfer completed (inline) or the host
-//!   released it (shared region).
-//!
-//! When no slot is free the ISR *stalls*: it acquires nothing and counts the tick in
-//! [`BlockRing::stalls`]. A real ADC would overrun and lose samples; the simulation instead keeps
-//! the signal continuous, so sequence numbers never skip and the host's checks stay exact.
+//! When no buffer is free the ISR *stalls*: it acquires nothing and counts the tick in
+//! [`Adc::stalls`]. A real ADC would overrun and lose samples; the simulation instead keeps the
+//! signal continuous, so sequence numbers never skip and the host's checks stay exact.
 
-/// What one slot is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Slot {
-    /// Nobody uses the buffer.
-    Free,
-    /// The ISR is writing rows `0..rows_done` of block `seq` into it.
-    Filling {
-        /// Block sequence number.
-        seq: u32,
-        /// Rows written so far.
-        rows_done: u32,
-    },
-    /// Block `seq` is complete and waits to be published.
-    Ready {
-        /// Block sequence number.
-        seq: u32,
-    },
-    /// Block `seq` was handed to the link; the buffer is read-only until released.
-    InFlight {
-        /// Block sequence number.
-        seq: u32,
-    },
+use core::cell::RefCell;
+
+use critical_section::Mutex;
+use dmapickle_hal::{BufferRing, DmaBuf, SharedBuf, SharedRegion};
+use heapless::Deque;
+
+use crate::waveform::{fill_rows, ROW_BYTES};
+
+/// A block buffer the ISR can fill in place.
+pub trait Block {
+    /// The whole buffer.
+    fn as_mut_slice(&mut self) -> &mut [u8];
+    /// Marks the first `len` bytes filled; `false` if that exceeds the buffer.
+    fn set_len(&mut self, len: usize) -> bool;
 }
 
-/// Rows the ISR should write now: `rows` rows of block `seq` starting at row `first`, into the
-/// buffer of `slot`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Acquire {
-    /// Which buffer.
-    pub slot: usize,
-    /// Block sequence number (the message's `seq`).
-    pub seq: u32,
-    /// First row to write.
-    pub first: u32,
-    /// Number of rows to write.
-    pub rows: u32,
-    /// Whether these rows complete the block (the slot becomes `Ready`).
-    pub completes: bool,
+impl Block for DmaBuf {
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        DmaBuf::as_mut_slice(self)
+    }
+    fn set_len(&mut self, len: usize) -> bool {
+        DmaBuf::set_len(self, len).is_ok()
+    }
 }
 
-/// A ring of `S` block buffers shared by an acquisition ISR and the publishing main loop.
+/// Where the ISR gets empty buffers and puts full ones, and the main loop takes them.
+pub trait Pool {
+    /// The buffer type.
+    type Buf: Block;
+    /// An empty buffer, or `None` if all are full, in flight or lent to the host.
+    fn take_free(&self) -> Option<Self::Buf>;
+    /// Returns a buffer that will not be published (e.g. too small) to the free pool.
+    fn recycle(&self, buf: Self::Buf);
+    /// Queues a full buffer for the main loop; hands it back if the queue is full.
+    fn push_ready(&self, buf: Self::Buf) -> Result<(), Self::Buf>;
+    /// The oldest full buffer.
+    fn pop_ready(&self) -> Option<Self::Buf>;
+}
+
+impl<const N: usize> Pool for BufferRing<N> {
+    type Buf = DmaBuf;
+    fn take_free(&self) -> Option<DmaBuf> {
+        BufferRing::take_free(self)
+    }
+    fn recycle(&self, buf: DmaBuf) {
+        // The ring had room for this buffer when it was taken, so it has room now.
+        let _ = self.give(buf);
+    }
+    fn push_ready(&self, buf: DmaBuf) -> Result<(), DmaBuf> {
+        BufferRing::push_ready(self, buf)
+    }
+    fn pop_ready(&self) -> Option<DmaBuf> {
+        BufferRing::pop_ready(self)
+    }
+}
+
+/// A slot of the shared region on its way from the ISR to the main loop.
+///
+/// A [`SharedBuf`] is the only handle to its slot; this wrapper lets it sit in a queue shared by
+/// the ISR and the main loop (a `static` needs `Send` contents).
 #[derive(Debug)]
-pub struct BlockRing<const S: usize> {
-    slots: [Slot; S],
-    block: u32,
-    next_seq: u32,
-    next_fill: usize,
-    next_publish: usize,
-    stalls: u32,
+pub struct SlotBuf(pub SharedBuf<'static>);
+
+// SAFETY: a `SharedBuf` exclusively owns its slot's memory (the region's bitmask, updated in
+// critical sections, hands each slot to one `SharedBuf` at a time) and refers to a `'static`
+// `SharedRegion`, which is `Sync`. Moving it between the acquisition ISR and the main loop moves
+// that exclusive ownership; nothing else can reach the slot meanwhile.
+#[allow(unsafe_code)]
+unsafe impl Send for SlotBuf {}
+
+impl Block for SlotBuf {
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        self.0.as_mut_slice()
+    }
+    fn set_len(&mut self, len: usize) -> bool {
+        self.0.set_len(len).is_ok()
+    }
 }
 
-impl<const S: usize> BlockRing<S> {
-    /// A ring of empty slots for blocks of `block` rows (at least 1), starting at sequence 0.
+/// The shared region's slots as a [`Pool`]: free slots come from the region (after it polled the
+/// host's releases), full ones wait in a queue of up to `N`.
+pub struct SharedPool<const N: usize> {
+    region: &'static SharedRegion,
+    ready: Mutex<RefCell<Deque<SlotBuf, N>>>,
+}
+
+impl<const N: usize> SharedPool<N> {
+    /// A pool over `region`.
+    pub const fn new(region: &'static SharedRegion) -> Self {
+        SharedPool {
+            region,
+            ready: Mutex::new(RefCell::new(Deque::new())),
+        }
+    }
+
+    /// The region.
+    pub fn region(&self) -> &'static SharedRegion {
+        self.region
+    }
+}
+
+impl<const N: usize> Pool for SharedPool<N> {
+    type Buf = SlotBuf;
+    fn take_free(&self) -> Option<SlotBuf> {
+        self.region.acquire().map(SlotBuf)
+    }
+    fn recycle(&self, buf: SlotBuf) {
+        // Dropping an unpublished `SharedBuf` frees its slot.
+        drop(buf);
+    }
+    fn push_ready(&self, buf: SlotBuf) -> Result<(), SlotBuf> {
+        critical_section::with(|cs| self.ready.borrow_ref_mut(cs).push_back(buf))
+    }
+    fn pop_ready(&self) -> Option<SlotBuf> {
+        critical_section::with(|cs| self.ready.borrow_ref_mut(cs).pop_front())
+    }
+}
+
+/// The ISR's state: the block being filled and the counters.
+#[derive(Debug)]
+pub struct Adc<B> {
+    filling: Option<B>,
+    block: u32,
+    seq: u32,
+    rows_done: u32,
+    stalls: u32,
+    overflows: u32,
+}
+
+impl<B: Block> Adc<B> {
+    /// Blocks of `block` rows (at least 1), starting at sequence 0.
     pub const fn new(block: u32) -> Self {
-        BlockRing {
-            slots: [Slot::Free; S],
+        Adc {
+            filling: None,
             block: if block == 0 { 1 } else { block },
-            next_seq: 0,
-            next_fill: 0,
-            next_publish: 0,
+            seq: 0,
+            rows_done: 0,
             stalls: 0,
+            overflows: 0,
         }
     }
 
@@ -85,75 +160,68 @@ impl<const S: usize> BlockRing<S> {
         self.block
     }
 
-    /// The state of every slot.
-    pub fn slots(&self) -> &[Slot; S] {
-        &self.slots
+    /// Bytes per block.
+    pub const fn block_bytes(&self) -> usize {
+        self.block as usize * ROW_BYTES
     }
 
-    /// Ticks on which the ISR found no free slot.
+    /// Ticks on which no free buffer was available.
     pub const fn stalls(&self) -> u32 {
         self.stalls
     }
 
-    /// ISR side: claims up to `rows` rows of the block being filled (starting a new block in the
-    /// next free slot if needed) and records them as written; the caller must then write exactly
-    /// those rows. `None` when every slot is busy (a stall) or `S == 0`.
-    pub fn acquire(&mut self, rows: u32) -> Option<Acquire> {
-        let slot = self.next_fill;
-        let (seq, first) = match *self.slots.get(slot)? {
-            Slot::Filling { seq, rows_done } => (seq, rows_done),
-            Slot::Free => {
-                let seq = self.next_seq;
-                self.next_seq = seq.wrapping_add(1);
-                (seq, 0)
-            }
-            Slot::Ready { .. } | Slot::InFlight { .. } => {
-                self.stalls = self.stalls.wrapping_add(1);
-                return None;
+    /// Free buffers too small for a block, and complete blocks the ready queue could not take
+    /// (both mean the ring was set up wrongly; the buffer goes back to the free queue).
+    pub const fn overflows(&self) -> u32 {
+        self.overflows
+    }
+
+    /// Sequence number of the next block to complete.
+    pub const fn next_seq(&self) -> u32 {
+        self.seq
+    }
+
+    /// One ISR tick: acquire up to `rows` rows (never past the end of the block). Returns `true`
+    /// if a block was completed and queued as ready.
+    pub fn tick<P: Pool<Buf = B>>(&mut self, pool: &P, rows: u32) -> bool {
+        let mut buf = match self.filling.take() {
+            Some(buf) => buf,
+            None => {
+                let Some(mut buf) = pool.take_free() else {
+                    self.stalls = self.stalls.wrapping_add(1);
+                    return false;
+                };
+                if buf.as_mut_slice().len() < self.block_bytes() {
+                    self.overflows = self.overflows.wrapping_add(1);
+                    pool.recycle(buf);
+                    return false;
+                }
+                buf
             }
         };
+        let first = self.rows_done;
         let rows = rows.clamp(1, self.block - first);
-        let rows_done = first + rows;
-        let completes = rows_done == self.block;
-        let state = if completes {
-            self.next_fill = (slot + 1) % S;
-            Slot::Ready { seq }
-        } else {
-            Slot::Filling { seq, rows_done }
-        };
-        if let Some(s) = self.slots.get_mut(slot) {
-            *s = state;
+        let start = first as usize * ROW_BYTES;
+        let end = start + rows as usize * ROW_BYTES;
+        if let Some(bytes) = buf.as_mut_slice().get_mut(start..end) {
+            fill_rows(bytes, self.seq, first, self.block);
         }
-        Some(Acquire {
-            slot,
-            seq,
-            first,
-            rows,
-            completes,
-        })
-    }
-
-    /// Main-loop side: the oldest complete block, now `InFlight`, as `(slot, seq)`.
-    pub fn take_ready(&mut self) -> Option<(usize, u32)> {
-        let slot = self.next_publish;
-        let s = self.slots.get_mut(slot)?;
-        let Slot::Ready { seq } = *s else {
-            return None;
-        };
-        *s = Slot::InFlight { seq };
-        self.next_publish = (slot + 1) % S;
-        Some((slot, seq))
-    }
-
-    /// Main-loop side: frees an `InFlight` slot. Returns `false` (and changes nothing) if the
-    /// slot is not in flight.
-    pub fn release(&mut self, slot: usize) -> bool {
-        match self.slots.get_mut(slot) {
-            Some(s @ Slot::InFlight { .. }) => {
-                *s = Slot::Free;
-                true
+        self.rows_done = first + rows;
+        if self.rows_done < self.block {
+            self.filling = Some(buf);
+            return false;
+        }
+        self.rows_done = 0;
+        self.seq = self.seq.wrapping_add(1);
+        // Capacity was checked when the buffer was taken, so this cannot fail.
+        let _ = buf.set_len(self.block_bytes());
+        match pool.push_ready(buf) {
+            Ok(()) => true,
+            Err(buf) => {
+                self.overflows = self.overflows.wrapping_add(1);
+                pool.recycle(buf);
+                false
             }
-            _ => false,
         }
     }
 }
@@ -161,70 +229,142 @@ impl<const S: usize> BlockRing<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::waveform::sample;
+    use std::boxed::Box;
 
-    #[test]
-    fn fills_in_chunks_then_publishes_in_order() {
-        let mut ring = BlockRing::<2>::new(10);
-        let a = ring.acquire(4).unwrap();
-        assert_eq!(
-            (a.slot, a.seq, a.first, a.rows, a.completes),
-            (0, 0, 0, 4, false)
-        );
-        assert_eq!(ring.take_ready(), None);
-        let a = ring.acquire(4).unwrap();
-        assert_eq!((a.first, a.rows), (4, 4));
-        let a = ring.acquire(4).unwrap();
-        assert_eq!((a.first, a.rows, a.completes), (8, 2, true));
-        let a = ring.acquire(4).unwrap();
-        assert_eq!((a.slot, a.seq, a.first), (1, 1, 0));
-        assert_eq!(ring.take_ready(), Some((0, 0)));
-        assert_eq!(ring.take_ready(), None);
-        assert_eq!(ring.slots()[0], Slot::InFlight { seq: 0 });
+    fn ring_of<const N: usize>(bytes: usize) -> &'static BufferRing<N> {
+        let ring: &'static BufferRing<N> = Box::leak(Box::new(BufferRing::new()));
+        for i in 0..N {
+            let mem: &'static mut [u8] = Box::leak(std::vec![0u8; bytes].into_boxed_slice());
+            ring.give(DmaBuf::new(1, (i * bytes) as u32, mem)).unwrap();
+        }
+        ring
+    }
+
+    fn check_block(buf: &DmaBuf, seq: u32, block: u32) {
+        assert_eq!(buf.len(), block as usize * ROW_BYTES);
+        for (i, row) in buf.filled().chunks_exact(ROW_BYTES).enumerate() {
+            for (c, v) in row.chunks_exact(2).enumerate() {
+                let v = i16::from_le_bytes([v[0], v[1]]);
+                assert_eq!(
+                    v,
+                    sample(seq, c as u32, i as u32, block),
+                    "seq {seq} row {i}"
+                );
+            }
+        }
     }
 
     #[test]
-    fn stalls_instead_of_overwriting_in_flight_buffers() {
-        let mut ring = BlockRing::<2>::new(1);
-        assert!(ring.acquire(1).unwrap().completes); // seq 0 in slot 0
-        assert!(ring.acquire(1).unwrap().completes); // seq 1 in slot 1
-        assert_eq!(ring.acquire(1), None);
-        assert_eq!(ring.stalls(), 1);
-        assert_eq!(ring.take_ready(), Some((0, 0)));
-        assert_eq!(ring.acquire(1), None, "slot 0 is in flight");
-        assert!(ring.release(0));
-        assert!(!ring.release(0), "double release is refused");
-        let a = ring.acquire(1).unwrap();
-        assert_eq!((a.slot, a.seq), (0, 2), "no sequence number was skipped");
-        assert_eq!(ring.stalls(), 2);
+    fn fills_blocks_in_chunks_and_queues_them_in_order() {
+        let ring = ring_of::<2>(10 * ROW_BYTES);
+        let mut adc = Adc::<DmaBuf>::new(10);
+        assert!(!adc.tick(ring, 4));
+        assert!(!adc.tick(ring, 4));
+        assert_eq!(ring.ready_len(), 0);
+        assert!(adc.tick(ring, 4), "rows 8..10 complete block 0");
+        assert!(!adc.tick(ring, 4));
+        let b = ring.pop_ready().unwrap();
+        check_block(&b, 0, 10);
+        ring.give(b).unwrap();
+        assert_eq!(adc.next_seq(), 1);
     }
 
     #[test]
-    fn many_blocks_keep_sequence_and_slot_order() {
-        let mut ring = BlockRing::<3>::new(5);
-        let mut published = std::vec::Vec::new();
+    fn stalls_instead_of_overwriting_buffers_in_flight() {
+        let ring = ring_of::<2>(ROW_BYTES);
+        let mut adc = Adc::<DmaBuf>::new(1);
+        assert!(adc.tick(ring, 1));
+        assert!(adc.tick(ring, 1));
+        let in_flight = ring.pop_ready().unwrap();
+        assert!(!adc.tick(ring, 1), "no free buffer");
+        assert_eq!(adc.stalls(), 1);
+        check_block(&in_flight, 0, 1);
+        ring.give(in_flight).unwrap();
+        assert!(adc.tick(ring, 1));
+        ring.pop_ready().unwrap();
+        let b = ring.pop_ready().unwrap();
+        check_block(&b, 2, 1);
+        assert_eq!(adc.next_seq(), 3, "a stall skips no sequence number");
+    }
+
+    #[test]
+    fn a_long_run_is_one_continuous_signal() {
+        let ring = ring_of::<3>(5 * ROW_BYTES);
+        let mut adc = Adc::<DmaBuf>::new(5);
+        let mut seq = 0;
         for _ in 0..1000 {
-            ring.acquire(2);
-            if let Some((slot, seq)) = ring.take_ready() {
-                published.push(seq);
-                assert_eq!(slot, seq as usize % 3);
-                assert!(ring.release(slot));
+            adc.tick(ring, 2);
+            if let Some(b) = ring.pop_ready() {
+                check_block(&b, seq, 5);
+                seq += 1;
+                ring.give(b).unwrap();
             }
         }
         // Chunks of 2 rows never straddle a block: 2 + 2 + 1 rows, three ticks per block.
-        assert_eq!(published.len(), 1000 / 3);
-        assert!(published.iter().enumerate().all(|(i, s)| *s == i as u32));
-        assert_eq!(ring.stalls(), 0);
+        assert_eq!(seq, 1000 / 3);
+        assert_eq!((adc.stalls(), adc.overflows()), (0, 0));
     }
 
     #[test]
-    fn degenerate_sizes_do_not_panic() {
-        let mut ring = BlockRing::<0>::new(4);
-        assert_eq!(ring.acquire(1), None);
-        assert_eq!(ring.take_ready(), None);
-        assert!(!ring.release(0));
-        let mut ring = BlockRing::<1>::new(0);
-        assert_eq!(ring.block(), 1);
-        assert!(ring.acquire(0).unwrap().completes);
-        assert!(!ring.release(7));
+    fn a_buffer_too_small_is_counted_not_overrun() {
+        let ring = ring_of::<1>(3);
+        let mut adc = Adc::<DmaBuf>::new(1);
+        assert!(!adc.tick(ring, 1));
+        assert_eq!(adc.overflows(), 1);
+        assert_eq!(ring.free_len(), 1);
+        let mut adc = Adc::<DmaBuf>::new(0);
+        assert_eq!(adc.block(), 1);
+        assert!(!adc.tick(ring, 0));
+    }
+
+    #[test]
+    fn shared_slots_are_reused_only_after_the_host_releases_them() {
+        use dmapickle_core::release::Release;
+        use dmapickle_hal::ring::ReleaseRing;
+        let block = 4u32;
+        let len = 64 + 2 * 64;
+        let mem: &'static mut [u8] = Box::leak(std::vec![0u8; len + 64].into_boxed_slice());
+        let skip = (64 - mem.as_ptr() as usize % 64) % 64;
+        let mem = &mut mem[skip..skip + len];
+        let base = mem.as_mut_ptr();
+        let region: &'static SharedRegion =
+            Box::leak(Box::new(SharedRegion::new(2, mem, 64, 2).unwrap()));
+        let pool: &'static SharedPool<2> = Box::leak(Box::new(SharedPool::new(region)));
+        let mut adc = Adc::<SlotBuf>::new(block);
+        assert!(adc.tick(pool, block));
+        assert!(adc.tick(pool, block));
+        assert!(!adc.tick(pool, block), "both slots are full: stall");
+        let a = pool.pop_ready().unwrap();
+        let b = pool.pop_ready().unwrap();
+        let (da, db) = (a.0.descriptor(), b.0.descriptor());
+        assert_eq!((da.region, da.offset, da.len), (2, 64, 32));
+        // Publishing lends the slots to the host.
+        let publisher = dmapickle_hal::Publisher::new();
+        let mut link = dmapickle_hal::io::IoLink::new(std::vec::Vec::new());
+        let pickle = [0x80, 0x05, 0x97, 0x2E];
+        for (buf, d) in [(a, da), (b, db)] {
+            let out = dmapickle_hal::Outgoing::<DmaBuf>::Shared(buf.0);
+            publisher.publish(&mut link, &pickle, &[d], [out]).unwrap();
+        }
+        assert!(!adc.tick(pool, block), "lent slots are not reused");
+        assert_eq!(adc.stalls(), 2);
+        // The host releases the first slot through the ring in the region's control block.
+        // SAFETY: test memory, valid for the whole test; device and host roles in one thread.
+        #[allow(unsafe_code)]
+        let host = unsafe { ReleaseRing::attach(base, len).unwrap() };
+        host.post(Release {
+            offset: da.offset,
+            len: da.len,
+        })
+        .unwrap();
+        assert!(adc.tick(pool, block));
+        let c = pool.pop_ready().unwrap();
+        assert_eq!(
+            c.0.descriptor().offset,
+            da.offset,
+            "the released slot is the one reused"
+        );
+        assert_ne!(db.offset, da.offset);
     }
 }

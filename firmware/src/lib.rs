@@ -5,10 +5,11 @@
 //! simulated ADC whose [`waveform`] a test recomputes exactly, reads its [`config`] from the
 //! semihosting command line, and reports its [`stack`] high-water mark.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod adc;
 pub mod config;
+pub mod message;
 pub mod stack;
 pub mod waveform;

@@ -1,56 +1,96 @@
 //! dmapickle instrument firmware for QEMU `mps2-an386` (Cortex-M4F).
 //!
-//! A simulated ADC (the SysTick interrupt) fills 4-channel int16 blocks into a ring of buffers;
-//! the main loop publishes each block as `{"seq", "t_us", "rate_hz", "adc": ndarray (N, 4)}`
-//! through `dmapickle-hal` over CMSDK UART0, with the array either inline after the frame or left
-//! in PSRAM for the host to map (boot parameter `mode=`, see `dmapickle_firmware::config`).
-//! Logs are defmt over semihosting; a panic or HardFault is logged and ends QEMU with a non-zero
-//! status.
+//! A simulated ADC (the SysTick interrupt) fills 4-channel int16 blocks into `dmapickle-hal`
+//! buffers; the main loop publishes each block as `{"seq", "t_us", "rate_hz", "adc": ndarray
+//! (N, 4)}` through the hal's `Publisher`, with the array either inline after the frame (buffers
+//! in RAM) or left in PSRAM for the host to map, lent until the host releases it (boot parameter
+//! `mode=`, see `dmapickle_firmware::config`).
+//!
+//! Two boards: feature `board` (default) is QEMU with semihosting (defmt logs, boot parameters,
+//! exit status) and the data link on CMSDK UART0; feature `rtt` is a real Cortex-M4 under a debug
+//! probe, with defmt and the data link on RTT channels (`probe-rs`).
+//! A panic or HardFault is logged through defmt and ends the run with a failure status.
 #![no_std]
 #![no_main]
 
+#[cfg(all(feature = "board", feature = "rtt"))]
+compile_error!("features `board` (QEMU) and `rtt` (probe) are exclusive: use --no-default-features --features rtt");
+
+#[cfg(feature = "rtt")]
+mod rtt_link;
+#[cfg(feature = "board")]
 mod uart;
 
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 use core::ptr::addr_of_mut;
-use core::sync::atomic::{compiler_fence, AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::{entry, exception, ExceptionFrame};
 use critical_section::Mutex;
-use defmt_semihosting as _;
+use dmapickle_core::release::control_len;
+use dmapickle_hal::{BufferRing, DmaBuf, Link, Outgoing, Publisher, SharedRegion};
 
-use dmapickle_firmware::adc::BlockRing;
+use dmapickle_firmware::adc::{Adc, Pool, SharedPool, SlotBuf};
 use dmapickle_firmware::config::{BootConfig, Fault, LinkMode, MAX_BLOCK};
+use dmapickle_firmware::message::{self, MAX_PICKLE};
 use dmapickle_firmware::stack;
-use dmapickle_firmware::waveform::{fill_rows, CHANNELS};
+use dmapickle_firmware::waveform::ROW_BYTES;
 
 /// Core clock of mps2-an386 (SYSCLK), which drives SysTick.
 const CORE_HZ: u32 = 25_000_000;
 /// Rows the simulated ADC delivers per SysTick interrupt (a DMA half-transfer, say).
 const ROWS_PER_TICK: u32 = 32;
-/// Block buffers in the ring.
+/// Block buffers: in RAM for the inline link, PSRAM slots for the shared-region link.
 const SLOTS: usize = 8;
+/// Bytes of one block buffer.
+const BLOCK_BYTES: usize = MAX_BLOCK as usize * ROW_BYTES;
+/// Region id of the RAM buffers (inline link; diagnostics only for the host).
+const RAM_REGION: u16 = 1;
+/// Region id of the PSRAM shared region; the host maps the PSRAM file under this id.
+const PSRAM_REGION: u16 = 2;
+/// Release-ring entries of the shared region (a power of two, at least `SLOTS`).
+const RING_CAPACITY: u16 = 8;
+/// Bytes of PSRAM the shared region spans (the ring's control block, then the slots).
+const PSRAM_REGION_LEN: usize = control_len(RING_CAPACITY) + SLOTS * BLOCK_BYTES;
+/// SysTick ticks to wait at the end for the host to release lent buffers (about 2 s).
+const DRAIN_TICKS: u32 = 4000;
+
+/// Exit status for unusable boot parameters.
+const EXIT_CONFIG: i32 = 2;
+/// Exit status when a message cannot be encoded or published.
+const EXIT_PUBLISH: i32 = 3;
 /// Exit status for a panic.
 const EXIT_PANIC: i32 = 101;
 /// Exit status for a HardFault.
 const EXIT_HARDFAULT: i32 = 102;
-/// Exit status for unusable boot parameters.
-const EXIT_CONFIG: i32 = 2;
 
-/// One block buffer: up to `MAX_BLOCK` rows of `CHANNELS` int16 samples, C order.
-type Block = [[i16; CHANNELS]; MAX_BLOCK as usize];
+const MODE_IDLE: u8 = 0;
+const MODE_INLINE: u8 = 1;
+const MODE_SHARED: u8 = 2;
 
-/// Block buffers for the inline link, in main RAM.
-static mut BLOCKS_RAM: [Block; SLOTS] = [[[0; CHANNELS]; MAX_BLOCK as usize]; SLOTS];
-/// Block buffers for the shared-region link, in PSRAM (the host maps it; see memory.x).
-#[link_section = ".psram.blocks"]
-static mut BLOCKS_PSRAM: [Block; SLOTS] = [[[0; CHANNELS]; MAX_BLOCK as usize]; SLOTS];
+/// Block buffers of the inline link, in main RAM.
+static mut BLOCKS_RAM: [[u8; BLOCK_BYTES]; SLOTS] = [[0; BLOCK_BYTES]; SLOTS];
+/// The shared region in PSRAM (QEMU backs it with the host's file; see memory.x). 64-byte
+/// aligned as the region's control block requires.
+#[link_section = ".psram.region"]
+static mut PSRAM: Aligned64<[u8; PSRAM_REGION_LEN]> = Aligned64([0; PSRAM_REGION_LEN]);
 
-/// The buffers the ISR fills: `BLOCKS_RAM` or `BLOCKS_PSRAM`, chosen at boot.
-static BLOCKS: AtomicPtr<Block> = AtomicPtr::new(core::ptr::null_mut());
-/// Who may touch which buffer (see `dmapickle_firmware::adc`).
-static RING: Mutex<RefCell<BlockRing<SLOTS>>> = Mutex::new(RefCell::new(BlockRing::new(256)));
+#[repr(C, align(64))]
+struct Aligned64<T>(T);
+
+/// Free and ready queues of the inline link's buffers.
+static RING: BufferRing<SLOTS> = BufferRing::new();
+/// The ISR's state for the inline link.
+static ADC_INLINE: Mutex<RefCell<Adc<DmaBuf>>> = Mutex::new(RefCell::new(Adc::new(256)));
+/// The shared-region pool, once created at boot.
+static POOL: Mutex<Cell<Option<&'static SharedPool<SLOTS>>>> = Mutex::new(Cell::new(None));
+/// The ISR's state for the shared-region link.
+static ADC_SHARED: Mutex<RefCell<Adc<SlotBuf>>> = Mutex::new(RefCell::new(Adc::new(256)));
+/// Which of the two the ISR feeds (`MODE_*`).
+static MODE: AtomicU8 = AtomicU8::new(MODE_IDLE);
+/// SysTick interrupts since boot.
+static TICKS: AtomicU32 = AtomicU32::new(0);
 
 extern "C" {
     /// Lowest address of the stack area (cortex-m-rt's `link.x`).
@@ -62,21 +102,17 @@ extern "C" {
 #[entry]
 fn main() -> ! {
     let painted = paint_stack();
-    let cfg = boot_config();
+    let (mut link, cfg) = board::start();
     defmt::info!("dmapickle firmware: {}", cfg);
 
-    let blocks = match cfg.mode {
-        LinkMode::Inline => addr_of_mut!(BLOCKS_RAM).cast::<Block>(),
-        LinkMode::Shared => addr_of_mut!(BLOCKS_PSRAM).cast::<Block>(),
-    };
-    BLOCKS.store(blocks, Ordering::Release);
-    critical_section::with(|cs| *RING.borrow_ref_mut(cs) = BlockRing::new(cfg.block));
-
-    let mut uart = uart::Uart::uart0(16);
     let Some(mut core) = cortex_m::Peripherals::take() else {
         defmt::error!("core peripherals already taken");
-        exit(EXIT_CONFIG);
+        board::exit(EXIT_CONFIG);
     };
+    match cfg.mode {
+        LinkMode::Inline => init_inline(cfg.block),
+        LinkMode::Shared => init_shared(cfg.block),
+    }
     let rows_per_tick = ROWS_PER_TICK.min(cfg.block);
     let tick_hz = (cfg.rate_hz / rows_per_tick).max(1);
     let reload = (CORE_HZ / tick_hz).clamp(2, 1 << 24) - 1;
@@ -86,100 +122,215 @@ fn main() -> ! {
     core.SYST.enable_interrupt();
     core.SYST.enable_counter();
     defmt::info!(
-        "ADC: {=u32} rows/tick at {=u32} Hz (reload {=u32}), {=usize} slots",
+        "ADC: {=u32} rows/tick at {=u32} Hz (reload {=u32}), {=usize} buffers of {=u32} rows",
         rows_per_tick,
         tick_hz,
         reload,
-        SLOTS
+        SLOTS,
+        cfg.block
     );
 
-    let mut published: u32 = 0;
-    while cfg.count == 0 || published < cfg.count {
-        let next = critical_section::with(|cs| RING.borrow_ref_mut(cs).take_ready());
-        let Some((slot, seq)) = next else {
-            cortex_m::asm::wfi();
-            continue;
-        };
-        compiler_fence(Ordering::Acquire);
-        // SAFETY: `take_ready` moved `slot` to InFlight, so the ISR no longer writes it and main
-        // is its only user until `release`; `slot < SLOTS` is the ring's invariant.
-        let block: &Block = unsafe { &*blocks.add(slot) };
-        let rows = block.get(..cfg.block as usize).unwrap_or(block);
-        for row in rows {
-            for v in row {
-                uart.write_all(&v.to_le_bytes());
-            }
+    let publisher = Publisher::new();
+    let published = match cfg.mode {
+        LinkMode::Inline => run(&cfg, &publisher, &mut link, &RING, Outgoing::Inline),
+        LinkMode::Shared => {
+            let pool = shared_pool();
+            run(&cfg, &publisher, &mut link, pool, |b| {
+                Outgoing::<DmaBuf>::Shared(b.0)
+            })
         }
-        critical_section::with(|cs| RING.borrow_ref_mut(cs).release(slot));
-        published += 1;
-        if seq % 256 == 0 {
-            defmt::info!("published seq {=u32}", seq);
-        }
-    }
+    };
+    MODE.store(MODE_IDLE, Ordering::Release);
 
+    let (stalls, overflows) = critical_section::with(|cs| match cfg.mode {
+        LinkMode::Inline => {
+            let adc = ADC_INLINE.borrow_ref(cs);
+            (adc.stalls(), adc.overflows())
+        }
+        LinkMode::Shared => {
+            let adc = ADC_SHARED.borrow_ref(cs);
+            (adc.stalls(), adc.overflows())
+        }
+    });
+    if cfg.mode == LinkMode::Shared {
+        drain_releases(shared_pool().region());
+    }
     core.SYST.disable_interrupt();
-    let stalls = critical_section::with(|cs| RING.borrow_ref(cs).stalls());
     let used = stack_high_water(painted);
     defmt::info!(
-        "done: {=u32} messages, {=u64} UART bytes, {=u32} ADC stalls, stack high water {=usize} bytes",
+        "done: {=u32} messages, {=u32} ADC stalls, {=u32} overflows, stack high water {=usize} bytes",
         published,
-        uart.bytes_sent(),
         stalls,
+        overflows,
         used
     );
     match cfg.fault {
-        Fault::None => exit(0),
+        Fault::None => board::exit(0),
         Fault::Panic => panic!("deliberate panic (boot parameter fault=panic)"),
         Fault::HardFault => cortex_m::asm::udf(),
     }
 }
 
+/// Publishes ready blocks from `pool` until `cfg.count` messages went out (forever if 0).
+/// Returns the number published.
+fn run<P, L, B>(
+    cfg: &BootConfig,
+    publisher: &Publisher,
+    link: &mut L,
+    pool: &P,
+    outgoing: impl Fn(P::Buf) -> Outgoing<'static, B>,
+) -> u32
+where
+    P: Pool,
+    P::Buf: Describe,
+    L: Link,
+    B: embedded_dma::ReadBuffer<Word = u8> + 'static + GiveBack,
+{
+    let mut seq: u32 = 0;
+    while cfg.count == 0 || seq < cfg.count {
+        let Some(buf) = pool.pop_ready() else {
+            cortex_m::asm::wfi();
+            continue;
+        };
+        let mut out = [0u8; MAX_PICKLE];
+        let msg = match message::encode(&mut out, seq, cfg.block, cfg.rate_hz, buf.descriptor()) {
+            Ok(msg) => msg,
+            Err(e) => {
+                defmt::error!("encoding message {=u32}: {}", seq, e);
+                board::exit(EXIT_PUBLISH);
+            }
+        };
+        match publisher.publish(link, msg.pickle, &msg.descriptors, [outgoing(buf)]) {
+            Ok(sent) => sent.inline.into_iter().for_each(GiveBack::give_back),
+            Err(e) => {
+                defmt::error!("publishing message {=u32}: {}", seq, e.error);
+                board::exit(EXIT_PUBLISH);
+            }
+        }
+        if seq % 256 == 0 {
+            defmt::info!("published seq {=u32}", seq);
+        }
+        seq = seq.wrapping_add(1);
+    }
+    seq
+}
+
+/// The descriptor of a filled block buffer.
+trait Describe {
+    fn descriptor(&self) -> dmapickle_core::Descriptor;
+}
+
+impl Describe for DmaBuf {
+    fn descriptor(&self) -> dmapickle_core::Descriptor {
+        DmaBuf::descriptor(self)
+    }
+}
+
+impl Describe for SlotBuf {
+    fn descriptor(&self) -> dmapickle_core::Descriptor {
+        self.0.descriptor()
+    }
+}
+
+/// What happens to an inline buffer once its transfer completed: back to the free queue.
+trait GiveBack {
+    fn give_back(self);
+}
+
+impl GiveBack for DmaBuf {
+    fn give_back(self) {
+        // The ring held this buffer before, so it has room for it again.
+        let _ = RING.give(self);
+    }
+}
+
+/// The RAM buffers go to the inline ring; the ISR fills them.
+fn init_inline(block: u32) {
+    // SAFETY: runs once, before SysTick is enabled: this is the only reference to BLOCKS_RAM
+    // ever made, and it is split into disjoint `'static` buffers owned by the ring from now on.
+    let blocks: &'static mut [[u8; BLOCK_BYTES]; SLOTS] = unsafe { &mut *addr_of_mut!(BLOCKS_RAM) };
+    for (i, mem) in blocks.iter_mut().enumerate() {
+        let _ = RING.give(DmaBuf::new(RAM_REGION, (i * BLOCK_BYTES) as u32, mem));
+    }
+    critical_section::with(|cs| *ADC_INLINE.borrow_ref_mut(cs) = Adc::new(block));
+    MODE.store(MODE_INLINE, Ordering::Release);
+}
+
+/// The PSRAM becomes a shared region (control block + slots) the host maps as region 2.
+fn init_shared(block: u32) {
+    // SAFETY: runs once, before SysTick is enabled: this is the only reference to PSRAM ever
+    // made, and it moves into the region (which the host accesses only through the release-ring
+    // protocol).
+    let mem: &'static mut [u8] = unsafe { &mut (*addr_of_mut!(PSRAM)).0 };
+    let base = mem.as_ptr() as usize;
+    let region = match SharedRegion::new(PSRAM_REGION, mem, BLOCK_BYTES, RING_CAPACITY) {
+        Ok(region) => region,
+        Err(e) => {
+            defmt::error!("shared region: {}", e);
+            board::exit(EXIT_CONFIG);
+        }
+    };
+    let Some(region) = cortex_m::singleton!(: SharedRegion = region) else {
+        board::exit(EXIT_CONFIG);
+    };
+    let region: &'static SharedRegion = region;
+    let Some(pool) = cortex_m::singleton!(: SharedPool<SLOTS> = SharedPool::new(region)) else {
+        board::exit(EXIT_CONFIG);
+    };
+    let pool: &'static SharedPool<SLOTS> = pool;
+    defmt::info!(
+        "shared region {=u16} at {=usize:#010x}: {=usize} slots of {=usize} bytes",
+        region.id(),
+        base,
+        region.slots(),
+        region.slot_len()
+    );
+    critical_section::with(|cs| {
+        POOL.borrow(cs).set(Some(pool));
+        *ADC_SHARED.borrow_ref_mut(cs) = Adc::new(block);
+    });
+    MODE.store(MODE_SHARED, Ordering::Release);
+}
+
+fn shared_pool() -> &'static SharedPool<SLOTS> {
+    match critical_section::with(|cs| POOL.borrow(cs).get()) {
+        Some(pool) => pool,
+        None => board::exit(EXIT_CONFIG),
+    }
+}
+
+/// Waits (bounded) for the host to release every lent buffer, so a run ends with nothing on loan.
+fn drain_releases(region: &SharedRegion) {
+    let start = TICKS.load(Ordering::Relaxed);
+    loop {
+        region.poll_releases();
+        if region.lent() == 0 || TICKS.load(Ordering::Relaxed).wrapping_sub(start) > DRAIN_TICKS {
+            break;
+        }
+        cortex_m::asm::wfi();
+    }
+    defmt::info!(
+        "shared region: {=usize} buffers still lent, {=u32} stray releases",
+        region.lent(),
+        region.stray_releases()
+    );
+}
+
 /// SysTick: the simulated ADC delivers `ROWS_PER_TICK` rows into the block being filled.
 #[exception]
 fn SysTick() {
-    let claim = critical_section::with(|cs| {
-        let mut ring = RING.borrow_ref_mut(cs);
-        ring.acquire(ROWS_PER_TICK).map(|a| (a, ring.block()))
-    });
-    let Some((a, block_rows)) = claim else {
-        return;
-    };
-    let blocks = BLOCKS.load(Ordering::Acquire);
-    if blocks.is_null() {
-        return;
+    TICKS.fetch_add(1, Ordering::Relaxed);
+    match MODE.load(Ordering::Acquire) {
+        MODE_INLINE => critical_section::with(|cs| {
+            ADC_INLINE.borrow_ref_mut(cs).tick(&RING, ROWS_PER_TICK);
+        }),
+        MODE_SHARED => critical_section::with(|cs| {
+            if let Some(pool) = POOL.borrow(cs).get() {
+                ADC_SHARED.borrow_ref_mut(cs).tick(pool, ROWS_PER_TICK);
+            }
+        }),
+        _ => {}
     }
-    // SAFETY: `acquire` gave this ISR the slot in state Filling: main never reads a Filling slot,
-    // and main cannot run until this handler returns (single core, SysTick preempts main), so
-    // this is the only reference. `a.slot < SLOTS` is the ring's invariant.
-    let buffer: &mut Block = unsafe { &mut *blocks.add(a.slot) };
-    let range = a.first as usize..(a.first + a.rows) as usize;
-    if let Some(rows) = buffer.get_mut(range) {
-        fill_rows(rows, a.seq, a.first, block_rows);
-    }
-    compiler_fence(Ordering::Release);
-}
-
-/// Reads the boot parameters from the semihosting command line; defaults if there is none.
-fn boot_config() -> BootConfig {
-    let mut cfg = BootConfig::default();
-    let Ok(args) = semihosting::experimental::env::args::<512>() else {
-        defmt::warn!("no semihosting command line: default boot parameters");
-        return cfg;
-    };
-    for (i, arg) in (&args).enumerate() {
-        let Ok(word) = arg else {
-            defmt::error!("boot parameter {=usize} is not UTF-8", i);
-            exit(EXIT_CONFIG);
-        };
-        if i == 0 && !word.contains('=') {
-            continue;
-        }
-        if let Err(e) = cfg.apply(word) {
-            defmt::error!("{}", defmt::Display2Format(&e));
-            exit(EXIT_CONFIG);
-        }
-    }
-    cfg
 }
 
 /// Paints the unused stack with `stack::PAINT`, from its lowest address up to 256 bytes below
@@ -199,9 +350,8 @@ fn paint_stack() -> (*mut u32, usize) {
 
 /// Bytes of the stack that were ever used, measured from the top of the stack.
 fn stack_high_water((low, words): (*mut u32, usize)) -> usize {
-    // SAFETY: the same painted range as in `paint_stack`; reading it while the stack is still in
-    // use above is harmless (words are plain u32s, read volatile one by one below).
     let mut untouched = 0;
+    // SAFETY: the range painted by `paint_stack`, below the live frames; plain u32 reads.
     while untouched < words && unsafe { low.add(untouched).read_volatile() } == stack::PAINT {
         untouched += 1;
     }
@@ -209,28 +359,102 @@ fn stack_high_water((low, words): (*mut u32, usize)) -> usize {
     top - (low as usize + untouched * 4)
 }
 
-/// Ends the QEMU run with `code` (semihosting SYS_EXIT_EXTENDED).
-fn exit(code: i32) -> ! {
-    semihosting::process::exit(code)
+/// QEMU: semihosting for logs, boot parameters and the exit status; UART0 for data.
+#[cfg(feature = "board")]
+mod board {
+    use defmt_semihosting as _;
+    use dmapickle_firmware::config::BootConfig;
+
+    use super::EXIT_CONFIG;
+    use crate::uart::Uart;
+
+    /// The data link and the boot parameters.
+    pub fn start() -> (Uart, BootConfig) {
+        (Uart::uart0(16), boot_config())
+    }
+
+    /// Reads the boot parameters from the semihosting command line; defaults if there is none.
+    fn boot_config() -> BootConfig {
+        let mut cfg = BootConfig::default();
+        let Ok(args) = semihosting::experimental::env::args::<512>() else {
+            defmt::warn!("no semihosting command line: default boot parameters");
+            return cfg;
+        };
+        for (i, arg) in (&args).enumerate() {
+            let Ok(word) = arg else {
+                defmt::error!("boot parameter {=usize} is not UTF-8", i);
+                exit(EXIT_CONFIG);
+            };
+            if i == 0 && !word.contains('=') {
+                continue;
+            }
+            if let Err(e) = cfg.apply(word) {
+                defmt::error!("{}", defmt::Display2Format(&e));
+                exit(EXIT_CONFIG);
+            }
+        }
+        cfg
+    }
+
+    /// Ends the QEMU run with `code` (semihosting SYS_EXIT_EXTENDED).
+    pub fn exit(code: i32) -> ! {
+        semihosting::process::exit(code)
+    }
+}
+
+/// A real board under a debug probe: RTT channel 0 carries defmt, channel 1 (`dmapickle`) the
+/// frames; boot parameters are the defaults (inline link, endless).
+#[cfg(feature = "rtt")]
+mod board {
+    use dmapickle_firmware::config::BootConfig;
+    use rtt_target::ChannelMode::{BlockIfFull, NoBlockSkip};
+
+    use crate::rtt_link::RttLink;
+
+    /// The data link and the boot parameters.
+    pub fn start() -> (RttLink, BootConfig) {
+        let channels = rtt_target::rtt_init! {
+            up: {
+                0: { size: 1024, mode: NoBlockSkip, name: "defmt" }
+                1: { size: 16384, mode: BlockIfFull, name: "dmapickle" }
+            }
+        };
+        rtt_target::set_defmt_channel(channels.up.0);
+        (RttLink(channels.up.1), BootConfig::default())
+    }
+
+    /// Stops at a breakpoint (the probe sees the halt); `code` was logged.
+    pub fn exit(code: i32) -> ! {
+        defmt::info!("exit status {=i32}", code);
+        loop {
+            cortex_m::asm::bkpt();
+        }
+    }
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     cortex_m::interrupt::disable();
     defmt::error!("panic: {}", defmt::Display2Format(info));
-    exit(EXIT_PANIC)
+    board::exit(EXIT_PANIC)
 }
 
 #[exception]
 unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
+    // SAFETY: HFSR and CFSR are always-readable System Control Block registers.
+    let (hfsr, cfsr) = unsafe {
+        (
+            core::ptr::read_volatile(0xE000_ED2C as *const u32),
+            core::ptr::read_volatile(0xE000_ED28 as *const u32),
+        )
+    };
     defmt::error!(
         "HardFault: pc={=u32:#010x} lr={=u32:#010x} xpsr={=u32:#010x} hfsr={=u32:#010x} cfsr={=u32:#010x}",
         frame.pc(),
         frame.lr(),
         frame.xpsr(),
-        // SAFETY: HFSR and CFSR are always-readable System Control Block registers.
-        unsafe { core::ptr::read_volatile(0xE000_ED2C as *const u32) },
-        unsafe { core::ptr::read_volatile(0xE000_ED28 as *const u32) }
+        hfsr,
+        cfsr
     );
-    exit(EXIT_HARDFAULT)
+    board::exit(EXIT_HARDFAULT)
 }

@@ -10,7 +10,12 @@
 //! QEMU keeps STATE.TXFULL set while its character backend (a TCP or unix socket) is not
 //! accepting bytes, so a slow host throttles the firmware instead of losing bytes.
 
+use core::convert::Infallible;
 use core::ptr::{read_volatile, write_volatile};
+use core::sync::atomic::{compiler_fence, Ordering};
+
+use dmapickle_hal::{Link, Transfer};
+use embedded_dma::ReadBuffer;
 
 const DATA: usize = 0x00;
 const STATE: usize = 0x04;
@@ -25,8 +30,6 @@ pub const UART0_BASE: usize = 0x4000_4000;
 /// The transmit half of one CMSDK UART. Only one value exists per UART (see [`Uart::uart0`]).
 pub struct Uart {
     base: usize,
-    /// Bytes written since boot.
-    sent: u64,
 }
 
 impl Uart {
@@ -34,10 +37,7 @@ impl Uart {
     ///
     /// Call once: `main` owns the returned value and no other code touches UART0.
     pub fn uart0(bauddiv: u32) -> Uart {
-        let uart = Uart {
-            base: UART0_BASE,
-            sent: 0,
-        };
+        let uart = Uart { base: UART0_BASE };
         uart.write_reg(BAUDDIV, bauddiv.max(16));
         uart.write_reg(CTRL, CTRL_TX_ENABLE);
         uart
@@ -60,7 +60,6 @@ impl Uart {
     pub fn write_byte(&mut self, byte: u8) {
         while self.read_reg(STATE) & STATE_TX_FULL != 0 {}
         self.write_reg(DATA, u32::from(byte));
-        self.sent += 1;
     }
 
     /// Sends every byte of `bytes`, in order, blocking until the last one is in the UART.
@@ -69,9 +68,54 @@ impl Uart {
             self.write_byte(b);
         }
     }
+}
 
-    /// Bytes sent since boot.
-    pub fn bytes_sent(&self) -> u64 {
-        self.sent
+/// A transfer that completed before [`Link::transfer`] returned.
+///
+/// The CMSDK UART has no DMA request line, so the "DMA" transfer is programmed I/O: the CPU feeds
+/// the buffer to the UART, throttled by TX-full, and gives the buffer back at once. The
+/// acquisition ISR keeps preempting it, so the next block still fills while this one is sent.
+pub struct Sent<B>(B);
+
+impl<B> Transfer<B> for Sent<B> {
+    type Error = Infallible;
+
+    fn is_done(&mut self) -> bool {
+        true
+    }
+
+    fn wait(self) -> (B, Result<(), Infallible>) {
+        (self.0, Ok(()))
+    }
+}
+
+impl Link for Uart {
+    type Error = Infallible;
+    type Transfer<'a, B>
+        = Sent<B>
+    where
+        Self: 'a,
+        B: ReadBuffer<Word = u8> + 'static;
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Infallible> {
+        self.write_all(bytes);
+        Ok(())
+    }
+
+    fn transfer<B>(&mut self, buffer: B) -> Sent<B>
+    where
+        B: ReadBuffer<Word = u8> + 'static,
+    {
+        compiler_fence(Ordering::Release);
+        // SAFETY: `ReadBuffer` promises `(ptr, len)` is valid, initialised memory that nothing
+        // writes while `buffer` is alive and not mutated; `buffer` is owned here and only moved
+        // into the returned value after the slice's last use.
+        let bytes = unsafe {
+            let (ptr, len) = buffer.read_buffer();
+            core::slice::from_raw_parts(ptr, len)
+        };
+        self.write_all(bytes);
+        compiler_fence(Ordering::Acquire);
+        Sent(buffer)
     }
 }

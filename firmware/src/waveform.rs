@@ -44,17 +44,31 @@ pub const fn sample(seq: u32, channel: u32, index: u32, block: u32) -> i16 {
     value as i16
 }
 
-/// Fills `rows` (one `[i16; CHANNELS]` per sample period) with rows `first..` of block `seq`.
+/// Bytes per row: `CHANNELS` little-endian int16 samples (numpy dtype `<i2`, C order).
+pub const ROW_BYTES: usize = CHANNELS * 2;
+
+/// Writes rows `first..` of block `seq` into `bytes` as little-endian int16, [`ROW_BYTES`] per
+/// row, as many whole rows as fit; returns the number of rows written.
 ///
 /// The ISR calls this for a slice of a block at a time; `block` is the full block length.
-pub fn fill_rows(rows: &mut [[i16; CHANNELS]], seq: u32, first: u32, block: u32) {
+///
+/// ```
+/// use dmapickle_firmware::waveform::{fill_rows, sample};
+/// let mut bytes = [0u8; 16];
+/// assert_eq!(fill_rows(&mut bytes, 2, 10, 256), 2);
+/// assert_eq!(i16::from_le_bytes([bytes[10], bytes[11]]), sample(2, 1, 11, 256));
+/// ```
+pub fn fill_rows(bytes: &mut [u8], seq: u32, first: u32, block: u32) -> u32 {
     let mut index = first;
-    for row in rows.iter_mut() {
-        for (channel, value) in (0u32..).zip(row.iter_mut()) {
-            *value = sample(seq, channel, index, block);
+    let mut rows = 0;
+    for row in bytes.chunks_exact_mut(ROW_BYTES) {
+        for (channel, value) in (0u32..).zip(row.chunks_exact_mut(2)) {
+            value.copy_from_slice(&sample(seq, channel, index, block).to_le_bytes());
         }
         index = index.wrapping_add(1);
+        rows += 1;
     }
+    rows
 }
 
 /// Time of the first sample of block `seq`, in microseconds from the first block, at `rate_hz`
@@ -124,13 +138,19 @@ mod tests {
 
     #[test]
     fn fill_rows_matches_sample() {
-        let mut rows = [[0i16; CHANNELS]; 32];
-        fill_rows(&mut rows, 9, 64, 256);
-        for (i, row) in rows.iter().enumerate() {
-            for (c, v) in row.iter().enumerate() {
-                assert_eq!(*v, sample(9, c as u32, 64 + i as u32, 256));
+        let mut bytes = [0u8; 32 * ROW_BYTES + 3];
+        assert_eq!(fill_rows(&mut bytes, 9, 64, 256), 32);
+        for (i, row) in bytes.chunks_exact(ROW_BYTES).enumerate() {
+            for (c, v) in row.chunks_exact(2).enumerate() {
+                let v = i16::from_le_bytes([v[0], v[1]]);
+                assert_eq!(v, sample(9, c as u32, 64 + i as u32, 256));
             }
         }
+        assert_eq!(
+            &bytes[32 * ROW_BYTES..],
+            &[0, 0, 0],
+            "a partial row is left alone"
+        );
     }
 
     #[test]

@@ -17,9 +17,13 @@ cargo fmt --check
 cargo clippy -q --release -- -D warnings
 cargo clippy -q --release --no-default-features --features rtt -- -D warnings
 cargo clippy -q --lib --tests --no-default-features --features std --target "$host" -- -D warnings
-cargo test -q --no-default-features --features std --target "$host"
-cargo build -q --release
+# The firmware's logic on the host (the binary itself is thumb-only).
+cargo test -q --lib --no-default-features --features std --target "$host"
+cargo test -q --doc --no-default-features --features std --target "$host"
 target_dir=${CARGO_TARGET_DIR:-$root/firmware/target}
+# The real-board (probe-rs/RTT) build links too; its own target dir keeps the QEMU ELF intact.
+CARGO_TARGET_DIR=$target_dir/rtt cargo build -q --release --no-default-features --features rtt
+cargo build -q --release
 export DMAPICKLE_FIRMWARE_ELF=$target_dir/thumbv7em-none-eabihf/release/dmapickle-firmware
 
 cd "$root/tests/hil"

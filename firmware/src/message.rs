@@ -1,0 +1,94 @@
+//! The message the firmware publishes for each ADC block:
+//! `{"seq": int, "t_us": int, "rate_hz": int, "adc": numpy.ndarray int16 (N, 4)}`.
+//!
+//! The array's bytes never pass through the encoder: `adc` is a `NEXT_BUFFER` plus
+//! `READONLY_BUFFER` naming the block buffer's [`Descriptor`], and the publisher sends (inline)
+//! or lends (shared region) the buffer itself. The dtype is `<i2` whatever the device's byte
+//! order, because [`crate::waveform::fill_rows`] writes little-endian bytes.
+
+use dmapickle_core::ndarray::{ByteOrder, DType, Order, Scalar};
+use dmapickle_core::pickler::Encoded;
+use dmapickle_core::{Descriptor, Pickler, Result};
+
+use crate::waveform::{block_time_us, CHANNELS};
+
+/// Bytes of pickle buffer [`encode`] needs at most (the largest integers and a 16-bit region).
+pub const MAX_PICKLE: usize = 160;
+
+/// The `adc` array's element type: little-endian int16.
+pub const DTYPE: DType = DType::new(Scalar::I16, ByteOrder::Little);
+
+/// Encodes the message of block `seq` (of `block` rows sampled at `rate_hz`) whose samples are
+/// the buffer `buffer`, into `out`. The array is marked read-only for Python.
+///
+/// ```
+/// use dmapickle_core::Descriptor;
+/// use dmapickle_firmware::message::{encode, MAX_PICKLE};
+/// let mut out = [0u8; MAX_PICKLE];
+/// let msg = encode(&mut out, 3, 256, 64_000, Descriptor::new(1, 0, 2048)).unwrap();
+/// assert_eq!(msg.descriptors.as_slice(), &[Descriptor::new(1, 0, 2048).read_only()]);
+/// assert!(msg.pickle.starts_with(b"\x80\x05}"));
+/// ```
+pub fn encode(
+    out: &mut [u8],
+    seq: u32,
+    block: u32,
+    rate_hz: u32,
+    buffer: Descriptor,
+) -> Result<Encoded<'_, 1>> {
+    let mut p = Pickler::<1>::with_limits(out);
+    p.dict(|p| {
+        p.str("seq")?;
+        p.int(seq)?;
+        p.str("t_us")?;
+        p.int(block_time_us(seq, block, rate_hz))?;
+        p.str("rate_hz")?;
+        p.int(rate_hz)?;
+        p.str("adc")?;
+        p.ndarray(
+            buffer.read_only(),
+            DTYPE,
+            &[block as usize, CHANNELS],
+            Order::C,
+        )
+    })?;
+    p.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_bytes_of_a_message() {
+        let mut out = [0u8; MAX_PICKLE];
+        let msg = encode(&mut out, 1, 256, 64_000, Descriptor::new(1, 0x800, 2048)).unwrap();
+        let want: &[u8] = b"\x80\x05}(\x8c\x03seqK\x01\x8c\x04t_usM\xa0\x0f\x8c\x07rate_hzM\x00\xfa\
+\x8c\x03adc\x8c\x05numpy\x8c\x07ndarray\x93\x94(M\x00\x01K\x04\x86\x8c\x03<i2\x97\x98K\x00N\x8c\x01Ct\x81u.";
+        assert_eq!(msg.pickle, want);
+        assert_eq!(
+            msg.descriptors.as_slice(),
+            &[Descriptor::new(1, 0x800, 2048).read_only()]
+        );
+    }
+
+    #[test]
+    fn largest_values_fit_in_max_pickle() {
+        let mut out = [0u8; MAX_PICKLE];
+        let d = Descriptor::new(u16::MAX, u32::MAX, 1024 * 8);
+        let msg = encode(&mut out, u32::MAX, 1024, 1, d).unwrap();
+        assert!(msg.pickle.len() <= MAX_PICKLE);
+    }
+
+    #[test]
+    fn a_short_buffer_is_an_error_not_a_panic() {
+        let mut out = [0u8; 40];
+        assert!(encode(&mut out, 0, 256, 64_000, Descriptor::new(1, 0, 2048)).is_err());
+    }
+
+    #[test]
+    fn a_descriptor_of_the_wrong_length_is_refused() {
+        let mut out = [0u8; MAX_PICKLE];
+        assert!(encode(&mut out, 0, 256, 64_000, Descriptor::new(1, 0, 2047)).is_err());
+    }
+}
