@@ -100,11 +100,14 @@ fn mismatched_buffers_are_refused_and_returned() {
 
 #[test]
 fn shared_slot_is_not_reused_before_its_release() {
-    let mem = leak_aligned(64 + 2 * 256);
-    let base = mem.as_mut_ptr();
-    let region = SharedRegion::new(3, mem, 256, 2).unwrap();
+    let len = 64 + 2 * 256;
+    let base = leak_aligned(len).as_mut_ptr();
+    // Device and host both reach the memory through this one raw pointer, as with PSRAM at a
+    // fixed address. SAFETY: the memory is leaked ('static) and only used through the region
+    // and the host's ring.
+    let region = unsafe { SharedRegion::from_raw_parts(3, base, len, 256, 2) }.unwrap();
     // SAFETY: the region's memory is leaked ('static); this is the host's half of the ring.
-    let host = unsafe { ReleaseRing::attach(base, 64 + 2 * 256) }.unwrap();
+    let host = unsafe { ReleaseRing::attach(base, len) }.unwrap();
     let publisher = Publisher::new();
     let mut link = IoLink::new(Vec::new());
     let mut lent = Vec::new();

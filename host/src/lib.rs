@@ -1,3 +1,11 @@
 //! Host side of dmapickle: reassembles frames from byte sources and shared regions, validates
 //! them, and hands `(pickle, buffers)` to Python.
 #![deny(missing_docs)]
+
+// The link: frame reader, messages and shared regions (docs/wire-format.md).
+pub mod message;
+pub mod region;
+pub mod stream;
+
+pub use message::{Buffer, Message};
+pub use stream::{Counters, FrameReader, ReadError, ReaderConfig};

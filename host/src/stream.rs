@@ -1,0 +1,611 @@
+//! The frame reader: messages out of any byte stream (`Read`), with resynchronisation, loss
+//! accounting and bounded memory.
+//!
+//! ```no_run
+//! use dmapickle_host::stream::FrameReader;
+//! let port = std::net::TcpStream::connect("127.0.0.1:7000")?;
+//! let mut reader = FrameReader::new(port);
+//! while let Some(msg) = reader.next_message().transpose() {
+//!     match msg {
+//!         Ok(m) => println!("seq {} pickle {} B, {} buffers", m.seq, m.pickle.len(), m.buffers.len()),
+//!         Err(e) if e.is_fatal() => return Err(e.into()),
+//!         Err(e) => eprintln!("frame refused: {e}"),
+//!     }
+//! }
+//! println!("{:?}", reader.counters());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! How it reads (see `docs/wire-format.md`, "Resynchronisation"): headers and bodies are read in
+//! chunks into a staging buffer; inline buffers of at least `direct_threshold` bytes are read by
+//! the OS straight into their final place in a pooled, 64-byte aligned receive block, so large
+//! payloads are never copied after the read. A frame whose body or data CRC fails, or that the
+//! stream cuts off, is counted corrupt and every byte after its sync word is scanned again, so the
+//! good frames it swallowed are still found.
+
+use std::io::{self, Read};
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use dmapickle_core::frame::{Body, BufferKind, Entry, Header, HEADER_LEN, SYNC};
+
+use crate::message::{Buffer, Message};
+use crate::region::{RegionError, RegionMap};
+
+/// Alignment of every buffer in a receive block.
+pub const BUFFER_ALIGN: usize = 64;
+
+/// Limits and tuning of a [`FrameReader`].
+#[derive(Debug, Clone)]
+pub struct ReaderConfig {
+    /// Largest whole frame accepted (header to data CRC). Default 256 MiB.
+    pub max_frame: u64,
+    /// Largest pickle accepted. Default 1 MiB.
+    pub max_pickle: u32,
+    /// Most buffers per message. Default 4096.
+    pub max_buffers: u16,
+    /// Bytes asked of the source per read while staging headers and bodies. Default 64 KiB.
+    pub read_chunk: usize,
+    /// Inline buffers with at least this many bytes still to come are read straight into the
+    /// receive block. Default 16 KiB.
+    pub direct_threshold: usize,
+}
+
+impl Default for ReaderConfig {
+    fn default() -> Self {
+        ReaderConfig {
+            max_frame: 256 << 20,
+            max_pickle: 1 << 20,
+            max_buffers: 4096,
+            read_chunk: 64 << 10,
+            direct_threshold: 16 << 10,
+        }
+    }
+}
+
+/// What the reader has seen so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames delivered.
+    pub frames_ok: u64,
+    /// Frames with a valid header whose body or data CRC failed, or that were cut off.
+    pub corrupt: u64,
+    /// Frames missing by sequence gaps between delivered or refused frames.
+    pub lost: u64,
+    /// Bytes skipped while hunting for a frame start.
+    pub bytes_skipped: u64,
+    /// Frames with `SEQ_RESTART` (device boots).
+    pub restarts: u64,
+    /// Backward sequence jumps without `SEQ_RESTART` (not counted as losses).
+    pub seq_jumps: u64,
+    /// Intact frames refused: unknown version or flags, over a limit, bad shared buffer,
+    /// rejected by the validator.
+    pub refused: u64,
+    /// Bytes read from the source.
+    pub bytes_read: u64,
+}
+
+/// Why a frame was not delivered. Only [`ReadError::Io`] is fatal; after any other error the
+/// reader is ready for the next frame.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// The source failed.
+    Io(io::Error),
+    /// A header with a valid CRC that this reader refuses (unknown version or flags), or a body
+    /// with a valid CRC whose table is malformed.
+    Frame {
+        /// Stream offset of the header.
+        offset: u64,
+        /// What was wrong.
+        error: dmapickle_core::Error,
+    },
+    /// A header asks for more than the reader's limits allow; nothing was allocated.
+    TooLarge {
+        /// Stream offset of the header.
+        offset: u64,
+        /// What the header asks for.
+        header: Header,
+    },
+    /// A shared buffer could not be mapped.
+    Region {
+        /// The frame's sequence number.
+        seq: u32,
+        /// Why.
+        error: RegionError,
+    },
+    /// The validator refused the pickle.
+    Invalid {
+        /// The frame's sequence number.
+        seq: u32,
+        /// The validator's explanation.
+        reason: String,
+    },
+}
+
+impl ReadError {
+    /// Whether the reader cannot go on (the source failed).
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, ReadError::Io(_))
+    }
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Io(e) => write!(f, "reading the stream: {e}"),
+            ReadError::Frame { offset, error } => write!(f, "frame at byte {offset}: {error}"),
+            ReadError::TooLarge { offset, header } => write!(
+                f,
+                "frame at byte {offset} exceeds the reader's limits: {} bytes, pickle {} bytes, {} buffers",
+                header.frame_len(),
+                header.pickle_len,
+                header.buffers
+            ),
+            ReadError::Region { seq, error } => write!(f, "frame {seq}: {error}"),
+            ReadError::Invalid { seq, reason } => write!(f, "frame {seq}: pickle refused: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+/// Checks a pickle and its buffer lengths before delivery; `Err` carries the reason.
+pub type Validator = Box<dyn FnMut(&[u8], &[usize]) -> Result<(), String> + Send>;
+
+/// Reassembles [`Message`]s from a byte stream. See the [module docs](self).
+pub struct FrameReader<R> {
+    src: R,
+    cfg: ReaderConfig,
+    regions: RegionMap,
+    validator: Option<Validator>,
+    stage: Vec<u8>,
+    pos: usize,
+    len: usize,
+    /// Stream offset of `stage[pos]`.
+    offset: u64,
+    last_seq: Option<u32>,
+    counters: Counters,
+    pool: Arc<Pool>,
+}
+
+impl<R> std::fmt::Debug for FrameReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameReader")
+            .field("cfg", &self.cfg)
+            .field("offset", &self.offset)
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Step {
+    Deliver(Message),
+    Refuse(ReadError),
+    /// Corrupt or cut off: already pushed back for rescanning.
+    Retry,
+}
+
+impl<R: Read> FrameReader<R> {
+    /// A reader with default limits, no shared regions and no validator.
+    pub fn new(src: R) -> Self {
+        Self::with_config(src, ReaderConfig::default())
+    }
+
+    /// A reader with `cfg`.
+    pub fn with_config(src: R, cfg: ReaderConfig) -> Self {
+        let chunk = cfg.read_chunk.max(HEADER_LEN);
+        FrameReader {
+            src,
+            cfg: ReaderConfig {
+                read_chunk: chunk,
+                ..cfg
+            },
+            regions: RegionMap::new(),
+            validator: None,
+            stage: vec![0; chunk],
+            pos: 0,
+            len: 0,
+            offset: 0,
+            last_seq: None,
+            counters: Counters::default(),
+            pool: Arc::new(Pool::default()),
+        }
+    }
+
+    /// Resolve shared descriptors against `regions`.
+    pub fn with_regions(mut self, regions: RegionMap) -> Self {
+        self.regions = regions;
+        self
+    }
+
+    /// Check every pickle with `validator` before delivering it.
+    pub fn with_validator(mut self, validator: Validator) -> Self {
+        self.validator = Some(validator);
+        self
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The shared regions.
+    pub fn regions(&self) -> &RegionMap {
+        &self.regions
+    }
+
+    /// The source.
+    pub fn get_ref(&self) -> &R {
+        &self.src
+    }
+
+    /// The next message; `Ok(None)` at the end of the stream (trailing bytes that hold no frame
+    /// are counted skipped, a trailing cut-off frame corrupt).
+    pub fn next_message(&mut self) -> Result<Option<Message>, ReadError> {
+        self.regions.flush();
+        loop {
+            if !self.hunt()? {
+                return Ok(None);
+            }
+            let at = self.offset;
+            let head: [u8; HEADER_LEN] = self
+                .stage
+                .get(self.pos..self.pos + HEADER_LEN)
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(|| io::Error::other("staging invariant"))?;
+            let header = match Header::decode(&head) {
+                Ok(h) => h,
+                Err(dmapickle_core::Error::HeaderCrc) | Err(dmapickle_core::Error::FrameSync) => {
+                    self.skip(1);
+                    continue;
+                }
+                Err(error) => {
+                    self.skip(1);
+                    self.counters.refused += 1;
+                    return Err(ReadError::Frame { offset: at, error });
+                }
+            };
+            if header.frame_len() > self.cfg.max_frame
+                || header.pickle_len > self.cfg.max_pickle
+                || header.buffers > self.cfg.max_buffers
+            {
+                self.skip(1);
+                self.counters.refused += 1;
+                return Err(ReadError::TooLarge { offset: at, header });
+            }
+            match self.read_frame(&header, at)? {
+                Step::Deliver(m) => {
+                    self.counters.frames_ok += 1;
+                    return Ok(Some(m));
+                }
+                Step::Refuse(e) => {
+                    self.counters.refused += 1;
+                    return Err(e);
+                }
+                Step::Retry => self.counters.corrupt += 1,
+            }
+        }
+    }
+
+    /// Skip to the next sync word with a full header behind it; `false` at the end of input.
+    fn hunt(&mut self) -> Result<bool, ReadError> {
+        loop {
+            let avail = &self.stage[self.pos..self.len];
+            if let Some(i) = avail.windows(SYNC.len()).position(|w| w == SYNC) {
+                self.skip_hunting(i);
+                if self.fill_to(HEADER_LEN)? {
+                    return Ok(true);
+                }
+                // The stream ends inside a header.
+                self.skip_hunting(self.len - self.pos);
+                return Ok(false);
+            }
+            // Keep a possible partial sync word at the end.
+            let keep = avail.len().min(SYNC.len() - 1);
+            self.skip_hunting(avail.len() - keep);
+            if !self.fill_to(keep + 1)? {
+                self.skip_hunting(self.len - self.pos);
+                return Ok(false);
+            }
+        }
+    }
+
+    fn skip_hunting(&mut self, n: usize) {
+        self.counters.bytes_skipped += n as u64;
+        self.skip(n);
+    }
+
+    fn skip(&mut self, n: usize) {
+        self.pos += n;
+        self.offset += n as u64;
+    }
+
+    /// Make at least `n` bytes available at `stage[pos..]`; `false` if the stream ends first.
+    fn fill_to(&mut self, n: usize) -> Result<bool, ReadError> {
+        while self.len - self.pos < n {
+            if self.stage.len() - self.pos < n + self.cfg.read_chunk / 2 {
+                // Compact, then grow if needed (bounded: n <= max frame).
+                self.stage.copy_within(self.pos..self.len, 0);
+                self.len -= self.pos;
+                self.pos = 0;
+                let want = n.max(self.cfg.read_chunk) + self.cfg.read_chunk / 2;
+                if self.stage.len() < want {
+                    self.stage.resize(want, 0);
+                }
+            }
+            let got = match self.src.read(&mut self.stage[self.len..]) {
+                Ok(0) => return Ok(false),
+                Ok(k) => k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            self.len += got;
+            self.counters.bytes_read += got as u64;
+        }
+        Ok(true)
+    }
+
+    /// Read into `dst` straight from the source; returns the bytes read (short at end of input).
+    fn read_direct(&mut self, dst: &mut [u8]) -> Result<usize, ReadError> {
+        let mut done = 0;
+        while done < dst.len() {
+            match self.src.read(&mut dst[done..]) {
+                Ok(0) => break,
+                Ok(k) => done += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.counters.bytes_read += done as u64;
+        Ok(done)
+    }
+
+    /// Read the frame whose valid header is at `stage[pos]`.
+    fn read_frame(&mut self, h: &Header, at: u64) -> Result<Step, ReadError> {
+        let body_len = h.body_len() as usize;
+        if !self.fill_to(HEADER_LEN + body_len)? {
+            self.skip(1);
+            return Ok(Step::Retry);
+        }
+        let body_range = self.pos + HEADER_LEN..self.pos + HEADER_LEN + body_len;
+        let entries: Vec<Entry> = match Body::parse(h, &self.stage[body_range.clone()]) {
+            Err(dmapickle_core::Error::BodyCrc) => {
+                self.skip(1);
+                return Ok(Step::Retry);
+            }
+            Err(error) => {
+                self.skip(1);
+                return Ok(Step::Refuse(ReadError::Frame { offset: at, error }));
+            }
+            Ok(body) => match body.entries().collect() {
+                Ok(v) => v,
+                Err(error) => {
+                    self.skip(1);
+                    return Ok(Step::Refuse(ReadError::Frame { offset: at, error }));
+                }
+            },
+        };
+        // Receive block layout: pickle at 0, each inline buffer at the next aligned offset.
+        let pickle_len = h.pickle_len as usize;
+        let mut size = align(pickle_len);
+        let mut ranges: Vec<Option<Range<usize>>> = Vec::with_capacity(entries.len());
+        for e in &entries {
+            if e.kind == BufferKind::Inline {
+                let n = e.descriptor.len as usize;
+                ranges.push(Some(size..size + n));
+                size = align(size + n);
+            } else {
+                ranges.push(None);
+            }
+        }
+        let mut block = self.pool.take(size);
+        let pickle_at = body_range.start;
+        block.as_mut()[..pickle_len]
+            .copy_from_slice(&self.stage[pickle_at..pickle_at + pickle_len]);
+
+        // Inline bytes: from staging while it has them, large remainders straight from the source.
+        let mut cur = HEADER_LEN + body_len; // relative to pos
+        let mut direct: Vec<(usize, Range<usize>)> = Vec::new();
+        let mut cut_off = false;
+        let mut crc = 0u32;
+        for r in ranges.iter().flatten() {
+            let mut done = 0;
+            let need = r.len();
+            let staged = (self.len - self.pos - cur).min(need);
+            let from = self.pos + cur;
+            block.as_mut()[r.start..r.start + staged]
+                .copy_from_slice(&self.stage[from..from + staged]);
+            cur += staged;
+            done += staged;
+            if done < need && need - done >= self.cfg.direct_threshold {
+                let dst = r.start + done..r.end;
+                let got = self.read_direct(&mut block.as_mut()[dst.clone()])?;
+                direct.push((cur, dst.start..dst.start + got));
+                if got < dst.len() {
+                    cut_off = true;
+                    break;
+                }
+            } else if done < need {
+                if !self.fill_to(cur + need - done)? {
+                    cut_off = true;
+                    break;
+                }
+                let from = self.pos + cur;
+                let k = need - done;
+                block.as_mut()[r.start + done..r.end].copy_from_slice(&self.stage[from..from + k]);
+                cur += k;
+            }
+            crc = crc32c::crc32c_append(crc, &block.as_ref()[r.clone()]);
+        }
+        let crc_ok = !cut_off && self.fill_to(cur + 4)? && {
+            let at = self.pos + cur;
+            cur += 4;
+            let want = u32::from_le_bytes([
+                self.stage[at],
+                self.stage[at + 1],
+                self.stage[at + 2],
+                self.stage[at + 3],
+            ]);
+            want == crc
+        };
+        if !crc_ok {
+            self.push_back(cur, &direct, block.as_ref());
+            return Ok(Step::Retry);
+        }
+        let direct_total: usize = direct.iter().map(|(_, r)| r.len()).sum();
+        self.pos += cur;
+        self.offset += (cur + direct_total) as u64;
+
+        // The frame is intact: account its sequence number, then build the views.
+        if h.seq_restart() {
+            self.counters.restarts += 1;
+            self.regions.restart();
+        } else if let Some(last) = self.last_seq {
+            let k = h.seq.wrapping_sub(last);
+            if k == 0 || k >= 1 << 31 {
+                self.counters.seq_jumps += 1;
+            } else {
+                self.counters.lost += u64::from(k - 1);
+            }
+        }
+        self.last_seq = Some(h.seq);
+
+        let whole = Bytes::from_owner(block);
+        let pickle = whole.slice(..pickle_len);
+        let mut buffers = Vec::with_capacity(entries.len());
+        for (e, r) in entries.iter().zip(ranges) {
+            let data = match r {
+                Some(r) => whole.slice(r),
+                None => match self.regions.view(&e.descriptor) {
+                    Ok(b) => b,
+                    Err(error) => return Ok(Step::Refuse(ReadError::Region { seq: h.seq, error })),
+                },
+            };
+            buffers.push(Buffer {
+                data,
+                descriptor: e.descriptor,
+                kind: e.kind,
+            });
+        }
+        if let Some(v) = self.validator.as_mut() {
+            let lens: Vec<usize> = buffers.iter().map(|b| b.data.len()).collect();
+            if let Err(reason) = v(&pickle, &lens) {
+                return Ok(Step::Refuse(ReadError::Invalid { seq: h.seq, reason }));
+            }
+        }
+        Ok(Step::Deliver(Message {
+            seq: h.seq,
+            restart: h.seq_restart(),
+            pickle,
+            buffers,
+            stream_offset: at,
+        }))
+    }
+
+    /// A frame failed after its header: put every byte consumed after its sync word back in
+    /// front of the staging buffer, in stream order, to be scanned again.
+    fn push_back(&mut self, staged_end: usize, direct: &[(usize, Range<usize>)], block: &[u8]) {
+        let staged_end = staged_end.min(self.len - self.pos);
+        let direct_total: usize = direct.iter().map(|(_, r)| r.len()).sum();
+        let rest = self.len - self.pos - staged_end;
+        let mut v = Vec::with_capacity(self.len - self.pos + direct_total + self.cfg.read_chunk);
+        let mut s = 1;
+        for (at, r) in direct {
+            v.extend_from_slice(&self.stage[self.pos + s..self.pos + at]);
+            v.extend_from_slice(&block[r.clone()]);
+            s = *at;
+        }
+        v.extend_from_slice(&self.stage[self.pos + s..self.len]);
+        debug_assert_eq!(v.len(), staged_end - 1 + direct_total + rest);
+        let n = v.len();
+        v.resize(n.max(self.cfg.read_chunk) + self.cfg.read_chunk / 2, 0);
+        self.stage = v;
+        self.pos = 0;
+        self.len = n;
+        self.offset += 1;
+    }
+}
+
+impl<R: Read> Iterator for FrameReader<R> {
+    type Item = Result<Message, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_message().transpose()
+    }
+}
+
+fn align(n: usize) -> usize {
+    n.div_ceil(BUFFER_ALIGN) * BUFFER_ALIGN
+}
+
+/// Receive blocks come back here when their last view is dropped, so steady-state reading
+/// allocates (and page-faults) nothing.
+#[derive(Debug, Default)]
+struct Pool {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+const POOL_KEEP: usize = 8;
+
+impl Pool {
+    fn take(self: &Arc<Self>, size: usize) -> Block {
+        let want = size + BUFFER_ALIGN - 1;
+        let reused = {
+            let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+            let i = free.iter().position(|v| v.capacity() >= want);
+            i.map(|i| free.swap_remove(i))
+        };
+        let mut buf = reused.unwrap_or_default();
+        if buf.len() < want {
+            buf.resize(want, 0);
+        }
+        let start = buf
+            .as_ptr()
+            .align_offset(BUFFER_ALIGN)
+            .min(BUFFER_ALIGN - 1);
+        Block {
+            buf,
+            start,
+            len: size,
+            pool: Arc::clone(self),
+        }
+    }
+}
+
+/// One frame's receive memory: the owner behind the message's `Bytes` views.
+struct Block {
+    buf: Vec<u8>,
+    start: usize,
+    len: usize,
+    pool: Arc<Pool>,
+}
+
+impl AsRef<[u8]> for Block {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+}
+
+impl AsMut<[u8]> for Block {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.start + self.len]
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        let mut free = self.pool.free.lock().unwrap_or_else(|p| p.into_inner());
+        if free.len() < POOL_KEEP {
+            free.push(buf);
+        }
+    }
+}
