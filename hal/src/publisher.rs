@@ -124,6 +124,24 @@ impl Publisher {
         L: Link,
         B: ReadBuffer<Word = u8> + 'static,
     {
+        // Cannot overflow: N items into a Vec of capacity N.
+        let buffers: Vec<Outgoing<'_, B>, N> = buffers.into_iter().collect();
+        self.publish_vec(link, pickle, descriptors, buffers)
+    }
+
+    /// [`Publisher::publish`] for a message whose number of buffers is only known at run time
+    /// (at most `N`).
+    pub fn publish_vec<L, B, const N: usize>(
+        &self,
+        link: &mut L,
+        pickle: &[u8],
+        descriptors: &[Descriptor],
+        buffers: Vec<Outgoing<'_, B>, N>,
+    ) -> Result<Sent<B, N>, PublishError<L::Error, B, N>>
+    where
+        L: Link,
+        B: ReadBuffer<Word = u8> + 'static,
+    {
         let mut entries: Vec<Entry, N> = Vec::new();
         let checked = check(pickle, descriptors, &buffers, &mut entries);
         let (pickle_len, inline_len) = match checked {
@@ -133,7 +151,7 @@ impl Publisher {
         let (seq, flags) = self.take_seq();
         let header = Header {
             flags,
-            buffers: N as u16,
+            buffers: entries.len() as u16,
             seq,
             pickle_len,
             inline_len,
@@ -205,16 +223,16 @@ impl Default for Publisher {
 fn check<B, const N: usize>(
     pickle: &[u8],
     descriptors: &[Descriptor],
-    buffers: &[Outgoing<'_, B>; N],
+    buffers: &[Outgoing<'_, B>],
     entries: &mut Vec<Entry, N>,
 ) -> Result<(u32, u32), Error>
 where
     B: ReadBuffer<Word = u8>,
 {
-    if descriptors.len() != N {
+    if descriptors.len() != buffers.len() {
         return Err(Error::BufferCount {
             descriptors: descriptors.len(),
-            buffers: N,
+            buffers: buffers.len(),
         });
     }
     let pickle_len = u32::try_from(pickle.len())
@@ -244,7 +262,9 @@ where
                 Entry::shared(*d)
             }
         };
-        let _ = entries.push(entry);
+        entries
+            .push(entry)
+            .map_err(|_| Error::Frame(dmapickle_core::Error::FrameLength))?;
     }
     Ok((pickle_len, inline_len))
 }
@@ -253,7 +273,7 @@ where
 fn give_back<E, B, const N: usize>(
     error: Error,
     link: Option<E>,
-    buffers: [Outgoing<'_, B>; N],
+    buffers: Vec<Outgoing<'_, B>, N>,
 ) -> PublishError<E, B, N> {
     let inline = buffers
         .into_iter()

@@ -1,0 +1,66 @@
+//! Round trip at scale: the device code (hal `Publisher`, std build) publishes 10,000 messages
+//! with random numpy dtypes and shapes through a real OS pipe from a writer thread; the host
+//! reader delivers all of them in order and byte-identical, and one CPython process with numpy 2 (and one with
+//! numpy 1.26) loads every one with `pickle.loads(pickle, buffers=...)` and reports dtype, shape, a CRC of the array's
+//! bytes and whether the array is a zero-copy view of its buffer.
+
+mod common;
+
+use common::{check_message, expected_line, spec, Device, PythonLoader};
+use dmapickle_hal::io::IoLink;
+use dmapickle_host::FrameReader;
+
+const SEED: u64 = 0x00D1_5EA5_E5;
+const COUNT: u32 = 10_000;
+
+#[test]
+fn ten_thousand_messages_through_a_pipe_into_cpython() {
+    let (rx, tx) = std::io::pipe().unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut device = Device::new();
+        let mut link = IoLink::new(tx);
+        for i in 0..COUNT {
+            let seq = device.publish(&mut link, i, &spec(SEED, i, 200));
+            assert_eq!(seq, i);
+        }
+    });
+    let mut reader = FrameReader::new(rx);
+    let mut python = PythonLoader::spawn(false);
+    let mut python1 = PythonLoader::spawn(true);
+    let mut expected = Vec::with_capacity(COUNT as usize);
+    let mut bytes = 0usize;
+    for i in 0..COUNT {
+        let m = reader
+            .next_message()
+            .unwrap_or_else(|e| panic!("message {i}: {e}"))
+            .unwrap_or_else(|| panic!("stream ended after {i} messages"));
+        assert_eq!(m.seq, i, "in order, none lost");
+        assert_eq!(m.restart, i == 0);
+        let arrays = spec(SEED, i, 200);
+        check_message(&m, i, &arrays);
+        bytes += m.buffers.iter().map(|b| b.data.len()).sum::<usize>();
+        python.send(&m);
+        python1.send(&m);
+        expected.push(expected_line(i, &arrays));
+    }
+    writer.join().unwrap();
+    assert!(reader.next_message().unwrap().is_none());
+    let c = reader.counters();
+    println!("round trip: {COUNT} messages, {bytes} buffer bytes, counters {c:?}");
+    assert_eq!(c.frames_ok, u64::from(COUNT));
+    assert_eq!(
+        (c.corrupt, c.lost, c.bytes_skipped, c.refused),
+        (0, 0, 0, 0)
+    );
+
+    for loader in [python, python1] {
+        let lines = loader.finish();
+        let (done, answers) = lines.split_last().expect("Python printed nothing");
+        println!("CPython: {done}");
+        assert!(done.ends_with(" done"), "{done}");
+        assert_eq!(answers.len(), COUNT as usize);
+        for (i, (got, want)) in answers.iter().zip(&expected).enumerate() {
+            assert_eq!(got, want, "message {i} as CPython ({done}) loaded it");
+        }
+    }
+}
