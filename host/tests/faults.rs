@@ -1,8 +1,9 @@
 //! Fault injection: the device's stream through a corrupting channel (bit flips, dropped bytes,
 //! inserted garbage, truncation at random points, garbage between frames; seeded), then through
-//! a pipe in random-size writes. Every frame that arrived intact is delivered exactly once, no
-//! damaged frame is ever delivered, and every loss is counted. Run with the default reader and
-//! with tiny staging/direct-read sizes, so both the staged and the direct paths rescan.
+//! a socketpair in random-size writes. Every frame that arrived intact is delivered exactly
+//! once, no damaged frame is ever delivered, and every loss is counted. Run with the default
+//! reader and with tiny staging/direct-read sizes, so both the staged and the direct paths
+//! rescan.
 
 mod common;
 
@@ -104,7 +105,7 @@ fn corrupt(
 fn run(config: ReaderConfig, label: &str, seed: u64) {
     let (clean, frames) = clean_stream();
     let (stream, intact, damage) = corrupt(&clean, &frames, seed);
-    let (rx, mut tx) = std::io::pipe().unwrap();
+    let (rx, mut tx) = std::os::unix::net::UnixStream::pair().unwrap();
     let writer = std::thread::spawn(move || {
         let mut rng = SmallRng::seed_from_u64(seed ^ 1);
         let mut rest = &stream[..];

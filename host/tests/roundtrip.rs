@@ -1,8 +1,9 @@
 //! Round trip at scale: the device code (hal `Publisher`, std build) publishes 10,000 messages
-//! with random numpy dtypes and shapes through a real OS pipe from a writer thread; the host
-//! reader delivers all of them in order and byte-identical, and one CPython process with numpy 2 (and one with
-//! numpy 1.26) loads every one with `pickle.loads(pickle, buffers=...)` and reports dtype, shape, a CRC of the array's
-//! bytes and whether the array is a zero-copy view of its buffer.
+//! with random numpy dtypes and shapes through a real OS socketpair from a writer thread; the
+//! host reader delivers all of them in order and byte-identical, and one CPython process with
+//! numpy 2 (and one with numpy 1.26) loads every one with `pickle.loads(pickle, buffers=...)`
+//! and reports dtype, shape, a CRC of the array's bytes and whether the array is a zero-copy view
+//! of its buffer.
 
 mod common;
 
@@ -10,12 +11,12 @@ use common::{check_message, expected_line, spec, Device, PythonLoader};
 use dmapickle_hal::io::IoLink;
 use dmapickle_host::FrameReader;
 
-const SEED: u64 = 0x00D1_5EA5_E5;
+const SEED: u64 = 0xD15E_A5E5;
 const COUNT: u32 = 10_000;
 
 #[test]
-fn ten_thousand_messages_through_a_pipe_into_cpython() {
-    let (rx, tx) = std::io::pipe().unwrap();
+fn ten_thousand_messages_through_a_socketpair_into_cpython() {
+    let (rx, tx) = std::os::unix::net::UnixStream::pair().unwrap();
     let writer = std::thread::spawn(move || {
         let mut device = Device::new();
         let mut link = IoLink::new(tx);
