@@ -41,18 +41,21 @@ use dmapickle_firmware::waveform::ROW_BYTES;
 const CORE_HZ: u32 = 25_000_000;
 /// Rows the simulated ADC delivers per SysTick interrupt (a DMA half-transfer, say).
 const ROWS_PER_TICK: u32 = 32;
-/// Block buffers: in RAM for the inline link, PSRAM slots for the shared-region link.
+/// Block buffers in RAM for the inline link.
 const SLOTS: usize = 8;
+/// Slots of the PSRAM shared region: more than in RAM, because the host holds lent buffers for as
+/// long as Python keeps views of them (the region supports up to 32).
+const SHARED_SLOTS: usize = 32;
 /// Bytes of one block buffer.
 const BLOCK_BYTES: usize = MAX_BLOCK as usize * ROW_BYTES;
 /// Region id of the RAM buffers (inline link; diagnostics only for the host).
 const RAM_REGION: u16 = 1;
 /// Region id of the PSRAM shared region; the host maps the PSRAM file under this id.
 const PSRAM_REGION: u16 = 2;
-/// Release-ring entries of the shared region (a power of two, at least `SLOTS`).
-const RING_CAPACITY: u16 = 8;
+/// Release-ring entries of the shared region (a power of two, at least `SHARED_SLOTS`).
+const RING_CAPACITY: u16 = 32;
 /// Bytes of PSRAM the shared region spans (the ring's control block, then the slots).
-const PSRAM_REGION_LEN: usize = control_len(RING_CAPACITY) + SLOTS * BLOCK_BYTES;
+const PSRAM_REGION_LEN: usize = control_len(RING_CAPACITY) + SHARED_SLOTS * BLOCK_BYTES;
 /// SysTick ticks to wait at the end for the host to release lent buffers (about 2 s).
 const DRAIN_TICKS: u32 = 4000;
 
@@ -84,7 +87,7 @@ static RING: BufferRing<SLOTS> = BufferRing::new();
 /// The ISR's state for the inline link.
 static ADC_INLINE: Mutex<RefCell<Adc<DmaBuf>>> = Mutex::new(RefCell::new(Adc::new(256)));
 /// The shared-region pool, once created at boot.
-static POOL: Mutex<Cell<Option<&'static SharedPool<SLOTS>>>> = Mutex::new(Cell::new(None));
+static POOL: Mutex<Cell<Option<&'static SharedPool<SHARED_SLOTS>>>> = Mutex::new(Cell::new(None));
 /// The ISR's state for the shared-region link.
 static ADC_SHARED: Mutex<RefCell<Adc<SlotBuf>>> = Mutex::new(RefCell::new(Adc::new(256)));
 /// Which of the two the ISR feeds (`MODE_*`).
@@ -122,11 +125,10 @@ fn main() -> ! {
     core.SYST.enable_interrupt();
     core.SYST.enable_counter();
     defmt::info!(
-        "ADC: {=u32} rows/tick at {=u32} Hz (reload {=u32}), {=usize} buffers of {=u32} rows",
+        "ADC: {=u32} rows/tick at {=u32} Hz (reload {=u32}), blocks of {=u32} rows",
         rows_per_tick,
         tick_hz,
         reload,
-        SLOTS,
         cfg.block
     );
 
@@ -274,10 +276,11 @@ fn init_shared(block: u32) {
         board::exit(EXIT_CONFIG);
     };
     let region: &'static SharedRegion = region;
-    let Some(pool) = cortex_m::singleton!(: SharedPool<SLOTS> = SharedPool::new(region)) else {
+    let Some(pool) = cortex_m::singleton!(: SharedPool<SHARED_SLOTS> = SharedPool::new(region))
+    else {
         board::exit(EXIT_CONFIG);
     };
-    let pool: &'static SharedPool<SLOTS> = pool;
+    let pool: &'static SharedPool<SHARED_SLOTS> = pool;
     defmt::info!(
         "shared region {=u16} at {=usize:#010x}: {=usize} slots of {=usize} bytes",
         region.id(),
@@ -292,7 +295,7 @@ fn init_shared(block: u32) {
     MODE.store(MODE_SHARED, Ordering::Release);
 }
 
-fn shared_pool() -> &'static SharedPool<SLOTS> {
+fn shared_pool() -> &'static SharedPool<SHARED_SLOTS> {
     match critical_section::with(|cs| POOL.borrow(cs).get()) {
         Some(pool) => pool,
         None => board::exit(EXIT_CONFIG),

@@ -26,6 +26,11 @@ CARGO_TARGET_DIR=$target_dir/rtt cargo build -q --release --no-default-features 
 cargo build -q --release
 export DMAPICKLE_FIRMWARE_ELF=$target_dir/thumbv7em-none-eabihf/release/dmapickle-firmware
 
+# The host end: dmapickle-host's frame reader feeding the Python checks.
+cd "$root"
+cargo build -q -p dmapickle-hil-feeder
+export DMAPICKLE_HIL_FEEDER=${CARGO_TARGET_DIR:-$root/target}/debug/dmapickle-hil-feeder
+
 cd "$root/tests/hil"
 # hil_*.py, not test_*.py: a plain `pytest tests/` elsewhere does not pick up the QEMU runs.
 exec "$py" -m pytest -q -p no:cacheprovider -o python_files='hil_*.py' .
