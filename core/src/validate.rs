@@ -360,8 +360,8 @@ enum Class {
     Ints(Dims),
     /// One or two numbers (`complex` arguments).
     Numbers,
-    /// `(list,)` (`set`/`frozenset` arguments); whether its items are hashable.
-    ListArg(bool),
+    /// `(list,)` (`set`/`frozenset` arguments): whether its items are hashable, the list's id.
+    ListArg(bool, u32),
     /// `(bytes,)` (`bytearray` arguments): their length.
     BytesArg(u64),
     /// `(code, False, True)`: `numpy.dtype` arguments.
@@ -1077,7 +1077,11 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                     return Err(Reason::NotCallable);
                 };
                 let kind = self.call(callee, &args)?;
-                self.push(kind)?
+                match args.class {
+                    // set(list) keeps the list's id so the summary lists the list's items.
+                    Class::ListArg(_, id) => self.push_slot(Slot { kind, id })?,
+                    _ => self.push(kind)?,
+                }
             }
             (Opcode::Newobj, _) => {
                 let args = self.pop()?;
@@ -1302,7 +1306,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         Ok(match (callee, args.class) {
             (Callee::Complex, Class::Numbers) => Kind::Complex,
             (Callee::Complex, Class::Ints(d)) if (1..=2).contains(&d.len) => Kind::Complex,
-            (Callee::Set | Callee::FrozenSet, Class::ListArg(hashable)) => {
+            (Callee::Set | Callee::FrozenSet, Class::ListArg(hashable, _)) => {
                 if !hashable {
                     return Err(Reason::Unhashable);
                 }
@@ -1497,7 +1501,10 @@ fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class {
         _ => {}
     }
     match (items.len(), k(0)) {
-        (1, Some(Kind::List { hashable_items })) => return Class::ListArg(hashable_items),
+        (1, Some(Kind::List { hashable_items })) => {
+            let id = items.first().map_or(0, |s| s.id);
+            return Class::ListArg(hashable_items, id);
+        }
         (1, Some(Kind::Bytes { len, .. })) => return Class::BytesArg(len),
         _ => {}
     }

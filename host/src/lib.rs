@@ -2,6 +2,9 @@
 //! them, and hands `(pickle, buffers)` to Python.
 #![deny(missing_docs)]
 
+// Validation: a reusable checker over core's validator (the `dmapickle check` engine).
+pub mod validation;
+
 // The link: frame reader, messages and shared regions (docs/wire-format.md).
 pub mod message;
 pub mod region;

@@ -1,0 +1,98 @@
+//! Subcommands of the `dmapickle` binary. Add a subcommand as a new file here, a variant of
+//! [`Command`] and an arm in [`main`].
+//!
+//! Exit codes (all subcommands): 0 success, 1 a pickle was rejected, 2 usage or I/O error.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use dmapickle_core::Profile;
+
+mod check;
+mod inspect;
+
+/// dmapickle: validate and inspect pickle protocol 5 messages from embedded controllers.
+#[derive(Debug, Parser)]
+#[command(name = "dmapickle", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Prove that pickles only build plain data and numpy arrays over their buffers.
+    Check(check::Args),
+    /// Disassemble a pickle (like `python -m pickletools`) and summarize what it builds.
+    Inspect(inspect::Args),
+}
+
+/// Validation profile on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum ProfileArg {
+    /// Exactly what dmapickle's encoder writes.
+    Strict,
+    /// Also what CPython and numpy write for the same data (protocols 2-5).
+    General,
+}
+
+impl From<ProfileArg> for Profile {
+    fn from(p: ProfileArg) -> Profile {
+        match p {
+            ProfileArg::Strict => Profile::Strict,
+            ProfileArg::General => Profile::General,
+        }
+    }
+}
+
+/// Parses `MODULE:NAME` for `--allow`.
+pub(crate) fn parse_global(s: &str) -> Result<(String, String), String> {
+    match s.rsplit_once(':') {
+        Some((m, n)) if !m.is_empty() && !n.is_empty() => Ok((m.to_owned(), n.to_owned())),
+        _ => Err(format!("expected MODULE:NAME, got {s:?}")),
+    }
+}
+
+/// A pickle file and its out-of-band buffers: for `x.pkl`, the files `x.buf0`, `x.buf1`, ...
+/// beside it, in order, up to the first one missing.
+pub(crate) struct PickleFiles {
+    pub pickle: Vec<u8>,
+    pub buffers: Vec<Vec<u8>>,
+}
+
+impl PickleFiles {
+    pub(crate) fn read(path: &Path) -> Result<Self, String> {
+        let pickle = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let stem: PathBuf = if path.extension().is_some_and(|e| e == "pkl") {
+            path.with_extension("")
+        } else {
+            path.to_path_buf()
+        };
+        let mut buffers = Vec::new();
+        loop {
+            let mut name = stem.clone().into_os_string();
+            name.push(format!(".buf{}", buffers.len()));
+            let buf_path = PathBuf::from(name);
+            match std::fs::read(&buf_path) {
+                Ok(b) => buffers.push(b),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) => return Err(format!("{}: {e}", buf_path.display())),
+            }
+        }
+        Ok(PickleFiles { pickle, buffers })
+    }
+
+    pub(crate) fn buffer_lens(&self) -> Vec<usize> {
+        self.buffers.iter().map(Vec::len).collect()
+    }
+}
+
+/// Parses the command line and runs the subcommand.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Inspect(args) => inspect::run(args),
+    }
+}

@@ -1,0 +1,336 @@
+#!/usr/bin/env python3
+"""Writes the hostile pickles of tests/vectors/hostile: every one must be rejected by
+`dmapickle check` (general profile) with the reason given in manifest.json.
+
+usage: make_hostile.py [OUTDIR]   (default: the directory of this script)
+
+Each case is NAME.pkl (+ NAME.bufN out-of-band buffers) and a manifest entry
+{"name", "note", "reason"} where `reason` is the phrase `dmapickle check` must print after
+`rejected: byte N, OPCODE: `. The bytes are built by hand (not by pickle.dumps) so that
+each one isolates one attack: code-exec globals, numpy arguments that reach outside their
+buffer or make numpy interpret bytes as objects, container opcodes that would call
+arbitrary methods, memo/stack/length bombs, malformed framing.
+"""
+import json
+import os
+import struct
+import sys
+
+# ---- opcode helpers --------------------------------------------------------------------------
+
+
+def P(n):
+    return b"\x80" + bytes([n])
+
+
+def su(s):  # SHORT_BINUNICODE
+    b = s.encode() if isinstance(s, str) else s
+    return b"\x8c" + bytes([len(b)]) + b
+
+
+def sb(b):  # SHORT_BINBYTES
+    return b"C" + bytes([len(b)]) + b
+
+
+def sg(module, name):  # STACK_GLOBAL from literals
+    return su(module) + su(name) + b"\x93"
+
+
+def gl(module, name):  # GLOBAL
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def I(n):  # an int the way CPython writes it
+    if 0 <= n < 256:
+        return b"K" + bytes([n])
+    if 0 <= n < 65536:
+        return b"M" + struct.pack("<H", n)
+    if -(2**31) <= n < 2**31:
+        return b"J" + struct.pack("<i", n)
+    nbytes = (n.bit_length() + 8) // 8
+    return b"\x8a" + bytes([nbytes]) + n.to_bytes(nbytes, "little", signed=True)
+
+
+MARK, STOP, NONE, TRUE, FALSE = b"(", b".", b"N", b"\x88", b"\x89"
+TUPLE, T1, T2, T3, REDUCE, NEWOBJ, BUILD = b"t", b"\x85", b"\x86", b"\x87", b"R", b"\x81", b"b"
+NB, RO, MEMO = b"\x97", b"\x98", b"\x94"
+EMPTY_LIST, EMPTY_DICT, EMPTY_SET, EMPTY_TUPLE = b"]", b"}", b"\x8f", b")"
+APPEND, APPENDS, SETITEM, SETITEMS, ADDITEMS, FROZENSET = b"a", b"e", b"s", b"u", b"\x90", b"\x91"
+
+
+def tup(*items):
+    return MARK + b"".join(items) + TUPLE
+
+
+def BG(i):
+    return b"h" + bytes([i])
+
+
+def ndarray(shape, dtype="<i4", data=NB, offset=None, strides=NONE, order="C", extra=()):
+    off = I(0) if offset is None else offset
+    args = [tup(*[I(d) for d in shape]), su(dtype), data, off, strides, su(order), *extra]
+    return sg("numpy", "ndarray") + tup(*args) + NEWOBJ
+
+
+def dtype_obj(code, order="<", memo=False):
+    made = sg("numpy", "dtype") + tup(su(code), FALSE, TRUE) + REDUCE + (MEMO if memo else b"")
+    state = tup(I(3), su(order), NONE, NONE, NONE, I(-1), I(-1), I(0))
+    return made + state + BUILD
+
+
+def frombuffer(data, dtype, shape, order="C", module="numpy._core.numeric"):
+    return sg(module, "_frombuffer") + tup(data, dtype, tup(*[I(d) for d in shape]), su(order)) + REDUCE
+
+
+def reconstruct(dtype, shape, raw, fortran=False):
+    made = sg("numpy._core.multiarray", "_reconstruct") + tup(sg("numpy", "ndarray"), tup(I(0)), sb(b"b")) + REDUCE
+    state = tup(I(1), tup(*[I(d) for d in shape]), dtype, TRUE if fortran else FALSE, raw)
+    return made + state + BUILD
+
+
+CMD = su("echo dmapickle-validator-missed-this")
+
+# ---- the cases: (name, note, reason phrase, pickle bytes, [buffer lengths]) -----------------
+
+CASES = [
+    # code execution through globals
+    ("h01_os_system_stack_global", "os.system via STACK_GLOBAL + REDUCE",
+     "global not in the allowlist", P(4) + sg("os", "system") + CMD + T1 + REDUCE + STOP, []),
+    ("h02_builtins_exec", "builtins.exec of source text",
+     "global not in the allowlist", P(4) + sg("builtins", "exec") + su("import os") + T1 + REDUCE + STOP, []),
+    ("h03_subprocess_popen_global", "subprocess.Popen via GLOBAL (protocol 2)",
+     "global not in the allowlist", P(2) + gl("subprocess", "Popen") + MARK + CMD + b"l" + T1 + REDUCE + STOP, []),
+    ("h04_builtins_getattr_global", "builtins.getattr via GLOBAL",
+     "global not in the allowlist", P(2) + gl("builtins", "getattr") + STOP, []),
+    ("h05_numpy_load", "allowed module, disallowed name: numpy.load (pickle loader)",
+     "global not in the allowlist", P(4) + sg("numpy", "load") + su("/etc/passwd") + T1 + REDUCE + STOP, []),
+    ("h06_numpy_multiarray_scalar", "numpy.core.multiarray.scalar builds objects from raw bytes",
+     "global not in the allowlist",
+     P(4) + sg("numpy.core.multiarray", "scalar") + dtype_obj("i8") + sb(b"\0" * 8) + T2 + REDUCE + STOP, []),
+    ("h07_dotted_name_builtins", "dotted attribute path under builtins",
+     "global not in the allowlist", P(4) + sg("builtins", "complex.__class__") + STOP, []),
+    ("h08_copyreg_reconstructor", "copyreg._reconstructor is not needed for plain data",
+     "global not in the allowlist",
+     P(2) + gl("copyreg", "_reconstructor") + tup(gl("os", "system")) + REDUCE + STOP, []),
+    ("h09_memo_strings_numpy_load", "module and name fetched from the memo: numpy.load",
+     "global not in the allowlist",
+     P(4) + su("numpy") + MEMO + su("load") + MEMO + b"00" + BG(0) + BG(1) + b"\x93" + STOP, []),
+    ("h10_stack_global_of_ints", "STACK_GLOBAL on values that are not str literals",
+     "STACK_GLOBAL arguments are not str literals", P(4) + I(1) + I(2) + b"\x93" + STOP, []),
+    ("h11_stack_global_of_reduced_str", "module name computed by a call, not a literal",
+     "STACK_GLOBAL arguments are not str literals",
+     P(4) + sg("builtins", "complex") + tup(I(1)) + REDUCE + su("system") + b"\x93" + STOP, []),
+    ("h12_reduce_on_str", "REDUCE on a value that is not callable",
+     "call of something that is not an allowed callable", P(4) + su("os") + EMPTY_TUPLE + REDUCE + STOP, []),
+    ("h13_reduce_on_list", "REDUCE on a list",
+     "call of something that is not an allowed callable", P(4) + EMPTY_LIST + EMPTY_TUPLE + REDUCE + STOP, []),
+    ("h14_newobj_ex", "NEWOBJ_EX on numpy.ndarray",
+     "opcode not allowed", P(4) + sg("numpy", "ndarray") + EMPTY_TUPLE + EMPTY_DICT + b"\x92" + STOP, []),
+    ("h15_ext2", "EXT2: callable from the copyreg extension registry",
+     "opcode not allowed", P(2) + b"\x83\x01\x00" + EMPTY_TUPLE + REDUCE + STOP, []),
+    ("h16_ext4", "EXT4", "opcode not allowed", P(2) + b"\x84\x01\x00\x00\x00" + STOP, []),
+    ("h17_persid", "PERSID: persistent id resolved by the unpickler",
+     "opcode not allowed", P(2) + b"Pany\n" + STOP, []),
+    ("h18_inst_allowed_global", "INST even with an allowed class (protocol 0 call form)",
+     "opcode not allowed", P(2) + MARK + b"ibuiltins\ncomplex\n" + STOP, []),
+    ("h19_inst_os_system_p2", "INST os.system after PROTO 2",
+     "global not in the allowlist", P(4) + MARK + CMD + b"ios\nsystem\n" + STOP, []),
+    ("h20_obj_complex", "OBJ with an allowed class",
+     "opcode not allowed", P(4) + MARK + sg("builtins", "complex") + I(1) + b"o" + STOP, []),
+    ("h21_newobj_on_complex", "NEWOBJ on an allowed callable that only REDUCE may call",
+     "arguments not accepted", P(4) + sg("builtins", "complex") + tup(I(1)) + NEWOBJ + STOP, []),
+    ("h22_codecs_encode_zlib", "_codecs.encode with a codec other than latin1 (zlib bomb)",
+     "arguments not accepted",
+     P(4) + gl("_codecs", "encode") + su("x") + su("zlib_codec") + T2 + REDUCE + STOP, []),
+    ("h23_bytes_of_int", "builtins.bytes(2**40): allocation bomb",
+     "arguments not accepted", P(2) + gl("builtins", "bytes") + tup(I(2**40)) + REDUCE + STOP, []),
+    ("h24_bytearray_of_int", "builtins.bytearray(2**40): allocation bomb",
+     "arguments not accepted", P(2) + gl("builtins", "bytearray") + tup(I(2**40)) + REDUCE + STOP, []),
+    # BUILD
+    ("h25_build_on_dict", "BUILD on a dict would call __setstate__ / update __dict__",
+     "BUILD on an object that takes no such state", P(4) + EMPTY_DICT + EMPTY_DICT + BUILD + STOP, []),
+    ("h26_build_on_list", "BUILD on a list",
+     "BUILD on an object that takes no such state", P(4) + EMPTY_LIST + tup(I(1)) + BUILD + STOP, []),
+    ("h27_build_dtype_twice", "second BUILD on a dtype already in use",
+     "BUILD on an object that takes no such state",
+     P(4) + dtype_obj("i4") + tup(I(3), su("<"), NONE, NONE, NONE, I(-1), I(-1), I(0)) + BUILD + STOP, []),
+    ("h28_dtype_state_structured", "numpy.dtype + BUILD with fields: structured dtype",
+     "numpy dtype not in the allowlist",
+     P(4) + sg("numpy", "dtype") + tup(su("V8"), FALSE, TRUE) + REDUCE + STOP, []),
+    ("h29_dtype_state_with_names", "numpy.dtype('i4') + BUILD state carrying names/fields",
+     "numpy dtype not in the allowlist",
+     P(4) + sg("numpy", "dtype") + tup(su("i4"), FALSE, TRUE) + REDUCE
+     + tup(I(3), su("|"), NONE, tup(su("a")), EMPTY_DICT, I(8), I(1), I(16)) + BUILD + STOP, []),
+    ("h30_dtype_object_reduce", "numpy.dtype('O8'): object dtype via REDUCE",
+     "numpy dtype not in the allowlist",
+     P(4) + sg("numpy", "dtype") + tup(su("O8"), FALSE, TRUE) + REDUCE + STOP, []),
+    ("h31_dtype_flags_object", "dtype state with object flags",
+     "numpy dtype not in the allowlist",
+     P(4) + sg("numpy", "dtype") + tup(su("i8"), FALSE, TRUE) + REDUCE
+     + tup(I(3), su("<"), NONE, NONE, NONE, I(-1), I(-1), I(63)) + BUILD + STOP, []),
+    # numpy.ndarray NEWOBJ arguments
+    ("h32_ndarray_object_dtype_str", "ndarray over raw bytes with dtype '|O8'",
+     "numpy dtype not in the allowlist", P(5) + ndarray((2,), "|O8") + STOP, [16]),
+    ("h33_ndarray_void_dtype", "ndarray with a void dtype",
+     "numpy dtype not in the allowlist", P(5) + ndarray((2,), "|V8") + STOP, [16]),
+    ("h34_ndarray_datetime_dtype", "ndarray with a datetime dtype",
+     "numpy dtype not in the allowlist", P(5) + ndarray((2,), "<M8[ns]") + STOP, [16]),
+    ("h35_ndarray_structured_dtype_str", "ndarray with a structured dtype string",
+     "numpy dtype not in the allowlist", P(5) + ndarray((2,), "[('a', '<i4'), ('b', 'O')]") + STOP, [16]),
+    ("h36_ndarray_huge_offset", "ndarray at offset 2**40 past a 16-byte buffer",
+     "array bytes do not fit its buffer", P(5) + ndarray((4,), offset=I(2**40)) + STOP, [16]),
+    ("h37_ndarray_offset_past_end", "ndarray offset 8 + 16 bytes over a 16-byte buffer",
+     "array bytes do not fit its buffer", P(5) + ndarray((4,), offset=I(8)) + STOP, [16]),
+    ("h38_ndarray_strides_escape", "strides walk 800 bytes past a 16-byte buffer",
+     "array strides reach outside", P(5) + ndarray((100,), strides=tup(I(8))) + STOP, [16]),
+    ("h39_ndarray_negative_strides", "negative strides read before the buffer",
+     "array strides reach outside", P(5) + ndarray((4,), strides=tup(I(-4))) + STOP, [16]),
+    ("h40_ndarray_strides_count", "two strides for one dimension",
+     "array strides reach outside", P(5) + ndarray((4,), strides=tup(I(4), I(4))) + STOP, [16]),
+    ("h41_shape_overflow", "shape (2**62, 2**62): nbytes overflows",
+     "array shape x itemsize overflows", P(5) + ndarray((2**62, 2**62)) + STOP, [16]),
+    ("h42_shape_negative", "shape (-1,)",
+     "array shape is not a tuple of non-negative ints", P(5) + ndarray((-1,)) + STOP, [16]),
+    ("h43_ndarray_without_buffer", "ndarray(shape, dtype): uninitialised heap memory",
+     "arguments not accepted",
+     P(5) + sg("numpy", "ndarray") + tup(tup(I(4)), su("<i4")) + NEWOBJ + STOP, []),
+    ("h44_ndarray_buffer_too_short", "array of 400 bytes over a 16-byte buffer",
+     "array bytes do not fit its buffer", P(5) + ndarray((100,)) + STOP, [16]),
+    ("h45_ndarray_data_is_str", "ndarray data is a str",
+     "array data is not a buffer", P(5) + ndarray((4,), data=su("x" * 16)) + STOP, []),
+    ("h46_ndarray_bad_order", "order 'K'",
+     "array order is not 'C' or 'F'", P(5) + ndarray((4,), order="K") + STOP, [16]),
+    ("h47_ndarray_too_many_dims", "9 dimensions (beyond the validator's limit)",
+     "array shape is not a tuple", P(5) + ndarray((1,) * 9) + STOP, [4]),
+    # numpy's own constructors with bad arguments
+    ("h48_frombuffer_too_long", "_frombuffer shape needs more bytes than the buffer has",
+     "array bytes do not fit its buffer", P(5) + frombuffer(NB, dtype_obj("i2"), (100,)) + STOP, [20]),
+    ("h49_frombuffer_unbuilt_dtype", "_frombuffer with a dtype whose state was never set",
+     "object used before its BUILD state was set",
+     P(5) + sg("numpy._core.numeric", "_frombuffer")
+     + tup(NB, sg("numpy", "dtype") + tup(su("i2"), FALSE, TRUE) + REDUCE, tup(I(10)), su("C")) + REDUCE + STOP, [20]),
+    ("h50_reconstruct_raw_short", "_reconstruct state with 4 bytes for a 40-byte array",
+     "array bytes do not fit its buffer", P(4) + reconstruct(dtype_obj("i4"), (10,), sb(b"\0" * 4)) + STOP, []),
+    ("h51_reconstruct_raw_list", "_reconstruct state with a list as data (object arrays)",
+     "array data is not a buffer", P(4) + reconstruct(dtype_obj("i4"), (1,), EMPTY_LIST) + STOP, []),
+    ("h52_reconstruct_wrong_class", "_reconstruct of builtins.complex instead of numpy.ndarray",
+     "global used as a value",
+     P(4) + sg("numpy._core.multiarray", "_reconstruct") + tup(sg("builtins", "complex"), tup(I(0)), sb(b"b")) + REDUCE + STOP, []),
+    ("h53_binget_unbuilt_dtype", "a dtype fetched from the memo before its BUILD (double BUILD)",
+     "object memoized twice or fetched before its BUILD",
+     P(4) + sg("numpy", "dtype") + tup(su("i2"), FALSE, TRUE) + REDUCE + MEMO + BG(0) + STOP, []),
+    ("h54_global_as_value", "a list holding the numpy.ndarray class",
+     "global used as a value", P(4) + EMPTY_LIST + sg("numpy", "ndarray") + APPEND + STOP, []),
+    ("h55_dtype_as_value", "a dict holding a numpy dtype object",
+     "numpy dtype outside an array constructor", P(4) + EMPTY_DICT + su("d") + dtype_obj("i4") + SETITEM + STOP, []),
+    # containers: wrong kind (would call arbitrary methods) and unhashables
+    ("h56_appends_on_dict", "APPENDS on a dict (calls .extend/.append of the object)",
+     "items added to the wrong kind of container", P(4) + EMPTY_DICT + MARK + I(1) + APPENDS + STOP, []),
+    ("h57_setitems_on_list", "SETITEMS on a list (calls __setitem__ of the object)",
+     "items added to the wrong kind of container", P(4) + EMPTY_LIST + MARK + I(1) + I(2) + SETITEMS + STOP, []),
+    ("h58_additems_on_frozenset", "ADDITEMS on a frozenset (calls .add of the object)",
+     "items added to the wrong kind of container", P(4) + MARK + FROZENSET + MARK + I(1) + ADDITEMS + STOP, []),
+    ("h59_append_on_complex", "APPEND on the result of a call",
+     "items added to the wrong kind of container",
+     P(4) + sg("builtins", "complex") + tup(I(1)) + REDUCE + I(2) + APPEND + STOP, []),
+    ("h60_set_of_lists", "set containing a list",
+     "unhashable value", P(4) + EMPTY_SET + MARK + EMPTY_LIST + ADDITEMS + STOP, []),
+    ("h61_dict_key_list", "dict with a list key",
+     "unhashable value", P(4) + EMPTY_DICT + EMPTY_LIST + I(1) + SETITEM + STOP, []),
+    ("h62_frozenset_of_dict", "frozenset containing a dict",
+     "unhashable value", P(4) + MARK + EMPTY_DICT + FROZENSET + STOP, []),
+    ("h63_set_reduce_of_lists", "builtins.set([[1]]) via REDUCE",
+     "unhashable value",
+     P(2) + gl("builtins", "set") + EMPTY_LIST + MARK + EMPTY_LIST + APPENDS + T1 + REDUCE + STOP, []),
+    ("h64_dict_key_tuple_with_list", "dict key: a tuple holding a list",
+     "unhashable value", P(4) + EMPTY_DICT + EMPTY_LIST + T1 + I(1) + SETITEM + STOP, []),
+    ("h65_odd_setitems", "SETITEMS with a key and no value",
+     "SETITEMS with a key but no value", P(4) + EMPTY_DICT + MARK + su("k") + SETITEMS + STOP, []),
+    # stack, memo and length bombs
+    ("h66_nesting_bomb_lists", "5000 nested EMPTY_LIST (default stack: 4096)",
+     "stack deeper than the limit", P(4) + EMPTY_LIST * 5000 + APPEND * 4999 + STOP, []),
+    ("h67_nesting_bomb_marks", "5000 MARKs",
+     "stack deeper than the limit", P(4) + MARK * 5000 + STOP, []),
+    ("h68_nesting_bomb_tuples", "tuple nesting deeper than the stack",
+     "stack deeper than the limit", P(4) + (MARK + EMPTY_TUPLE) * 3000 + TUPLE * 3000 + STOP, []),
+    ("h69_memo_bomb_long_binput", "LONG_BINPUT 0xffffffff (the C unpickler sizes its memo to the index)",
+     "memo index beyond the memo limit", P(4) + NONE + b"r\xff\xff\xff\xff" + STOP, []),
+    ("h70_memo_bomb_memoize", "70000 MEMOIZE",
+     "memo index beyond the memo limit", P(4) + NONE + MEMO * 70000 + STOP, []),
+    ("h71_memo_missing", "BINGET of an index never written",
+     "memo read of an empty slot", P(4) + BG(5) + STOP, []),
+    ("h72_huge_long4", "LONG4 declaring 2**31-1 bytes, data truncated",
+     "exceeds the", P(2) + b"\x8b\xff\xff\xff\x7f" + b"\x01" * 8 + STOP, []),
+    ("h73_huge_binunicode8", "BINUNICODE8 declaring 2**63 bytes",
+     "exceeds the", P(4) + b"\x8d" + struct.pack("<Q", 2**63) + b"abc" + STOP, []),
+    ("h74_huge_bytearray8", "BYTEARRAY8 declaring 2**40 bytes",
+     "exceeds the", P(5) + b"\x96" + struct.pack("<Q", 2**40) + b"abc" + STOP, []),
+    ("h75_negative_binstring", "BINSTRING with a negative length",
+     "negative length", P(2) + b"T\xff\xff\xff\xff" + STOP, []),
+    # framing of the opcode stream
+    ("h76_truncated_message", "a sensor message cut in the middle of an opcode",
+     "pickle truncated inside this opcode", P(5) + EMPTY_DICT + MARK + su("seq") + b"J\x01\x00", []),
+    ("h77_no_stop", "no STOP opcode",
+     "pickle has no STOP", P(5) + EMPTY_DICT + MARK + su("seq") + I(1) + SETITEMS, []),
+    ("h78_empty_file", "zero bytes", "pickle has no STOP", b"", []),
+    ("h79_trailing_data", "bytes after STOP",
+     "data after STOP", P(5) + NONE + STOP + b"cos\nsystem\n", []),
+    ("h80_two_stops", "two STOPs (a second pickle hidden behind the first)",
+     "data after STOP", P(5) + NONE + STOP + NONE + STOP, []),
+    ("h81_two_values_at_stop", "STOP with two values on the stack",
+     "STOP needs exactly one value", P(5) + NONE + NONE + STOP, []),
+    ("h82_mark_at_stop", "STOP with a MARK on the stack",
+     "STOP needs exactly one value", P(5) + MARK + NONE + STOP, []),
+    ("h83_mid_stream_proto", "PROTO in the middle of the stream",
+     "PROTO missing, repeated or unsupported", P(5) + EMPTY_LIST + P(2) + STOP, []),
+    ("h84_proto_6", "PROTO 6", "PROTO missing, repeated or unsupported", P(6) + NONE + STOP, []),
+    ("h85_protocol0_no_proto", "protocol 0 pickle (no PROTO)",
+     "PROTO missing, repeated or unsupported", b"(lp0\nI1\na.", []),
+    ("h86_opcode_above_protocol", "NEXT_BUFFER in a protocol-2 pickle",
+     "opcode newer than the pickle's protocol", P(2) + NB + STOP, [4]),
+    ("h87_frame_past_end", "FRAME longer than the pickle",
+     "bad FRAME", P(4) + b"\x95" + struct.pack("<Q", 1000) + NONE + STOP, []),
+    ("h88_opcode_crosses_frame", "an opcode straddling the end of its frame",
+     "bad FRAME", P(4) + b"\x95" + struct.pack("<Q", 2) + su("abc") + STOP, []),
+    ("h89_frame_inside_frame", "a FRAME starting inside another frame",
+     "bad FRAME", P(4) + b"\x95" + struct.pack("<Q", 11) + b"\x95" + struct.pack("<Q", 2) + NONE + STOP, []),
+    ("h90_unknown_opcode", "byte 0xff is no opcode", "unknown opcode", P(5) + b"\xff" + STOP, []),
+    ("h91_dup", "DUP (never written by CPython)", "opcode not allowed", P(4) + EMPTY_LIST + b"2" + b"0" + STOP, []),
+    ("h92_pop_mark_without_mark", "POP_MARK without a MARK", "no MARK to pop to", P(4) + NONE + b"1" + STOP, []),
+    ("h93_tuple3_underflow", "TUPLE3 with one value", "stack underflow", P(4) + NONE + T3 + STOP, []),
+    ("h94_tuple_across_mark", "TUPLE2 reaching below a MARK", "MARK used as a value",
+     P(4) + NONE + MARK + NONE + T2 + STOP, []),
+    ("h95_bad_utf8", "SHORT_BINUNICODE that is not UTF-8",
+     "text argument is not valid UTF-8", P(4) + b"\x8c\x02\xff\xfe" + STOP, []),
+    # out-of-band buffers
+    ("h96_next_buffer_without_buffer", "NEXT_BUFFER with no buffer supplied",
+     "more NEXT_BUFFER than out-of-band buffers", P(5) + NB + STOP, []),
+    ("h97_unused_buffer", "two buffers supplied, one NEXT_BUFFER",
+     "fewer NEXT_BUFFER than out-of-band buffers", P(5) + NB + STOP, [4, 4]),
+    ("h98_readonly_on_bytes", "READONLY_BUFFER on bytes",
+     "READONLY_BUFFER on a value that is not a buffer", P(5) + sb(b"abc") + RO + STOP, []),
+    ("h99_message_array_buffer_short", "sensor message whose 8192-byte array has a 128-byte buffer",
+     "array bytes do not fit its buffer",
+     P(5) + EMPTY_DICT + MARK + su("seq") + I(1) + su("adc") + ndarray((1024, 4), "<i2") + SETITEMS + STOP, [128]),
+]
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
+    os.makedirs(out, exist_ok=True)
+    manifest = []
+    for name, note, reason, data, buffers in CASES:
+        with open(os.path.join(out, name + ".pkl"), "wb") as f:
+            f.write(data)
+        for i, n in enumerate(buffers):
+            with open(os.path.join(out, "%s.buf%d" % (name, i)), "wb") as f:
+                f.write(bytes(range(256)) * (n // 256) + bytes(range(n % 256)))
+        manifest.append({"name": name, "note": note, "reason": reason, "expect": "reject"})
+    with open(os.path.join(out, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+        f.write("\n")
+    print("wrote %d hostile cases to %s" % (len(CASES), out))
+
+
+if __name__ == "__main__":
+    main()
