@@ -1618,3 +1618,275 @@ fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class {
     }
     Class::Plain
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::string::String;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// numpy 2.4 `pickle.dumps({'seq': 41, 't_ns': ..., 'adc': int16 (16, 4)}, protocol=5,
+    /// buffer_callback=...)`: one out-of-band buffer of 128 bytes.
+    const CPYTHON_MESSAGE: &[u8] = b"\x80\x05\x95\x90\x00\x00\x00\x00\x00\x00\x00\x7d\x94\x28\x8c\x03\x73\x65\x71\x94\x4b\x29\x8c\x04\x74\x5f\x6e\x73\x94\x8a\x08\x15\xcd\x85\x3d\xfe\x9c\x97\x17\x8c\x03\x61\x64\x63\x94\x8c\x13\x6e\x75\x6d\x70\x79\x2e\x5f\x63\x6f\x72\x65\x2e\x6e\x75\x6d\x65\x72\x69\x63\x94\x8c\x0b\x5f\x66\x72\x6f\x6d\x62\x75\x66\x66\x65\x72\x94\x93\x94\x28\x97\x8c\x05\x6e\x75\x6d\x70\x79\x94\x8c\x05\x64\x74\x79\x70\x65\x94\x93\x94\x8c\x02\x69\x32\x94\x89\x88\x87\x94\x52\x94\x28\x4b\x03\x8c\x01\x3c\x94\x4e\x4e\x4e\x4a\xff\xff\xff\xff\x4a\xff\xff\xff\xff\x4b\x00\x74\x94\x62\x4b\x10\x4b\x04\x86\x94\x8c\x01\x43\x94\x74\x94\x52\x94\x75\x2e";
+
+    /// What dmapickle's encoder writes for `{'seq': 7, 'adc': int16 (2, 2) read-only}`.
+    const STRICT_MESSAGE: &[u8] = b"\x80\x05}(\x8c\x03seqK\x07\x8c\x03adc\x8c\x05numpy\x8c\x07ndarray\x93\x94(K\x02K\x02\x86\x8c\x03<i2\x97\x98K\x00N\x8c\x01Ct\x81u.";
+
+    fn run(profile: Profile, pickle: &[u8], buffers: &[usize]) -> Result<Validated> {
+        let mut stack = vec![Slot::EMPTY; 256];
+        let mut memo = vec![Slot::EMPTY; 256];
+        let mut ws = Workspace::new(&mut stack, &mut memo);
+        Validator::new(profile).validate(pickle, buffers, &mut ws)
+    }
+
+    fn reason(profile: Profile, pickle: &[u8], buffers: &[usize]) -> Reason {
+        match run(profile, pickle, buffers) {
+            Err(Error::Rejected { reason, .. }) => reason,
+            other => panic!("expected a rejection of {pickle:?}, got {other:?}"),
+        }
+    }
+
+    fn su(s: &str) -> Vec<u8> {
+        let mut v = vec![0x8c, s.len() as u8];
+        v.extend_from_slice(s.as_bytes());
+        v
+    }
+
+    fn cat(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    fn sg(module: &str, name: &str) -> Vec<u8> {
+        cat(&[&su(module), &su(name), b"\x93"])
+    }
+
+    /// `numpy.ndarray(shape, dtype, NEXT_BUFFER, offset, strides, order)` in protocol 5.
+    fn ndarray(shape: &[u8], dtype: &str, offset: &[u8], strides: &[u8], order: &str) -> Vec<u8> {
+        cat(&[
+            b"\x80\x05",
+            &sg("numpy", "ndarray"),
+            b"(",
+            shape,
+            &su(dtype),
+            b"\x97",
+            offset,
+            strides,
+            &su(order),
+            b"t\x81.",
+        ])
+    }
+
+    #[test]
+    fn accepts_cpython_and_encoder_messages() {
+        let v = run(Profile::General, CPYTHON_MESSAGE, &[128]).unwrap();
+        assert_eq!((v.protocol, v.buffers, v.arrays), (5, 1, 1));
+        let v = run(Profile::Strict, STRICT_MESSAGE, &[8]).unwrap();
+        assert_eq!((v.protocol, v.buffers, v.arrays), (5, 1, 1));
+        run(Profile::General, STRICT_MESSAGE, &[8]).unwrap();
+        // CPython's frames and memo are outside the strict grammar.
+        assert_eq!(
+            reason(Profile::Strict, CPYTHON_MESSAGE, &[128]),
+            Reason::OpcodeNotAllowed
+        );
+    }
+
+    #[test]
+    fn summary_names_keys_dtypes_shapes_and_buffers() {
+        let mut stack = vec![Slot::EMPTY; 64];
+        let mut memo = vec![Slot::EMPTY; 64];
+        let mut ws = Workspace::new(&mut stack, &mut memo);
+        let mut out = String::new();
+        Validator::new(Profile::General)
+            .summarize(CPYTHON_MESSAGE, &[128], &mut ws, &mut out)
+            .unwrap();
+        assert_eq!(
+            out,
+            "dict{seq:int, t_ns:int, adc:ndarray<i2>(16,4) <- buffer 0 (128 B)}"
+        );
+        out.clear();
+        Validator::new(Profile::Strict)
+            .summarize(STRICT_MESSAGE, &[8], &mut ws, &mut out)
+            .unwrap();
+        assert_eq!(
+            out,
+            "dict{seq:int, adc:ndarray<i2>(2,2) <- buffer 0 (8 B, read-only)}"
+        );
+    }
+
+    #[test]
+    fn every_truncation_is_rejected() {
+        for cut in 0..CPYTHON_MESSAGE.len() {
+            assert!(run(Profile::General, &CPYTHON_MESSAGE[..cut], &[128]).is_err());
+        }
+        for cut in 0..STRICT_MESSAGE.len() {
+            assert!(run(Profile::Strict, &STRICT_MESSAGE[..cut], &[8]).is_err());
+        }
+    }
+
+    #[test]
+    fn workspace_is_reusable_and_memo_does_not_leak_between_pickles() {
+        let mut stack = vec![Slot::EMPTY; 64];
+        let mut memo = vec![Slot::EMPTY; 64];
+        let mut ws = Workspace::new(&mut stack, &mut memo);
+        let v = Validator::new(Profile::General);
+        v.validate(CPYTHON_MESSAGE, &[128], &mut ws).unwrap();
+        // BINGET 0 of a memo slot the previous pickle wrote
+        let err = v.validate(b"\x80\x05h\x00.", &[], &mut ws).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Rejected {
+                reason: Reason::MemoMissing,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn caller_allowed_globals_are_callable() {
+        let pickle = cat(&[b"\x80\x04", &sg("mypkg", "Reading"), b"K\x01\x85R}b."]);
+        assert_eq!(
+            reason(Profile::General, &pickle, &[]),
+            Reason::GlobalNotAllowed
+        );
+        let mut stack = vec![Slot::EMPTY; 16];
+        let mut memo = vec![Slot::EMPTY; 16];
+        let mut ws = Workspace::new(&mut stack, &mut memo);
+        Validator::new(Profile::General)
+            .with_allowed(&[("mypkg", "Reading")])
+            .validate(&pickle, &[], &mut ws)
+            .unwrap();
+    }
+
+    #[test]
+    fn strided_arrays_inside_their_buffer_are_accepted() {
+        // shape (2, 2) int32, strides (4, 8): a transposed view of 16 bytes
+        let p = ndarray(b"K\x02K\x02\x86", "<i4", b"K\x00", b"K\x04K\x08\x86", "C");
+        run(Profile::General, &p, &[16]).unwrap();
+        assert_eq!(reason(Profile::Strict, &p, &[16]), Reason::BadStrides);
+        // offset 4 with 12 bytes of array in a 16-byte buffer
+        let p = ndarray(b"K\x03\x85", "<i4", b"K\x04", b"N", "C");
+        run(Profile::General, &p, &[16]).unwrap();
+        assert_eq!(
+            reason(Profile::Strict, &p, &[16]),
+            Reason::ArrayOutsideBuffer
+        );
+    }
+
+    /// One pickle per reason the validator (not the reader) gives.
+    #[test]
+    fn each_reason() {
+        use Profile::{General as G, Strict as S};
+        let dtype = |code: &str, order: &str| {
+            cat(&[
+                &sg("numpy", "dtype"),
+                b"(",
+                &su(code),
+                b"\x89\x88t",
+                b"R(K\x03",
+                &su(order),
+                b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb",
+            ])
+        };
+        let frombuffer = |shape: &[u8], dt: &[u8]| {
+            cat(&[
+                b"\x80\x05",
+                &sg("numpy._core.numeric", "_frombuffer"),
+                b"(\x97",
+                dt,
+                shape,
+                &su("C"),
+                b"tR.",
+            ])
+        };
+        let cases: Vec<(Profile, Vec<u8>, Vec<usize>, Reason)> = vec![
+            (G, vec![b'N'; 10], vec![], Reason::BadProto),
+            (G, b"\x80\x05N\x80\x05.".to_vec(), vec![], Reason::BadProto),
+            (S, b"\x80\x04N.".to_vec(), vec![], Reason::BadProto),
+            (G, b"\x80\x05N.N".to_vec(), vec![], Reason::TrailingData),
+            (G, b"\x80\x05NN.".to_vec(), vec![], Reason::NotOneValue),
+            (G, b"\x80\x05.".to_vec(), vec![], Reason::NotOneValue),
+            (G, b"\x80\x05N".to_vec(), vec![], Reason::NoStop),
+            (G, b"\x80\x05\x82\x01.".to_vec(), vec![], Reason::OpcodeNotAllowed),
+            (S, b"\x80\x05N\x94.".to_vec(), vec![], Reason::OpcodeNotAllowed),
+            (G, b"\x80\x02\x97.".to_vec(), vec![4], Reason::OpcodeAboveProtocol),
+            (G, b"\x80\x04\x95\x09\x00\x00\x00\x00\x00\x00\x00N.".to_vec(), vec![], Reason::BadFrame),
+            (G, b"\x80\x05((((N.".to_vec(), vec![], Reason::StackTooDeep),
+            (G, b"\x80\x05N\x86.".to_vec(), vec![], Reason::StackUnderflow),
+            (G, b"\x80\x05Nt.".to_vec(), vec![], Reason::NoMark),
+            (G, b"\x80\x05(\x85.".to_vec(), vec![], Reason::MarkAsValue),
+            (G, b"\x80\x05Nr\x00\x01\x00\x00.".to_vec(), vec![], Reason::MemoTooLarge),
+            (G, b"\x80\x05h\x03.".to_vec(), vec![], Reason::MemoMissing),
+            (G, cat(&[b"\x80\x05", &sg("numpy", "dtype"), b"(", &su("i2"), b"\x89\x88tR\x94h\x00."]), vec![], Reason::MemoAliasing),
+            (G, b"\x80\x05\x97.".to_vec(), vec![], Reason::TooManyBuffers),
+            (G, b"\x80\x05N.".to_vec(), vec![4], Reason::UnusedBuffers),
+            (G, b"\x80\x05N\x98.".to_vec(), vec![], Reason::ReadonlyOnNonBuffer),
+            (G, cat(&[b"\x80\x05", &sg("os", "system"), b"."]), vec![], Reason::GlobalNotAllowed),
+            (S, cat(&[b"\x80\x05", &sg("numpy", "dtype"), b"."]), vec![], Reason::GlobalNotAllowed),
+            (G, b"\x80\x05K\x01K\x02\x93.".to_vec(), vec![], Reason::GlobalNotLiteral),
+            (S, cat(&[b"\x80\x05", &su("numpy"), &su("ndarray"), b"\x940\x93."]), vec![], Reason::OpcodeNotAllowed),
+            (G, cat(&[b"\x80\x05]", &sg("builtins", "complex"), b"a."]), vec![], Reason::GlobalAsValue),
+            (G, b"\x80\x05N)R.".to_vec(), vec![], Reason::NotCallable),
+            (G, cat(&[b"\x80\x05", &sg("builtins", "complex"), b"\x8c\x01x\x85R."]), vec![], Reason::BadCallArguments),
+            (G, b"\x80\x05}}b.".to_vec(), vec![], Reason::BadBuild),
+            (G, cat(&[b"\x80\x05]", &sg("numpy", "dtype"), b"(", &su("i2"), b"\x89\x88tRa."]), vec![], Reason::Unbuilt),
+            (G, b"\x80\x05}(K\x01e.".to_vec(), vec![], Reason::WrongContainer),
+            (G, b"\x80\x05}(K\x01u.".to_vec(), vec![], Reason::OddItems),
+            (G, b"\x80\x05\x8f(]\x90.".to_vec(), vec![], Reason::Unhashable),
+            (G, cat(&[b"\x80\x05}", &su("k"), &dtype("i2", "<"), b"s."]), vec![], Reason::DtypeAsValue),
+            (G, ndarray(b"K\x02\x85", "|O8", b"K\x00", b"N", "C"), vec![16], Reason::DtypeNotAllowed),
+            (G, cat(&[b"\x80\x05", &dtype("i2", "|"), b"."]), vec![], Reason::DtypeNotAllowed),
+            (G, ndarray(b"J\xff\xff\xff\xff\x85", "<i4", b"K\x00", b"N", "C"), vec![16], Reason::BadShape),
+            (G, ndarray(b"\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x40\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x40\x86", "<i4", b"K\x00", b"N", "C"), vec![16], Reason::ShapeOverflow),
+            (G, ndarray(b"K\x02\x85", "<i4", b"J\xc0\xff\xff\xff", b"N", "C"), vec![64], Reason::NegativeOffset),
+            (G, ndarray(b"K\x04\x85", "<i4", b"K\x00", b"K\x08\x85", "C"), vec![16], Reason::BadStrides),
+            (G, ndarray(b"K\x05\x85", "<i4", b"K\x00", b"N", "C"), vec![16], Reason::ArrayOutsideBuffer),
+            (G, ndarray(b"K\x04\x85", "<i4", b"K\x00", b"N", "K"), vec![16], Reason::BadOrder),
+            (G, frombuffer(b"K\x08\x85", &cat(&[&sg("numpy", "dtype"), b"(", &su("i2"), b"\x89\x88tR"])), vec![16], Reason::Unbuilt),
+            (G, frombuffer(b"K\x09\x85", &cat(&[&dtype("i2", "<")])), vec![16], Reason::ArrayOutsideBuffer),
+        ];
+        let mut tiny_stack = [Slot::EMPTY; 4];
+        let mut memo = [Slot::EMPTY; 64];
+        for (profile, pickle, buffers, want) in cases {
+            let got = if want == Reason::StackTooDeep {
+                let mut ws = Workspace::new(&mut tiny_stack, &mut memo);
+                match Validator::new(profile).validate(&pickle, &buffers, &mut ws) {
+                    Err(Error::Rejected { reason, .. }) => reason,
+                    other => panic!("{other:?}"),
+                }
+            } else {
+                reason(profile, &pickle, &buffers)
+            };
+            assert_eq!(got, want, "{pickle:?}");
+        }
+        let data_not_buffer = cat(&[
+            b"\x80\x05",
+            &sg("numpy", "ndarray"),
+            b"(K\x04\x85",
+            &su("<i4"),
+            &su("not a buffer"),
+            b"K\x00N",
+            &su("C"),
+            b"t\x81.",
+        ]);
+        assert_eq!(reason(G, &data_not_buffer, &[]), Reason::BadArrayData);
+        // a FRAME starting inside another frame
+        let nested =
+            b"\x80\x04\x95\x0a\x00\x00\x00\x00\x00\x00\x00\x95\x01\x00\x00\x00\x00\x00\x00\x00N.";
+        assert_eq!(reason(G, nested, &[]), Reason::BadFrame);
+        let long = [b"\x80\x05N.".as_slice()].concat();
+        let mut stack = [Slot::EMPTY; 4];
+        let mut ws = Workspace::new(&mut stack, &mut memo);
+        let err = Validator::new(G)
+            .with_max_len(3)
+            .validate(&long, &[], &mut ws);
+        assert!(matches!(
+            err,
+            Err(Error::Rejected {
+                reason: Reason::TooLong,
+                ..
+            })
+        ));
+    }
+}
