@@ -33,4 +33,4 @@ export DMAPICKLE_HIL_FEEDER=${CARGO_TARGET_DIR:-$root/target}/debug/dmapickle-hi
 
 cd "$root/tests/hil"
 # hil_*.py, not test_*.py: a plain `pytest tests/` elsewhere does not pick up the QEMU runs.
-exec "$py" -m pytest -q -p no:cacheprovider -o python_files='hil_*.py' .
+exec "$py" -m pytest -q -s -p no:cacheprovider -o python_files='hil_*.py' .

@@ -67,7 +67,10 @@ def test_inline_link_delivers_every_sample(tmp_path):
             feed.close()
         assert board.wait() == 0, board.log()
         log = board.log()
-    assert done_line(log)[0] == MESSAGES
+    messages, stalls, overflows, stack = done_line(log)
+    assert (messages, overflows) == (MESSAGES, 0)
+    print(f"\n[hil] inline: {messages} messages, stack high water {stack} bytes, {stalls} ADC stalls, "
+          f"{feed.end['bytes_read']} UART bytes")
 
 
 def test_shared_region_buffers_are_not_reused_while_python_holds_them(tmp_path):
@@ -114,7 +117,9 @@ def test_shared_region_buffers_are_not_reused_while_python_holds_them(tmp_path):
         assert board.wait() == 0, board.log()
         log = board.log()
     assert "shared region: 0 buffers still lent, 0 stray releases" in log, log
-    messages, stalls, overflows, _ = done_line(log)
+    messages, stalls, overflows, stack = done_line(log)
     assert (messages, overflows) == (MESSAGES, 0)
+    print(f"\n[hil] shared: {messages} messages, stack high water {stack} bytes, {stalls} ADC stalls, "
+          f"{feed.end['bytes_read']} UART bytes")
     # Holding all 32 slots made the ADC wait for releases instead of overwriting.
     assert stalls > 0, log

@@ -1,8 +1,8 @@
 //! `dmapickle-hil-feeder`: the host side of the hardware-in-the-loop tests (`tests/hil/`).
 //!
 //! Connects to the firmware's UART (QEMU's unix socket chardev), reassembles frames with
-//! `dmapickle_host::FrameReader` (mapping the PSRAM file as shared region 2 in shared mode), and
-//! writes every delivered message to stdout for the Python checks, which run as its parent:
+//! `dmapickle_host::FrameReader` (mapping the PSRAM file as shared region 2 in shared mode),
+//! validates each pickle with the strict profile, and writes every delivered message to stdout for the Python checks, which run as its parent:
 //!
 //! ```text
 //! record  = "MSG1" seq:u32 restart:u8 pickle_len:u32 nbufs:u16 nbufs*entry pickle inline-bytes
@@ -28,7 +28,9 @@ use std::thread;
 
 use bytes::Bytes;
 use dmapickle_core::frame::BufferKind;
+use dmapickle_core::Profile;
 use dmapickle_host::region::RegionMap;
+use dmapickle_host::validation::Checker;
 use dmapickle_host::{FrameReader, Message};
 
 /// Shared-buffer views held for Python, by message seq.
@@ -62,7 +64,16 @@ fn run() -> Result<(), String> {
             .map_err(|e| format!("mapping region {id} from {path}: {e}"))?;
     }
     let stream = UnixStream::connect(&socket).map_err(|e| format!("connecting {socket}: {e}"))?;
-    let mut reader = FrameReader::new(stream).with_regions(regions);
+    // Every pickle is proven to build only plain data and numpy arrays before Python sees it.
+    let mut checker = Checker::new(Profile::Strict);
+    let mut reader = FrameReader::new(stream)
+        .with_regions(regions)
+        .with_validator(Box::new(move |pickle, lens| {
+            checker
+                .check(pickle, lens)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }));
 
     let held: Held = Arc::default();
     let releaser = {
