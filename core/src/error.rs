@@ -70,6 +70,25 @@ pub enum Error {
     InlineLength,
     /// A shared region's control block is not a release ring (bad magic, version or capacity).
     ReleaseRing,
+    // ---- serde serializer and templates (core/src/ser.rs, core/src/template.rs) ---------------
+    /// A `Serialize` impl reported an error (`serde::ser::Error::custom`), or a `Display` value
+    /// given to `collect_str` failed or printed differently twice. The message is dropped: this
+    /// crate does not allocate.
+    SerdeCustom,
+    /// An `NdArray` given to the serde serializer has more dimensions than
+    /// `ser::MAX_DIMS`.
+    TooManyDims,
+    /// A template slot was given a value that does not fit its fixed width. Nothing was written:
+    /// the slot keeps its previous value.
+    SlotOverflow,
+    /// A slot handle that is not a slot of that kind in this template, or a buffer descriptor
+    /// whose read-only flag differs from the template's (the flag is an opcode, not a slot).
+    SlotMismatch,
+    /// `Template::from_parts`: a slot does not point at an opcode of its kind, or names a
+    /// descriptor the table does not hold, or the pickle does not end with `STOP`.
+    BadTemplate,
+    /// More slots than the template's slot table holds (at most 256).
+    TooManySlots,
 }
 
 impl fmt::Display for Error {
@@ -119,6 +138,14 @@ impl fmt::Display for Error {
             Error::ReleaseRing => {
                 f.write_str("shared region has no valid release ring control block")
             }
+            Error::SerdeCustom => f.write_str("a Serialize impl or Display value failed"),
+            Error::TooManyDims => f.write_str("array has more dimensions than ser::MAX_DIMS"),
+            Error::SlotOverflow => f.write_str("value does not fit its template slot"),
+            Error::SlotMismatch => {
+                f.write_str("slot is not of that kind in this template, or read-only differs")
+            }
+            Error::BadTemplate => f.write_str("template slots do not match its pickle"),
+            Error::TooManySlots => f.write_str("too many slots for the template's slot table"),
         }
     }
 }

@@ -21,6 +21,9 @@ pub mod pickler;
 pub mod reader;
 pub mod reason;
 pub mod release;
+#[cfg(feature = "serde")]
+pub mod ser;
+pub mod template;
 pub mod validate;
 
 pub use descriptor::Descriptor;
@@ -28,4 +31,7 @@ pub use error::{Error, Result};
 pub use ndarray::{DType, Element, Order};
 pub use pickler::{Container, Encoded, Pickler};
 pub use reason::Reason;
+#[cfg(feature = "serde")]
+pub use ser::{to_pickle, NdArray, OobBytes};
+pub use template::{Template, TemplateBuilder};
 pub use validate::{Profile, Validator};

@@ -1210,6 +1210,76 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     }
 }
 
+// ---- crate-private hooks for `template` and `ser` (added by the serde/template work) ------------
+impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
+    /// Writes one value given as its raw opcode bytes, which must push exactly one object
+    /// (`template` writes fixed-width ints this way). All-or-nothing, with the usual bookkeeping.
+    pub(crate) fn raw_value(&mut self, opcodes: &[u8]) -> Result<()> {
+        self.value(|p| p.put(opcodes))
+    }
+
+    /// Runs `f` all-or-nothing: on error the pickler is as before (`ser`'s `serialize`).
+    #[cfg(feature = "serde")]
+    pub(crate) fn all_or_nothing(&mut self, f: impl FnOnce(&mut Self) -> Result<()>) -> Result<()> {
+        self.atomic(f)
+    }
+
+    /// Writes a str from `value`'s `Display` output, without an intermediate buffer: one pass
+    /// counts the bytes, the second writes them. Output that differs between the two passes is
+    /// [`Error::SerdeCustom`].
+    #[cfg(feature = "serde")]
+    pub(crate) fn str_display<T: core::fmt::Display + ?Sized>(&mut self, value: &T) -> Result<()> {
+        use core::fmt::Write as _;
+        struct Count(usize);
+        impl core::fmt::Write for Count {
+            fn write_str(&mut self, s: &str) -> core::fmt::Result {
+                self.0 = self.0.checked_add(s.len()).ok_or(core::fmt::Error)?;
+                Ok(())
+            }
+        }
+        struct Out<'q, 'a, const N: usize, const D: usize> {
+            p: &'q mut Pickler<'a, N, D>,
+            left: usize,
+            error: Option<Error>,
+        }
+        impl<const N: usize, const D: usize> core::fmt::Write for Out<'_, '_, N, D> {
+            fn write_str(&mut self, s: &str) -> core::fmt::Result {
+                let Some(left) = self.left.checked_sub(s.len()) else {
+                    self.error = Some(Error::SerdeCustom);
+                    return Err(core::fmt::Error);
+                };
+                self.left = left;
+                self.p.put(s.as_bytes()).map_err(|e| {
+                    self.error = Some(e);
+                    core::fmt::Error
+                })
+            }
+        }
+        let mut count = Count(0);
+        write!(count, "{value}").map_err(|_| Error::SerdeCustom)?;
+        let len = count.0;
+        self.value(|p| {
+            if let Ok(n) = u8::try_from(len) {
+                p.put(&[op::SHORT_BINUNICODE, n])?;
+            } else if let Ok(n) = u32::try_from(len) {
+                p.put_parts(&[&[op::BINUNICODE], &n.to_le_bytes()])?;
+            } else {
+                p.put_parts(&[&[op::BINUNICODE8], &(len as u64).to_le_bytes()])?;
+            }
+            let mut out = Out {
+                p,
+                left: len,
+                error: None,
+            };
+            match write!(out, "{value}") {
+                Ok(()) if out.left == 0 => Ok(()),
+                Ok(()) => Err(Error::SerdeCustom),
+                Err(_) => Err(out.error.unwrap_or(Error::SerdeCustom)),
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Exact bytes. Where CPython writes the same value, the expected bytes are CPython 3.11's

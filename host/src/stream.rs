@@ -84,6 +84,10 @@ pub struct Counters {
     pub refused: u64,
     /// Bytes read from the source.
     pub bytes_read: u64,
+    /// Inline buffer bytes copied out of the staging buffer (the rest were read by the OS
+    /// straight into place). For large buffers this stays near zero: after a frame whose
+    /// payload was read directly, the next read asks only for the next header and body.
+    pub payload_copied: u64,
 }
 
 /// Why a frame was not delivered. Only [`ReadError::Io`] is fatal; after any other error the
@@ -174,6 +178,9 @@ pub struct FrameReader<R> {
     last_seq: Option<u32>,
     counters: Counters,
     pool: Arc<Pool>,
+    /// Size of the next staging read (one read only), set after a direct payload read so the
+    /// read stops at the next frame's payload instead of copying its first chunk.
+    read_hint: Option<usize>,
 }
 
 impl<R> std::fmt::Debug for FrameReader<R> {
@@ -217,6 +224,7 @@ impl<R: Read> FrameReader<R> {
             last_seq: None,
             counters: Counters::default(),
             pool: Arc::new(Pool::default()),
+            read_hint: None,
         }
     }
 
@@ -341,7 +349,12 @@ impl<R: Read> FrameReader<R> {
                     self.stage.resize(want, 0);
                 }
             }
-            let got = match self.src.read(&mut self.stage[self.len..]) {
+            let room = self.stage.len() - self.len;
+            let want = match self.read_hint.take() {
+                Some(hint) => hint.max(n - (self.len - self.pos)).min(room),
+                None => room,
+            };
+            let got = match self.src.read(&mut self.stage[self.len..self.len + want]) {
                 Ok(0) => return Ok(false),
                 Ok(k) => k,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -353,13 +366,17 @@ impl<R: Read> FrameReader<R> {
         Ok(true)
     }
 
-    /// Read into `dst` straight from the source; returns the bytes read (short at end of input).
-    fn read_direct(&mut self, dst: &mut [u8]) -> Result<usize, ReadError> {
+    /// Read into `dst` straight from the source, folding each piece into `crc` while it is
+    /// still in cache; returns the bytes read (short at end of input).
+    fn read_direct(&mut self, dst: &mut [u8], crc: &mut u32) -> Result<usize, ReadError> {
         let mut done = 0;
         while done < dst.len() {
             match self.src.read(&mut dst[done..]) {
                 Ok(0) => break,
-                Ok(k) => done += k,
+                Ok(k) => {
+                    *crc = crc32c::crc32c_append(*crc, &dst[done..done + k]);
+                    done += k;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -421,13 +438,15 @@ impl<R: Read> FrameReader<R> {
             let need = r.len();
             let staged = (self.len - self.pos - cur).min(need);
             let from = self.pos + cur;
-            block.as_mut()[r.start..r.start + staged]
-                .copy_from_slice(&self.stage[from..from + staged]);
+            let staged_bytes = &self.stage[from..from + staged];
+            block.as_mut()[r.start..r.start + staged].copy_from_slice(staged_bytes);
+            crc = crc32c::crc32c_append(crc, staged_bytes);
+            self.counters.payload_copied += staged as u64;
             cur += staged;
             done += staged;
             if done < need && need - done >= self.cfg.direct_threshold {
                 let dst = r.start + done..r.end;
-                let got = self.read_direct(&mut block.as_mut()[dst.clone()])?;
+                let got = self.read_direct(&mut block.as_mut()[dst.clone()], &mut crc)?;
                 direct.push((cur, dst.start..dst.start + got));
                 if got < dst.len() {
                     cut_off = true;
@@ -440,10 +459,17 @@ impl<R: Read> FrameReader<R> {
                 }
                 let from = self.pos + cur;
                 let k = need - done;
-                block.as_mut()[r.start + done..r.end].copy_from_slice(&self.stage[from..from + k]);
+                let staged_bytes = &self.stage[from..from + k];
+                block.as_mut()[r.start + done..r.end].copy_from_slice(staged_bytes);
+                crc = crc32c::crc32c_append(crc, staged_bytes);
+                self.counters.payload_copied += k as u64;
                 cur += k;
             }
-            crc = crc32c::crc32c_append(crc, &block.as_ref()[r.clone()]);
+        }
+        if !direct.is_empty() {
+            // Expect the next frame to look like this one: read its data CRC, header and body
+            // in one go, and leave its payload for a direct read.
+            self.read_hint = Some(4 + HEADER_LEN + body_len);
         }
         let crc_ok = !cut_off && self.fill_to(cur + 4)? && {
             let at = self.pos + cur;
