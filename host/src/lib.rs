@@ -2,6 +2,13 @@
 //! them, and hands `(pickle, buffers)` to Python.
 #![deny(missing_docs)]
 
+// Sources, the Python module and RTT (host/src/source.rs, python.rs, rtt.rs).
+#[cfg(feature = "python")]
+mod python;
+#[cfg(feature = "probe-rs")]
+mod rtt;
+pub mod source;
+
 // Validation: a reusable checker over core's validator (the `dmapickle check` engine).
 pub mod validation;
 

@@ -9,8 +9,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use dmapickle_core::Profile;
 
+mod bridge;
 mod check;
 mod inspect;
+mod listen;
+mod live;
+mod record;
+mod replay;
 
 /// dmapickle: validate and inspect pickle protocol 5 messages from embedded controllers.
 #[derive(Debug, Parser)]
@@ -26,6 +31,14 @@ enum Command {
     Check(check::Args),
     /// Disassemble a pickle (like `python -m pickletools`) and summarize what it builds.
     Inspect(inspect::Args),
+    /// Show each message from a live source or recording, with running stats.
+    Listen(listen::Args),
+    /// Save the raw link stream of a source to a file (a recording).
+    Record(record::Args),
+    /// Send a recording to a sink (stdout, file, socket, serial port) as the device would.
+    Replay(replay::Args),
+    /// Publish validated messages on ZeroMQ as multipart [pickle, buf0, buf1, ...].
+    Bridge(bridge::Args),
 }
 
 /// Validation profile on the command line.
@@ -94,5 +107,9 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => check::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Listen(args) => listen::run(args),
+        Command::Record(args) => record::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::Bridge(args) => bridge::run(args),
     }
 }

@@ -1,0 +1,283 @@
+"""Zero-copy pickle protocol 5 messages from embedded controllers into Python and numpy.
+
+A device encodes each message as a small protocol-5 pickle plus out-of-band buffers (PEP 574)
+and sends it as a frame over a serial line, a socket, a file or a shared memory region. This
+package reads those frames, proves in Rust that each pickle can only build plain data and numpy
+arrays over the buffers that came with it, and gives you the message::
+
+    import dmapickle
+    with dmapickle.open("tcp://127.0.0.1:4000") as stream:
+        for msg in stream:
+            data = msg.load()          # e.g. {'seq': 7, 'adc': array(..., dtype=int16)}
+
+``msg.load()`` builds numpy arrays whose memory *is* the received buffer (or the mapped shared
+region): nothing is copied after the read. The memory stays valid as long as any array or view
+of it exists; a shared-region buffer is handed back to the device when the last one is dropped.
+
+Defence in depth: every pickle is validated in Rust before Python sees it, and then loaded with
+an ``Unpickler`` whose ``find_class`` only returns globals from the allowlist.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import io
+import pickle
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+from . import _native
+
+__all__ = [
+    "ALLOWED_GLOBALS",
+    "Message",
+    "RejectedError",
+    "RestrictedUnpickler",
+    "Stream",
+    "check",
+    "loads",
+    "open",
+    "read_frame",
+]
+
+RejectedError = _native.RejectedError
+
+#: Globals a pickle may name, per validation profile (the Rust validator's list).
+ALLOWED_GLOBALS: Dict[str, frozenset] = {
+    "strict": frozenset({("builtins", "complex"), ("numpy", "ndarray")}),
+    "general": frozenset(
+        {
+            ("builtins", "complex"),
+            ("numpy", "ndarray"),
+            ("__builtin__", "complex"),
+            ("builtins", "set"),
+            ("__builtin__", "set"),
+            ("builtins", "frozenset"),
+            ("__builtin__", "frozenset"),
+            ("builtins", "bytes"),
+            ("__builtin__", "bytes"),
+            ("builtins", "bytearray"),
+            ("__builtin__", "bytearray"),
+            ("_codecs", "encode"),
+            ("numpy", "dtype"),
+            ("numpy.core.numeric", "_frombuffer"),
+            ("numpy._core.numeric", "_frombuffer"),
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+        }
+    ),
+}
+
+Global = Union[str, Tuple[str, str]]
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An ``Unpickler`` whose ``find_class`` returns only globals in ``allowed``.
+
+    The second line of defence: the Rust validator already refused anything else.
+    """
+
+    def __init__(self, file: Any, *, allowed: frozenset, buffers: Iterable[Any] = ()) -> None:
+        super().__init__(file, buffers=buffers)
+        self._allowed = allowed
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self._allowed:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not in the dmapickle allowlist")
+        return super().find_class(module, name)
+
+
+def _globals(allow: Optional[Iterable[Global]]) -> List[Tuple[str, str]]:
+    out = []
+    for g in allow or ():
+        if isinstance(g, str):
+            module, sep, name = g.rpartition(":")
+            if not sep or not module or not name:
+                raise ValueError(f"allow entries are 'module:name' or (module, name), not {g!r}")
+            out.append((module, name))
+        else:
+            module, name = g
+            out.append((str(module), str(name)))
+    return out
+
+
+def _regions(regions: Union[None, Mapping[int, str], Iterable[str]]) -> List[Tuple[int, str]]:
+    if not regions:
+        return []
+    if isinstance(regions, Mapping):
+        return [(int(k), str(v)) for k, v in regions.items()]
+    out = []
+    for r in regions:
+        rid, sep, path = str(r).partition("=")
+        if not sep or not rid.isdigit():
+            raise ValueError(f"regions are {{id: path}} or 'ID=PATH' strings, not {r!r}")
+        out.append((int(rid), path))
+    return out
+
+
+@functools.lru_cache(maxsize=512)
+def _array_type(n: int) -> Any:
+    return ctypes.c_ubyte * n
+
+
+def _view(keep: Any, readonly: bool) -> memoryview:
+    """A memoryview of the bytes ``keep`` owns; the view keeps ``keep`` alive."""
+    arr = _array_type(len(keep)).from_address(keep.address)
+    arr._dmapickle_keep = keep  # the ctypes array owns the Rust bytes' reference
+    view = memoryview(arr).cast("B")
+    return view.toreadonly() if readonly else view
+
+
+class Message:
+    """One delivered message: ``seq``, ``pickle`` (bytes), ``buffers`` (list of memoryview).
+
+    ``buffers[i]`` is a zero-copy view of the i-th out-of-band buffer, read-only when the
+    frame's descriptor says so. ``load()`` unpickles with those buffers.
+    """
+
+    __slots__ = ("seq", "pickle", "buffers", "shared", "_allowed")
+
+    def __init__(self, raw: Tuple[int, bytes, list], allowed: frozenset) -> None:
+        seq, pkl, bufs = raw
+        self.seq: int = seq
+        self.pickle: bytes = pkl
+        self.buffers: List[memoryview] = [_view(keep, ro) for keep, ro, _ in bufs]
+        #: Per buffer: True when it lies in a shared region (released when its last view dies).
+        self.shared: List[bool] = [sh for _, _, sh in bufs]
+        self._allowed = allowed
+
+    def load(self) -> Any:
+        """Unpickle with this message's buffers, through ``RestrictedUnpickler``."""
+        return RestrictedUnpickler(
+            io.BytesIO(self.pickle), allowed=self._allowed, buffers=self.buffers
+        ).load()
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(str(b.nbytes) for b in self.buffers)
+        return f"<dmapickle.Message seq={self.seq} pickle={len(self.pickle)} B buffers=[{sizes}]>"
+
+
+class Stream:
+    """Messages from a source, read by a background thread. Iterate it; ``with`` closes it."""
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        regions: Union[None, Mapping[int, str], Iterable[str]] = None,
+        allow: Optional[Iterable[Global]] = None,
+        profile: str = "general",
+        reconnect: bool = True,
+        queue: int = 64,
+    ) -> None:
+        extra = _globals(allow)
+        if profile not in ALLOWED_GLOBALS:
+            raise ValueError(f"profile must be 'general' or 'strict', not {profile!r}")
+        self._allowed = ALLOWED_GLOBALS[profile] | frozenset(extra)
+        self.source = source
+        self._native = _native.Stream(source, _regions(regions), extra, profile, reconnect, queue)
+
+    def next(self, timeout: Optional[float] = None) -> Optional[Message]:
+        """The next message, or None at the end of the stream.
+
+        Waits with the GIL released; raises ``TimeoutError`` after ``timeout`` seconds and
+        ``OSError`` if the source fails. Ctrl-C raises ``KeyboardInterrupt`` while waiting.
+        """
+        raw = self._native.next(timeout)
+        return None if raw is None else Message(raw, self._allowed)
+
+    def __iter__(self) -> Iterator[Message]:
+        return self
+
+    def __next__(self) -> Message:
+        msg = self.next()
+        if msg is None:
+            raise StopIteration
+        return msg
+
+    def close(self) -> None:
+        """Stop reading. Messages (and arrays) already delivered stay valid."""
+        self._native.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the stream ended or was closed."""
+        return bool(self._native.closed)
+
+    @property
+    def stats(self) -> Dict[str, Any]:
+        """Reader counters: frames_ok, corrupt, lost, refused, bytes_read, reconnects, ..."""
+        return dict(self._native.stats())
+
+    def __enter__(self) -> "Stream":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<dmapickle.Stream {self.source!r}{' closed' if self.closed else ''}>"
+
+
+def open(  # noqa: A001 - the package's entry point, like io.open
+    source: str,
+    *,
+    regions: Union[None, Mapping[int, str], Iterable[str]] = None,
+    allow: Optional[Iterable[Global]] = None,
+    profile: str = "general",
+    reconnect: bool = True,
+    queue: int = 64,
+) -> Stream:
+    """Open a source and return an iterable :class:`Stream` of :class:`Message`.
+
+    ``source``: ``tcp://HOST:PORT``, ``unix:///PATH``, ``serial:///dev/ttyX?baud=N``,
+    ``file://PATH`` or a path (a recording), ``-`` (stdin), ``rtt://CHIP`` (with probe-rs).
+    ``regions``: shared regions the frames may name, ``{id: path}`` or ``["ID=PATH"]``.
+    ``allow``: extra globals (``"module:name"`` or tuples) for the validator and the unpickler.
+    ``profile``: ``"general"`` (CPython/numpy pickles too) or ``"strict"`` (encoder grammar).
+    ``reconnect``: retry dropped socket/serial connections with backoff.
+    """
+    return Stream(
+        source, regions=regions, allow=allow, profile=profile, reconnect=reconnect, queue=queue
+    )
+
+
+def read_frame(
+    frame: bytes,
+    *,
+    regions: Union[None, Mapping[int, str], Iterable[str]] = None,
+    allow: Optional[Iterable[Global]] = None,
+    profile: str = "general",
+) -> Message:
+    """Decode and validate the first intact frame in ``frame``; raises ``RejectedError``."""
+    extra = _globals(allow)
+    raw = _native.read_frame(bytes(frame), _regions(regions), extra, profile)
+    return Message(raw, ALLOWED_GLOBALS[profile] | frozenset(extra))
+
+
+def loads(
+    frame: bytes,
+    *,
+    regions: Union[None, Mapping[int, str], Iterable[str]] = None,
+    allow: Optional[Iterable[Global]] = None,
+    profile: str = "general",
+) -> Any:
+    """The object carried by one frame (``read_frame(frame).load()``)."""
+    return read_frame(frame, regions=regions, allow=allow, profile=profile).load()
+
+
+def check(
+    pickle_bytes: bytes,
+    buffers: Sequence[Any] = (),
+    *,
+    allow: Optional[Iterable[Global]] = None,
+    profile: str = "general",
+) -> str:
+    """Validate a pickle and its out-of-band buffers (or their lengths).
+
+    Returns a one-line summary of what it builds, e.g.
+    ``dict{seq:int, adc:ndarray<i2>(1024,4) <- buffer 0 (8192 B, read-only)}``;
+    raises :class:`RejectedError` naming the byte offset, opcode and reason.
+    """
+    lens = [b if isinstance(b, int) else memoryview(b).nbytes for b in buffers]
+    return _native.check(bytes(pickle_bytes), lens, _globals(allow), profile)

@@ -1,0 +1,252 @@
+//! What `listen`, `record`, `bridge` and `inspect` share for live sources and recordings: the
+//! source arguments, Ctrl-C handling, opening a validating frame reader, and the stats line.
+
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dmapickle_host::region::RegionMap;
+use dmapickle_host::source::{Source, SourceOptions, SourceSpec};
+use dmapickle_host::stream::{Counters, FrameReader};
+use dmapickle_host::validation::Checker;
+use dmapickle_host::Message;
+
+use super::{parse_global, ProfileArg};
+
+/// Where messages come from and how they are checked.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SourceArgs {
+    /// tcp://HOST:PORT, unix:///PATH, serial:///dev/ttyX?baud=N, file://PATH or a path, `-`
+    /// (stdin), rtt://CHIP?probe=VID:PID&channel=N (feature probe-rs).
+    #[arg(value_name = "SOURCE")]
+    pub source: String,
+    /// Map a shared region: frames naming region ID read their buffers from PATH (repeatable).
+    #[arg(long = "region", value_name = "ID=PATH", value_parser = parse_region)]
+    pub regions: Vec<(u16, PathBuf)>,
+    /// End when a socket or serial connection drops, instead of reconnecting with backoff.
+    #[arg(long)]
+    pub no_reconnect: bool,
+    /// Grammar pickles are validated against.
+    #[arg(long, value_enum, default_value = "general")]
+    pub profile: ProfileArg,
+    /// Also allow this global (repeatable).
+    #[arg(long = "allow", value_name = "MODULE:NAME", value_parser = parse_global)]
+    pub allow: Vec<(String, String)>,
+}
+
+fn parse_region(s: &str) -> Result<(u16, PathBuf), String> {
+    match s.split_once('=') {
+        Some((id, path)) if !path.is_empty() => id
+            .parse::<u16>()
+            .map(|id| (id, PathBuf::from(path)))
+            .map_err(|_| format!("region id must be 0..65535, got {id:?}")),
+        _ => Err(format!("expected ID=PATH, got {s:?}")),
+    }
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    if STOP.swap(true, Ordering::SeqCst) {
+        // A second Ctrl-C: the user insists.
+        // SAFETY: `_exit` is async-signal-safe and takes no pointers.
+        unsafe { libc::_exit(130) };
+    }
+}
+
+/// A stop flag set by the first SIGINT (Ctrl-C) or SIGTERM; reads end, stats get printed.
+pub(crate) fn stop_on_ctrl_c() -> Arc<AtomicBool> {
+    let handler = on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: `on_sigint` only touches an atomic and calls `_exit`, both async-signal-safe;
+        // `signal` has no memory-safety preconditions beyond a valid handler.
+        unsafe { libc::signal(sig, handler) };
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    std::thread::spawn(move || loop {
+        if STOP.load(Ordering::SeqCst) {
+            f.store(true, Ordering::SeqCst);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    });
+    flag
+}
+
+/// Whether the user asked to stop.
+pub(crate) fn stopped() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// Open `args.source`, reporting connection events as `dmapickle: SOURCE: EVENT` on stderr.
+pub(crate) fn open_source(args: &SourceArgs, stop: Arc<AtomicBool>) -> Result<Source, String> {
+    let spec: SourceSpec = args.source.parse().map_err(|e| format!("{e}"))?;
+    let name = spec.to_string();
+    let opts = SourceOptions {
+        reconnect: !args.no_reconnect,
+        stop,
+        poll: Duration::from_millis(50),
+        on_event: Some(Arc::new(move |e| eprintln!("dmapickle: {name}: {e}"))),
+    };
+    Source::open(spec, opts).map_err(|e| e.to_string())
+}
+
+/// Ctrl-C handling, the source and a validating reader over it, for `listen` and `bridge`.
+pub(crate) fn open_reader(args: &SourceArgs) -> Result<FrameReader<Source>, String> {
+    let stop = stop_on_ctrl_c();
+    let src = open_source(args, stop)?;
+    reader(args, src)
+}
+
+/// A checker for `args`' profile and extra globals.
+pub(crate) fn checker(args: &SourceArgs) -> Checker {
+    let mut c = Checker::new(args.profile.into());
+    for (m, n) in &args.allow {
+        c.allow(m, n);
+    }
+    c
+}
+
+/// A validating frame reader over `src` with `args`' regions.
+pub(crate) fn reader<R: io::Read>(args: &SourceArgs, src: R) -> Result<FrameReader<R>, String> {
+    let mut map = RegionMap::new();
+    for (id, path) in &args.regions {
+        map.open(*id, path).map_err(|e| {
+            format!(
+                "cannot map shared region {id} from {}: {e}; check --region ID=PATH",
+                path.display()
+            )
+        })?;
+    }
+    let mut c = checker(args);
+    Ok(FrameReader::new(src)
+        .with_regions(map)
+        .with_validator(Box::new(move |p: &[u8], lens: &[usize]| {
+            c.check(p, lens).map(|_| ()).map_err(|e| e.to_string())
+        })))
+}
+
+/// Read messages until the source ends or Ctrl-C: each one is counted and goes to `each`,
+/// refused frames are reported on stderr, and every second `LABEL: STATS` goes to stderr.
+/// Returns exit code 0 (or 2 when the source failed) and the totals.
+pub(crate) fn drive<R: io::Read>(
+    reader: &mut FrameReader<R>,
+    source: &str,
+    label: &str,
+    mut each: impl FnMut(Message),
+) -> (ExitCode, Stats) {
+    let mut stats = Stats::new();
+    let code = loop {
+        match reader.next_message() {
+            Ok(Some(m)) => {
+                stats.add(&m);
+                each(m);
+            }
+            Ok(None) => break ExitCode::SUCCESS,
+            Err(e) if e.is_fatal() => {
+                eprintln!("dmapickle: {source}: {e}");
+                break ExitCode::from(2);
+            }
+            Err(e) => eprintln!("dmapickle: refused: {e}"),
+        }
+        if stats.due() {
+            eprintln!("{label}: {}", stats.line(&reader.counters()));
+        }
+    };
+    (code, stats)
+}
+
+/// Why reading ended, for the final line.
+pub(crate) fn end_reason() -> &'static str {
+    if stopped() {
+        "interrupted"
+    } else {
+        "source ended"
+    }
+}
+
+/// Running totals for the stats line.
+pub(crate) struct Stats {
+    start: Instant,
+    last_print: Instant,
+    pub messages: u64,
+    pub payload: u64,
+}
+
+impl Stats {
+    pub(crate) fn new() -> Self {
+        let now = Instant::now();
+        Stats {
+            start: now,
+            last_print: now,
+            messages: 0,
+            payload: 0,
+        }
+    }
+
+    pub(crate) fn add(&mut self, m: &Message) {
+        self.messages += 1;
+        self.payload +=
+            m.pickle.len() as u64 + m.buffers.iter().map(|b| b.data.len() as u64).sum::<u64>();
+    }
+
+    /// True once per second.
+    pub(crate) fn due(&mut self) -> bool {
+        if self.last_print.elapsed() >= Duration::from_secs(1) {
+            self.last_print = Instant::now();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// `stats: 120 msgs, 59.8 msg/s, 0.49 MB/s, corrupt 0, lost 0, refused 2, skipped 0 B`.
+    pub(crate) fn line(&self, c: &Counters) -> String {
+        let secs = self.start.elapsed().as_secs_f64().max(1e-9);
+        format!(
+            "{} msgs, {:.1} msg/s, {:.2} MB/s, corrupt {}, lost {}, refused {}, skipped {} B, read {} B in {:.1} s",
+            self.messages,
+            self.messages as f64 / secs,
+            self.payload as f64 / secs / 1e6,
+            c.corrupt,
+            c.lost,
+            c.refused,
+            c.bytes_skipped,
+            c.bytes_read,
+            secs
+        )
+    }
+}
+
+/// `seq=7 pickle=95 B buffers=[2048 B ro] dict{...}`: one line per message.
+pub(crate) fn message_line(m: &Message, checker: &mut Checker) -> String {
+    let bufs: Vec<String> = m
+        .buffers
+        .iter()
+        .map(|b| {
+            let mut s = format!("{} B", b.data.len());
+            if b.readonly() {
+                s.push_str(" ro");
+            }
+            if matches!(b.kind, dmapickle_core::frame::BufferKind::Shared) {
+                s.push_str(" shared");
+            }
+            s
+        })
+        .collect();
+    let lens: Vec<usize> = m.buffers.iter().map(|b| b.data.len()).collect();
+    let summary = match checker.summarize(&m.pickle, &lens) {
+        Ok((_, s)) => s,
+        Err(e) => format!("(summary failed: {e})"),
+    };
+    format!(
+        "seq={} pickle={} B buffers=[{}] {summary}",
+        m.seq,
+        m.pickle.len(),
+        bufs.join(", ")
+    )
+}

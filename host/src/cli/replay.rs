@@ -1,0 +1,125 @@
+//! `dmapickle replay FILE --to SINK`: send a recording (the raw link stream) to a sink, as the
+//! device would: `-` (stdout), a path or `file://PATH`, `tcp://HOST:PORT` (connect),
+//! `tcp-listen://HOST:PORT` (wait for one reader, e.g. `dmapickle listen`), `unix:///PATH`
+//! (connect), `serial:///dev/ttyX?baud=N`. `--rate BYTES_PER_S` paces it like a slow link.
+//!
+//! Exit codes: 0 everything sent, 2 usage or I/O error.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use dmapickle_host::source::SourceSpec;
+
+use super::live;
+
+/// Arguments of `dmapickle replay`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// A recording made by `dmapickle record` (or any raw link stream).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// Where to send it.
+    #[arg(long = "to", value_name = "SINK", default_value = "-")]
+    to: String,
+    /// Pace the replay to this many bytes per second (default: as fast as the sink takes it).
+    #[arg(long, value_name = "BYTES_PER_S")]
+    rate: Option<u64>,
+}
+
+fn open_sink(to: &str) -> Result<Box<dyn Write>, String> {
+    let err = |e: io::Error| format!("cannot open sink {to}: {e}");
+    if to == "-" {
+        return Ok(Box::new(io::stdout()));
+    }
+    if let Some(addr) = to.strip_prefix("tcp-listen://") {
+        let l = TcpListener::bind(addr.trim_end_matches('/')).map_err(err)?;
+        eprintln!(
+            "dmapickle: replay: waiting for a reader on tcp://{}",
+            l.local_addr().map_err(err)?
+        );
+        return Ok(Box::new(l.accept().map_err(err)?.0));
+    }
+    match to.parse::<SourceSpec>().map_err(|e| e.to_string())? {
+        SourceSpec::Tcp(addr) => Ok(Box::new(TcpStream::connect(addr).map_err(err)?)),
+        SourceSpec::Unix(p) => Ok(Box::new(UnixStream::connect(p).map_err(err)?)),
+        SourceSpec::File(p) => Ok(Box::new(File::create(p).map_err(err)?)),
+        SourceSpec::Serial { path, baud } => {
+            let path = path.to_string_lossy().into_owned();
+            let port = serialport::new(path, baud)
+                .timeout(Duration::from_secs(5))
+                .open_native()
+                .map_err(|e| format!("cannot open sink {to}: {e}"))?;
+            Ok(Box::new(port))
+        }
+        SourceSpec::Stdin | SourceSpec::Rtt { .. } => Err(format!(
+            "cannot replay to {to}; use -, a path, tcp://, tcp-listen://, unix:// or serial://"
+        )),
+    }
+}
+
+pub(crate) fn run(args: Args) -> ExitCode {
+    let _ = live::stop_on_ctrl_c();
+    let mut file = match File::open(&args.file) {
+        Ok(f) => f,
+        Err(e) => {
+            return fail(&format!(
+                "cannot open {}: {e}; check the path",
+                args.file.display()
+            ))
+        }
+    };
+    let mut sink = match open_sink(&args.to) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let start = Instant::now();
+    let mut sent: u64 = 0;
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        if live::stopped() {
+            break;
+        }
+        let chunk = match args.rate {
+            Some(r) => buf.len().min((r / 20).max(1) as usize),
+            None => buf.len(),
+        };
+        let n = match file.read(&mut buf[..chunk]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => return fail(&format!("reading {}: {e}", args.file.display())),
+        };
+        if let Err(e) = sink.write_all(&buf[..n]) {
+            return fail(&format!(
+                "writing to {}: {e}; did the reader go away?",
+                args.to
+            ));
+        }
+        sent += n as u64;
+        if let Some(r) = args.rate {
+            let due = Duration::from_secs_f64(sent as f64 / r.max(1) as f64);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    if let Err(e) = sink.flush() {
+        return fail(&format!("writing to {}: {e}", args.to));
+    }
+    eprintln!(
+        "dmapickle: replayed {sent} B from {} to {} in {:.2} s",
+        args.file.display(),
+        args.to,
+        start.elapsed().as_secs_f64()
+    );
+    ExitCode::SUCCESS
+}
+
+fn fail(e: &str) -> ExitCode {
+    eprintln!("dmapickle: {e}");
+    ExitCode::from(2)
+}

@@ -1,0 +1,386 @@
+//! `dmapickle._native`: the Rust half of the `dmapickle` Python package (feature `python`).
+//!
+//! The Python half (`host/python/dmapickle/__init__.py`) turns what this module returns into
+//! `Message` objects. Zero-copy works like this: every buffer of a delivered message is a
+//! [`bytes::Bytes`] view of the frame reader's receive block or of a mapped shared region. This
+//! module hands Python, per buffer, a [`Keep`] object that owns one reference to those bytes plus
+//! their address and length; Python wraps the address in a `ctypes` array that holds the `Keep`
+//! and takes a `memoryview` of it (read-only where the descriptor says so). numpy arrays built by
+//! `pickle.loads(..., buffers=...)` reference that memoryview, so the receive block (or the
+//! shared buffer) lives exactly as long as the last array or view of it; when it dies the block
+//! goes back to the reader's pool, or the shared buffer is released to the device.
+//!
+//! Why `ctypes` and not a `__getbuffer__` pyclass: the module is built against the stable ABI
+//! for Python 3.9+ (`abi3-py39`), and the buffer protocol only joined the stable ABI in 3.11.
+//!
+//! Reading runs on a background thread per stream (the GIL is never held while waiting for
+//! bytes); `next` waits on a bounded queue with the GIL released, waking every 50 ms to let
+//! Python handle Ctrl-C.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dmapickle_core::Profile;
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use crate::region::RegionMap;
+use crate::source::{Source, SourceEvent, SourceOptions, SourceSpec};
+use crate::stream::{Counters, FrameReader, ReadError};
+use crate::validation::Checker;
+use crate::Message;
+
+pyo3::create_exception!(
+    _native,
+    RejectedError,
+    PyValueError,
+    "A pickle or frame was refused by the validator (the message says where and why)."
+);
+
+/// One reference to the bytes of a delivered buffer (see the module docs).
+#[pyclass(module = "dmapickle._native", frozen)]
+struct Keep {
+    data: Bytes,
+}
+
+#[pymethods]
+impl Keep {
+    /// Address of the first byte.
+    #[getter]
+    fn address(&self) -> usize {
+        self.data.as_ptr() as usize
+    }
+
+    fn __len__(&self) -> usize {
+        self.data.len()
+    }
+}
+
+fn parse_profile(profile: &str) -> PyResult<Profile> {
+    match profile {
+        "general" => Ok(Profile::General),
+        "strict" => Ok(Profile::Strict),
+        other => Err(PyValueError::new_err(format!(
+            "profile must be 'general' or 'strict', not {other:?}"
+        ))),
+    }
+}
+
+fn checker(profile: &str, allow: &[(String, String)]) -> PyResult<Checker> {
+    let mut c = Checker::new(parse_profile(profile)?);
+    for (m, n) in allow {
+        c.allow(m, n);
+    }
+    Ok(c)
+}
+
+fn validator(mut c: Checker) -> crate::stream::Validator {
+    Box::new(move |pickle: &[u8], lens: &[usize]| {
+        c.check(pickle, lens).map(|_| ()).map_err(|e| e.to_string())
+    })
+}
+
+fn region_map(regions: &[(u16, String)]) -> PyResult<RegionMap> {
+    let mut map = RegionMap::new();
+    for (id, path) in regions {
+        map.open(*id, std::path::Path::new(path)).map_err(|e| {
+            PyOSError::new_err(format!("cannot map shared region {id} from {path}: {e}"))
+        })?;
+    }
+    Ok(map)
+}
+
+/// `(seq, pickle: bytes, [(keep, readonly, shared), ...])` for the Python side.
+fn message_tuple<'py>(py: Python<'py>, m: Message) -> PyResult<Bound<'py, PyTuple>> {
+    let pickle = PyBytes::new(py, &m.pickle);
+    let bufs = PyList::empty(py);
+    for b in m.buffers {
+        let readonly = b.readonly();
+        let shared = matches!(b.kind, dmapickle_core::frame::BufferKind::Shared);
+        let keep = Bound::new(py, Keep { data: b.data })?;
+        bufs.append((keep, readonly, shared))?;
+    }
+    (m.seq, pickle, bufs).into_pyobject(py)
+}
+
+/// What the reader thread sends to `next`.
+enum Item {
+    Message(Message),
+    /// The stream ended; `Some` if it failed.
+    End(Option<String>),
+}
+
+#[derive(Default)]
+struct Shared {
+    counters: Counters,
+    refused_last: Option<String>,
+    reconnects: u64,
+    disconnects: u64,
+    events: Vec<String>,
+}
+
+/// A live stream of messages read by a background thread.
+#[pyclass(module = "dmapickle._native")]
+struct Stream {
+    rx: Mutex<Option<Receiver<Item>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    shared: Arc<Mutex<Shared>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    source: String,
+    ended: Mutex<bool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn note_event(e: &SourceEvent, shared: &Mutex<Shared>) {
+    let mut s = lock(shared);
+    match e {
+        SourceEvent::Connected { .. } if s.disconnects > 0 => s.reconnects += 1,
+        SourceEvent::Connected { .. } => {}
+        SourceEvent::Disconnected { .. } => s.disconnects += 1,
+    }
+    if s.events.len() < 256 {
+        s.events.push(e.to_string());
+    }
+}
+
+#[pymethods]
+impl Stream {
+    #[new]
+    #[pyo3(signature = (source, regions, allow, profile, reconnect, queue))]
+    fn new(
+        py: Python<'_>,
+        source: &str,
+        regions: Vec<(u16, String)>,
+        allow: Vec<(String, String)>,
+        profile: &str,
+        reconnect: bool,
+        queue: usize,
+    ) -> PyResult<Self> {
+        let spec: SourceSpec = source
+            .parse()
+            .map_err(|e: crate::source::BadUri| PyValueError::new_err(e.to_string()))?;
+        let check = checker(profile, &allow)?;
+        let map = region_map(&regions)?;
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let sink = shared.clone();
+        let opts = SourceOptions {
+            reconnect,
+            poll: Duration::from_millis(50),
+            on_event: Some(Arc::new(move |e: &SourceEvent| note_event(e, &sink))),
+            ..SourceOptions::default()
+        };
+        let stop = opts.stop.clone();
+        // Non-reconnecting sources fail here, with the error, instead of in the thread.
+        let src = py
+            .detach(|| Source::open(spec, opts))
+            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        let (tx, rx) = sync_channel(queue.max(1));
+        let sh = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("dmapickle-reader".into())
+            .spawn(move || {
+                let mut reader = FrameReader::new(src)
+                    .with_regions(map)
+                    .with_validator(validator(check));
+                loop {
+                    let next = reader.next_message();
+                    lock(&sh).counters = reader.counters();
+                    let item = match next {
+                        Ok(Some(m)) => Item::Message(m),
+                        Ok(None) => Item::End(None),
+                        Err(e) if e.is_fatal() => Item::End(Some(e.to_string())),
+                        Err(e) => {
+                            lock(&sh).refused_last = Some(e.to_string());
+                            continue;
+                        }
+                    };
+                    let end = matches!(item, Item::End(_));
+                    if tx.send(item).is_err() || end {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| PyOSError::new_err(format!("cannot start the reader thread: {e}")))?;
+        Ok(Stream {
+            rx: Mutex::new(Some(rx)),
+            stop,
+            shared,
+            thread: Mutex::new(Some(thread)),
+            source: source.to_string(),
+            ended: Mutex::new(false),
+        })
+    }
+
+    /// The next message as `(seq, pickle, buffers)`, or `None` at the end of the stream.
+    /// Raises `OSError` if the source failed, `TimeoutError` after `timeout` seconds.
+    #[pyo3(signature = (timeout=None))]
+    fn next<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let tick = Duration::from_millis(50);
+        let deadline =
+            timeout.map(|t| std::time::Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+        loop {
+            // Waits with the GIL released; the closure locks the receiver itself because a
+            // `&Receiver` may not cross into a GIL-free closure (`Receiver` is not `Sync`).
+            let rx = &self.rx;
+            let got = py.detach(move || {
+                let guard = lock(rx);
+                match guard.as_ref() {
+                    None => Err(RecvTimeoutError::Disconnected),
+                    Some(rx) => match rx.try_recv() {
+                        Ok(item) => Ok(item),
+                        Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                            Err(RecvTimeoutError::Disconnected)
+                        }
+                        Err(std::sync::mpsc::TryRecvError::Empty) => rx.recv_timeout(tick),
+                    },
+                }
+            });
+            match got {
+                Ok(Item::Message(m)) => return message_tuple(py, m).map(Some),
+                Ok(Item::End(err)) => {
+                    *lock(&self.ended) = true;
+                    self.join(py);
+                    return match err {
+                        Some(e) => Err(PyOSError::new_err(format!("{}: {e}", self.source))),
+                        None => Ok(None),
+                    };
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    *lock(&self.ended) = true;
+                    return Ok(None);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    py.check_signals()?;
+                    if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                        return Err(pyo3::exceptions::PyTimeoutError::new_err(format!(
+                            "no message from {} within {}s",
+                            self.source,
+                            timeout.unwrap_or(0.0)
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stop reading and wait for the reader thread. Messages already delivered stay valid.
+    fn close(&self, py: Python<'_>) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Dropping the receiver unblocks a reader waiting for queue space.
+        lock(&self.rx).take();
+        self.join(py);
+    }
+
+    /// Whether the stream ended or was closed.
+    #[getter]
+    fn closed(&self) -> bool {
+        *lock(&self.ended) || lock(&self.rx).is_none()
+    }
+
+    /// Counters of the reader: `frames_ok`, `corrupt`, `lost`, `bytes_skipped`, `restarts`,
+    /// `seq_jumps`, `refused`, `bytes_read`, `disconnects`, `reconnects`, `last_refused`.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = lock(&self.shared);
+        let c = s.counters;
+        let d = PyDict::new(py);
+        d.set_item("frames_ok", c.frames_ok)?;
+        d.set_item("corrupt", c.corrupt)?;
+        d.set_item("lost", c.lost)?;
+        d.set_item("bytes_skipped", c.bytes_skipped)?;
+        d.set_item("restarts", c.restarts)?;
+        d.set_item("seq_jumps", c.seq_jumps)?;
+        d.set_item("refused", c.refused)?;
+        d.set_item("bytes_read", c.bytes_read)?;
+        d.set_item("disconnects", s.disconnects)?;
+        d.set_item("reconnects", s.reconnects)?;
+        d.set_item("last_refused", s.refused_last.clone())?;
+        d.set_item("events", s.events.clone())?;
+        Ok(d)
+    }
+}
+
+impl Stream {
+    fn join(&self, py: Python<'_>) {
+        let t = lock(&self.thread).take();
+        if let Some(t) = t {
+            py.detach(|| {
+                let _ = t.join();
+            });
+        }
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        lock(&self.rx).take();
+    }
+}
+
+/// Validate `pickle` with out-of-band buffers of `buffer_lens`; returns the summary line.
+#[pyfunction]
+#[pyo3(signature = (pickle, buffer_lens, allow, profile))]
+fn check(
+    pickle: &[u8],
+    buffer_lens: Vec<usize>,
+    allow: Vec<(String, String)>,
+    profile: &str,
+) -> PyResult<String> {
+    let mut c = checker(profile, &allow)?;
+    c.summarize(pickle, &buffer_lens)
+        .map(|(_, s)| s)
+        .map_err(|e| RejectedError::new_err(e.to_string()))
+}
+
+/// Decode and validate one complete frame; returns `(seq, pickle, buffers)` like `Stream.next`.
+#[pyfunction]
+#[pyo3(signature = (frame, regions, allow, profile))]
+fn read_frame<'py>(
+    py: Python<'py>,
+    frame: &[u8],
+    regions: Vec<(u16, String)>,
+    allow: Vec<(String, String)>,
+    profile: &str,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let map = region_map(&regions)?;
+    let mut reader = FrameReader::new(frame)
+        .with_regions(map)
+        .with_validator(validator(checker(profile, &allow)?));
+    match reader.next_message() {
+        Ok(Some(m)) => message_tuple(py, m),
+        Ok(None) => {
+            let c = reader.counters();
+            Err(RejectedError::new_err(format!(
+                "no intact frame in {} bytes ({} corrupt, {} bytes skipped)",
+                frame.len(),
+                c.corrupt,
+                c.bytes_skipped
+            )))
+        }
+        Err(ReadError::Io(e)) => Err(PyOSError::new_err(e.to_string())),
+        Err(e) => Err(RejectedError::new_err(e.to_string())),
+    }
+}
+
+/// The native module.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Keep>()?;
+    m.add_class::<Stream>()?;
+    m.add_function(wrap_pyfunction!(check, m)?)?;
+    m.add_function(wrap_pyfunction!(read_frame, m)?)?;
+    m.add("RejectedError", m.py().get_type::<RejectedError>())?;
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! `rtt://` sources: the link stream from a SEGGER RTT up channel, read through a debug probe
+//! with `probe-rs` (feature `probe-rs`).
+//!
+//! On a real board (for example an nRF52840-DK with its on-board J-Link, or an STM32 with an
+//! ST-Link), the firmware writes frames to an RTT up channel instead of a UART, and
+//!
+//! ```text
+//! dmapickle listen 'rtt://nRF52840_xxAA?channel=1'
+//! dmapickle listen 'rtt://STM32F407VGTx?probe=0483:374b&channel=0'
+//! ```
+//!
+//! attaches to the first probe (or the one named by `VID:PID[:SERIAL]`), finds the RTT control
+//! block in RAM and polls the channel. The chip name is probe-rs's (`probe-rs chip list`).
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use probe_rs::probe::list::Lister;
+use probe_rs::probe::DebugProbeSelector;
+use probe_rs::rtt::Rtt;
+use probe_rs::{Permissions, Session, SessionConfig};
+
+/// An attached probe session and the RTT control block found in the target's RAM.
+pub(crate) struct RttConn {
+    session: Session,
+    rtt: Rtt,
+    channel: usize,
+}
+
+fn other(what: &str, e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("{what}: {e}"))
+}
+
+impl RttConn {
+    /// Attach to `chip` through `probe` (first probe found when `None`) and locate RTT.
+    pub(crate) fn attach(chip: &str, probe: Option<&str>, channel: usize) -> io::Result<Self> {
+        let mut session = match probe {
+            Some(sel) => {
+                let sel: DebugProbeSelector = sel
+                    .parse()
+                    .map_err(|e| other("probe selector (VID:PID[:SERIAL])", e))?;
+                Lister::new()
+                    .open(sel)
+                    .map_err(|e| other("opening the probe", e))?
+                    .attach(chip, Permissions::default())
+                    .map_err(|e| other("attaching to the chip", e))?
+            }
+            None => Session::auto_attach(chip, SessionConfig::default())
+                .map_err(|e| other("attaching to the chip", e))?,
+        };
+        let rtt = {
+            let mut core = session.core(0).map_err(|e| other("core 0", e))?;
+            Rtt::attach(&mut core).map_err(|e| other("finding the RTT control block", e))?
+        };
+        let mut conn = RttConn {
+            session,
+            rtt,
+            channel,
+        };
+        if conn.rtt.up_channel(channel).is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("the target has no RTT up channel {channel}"),
+            ));
+        }
+        conn.channel = channel;
+        Ok(conn)
+    }
+
+    /// Poll the channel until bytes arrive or `timeout` passes (`WouldBlock`).
+    pub(crate) fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+        let start = Instant::now();
+        loop {
+            let mut core = self.session.core(0).map_err(|e| other("core 0", e))?;
+            let ch = self
+                .rtt
+                .up_channel(self.channel)
+                .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+            let n = ch
+                .read(&mut core, buf)
+                .map_err(|e| other("reading RTT", e))?;
+            if n > 0 {
+                return Ok(n);
+            }
+            if start.elapsed() >= timeout {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            drop(core);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}

@@ -1,0 +1,770 @@
+//! Where link bytes come from: one URI names a source for the CLI and for Python.
+//!
+//! | URI | source | reconnects |
+//! |---|---|---|
+//! | `tcp://HOST:PORT` | a TCP connection to a device or a serial-to-TCP bridge (QEMU's `-serial tcp:`) | yes |
+//! | `unix:///PATH` | a Unix stream socket (QEMU's `-chardev socket,path=`) | yes |
+//! | `serial:///dev/ttyUSB0?baud=N` | a serial port, raw 8N1 (default 115200 baud) | yes |
+//! | `file://PATH` or a plain path | a recording (the raw link stream) or a FIFO | no |
+//! | `-` | standard input | no |
+//! | `rtt://CHIP?probe=VID:PID&channel=N` | SEGGER RTT up channel through a debug probe (feature `probe-rs`) | yes |
+//!
+//! A [`Source`] is a [`Read`] that never blocks for longer than its poll interval without
+//! looking at its stop flag, so Ctrl-C (CLI) or `close()` (Python) ends a read promptly and
+//! nothing already received is lost: the stop shows up as the end of the stream. A connection
+//! that drops, or cannot be made, is retried with exponential backoff (50 ms doubling to 2 s)
+//! unless reconnecting is turned off; each attempt is reported as a [`SourceEvent`].
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+use std::net::TcpStream;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default serial baud rate when the URI does not say.
+pub const DEFAULT_BAUD: u32 = 115_200;
+/// First reconnect delay; doubles per failed attempt up to [`MAX_BACKOFF`].
+pub const MIN_BACKOFF: Duration = Duration::from_millis(50);
+/// Longest reconnect delay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// A parsed source URI. See the [module docs](self).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// `tcp://HOST:PORT`.
+    Tcp(String),
+    /// `unix:///PATH`.
+    Unix(PathBuf),
+    /// `serial:///dev/ttyXXX?baud=N`.
+    Serial {
+        /// Device path.
+        path: PathBuf,
+        /// Baud rate.
+        baud: u32,
+    },
+    /// `file://PATH` or a plain path.
+    File(PathBuf),
+    /// `-`.
+    Stdin,
+    /// `rtt://CHIP?probe=VID:PID&channel=N`.
+    Rtt {
+        /// probe-rs chip name, e.g. `STM32F407VGTx`.
+        chip: String,
+        /// `VID:PID[:SERIAL]` of the probe; the first probe found when absent.
+        probe: Option<String>,
+        /// RTT up channel carrying the link (default 0).
+        channel: usize,
+    },
+}
+
+/// A source URI that could not be parsed: the URI and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadUri {
+    /// The URI as given.
+    pub uri: String,
+    /// What is wrong, and what would be right.
+    pub reason: String,
+}
+
+impl fmt::Display for BadUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bad source `{}`: {}", self.uri, self.reason)
+    }
+}
+
+impl std::error::Error for BadUri {}
+
+fn split_query(rest: &str) -> (&str, Vec<(&str, &str)>) {
+    match rest.split_once('?') {
+        None => (rest, Vec::new()),
+        Some((path, query)) => (
+            path,
+            query
+                .split('&')
+                .filter(|kv| !kv.is_empty())
+                .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+                .collect(),
+        ),
+    }
+}
+
+impl FromStr for SourceSpec {
+    type Err = BadUri;
+
+    fn from_str(uri: &str) -> Result<Self, BadUri> {
+        let bad = |reason: &str| BadUri {
+            uri: uri.to_string(),
+            reason: reason.to_string(),
+        };
+        if uri == "-" {
+            return Ok(SourceSpec::Stdin);
+        }
+        let Some((scheme, rest)) = uri.split_once("://") else {
+            if uri.is_empty() {
+                return Err(bad("empty; give a path, `-`, tcp://HOST:PORT, unix:///PATH, serial:///DEV or rtt://CHIP"));
+            }
+            return Ok(SourceSpec::File(PathBuf::from(uri)));
+        };
+        match scheme {
+            "tcp" => {
+                let addr = rest.trim_end_matches('/');
+                match addr.rsplit_once(':') {
+                    Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                        Ok(SourceSpec::Tcp(addr.to_string()))
+                    }
+                    _ => Err(bad("expected tcp://HOST:PORT, e.g. tcp://127.0.0.1:4000")),
+                }
+            }
+            "unix" if rest.starts_with('/') => Ok(SourceSpec::Unix(PathBuf::from(rest))),
+            "unix" => Err(bad("expected an absolute path, e.g. unix:///tmp/qemu.sock")),
+            "file" if !rest.is_empty() => Ok(SourceSpec::File(PathBuf::from(rest))),
+            "file" => Err(bad("expected file://PATH")),
+            "serial" => {
+                let (path, query) = split_query(rest);
+                if !path.starts_with('/') {
+                    return Err(bad("expected serial:///dev/ttyXXX?baud=N"));
+                }
+                let mut baud = DEFAULT_BAUD;
+                for (k, v) in query {
+                    match k {
+                        "baud" => {
+                            baud = v
+                                .parse()
+                                .ok()
+                                .filter(|b| *b > 0)
+                                .ok_or_else(|| bad("baud must be a positive integer"))?
+                        }
+                        _ => return Err(bad("unknown parameter; serial takes only baud=N")),
+                    }
+                }
+                Ok(SourceSpec::Serial {
+                    path: PathBuf::from(path),
+                    baud,
+                })
+            }
+            "rtt" => {
+                let (chip, query) = split_query(rest);
+                let chip = chip.trim_end_matches('/');
+                if chip.is_empty() {
+                    return Err(bad("expected rtt://CHIP, e.g. rtt://STM32F407VGTx"));
+                }
+                let (mut probe, mut channel) = (None, 0);
+                for (k, v) in query {
+                    match k {
+                        "probe" => probe = Some(v.to_string()),
+                        "channel" => {
+                            channel = v
+                                .parse()
+                                .map_err(|_| bad("channel must be a non-negative integer"))?
+                        }
+                        _ => {
+                            return Err(bad(
+                                "unknown parameter; rtt takes probe=VID:PID and channel=N",
+                            ))
+                        }
+                    }
+                }
+                Ok(SourceSpec::Rtt {
+                    chip: chip.to_string(),
+                    probe,
+                    channel,
+                })
+            }
+            _ => Err(bad(
+                "unknown scheme; use tcp://, unix://, serial://, file://, rtt://, a path or `-`",
+            )),
+        }
+    }
+}
+
+impl fmt::Display for SourceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceSpec::Tcp(addr) => write!(f, "tcp://{addr}"),
+            SourceSpec::Unix(p) => write!(f, "unix://{}", p.display()),
+            SourceSpec::Serial { path, baud } => {
+                write!(f, "serial://{}?baud={baud}", path.display())
+            }
+            SourceSpec::File(p) => write!(f, "{}", p.display()),
+            SourceSpec::Stdin => f.write_str("stdin"),
+            SourceSpec::Rtt {
+                chip,
+                probe,
+                channel,
+            } => {
+                write!(f, "rtt://{chip}?channel={channel}")?;
+                match probe {
+                    Some(p) => write!(f, "&probe={p}"),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+impl SourceSpec {
+    /// Whether a dropped connection can be made again (sockets, serial ports, probes).
+    pub fn can_reconnect(&self) -> bool {
+        !matches!(self, SourceSpec::File(_) | SourceSpec::Stdin)
+    }
+}
+
+/// Something that happened to a source's connection, for the CLI's log line or Python's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceEvent {
+    /// Connected (or reconnected, when `attempt > 0`).
+    Connected {
+        /// Failed attempts before this one.
+        attempt: u32,
+    },
+    /// The connection ended or failed; a reconnect follows after `retry_in` (None: the source ends).
+    Disconnected {
+        /// Why, as one line.
+        reason: String,
+        /// Delay before the next attempt.
+        retry_in: Option<Duration>,
+    },
+}
+
+impl fmt::Display for SourceEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceEvent::Connected { attempt: 0 } => f.write_str("connected"),
+            SourceEvent::Connected { attempt } => {
+                write!(f, "connected after {attempt} failed attempts")
+            }
+            SourceEvent::Disconnected {
+                reason,
+                retry_in: Some(d),
+            } => write!(
+                f,
+                "disconnected ({reason}); retrying in {} ms",
+                d.as_millis()
+            ),
+            SourceEvent::Disconnected {
+                reason,
+                retry_in: None,
+            } => write!(f, "disconnected ({reason}); not reconnecting"),
+        }
+    }
+}
+
+/// Receives a source's [`SourceEvent`]s as they happen (from the reading thread).
+pub type EventSink = Arc<dyn Fn(&SourceEvent) + Send + Sync>;
+
+/// How a [`Source`] behaves.
+#[derive(Clone)]
+pub struct SourceOptions {
+    /// Reconnect dropped connections with backoff (for sources that can).
+    pub reconnect: bool,
+    /// Set to end the source: the next read returns end of stream.
+    pub stop: Arc<AtomicBool>,
+    /// Longest time a read waits before it looks at `stop`.
+    pub poll: Duration,
+    /// Where events go; without a sink they queue for [`Source::take_events`].
+    pub on_event: Option<EventSink>,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        SourceOptions {
+            reconnect: true,
+            stop: Arc::new(AtomicBool::new(false)),
+            poll: Duration::from_millis(100),
+            on_event: None,
+        }
+    }
+}
+
+impl fmt::Debug for SourceOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceOptions")
+            .field("reconnect", &self.reconnect)
+            .field("stopped", &self.stop.load(Ordering::Relaxed))
+            .field("poll", &self.poll)
+            .finish()
+    }
+}
+
+/// One open connection of any kind.
+enum Conn {
+    Fd(Box<dyn FdRead>),
+    #[cfg(feature = "probe-rs")]
+    Rtt(Box<crate::rtt::RttConn>),
+}
+
+/// A readable file descriptor (sockets, files, pipes, serial ports).
+trait FdRead: Read + Send {
+    fn fd(&self) -> RawFd;
+}
+
+impl<T: Read + AsRawFd + Send> FdRead for T {
+    fn fd(&self) -> RawFd {
+        self.as_raw_fd()
+    }
+}
+
+/// A byte source named by a URI. See the [module docs](self).
+pub struct Source {
+    spec: SourceSpec,
+    opts: SourceOptions,
+    conn: Option<Conn>,
+    failures: u32,
+    events: Vec<SourceEvent>,
+    bytes: u64,
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Source")
+            .field("spec", &self.spec)
+            .field("connected", &self.conn.is_some())
+            .field("bytes", &self.bytes)
+            .finish()
+    }
+}
+
+/// A source that cannot be opened: where, why, and what to do.
+#[derive(Debug)]
+pub struct OpenError {
+    /// The source.
+    pub source: SourceSpec,
+    /// The error.
+    pub error: io::Error,
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hint = match (&self.source, self.error.kind()) {
+            (SourceSpec::Tcp(_) | SourceSpec::Unix(_), io::ErrorKind::ConnectionRefused) => {
+                "is the device (or QEMU) listening there?"
+            }
+            (_, io::ErrorKind::NotFound) => "check the path",
+            (_, io::ErrorKind::PermissionDenied) => {
+                "check permissions (dialout group for serial ports)"
+            }
+            (SourceSpec::Rtt { .. }, _) => "check the probe connection and the chip name",
+            _ => "check the source URI",
+        };
+        write!(f, "cannot open {}: {}; {hint}", self.source, self.error)
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+impl Source {
+    /// Open `spec` now. With `opts.reconnect` and a source that can reconnect, a failed first
+    /// connection is retried with backoff (each failure reported as an event) until it works
+    /// or `opts.stop` is set; otherwise the error is returned.
+    pub fn open(spec: SourceSpec, opts: SourceOptions) -> Result<Source, OpenError> {
+        let mut source = Source {
+            spec,
+            opts,
+            conn: None,
+            failures: 0,
+            events: Vec::new(),
+            bytes: 0,
+        };
+        if !source.reconnects() {
+            let conn = source.connect().map_err(|error| OpenError {
+                source: source.spec.clone(),
+                error,
+            })?;
+            source.conn = Some(conn);
+            source.emit(SourceEvent::Connected { attempt: 0 });
+        }
+        // Reconnecting sources connect on the first read, retrying with backoff.
+        Ok(source)
+    }
+
+    /// Parse `uri` and [`open`](Self::open) it.
+    pub fn open_uri(
+        uri: &str,
+        opts: SourceOptions,
+    ) -> Result<Source, Box<dyn std::error::Error + Send + Sync>> {
+        let spec: SourceSpec = uri.parse()?;
+        Ok(Source::open(spec, opts)?)
+    }
+
+    /// What this source reads.
+    pub fn spec(&self) -> &SourceSpec {
+        &self.spec
+    }
+
+    /// Bytes read so far, over every connection.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn emit(&mut self, e: SourceEvent) {
+        match &self.opts.on_event {
+            Some(sink) => sink(&e),
+            None if self.events.len() < 1024 => self.events.push(e),
+            None => {}
+        }
+    }
+
+    /// Connection events since the last call, oldest first (when no sink is set).
+    pub fn take_events(&mut self) -> Vec<SourceEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The stop flag: set it (from any thread or a signal handler) to end the source.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.opts.stop.clone()
+    }
+
+    fn reconnects(&self) -> bool {
+        self.opts.reconnect && self.spec.can_reconnect()
+    }
+
+    fn stopped(&self) -> bool {
+        self.opts.stop.load(Ordering::Relaxed)
+    }
+
+    fn connect(&self) -> io::Result<Conn> {
+        let fd = |r: Box<dyn FdRead>| Ok(Conn::Fd(r));
+        match &self.spec {
+            SourceSpec::Tcp(addr) => {
+                let s = TcpStream::connect(addr)?;
+                s.set_nodelay(true)?;
+                fd(Box::new(s))
+            }
+            SourceSpec::Unix(path) => fd(Box::new(UnixStream::connect(path)?)),
+            SourceSpec::File(path) => fd(Box::new(File::open(path)?)),
+            SourceSpec::Stdin => fd(Box::new(io::stdin())),
+            SourceSpec::Serial { path, baud } => {
+                let path = path.to_str().ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "serial path is not UTF-8")
+                })?;
+                let port = serialport::new(path, *baud)
+                    .timeout(self.opts.poll)
+                    .open_native()
+                    .map_err(io::Error::from)?;
+                fd(Box::new(port))
+            }
+            #[cfg(feature = "probe-rs")]
+            SourceSpec::Rtt {
+                chip,
+                probe,
+                channel,
+            } => Ok(Conn::Rtt(Box::new(crate::rtt::RttConn::attach(
+                chip,
+                probe.as_deref(),
+                *channel,
+            )?))),
+            #[cfg(not(feature = "probe-rs"))]
+            SourceSpec::Rtt { .. } => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "rtt:// needs dmapickle-host built with the `probe-rs` feature",
+            )),
+        }
+    }
+
+    /// Sleep up to `d`, waking early when stopped. Returns false if stopped.
+    fn nap(&self, d: Duration) -> bool {
+        let step = self.opts.poll.min(d).max(Duration::from_millis(1));
+        let mut left = d;
+        while !left.is_zero() {
+            if self.stopped() {
+                return false;
+            }
+            let s = step.min(left);
+            std::thread::sleep(s);
+            left -= s;
+        }
+        !self.stopped()
+    }
+
+    fn backoff(&self) -> Duration {
+        let factor = 1u32 << self.failures.min(6);
+        (MIN_BACKOFF * factor).min(MAX_BACKOFF)
+    }
+
+    /// Make sure there is a connection, retrying with backoff. `Ok(false)`: stopped.
+    fn ensure_connected(&mut self) -> io::Result<bool> {
+        while self.conn.is_none() {
+            if self.stopped() {
+                return Ok(false);
+            }
+            match self.connect() {
+                Ok(conn) => {
+                    self.emit(SourceEvent::Connected {
+                        attempt: self.failures,
+                    });
+                    self.failures = 0;
+                    self.conn = Some(conn);
+                }
+                Err(e) if self.reconnects() => {
+                    let retry_in = self.backoff();
+                    self.failures = self.failures.saturating_add(1);
+                    self.emit(SourceEvent::Disconnected {
+                        reason: format!("connect failed: {e}"),
+                        retry_in: Some(retry_in),
+                    });
+                    if !self.nap(retry_in) {
+                        return Ok(false);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// The connection ended (`reason`). Returns true if the caller should read again.
+    fn dropped(&mut self, reason: String) -> bool {
+        self.conn = None;
+        if self.reconnects() && !self.stopped() {
+            self.emit(SourceEvent::Disconnected {
+                reason,
+                retry_in: Some(MIN_BACKOFF),
+            });
+            self.nap(MIN_BACKOFF)
+        } else {
+            self.emit(SourceEvent::Disconnected {
+                reason,
+                retry_in: None,
+            });
+            false
+        }
+    }
+}
+
+/// Wait until `fd` is readable or `timeout` passes. True if readable (or hung up).
+fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: `pfd` is a valid, exclusively borrowed pollfd array of length 1 for the duration
+    // of the call; `fd` belongs to a connection the caller holds open (poll on a closed fd
+    // would only report POLLNVAL, never touch memory).
+    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+    match n {
+        n if n < 0 => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
+        0 => Ok(false),
+        _ => Ok(true),
+    }
+}
+
+impl Read for Source {
+    /// Reads bytes; `Ok(0)` is the end of the source: end of a file or stdin, a dropped
+    /// connection without reconnect, or the stop flag.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if !self.ensure_connected()? {
+                return Ok(0);
+            }
+            let poll = self.opts.poll;
+            let result = match &mut self.conn {
+                Some(Conn::Fd(r)) => match wait_readable(r.fd(), poll) {
+                    Ok(true) => r.read(buf),
+                    Ok(false) => Err(io::ErrorKind::WouldBlock.into()),
+                    Err(e) => Err(e),
+                },
+                #[cfg(feature = "probe-rs")]
+                Some(Conn::Rtt(r)) => r.read(buf, poll),
+                None => Ok(0),
+            };
+            match result {
+                Ok(0) => {
+                    let can = self.spec.can_reconnect();
+                    if !can || !self.dropped("connection closed by peer".into()) {
+                        if !can {
+                            self.conn = None;
+                        }
+                        return Ok(0);
+                    }
+                }
+                Ok(n) => {
+                    self.bytes += n as u64;
+                    return Ok(n);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    if self.stopped() {
+                        return Ok(0);
+                    }
+                }
+                Err(e) if self.spec.can_reconnect() => {
+                    if !self.dropped(e.to_string()) {
+                        return Ok(0);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_scheme() {
+        let p = |s: &str| s.parse::<SourceSpec>().unwrap();
+        assert_eq!(
+            p("tcp://127.0.0.1:4000"),
+            SourceSpec::Tcp("127.0.0.1:4000".into())
+        );
+        assert_eq!(
+            p("unix:///tmp/x.sock"),
+            SourceSpec::Unix("/tmp/x.sock".into())
+        );
+        assert_eq!(
+            p("serial:///dev/ttyUSB0?baud=921600"),
+            SourceSpec::Serial {
+                path: "/dev/ttyUSB0".into(),
+                baud: 921_600
+            }
+        );
+        assert_eq!(
+            p("serial:///dev/ttyACM0"),
+            SourceSpec::Serial {
+                path: "/dev/ttyACM0".into(),
+                baud: DEFAULT_BAUD
+            }
+        );
+        assert_eq!(
+            p("file:///tmp/a.rec"),
+            SourceSpec::File("/tmp/a.rec".into())
+        );
+        assert_eq!(p("rec/a.rec"), SourceSpec::File("rec/a.rec".into()));
+        assert_eq!(p("-"), SourceSpec::Stdin);
+        assert_eq!(
+            p("rtt://nRF52840_xxAA?probe=1366:1015&channel=1"),
+            SourceSpec::Rtt {
+                chip: "nRF52840_xxAA".into(),
+                probe: Some("1366:1015".into()),
+                channel: 1
+            }
+        );
+    }
+
+    #[test]
+    fn bad_uris_say_what_is_expected() {
+        for (uri, want) in [
+            ("tcp://localhost", "tcp://HOST:PORT"),
+            ("tcp://:80", "tcp://HOST:PORT"),
+            ("unix://rel/path", "absolute path"),
+            ("serial:///dev/ttyS0?baud=fast", "baud must be"),
+            ("serial:///dev/ttyS0?parity=odd", "only baud"),
+            ("http://x", "unknown scheme"),
+            ("rtt://", "rtt://CHIP"),
+            ("", "empty"),
+        ] {
+            let e = uri.parse::<SourceSpec>().unwrap_err().to_string();
+            assert!(e.contains(want), "{uri}: {e}");
+            assert!(!e.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn a_refused_connection_without_reconnect_is_one_clear_line() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let opts = SourceOptions {
+            reconnect: false,
+            ..Default::default()
+        };
+        let e = Source::open_uri(&format!("tcp://{addr}"), opts)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with(&format!("cannot open tcp://{addr}: ")), "{e}");
+        assert!(e.contains("listening"), "{e}");
+    }
+
+    #[test]
+    fn tcp_reconnects_and_loses_nothing() {
+        use std::io::Write;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            for chunk in [&b"first "[..], &b"second"[..]] {
+                let (mut s, _) = l.accept().unwrap();
+                s.write_all(chunk).unwrap();
+            }
+        });
+        let mut src = Source::open_uri(&format!("tcp://{addr}"), SourceOptions::default()).unwrap();
+        let stop = src.stop_flag();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while got.len() < 12 {
+            let n = src.read(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        server.join().unwrap();
+        assert_eq!(got, b"first second");
+        let ev = src.take_events();
+        assert!(
+            ev.iter().any(|e| matches!(
+                e,
+                SourceEvent::Disconnected {
+                    retry_in: Some(_),
+                    ..
+                }
+            )),
+            "{ev:?}"
+        );
+        assert_eq!(
+            ev.iter()
+                .filter(|e| matches!(e, SourceEvent::Connected { .. }))
+                .count(),
+            2
+        );
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(src.read(&mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn stop_ends_a_silent_source() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let opts = SourceOptions {
+            poll: Duration::from_millis(10),
+            ..Default::default()
+        };
+        let stop = opts.stop.clone();
+        let mut src = Source {
+            spec: SourceSpec::Unix("/pair".into()),
+            opts,
+            conn: Some(Conn::Fd(Box::new(a))),
+            failures: 0,
+            events: Vec::new(),
+            bytes: 0,
+        };
+        let t = std::thread::spawn(move || {
+            let mut buf = [0u8; 8];
+            src.read(&mut buf).unwrap()
+        });
+        std::thread::sleep(Duration::from_millis(30));
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(t.join().unwrap(), 0);
+    }
+}
