@@ -1,0 +1,67 @@
+"""Firmware link throughput in QEMU, both modes in one run, for docs/performance.md ("Firmware").
+
+    bench_link.py [--count N] [--block N]
+
+Runs the firmware at several simulated sample rates (the SysTick ISR writes 32 rows per tick,
+so a higher rate also costs the emulated CPU more interrupts) and times first to last message on
+the host. Inline mode puts every array byte through
+QEMU's CMSDK UART model (one chardev write per byte); shared mode sends only the ~128-byte frames
+and lends the arrays from the PSRAM file. Same environment as the HIL tests (run 60-hil.sh first,
+or set DMAPICKLE_FIRMWARE_ELF and DMAPICKLE_HIL_FEEDER).
+"""
+import argparse
+import tempfile
+import time
+
+from board import Board
+from feed import Feed
+
+
+def run(mode, count, block, rate):
+    params = {"mode": mode, "n": block, "count": count, "rate": rate}
+    shared = mode == "shared"
+    with tempfile.TemporaryDirectory() as tmp, Board(tmp, params, psram=shared, timeout=300) as board:
+        feed = Feed(board.wait_socket(), region_id=2 if shared else None,
+                    region_path=board.psram if shared else None, timeout=300)
+        try:
+            first = feed.next()
+            t0 = time.monotonic()
+            if shared:
+                feed.release(first.seq)
+            n = 1
+            while (rec := feed.next()) is not None:
+                n += 1
+                if shared:
+                    feed.release(rec.seq)
+            dt = time.monotonic() - t0
+            end = feed.end
+        finally:
+            feed.close()
+        status = board.wait()
+    assert status == 0 and n == count, (status, n)
+    payload = (count - 1) * block * 8
+    return {
+        "mode": mode,
+        "rate": rate,
+        "messages/s": (count - 1) / dt,
+        "array MB/s": payload / dt / 1e6,
+        "UART MB/s": end["bytes_read"] * (count - 1) / count / dt / 1e6,
+        "UART bytes/message": end["bytes_read"] / count,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--count", type=int, default=400)
+    ap.add_argument("--block", type=int, default=256)
+    args = ap.parse_args()
+    runs = [("inline", 64_000), ("inline", 256_000), ("shared", 64_000), ("shared", 256_000), ("shared", 1_024_000)]
+    rows = [run(m, args.count, args.block, rate) for m, rate in runs]
+    print(f"| link ({args.count} messages of ({args.block}, 4) int16) | ADC rows/s | messages/s | array MB/s | UART MB/s | UART bytes/message |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['mode']} | {r['rate']} | {r['messages/s']:.0f} | {r['array MB/s']:.3f} | {r['UART MB/s']:.3f} | {r['UART bytes/message']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
