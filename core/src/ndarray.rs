@@ -251,6 +251,7 @@ element!(
 /// assert_eq!(byte_len(&[], 8), Some(8)); // a 0-d array holds one element
 /// assert_eq!(byte_len(&[usize::MAX, 2], 1), None);
 /// ```
+#[inline]
 pub fn byte_len(shape: &[usize], itemsize: usize) -> Option<usize> {
     shape
         .iter()

@@ -98,16 +98,17 @@ impl Container {
     }
 }
 
-/// One open container.
+/// One open container: 8 bytes, so a deep stack stays cheap to create.
 #[derive(Debug, Clone, Copy)]
 struct Open {
-    kind: Container,
     /// Position of the container's current `MARK` in the output.
-    mark: usize,
-    /// Values written directly inside (saturating).
-    items: u32,
-    /// Values written since the current `MARK`.
+    mark: u32,
+    /// Values written since the current `MARK` (its parity is the dict's key/value parity:
+    /// batches hold whole pairs).
     batch: u16,
+    /// Values written directly inside, saturating: only 0 to 3 change the encoding.
+    items: u8,
+    kind: Container,
 }
 
 impl Open {
@@ -127,32 +128,45 @@ enum Global {
 }
 
 impl Global {
-    const fn module_and_name(self) -> (&'static str, &'static str) {
+    /// Module and name, `STACK_GLOBAL`, `MEMOIZE`.
+    const fn definition(self) -> &'static [u8] {
         match self {
-            Global::Ndarray => ("numpy", "ndarray"),
-            Global::Complex => ("builtins", "complex"),
+            Global::Ndarray => b"\x8c\x05numpy\x8c\x07ndarray\x93\x94",
+            Global::Complex => b"\x8c\x08builtins\x8c\x07complex\x93\x94",
         }
     }
 }
 
-/// Memo indices of the globals written so far.
+/// Memo indices of the globals written so far, one nibble per global (index + 1, 0 = not yet).
+///
+/// One byte, written and read whole: cheap to snapshot.
 #[derive(Debug, Clone, Copy, Default)]
-struct Memo {
-    next: u32,
-    ndarray: Option<u32>,
-    complex: Option<u32>,
-}
+struct Memo(u8);
 
 impl Memo {
-    fn slot(&mut self, global: Global) -> &mut Option<u32> {
+    const fn shift(global: Global) -> u32 {
         match global {
-            Global::Ndarray => &mut self.ndarray,
-            Global::Complex => &mut self.complex,
+            Global::Ndarray => 0,
+            Global::Complex => 4,
         }
+    }
+
+    fn get(self, global: Global) -> Option<u8> {
+        ((self.0 >> Self::shift(global)) & 0xf).checked_sub(1)
+    }
+
+    /// Memoizes `global` at the next free index (one per global memoized so far).
+    fn add(&mut self, global: Global) -> u8 {
+        let next = u8::from(self.0 & 0xf != 0) + u8::from(self.0 >> 4 != 0);
+        self.0 |= (next + 1) << Self::shift(global);
+        next
     }
 }
 
 /// Everything an all-or-nothing call restores on error.
+///
+/// The open container's counters change only once a value is complete, so they need no copy;
+/// its `MARK` position changes only when a new batch starts, which `restore` detects.
 #[derive(Clone, Copy)]
 struct Snapshot {
     pos: usize,
@@ -160,7 +174,6 @@ struct Snapshot {
     done: bool,
     memo: Memo,
     descriptors: usize,
-    parent: Option<Open>,
 }
 
 /// A finished pickle: the bytes and the out-of-band buffers its `NEXT_BUFFER` opcodes refer to,
@@ -181,9 +194,10 @@ pub trait Integer: Copy + sealed::Sealed {
     /// The value, if it lies in `i32`'s range (the `BININT*` opcodes).
     #[doc(hidden)]
     fn small(self) -> Option<i32>;
-    /// The value as 17 bytes of little-endian two's complement (room for `u128::MAX`).
+    /// The value as 17 bytes of little-endian two's complement (room for `u128::MAX`), and how
+    /// many of them the shortest two's complement needs.
     #[doc(hidden)]
-    fn wide(self) -> [u8; 17];
+    fn wide(self) -> ([u8; 17], usize);
 }
 
 mod sealed {
@@ -191,7 +205,7 @@ mod sealed {
 }
 
 macro_rules! integer {
-    ($wide:ty, $v:ident => $sign:expr; $($t:ty),*) => {
+    ($wide:ty, $v:ident => sign $sign:expr, magnitude $magnitude:expr; $($t:ty),*) => {
         $(
             impl sealed::Sealed for $t {}
             impl Integer for $t {
@@ -201,21 +215,24 @@ macro_rules! integer {
                 }
                 #[inline]
                 #[allow(clippy::unnecessary_cast)]
-                fn wide(self) -> [u8; 17] {
+                fn wide(self) -> ([u8; 17], usize) {
                     let $v = self as $wide;
                     let mut out = [$sign; 17];
                     for (dst, src) in out.iter_mut().zip($v.to_le_bytes()) {
                         *dst = src;
                     }
-                    out
+                    // The magnitude's bits (of `!v` for negatives) plus a sign bit, in bytes:
+                    // what CPython's `save_long` computes.
+                    let bits = 128 - ($magnitude as u128).leading_zeros() as usize;
+                    (out, bits / 8 + 1)
                 }
             }
         )*
     };
 }
 
-integer!(i128, v => if v < 0 { 0xff } else { 0 }; i8, i16, i32, i64, i128, isize);
-integer!(u128, v => 0; u8, u16, u32, u64, u128, usize);
+integer!(i128, v => sign if v < 0 { 0xff } else { 0 }, magnitude if v < 0 { !v } else { v }; i8, i16, i32, i64, i128, isize);
+integer!(u128, v => sign 0, magnitude v; u8, u16, u32, u64, u128, usize);
 
 /// Writes one protocol-5 pickle into a caller's buffer.
 ///
@@ -271,6 +288,7 @@ impl<'a> Pickler<'a> {
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05N.");
     /// # Ok::<(), dmapickle_core::Error>(())
     /// ```
+    #[inline]
     pub fn new(buf: &'a mut [u8]) -> Self {
         Self::with_limits(buf)
     }
@@ -291,6 +309,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05]\x97a.");
     /// # Ok::<(), dmapickle_core::Error>(())
     /// ```
+    #[inline]
     pub fn with_limits(buf: &'a mut [u8]) -> Self {
         let limit = buf.len().saturating_sub(1);
         Pickler {
@@ -340,6 +359,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// assert_eq!(p.finish(), Err(Error::UnclosedContainer));
     /// # Ok::<(), dmapickle_core::Error>(())
     /// ```
+    #[inline]
     pub fn finish(self) -> Result<Encoded<'a, N>> {
         if self.depth != 0 {
             return Err(Error::UnclosedContainer);
@@ -582,9 +602,21 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
             p.put_shape(shape)?;
             p.put_str(dtype.str())?;
             p.put_buffer(desc)?;
-            p.put(&[op::BININT1, 0, op::NONE])?;
-            p.put_str(order.str())?;
-            p.put(&[op::TUPLE, op::NEWOBJ])
+            let order = match order {
+                Order::C => b'C',
+                Order::Fortran => b'F',
+            };
+            // offset 0, strides None, order; close the argument tuple; NEWOBJ.
+            p.put(&[
+                op::BININT1,
+                0,
+                op::NONE,
+                op::SHORT_BINUNICODE,
+                1,
+                order,
+                op::TUPLE,
+                op::NEWOBJ,
+            ])
         })
     }
 
@@ -642,7 +674,8 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
                 Container::Dict => p.put(&[op::EMPTY_DICT, op::MARK])?,
                 Container::Set => p.put(&[op::EMPTY_SET, op::MARK])?,
             }
-            let mark = p.pos.saturating_sub(1);
+            // A container's MARK must lie in the first 4 GiB of the output.
+            let mark = u32::try_from(p.pos.saturating_sub(1)).map_err(|_| Error::BufferFull)?;
             if let Some(top) = p.top_mut() {
                 top.mark = mark;
             }
@@ -678,7 +711,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
             .filter(|top| top.kind == kind && self.depth > self.floor)
             .ok_or(Error::ContainerMismatch)?;
         let replace_mark = match (kind, top.items) {
-            (Container::Dict, items) if items % 2 == 1 => return Err(Error::DictKeyWithoutValue),
+            (Container::Dict, _) if top.batch % 2 == 1 => return Err(Error::DictKeyWithoutValue),
             (Container::Tuple, 0) => Some(op::EMPTY_TUPLE),
             (Container::Tuple, 1) => Some(op::TUPLE1),
             (Container::Tuple, 2) => Some(op::TUPLE2),
@@ -699,7 +732,10 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
         };
         // Drop the `MARK` (shift the items left by one) and put the short form's opcode, if any,
         // in the byte that frees.
-        let items = self.buf.get_mut(top.mark..self.pos).unwrap_or_default();
+        let items = self
+            .buf
+            .get_mut(top.mark as usize..self.pos)
+            .unwrap_or_default();
         if !items.is_empty() {
             items.rotate_left(1);
             self.pos -= 1;
@@ -987,7 +1023,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     }
 
     /// Writes one value with `write`, all-or-nothing.
-    #[inline]
+    #[inline(always)]
     fn value(&mut self, write: impl FnOnce(&mut Self) -> Result<()>) -> Result<()> {
         self.atomic(|p| {
             p.start_value()?;
@@ -998,7 +1034,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     }
 
     /// Runs `f`; if it fails, restores the state from before.
-    #[inline]
+    #[inline(always)]
     fn atomic(&mut self, f: impl FnOnce(&mut Self) -> Result<()>) -> Result<()> {
         let snapshot = self.snapshot();
         let result = f(self);
@@ -1016,18 +1052,27 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
             done: self.done,
             memo: self.memo,
             descriptors: self.descriptors.len(),
-            parent: self.top().copied(),
         }
     }
 
+    #[cold]
+    #[inline(never)]
     fn restore(&mut self, snapshot: Snapshot) {
         self.pos = snapshot.pos;
         self.depth = snapshot.depth;
         self.done = snapshot.done;
         self.memo = snapshot.memo;
         self.descriptors.truncate(snapshot.descriptors);
-        if let (Some(parent), Some(top)) = (snapshot.parent, self.top_mut()) {
-            *top = parent;
+        // A batch boundary (`APPENDS MARK` ...) written since the snapshot is undone: its `MARK`
+        // lay at or after the snapshot's end. The batch is full again, so the next value writes
+        // the boundary anew (the old mark is not needed: a container that crossed a boundary
+        // never drops its `MARK`).
+        if let Some(top) = self.top_mut() {
+            if top.mark as usize >= snapshot.pos {
+                if let Some(limit) = top.kind.batch_limit() {
+                    top.batch = limit;
+                }
+            }
         }
     }
 
@@ -1041,8 +1086,17 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
 
     /// Before a value: the protocol header before the first, one value at top level, and a new
     /// `MARK` batch when the current one of a list, dict or set is full.
-    #[inline]
+    #[inline(always)]
     fn start_value(&mut self) -> Result<()> {
+        match self.top() {
+            Some(top) if top.kind.batch_limit() != Some(top.batch) => Ok(()),
+            _ => self.start_value_slow(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn start_value_slow(&mut self) -> Result<()> {
         let Some(top) = self.top().copied() else {
             if self.done {
                 return Err(Error::NotOneValue);
@@ -1054,7 +1108,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
         };
         if top.kind.batch_limit() == Some(top.batch) {
             self.put(&[top.kind.batch_closer(), op::MARK])?;
-            let mark = self.pos.saturating_sub(1);
+            let mark = u32::try_from(self.pos.saturating_sub(1)).map_err(|_| Error::BufferFull)?;
             if let Some(top) = self.top_mut() {
                 top.mark = mark;
                 top.batch = 0;
@@ -1077,25 +1131,54 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
 
     // ---- raw writers: opcodes without value bookkeeping ------------------------------------
 
-    #[inline]
+    /// Appends `bytes`, or nothing if they do not fit.
+    #[inline(always)]
     fn put(&mut self, bytes: &[u8]) -> Result<()> {
-        self.put_parts(&[bytes])
+        let end = self.reserve(bytes.len())?;
+        self.buf
+            .get_mut(self.pos..end)
+            .ok_or(Error::BufferFull)?
+            .copy_from_slice(bytes);
+        self.pos = end;
+        Ok(())
+    }
+
+    /// Appends `head` then `data`, or nothing if both do not fit.
+    #[inline(always)]
+    fn put2(&mut self, head: &[u8], data: &[u8]) -> Result<()> {
+        let len = head
+            .len()
+            .checked_add(data.len())
+            .ok_or(Error::BufferFull)?;
+        let end = self.reserve(len)?;
+        let out = self.buf.get_mut(self.pos..end).ok_or(Error::BufferFull)?;
+        let (out_head, out_data) = out
+            .split_at_mut_checked(head.len())
+            .ok_or(Error::BufferFull)?;
+        out_head.copy_from_slice(head);
+        out_data.copy_from_slice(data);
+        self.pos = end;
+        Ok(())
+    }
+
+    /// The end of `len` more bytes, if they fit. Each open container holds one byte in reserve
+    /// for its closing opcode (and the last byte of the buffer is kept for `STOP`).
+    #[inline(always)]
+    fn reserve(&self, len: usize) -> Result<usize> {
+        let limit = self.limit.saturating_sub(self.depth);
+        self.pos
+            .checked_add(len)
+            .filter(|&end| end <= limit)
+            .ok_or(Error::BufferFull)
     }
 
     /// Appends the concatenation of `parts`, or nothing if it does not fit.
-    #[inline]
     fn put_parts(&mut self, parts: &[&[u8]]) -> Result<()> {
         let total = parts
             .iter()
             .try_fold(0usize, |sum, part| sum.checked_add(part.len()))
             .ok_or(Error::BufferFull)?;
-        // Each open container holds one byte in reserve for its closing opcode.
-        let limit = self.limit.saturating_sub(self.depth);
-        let end = self
-            .pos
-            .checked_add(total)
-            .filter(|&end| end <= limit)
-            .ok_or(Error::BufferFull)?;
+        let end = self.reserve(total)?;
         let mut out = self.buf.get_mut(self.pos..end).ok_or(Error::BufferFull)?;
         for part in parts {
             let (head, rest) = out
@@ -1122,36 +1205,23 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
                 }
             }
             None => {
-                let wide = value.wide();
-                // Drop top bytes that only repeat the sign of the byte below them.
-                let redundant = wide
-                    .windows(2)
-                    .rev()
-                    .take_while(|pair| match pair {
-                        [below, top] => {
-                            (*top == 0 && below & 0x80 == 0) || (*top == 0xff && below & 0x80 != 0)
-                        }
-                        _ => false,
-                    })
-                    .count();
-                let bytes = wide
-                    .get(..wide.len() - redundant)
-                    .ok_or(Error::BufferFull)?;
+                let (wide, len) = value.wide();
+                let bytes = wide.get(..len).ok_or(Error::BufferFull)?;
                 // At most 17 bytes, so the length fits LONG1's one-byte count.
-                let n = bytes.len() as u8;
-                self.put_parts(&[&[op::LONG1, n], bytes])
+                self.put2(&[op::LONG1, len as u8], bytes)
             }
         }
     }
 
     fn put_f64(&mut self, value: f64) -> Result<()> {
-        self.put_parts(&[&[op::BINFLOAT], &value.to_be_bytes()])
+        let [a, b, c, d, e, f, g, h] = value.to_be_bytes();
+        self.put(&[op::BINFLOAT, a, b, c, d, e, f, g, h])
     }
 
     fn put_str(&mut self, value: &str) -> Result<()> {
         let bytes = value.as_bytes();
         if let Ok(n) = u8::try_from(bytes.len()) {
-            self.put_parts(&[&[op::SHORT_BINUNICODE, n], bytes])
+            self.put2(&[op::SHORT_BINUNICODE, n], bytes)
         } else if let Ok(n) = u32::try_from(bytes.len()) {
             self.put_parts(&[&[op::BINUNICODE], &n.to_le_bytes(), bytes])
         } else {
@@ -1191,19 +1261,11 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
 
     /// A global: `STACK_GLOBAL` and `MEMOIZE` the first time, `BINGET` after.
     fn put_global(&mut self, global: Global) -> Result<()> {
-        match *self.memo.slot(global) {
-            Some(index) => match u8::try_from(index) {
-                Ok(index) => self.put(&[op::BINGET, index]),
-                Err(_) => self.put_parts(&[&[op::LONG_BINGET], &index.to_le_bytes()]),
-            },
+        match self.memo.get(global) {
+            Some(index) => self.put(&[op::BINGET, index]),
             None => {
-                let (module, name) = global.module_and_name();
-                self.put_str(module)?;
-                self.put_str(name)?;
-                self.put(&[op::STACK_GLOBAL, op::MEMOIZE])?;
-                let index = self.memo.next;
-                *self.memo.slot(global) = Some(index);
-                self.memo.next = index.saturating_add(1);
+                self.put(global.definition())?;
+                self.memo.add(global);
                 Ok(())
             }
         }
