@@ -31,6 +31,22 @@ cd "$root"
 cargo build -q -p dmapickle-hil-feeder
 export DMAPICKLE_HIL_FEEDER=${CARGO_TARGET_DIR:-$root/target}/debug/dmapickle-hil-feeder
 
+# Every QEMU and feeder process group the tests start is listed here; whatever happens to
+# pytest, the trap kills what is left, and a survivor fails the part.
+export DMAPICKLE_HIL_PIDFILE=$(mktemp)
+cleanup() {
+  while read -r pgid; do kill -KILL -- "-$pgid" 2>/dev/null || true; done <"$DMAPICKLE_HIL_PIDFILE"
+  rm -f "$DMAPICKLE_HIL_PIDFILE"
+}
+trap cleanup EXIT
+
 cd "$root/tests/hil"
 # hil_*.py, not test_*.py: a plain `pytest tests/` elsewhere does not pick up the QEMU runs.
-exec "$py" -m pytest -q -s -p no:cacheprovider -o python_files='hil_*.py' .
+status=0
+"$py" -m pytest -q -s -p no:cacheprovider -o python_files='hil_*.py' . || status=$?
+left=0
+while read -r pgid; do
+  if kill -0 -- "-$pgid" 2>/dev/null; then echo "60-hil: process group $pgid outlived its test"; left=1; fi
+done <"$DMAPICKLE_HIL_PIDFILE"
+echo "60-hil: $(wc -l <"$DMAPICKLE_HIL_PIDFILE") QEMU/feeder process groups started, leftovers: $left"
+[ "$status" -eq 0 ] && [ "$left" -eq 0 ]

@@ -17,6 +17,15 @@ PSRAM_SIZE = 16 << 20
 PSRAM_BASE = 0x21000000
 
 
+def track(pid):
+    """Records a process group we started in $DMAPICKLE_HIL_PIDFILE, so 60-hil.sh can kill it and
+    prove nothing outlived the tests even if pytest itself dies."""
+    path = os.environ.get("DMAPICKLE_HIL_PIDFILE")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{pid}\n")
+
+
 def firmware_elf():
     """The release ELF built by scripts/test.d/60-hil.sh (DMAPICKLE_FIRMWARE_ELF)."""
     elf = os.environ.get("DMAPICKLE_FIRMWARE_ELF")
@@ -58,6 +67,7 @@ class Board:
             cmd += ["--psram", str(self.psram)]
         cmd += [str(self.elf)] + [f"{k}={v}" for k, v in self.params.items()]
         self.proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.PIPE)
+        track(self.proc.pid)
         return self
 
     def __exit__(self, *exc):

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from board import ROOT
+from board import ROOT, track
 
 _ENTRY = struct.Struct("<BBHII")
 _HEAD = struct.Struct("<IBIH")
@@ -77,6 +77,7 @@ class Feed:
         self.proc = subprocess.Popen(
             args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
         )
+        track(self.proc.pid)
         self.fd = self.proc.stdout.fileno()
         self.deadline = time.monotonic() + timeout
         self.pending = bytearray()

@@ -62,7 +62,8 @@ def test_inline_link_delivers_every_sample(tmp_path):
                 seq += len(records)
             assert feed.next() is None
             assert feed.end["frames_ok"] == MESSAGES
-            assert (feed.end["corrupt"], feed.end["lost"], feed.end["bytes_skipped"]) == (0, 0, 0)
+            counts = [feed.end[k] for k in ("corrupt", "lost", "bytes_skipped", "refused")]
+            assert counts == [0, 0, 0, 0], feed.end
         finally:
             feed.close()
         assert board.wait() == 0, board.log()
@@ -107,7 +108,8 @@ def test_shared_region_buffers_are_not_reused_while_python_holds_them(tmp_path):
             feed.release_all()
             assert feed.next() is None
             assert feed.end["frames_ok"] == MESSAGES
-            assert (feed.end["corrupt"], feed.end["lost"], feed.end["bytes_skipped"]) == (0, 0, 0)
+            counts = [feed.end[k] for k in ("corrupt", "lost", "bytes_skipped", "refused")]
+            assert counts == [0, 0, 0, 0], feed.end
             # The PSRAM file is the device's 0x21000000: the release ring's control block is at
             # offset 0, and none of the RAM at 0x20000000 (its stack is painted 0xDEADC0DE) is in it.
             assert feed.view[:4].tobytes() == b"DPRL"
