@@ -13,11 +13,10 @@ cd "$root"
 bash scripts/setup.sh >/dev/null
 py=${DMAPICKLE_PYTHON:-$root/.venv/np2/bin/python}
 
-echo "building the firmware (thumbv7em-none-eabihf, size profile) and the host reader..."
+echo "building the firmware (thumbv7em-none-eabihf, size profile) and the dmapickle package..."
 (cd firmware && cargo build -q --release)
-cargo build -q -p dmapickle-hil-feeder
+bash tests/hil/ensure-package.sh "$py"
 export DMAPICKLE_FIRMWARE_ELF=${CARGO_TARGET_DIR:-$root/firmware/target}/thumbv7em-none-eabihf/release/dmapickle-firmware
-export DMAPICKLE_HIL_FEEDER=${CARGO_TARGET_DIR:-$root/target}/debug/dmapickle-hil-feeder
 
 cd tests/hil
 exec "$py" demo.py "$@"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Firmware and hardware-in-the-loop: the firmware's own checks (fmt, clippy for the board, the
 # RTT build and the host unit-test build), its unit tests on the host, then the QEMU mps2-an386
-# runs in tests/hil/ (inline and shared-region links, >= 1000 messages each, every sample checked
-# in Python; faults and exit codes). Budget: 5 minutes. Every QEMU run has a timeout and is killed
+# runs in tests/hil/ (inline and shared-region links through dmapickle-host's reader, and the
+# shared region through the `dmapickle` Python package; >= 1000 messages each, every sample
+# checked in Python; faults and exit codes). Budget: 5 minutes. Every QEMU run has a timeout and is killed
 # with its process group when its test ends, pass or fail.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -26,9 +27,10 @@ CARGO_TARGET_DIR=$target_dir/rtt cargo build -q --release --no-default-features 
 cargo build -q --release
 export DMAPICKLE_FIRMWARE_ELF=$target_dir/thumbv7em-none-eabihf/release/dmapickle-firmware
 
-# The host end: dmapickle-host's frame reader feeding the Python checks.
+# The host end: dmapickle-host's frame reader feeding the Python checks, and the Python package.
 cd "$root"
 cargo build -q -p dmapickle-hil-feeder
+bash tests/hil/ensure-package.sh "$py"
 export DMAPICKLE_HIL_FEEDER=${CARGO_TARGET_DIR:-$root/target}/debug/dmapickle-hil-feeder
 
 # Every QEMU and feeder process group the tests start is listed here; whatever happens to

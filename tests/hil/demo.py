@@ -3,8 +3,9 @@ as numpy arrays, zero-copy, while it runs. Started by scripts/demo.sh.
 
     demo.py [--mode shared|inline] [--count N] [--block N] [--rate HZ]
 
+Python's side is the `dmapickle` package: `dmapickle.open("unix://...", regions={2: psram})`.
 In shared mode the arrays' memory *is* the device's PSRAM (a file QEMU shares with us); each
-block is released back to the device once Python is done with it.
+block goes back to the device when its last array is dropped.
 """
 import argparse
 import sys
@@ -13,8 +14,8 @@ import time
 
 import numpy as np
 
+import dmapickle
 from board import Board
-from feed import Feed
 from waveform import expected_blocks
 
 SPARK = " ▁▂▃▄▅▆▇█"
@@ -40,38 +41,29 @@ def main():
     print(f"booting the firmware in QEMU: {' '.join(f'{k}={v}' for k, v in params.items())}")
     with tempfile.TemporaryDirectory() as tmp, Board(tmp, params, psram=args.mode == "shared", timeout=300) as board:
         shared = args.mode == "shared"
-        feed = Feed(board.wait_socket(), region_id=2 if shared else None,
-                    region_path=board.psram if shared else None, timeout=300)
+        regions = {2: str(board.psram)} if shared else None
         start = time.monotonic()
         checked = 0
-        try:
-            while True:
-                rec = feed.next()
-                if rec is None:
-                    break
-                msg = rec.load()
-                adc = msg["adc"]
-                ok = np.array_equal(adc, expected_blocks([msg["seq"]], args.block)[0])
+        with dmapickle.open(f"unix://{board.wait_socket()}", regions=regions, profile="strict",
+                            reconnect=False) as stream:
+            for msg in stream:
+                obj = msg.load()
+                adc = obj["adc"]
+                ok = np.array_equal(adc, expected_blocks([obj["seq"]], args.block)[0])
                 checked += ok
                 if not ok:
-                    print(f"seq {msg['seq']}: samples differ from the waveform!", file=sys.stderr)
-                if msg["seq"] % args.every == 0:
-                    where = (f"PSRAM 0x{0x21000000 + rec.entries[0].offset:08x}" if shared
-                             else "receive buffer")
-                    print(f"seq {msg['seq']:5d}  t={msg['t_us'] / 1e6:7.3f}s  {type(adc).__name__}"
-                          f"{adc.shape} {adc.dtype} writeable={adc.flags.writeable}  at {where}  "
+                    print(f"seq {obj['seq']}: samples differ from the waveform!", file=sys.stderr)
+                if obj["seq"] % args.every == 0:
+                    where = "device PSRAM (shared)" if msg.shared[0] else "receive buffer"
+                    print(f"seq {obj['seq']:5d}  t={obj['t_us'] / 1e6:7.3f}s  {type(adc).__name__}"
+                          f"{adc.shape} {adc.dtype} writeable={adc.flags.writeable}  in {where}  "
                           f"ch0 {sparkline(adc[:, 0])}  {'exact' if ok else 'MISMATCH'}")
-                del msg, adc
-                if shared:
-                    feed.release(rec.seq)  # Python is done with it: the device may reuse the slot
-                del rec
+                del msg, obj, adc  # the last view of a shared block: it goes back to the device
             elapsed = time.monotonic() - start
-            c = feed.end
-            print(f"\n{c['frames_ok']} messages in {elapsed:.1f}s ({c['frames_ok'] / elapsed:.0f}/s, "
-                  f"{c['bytes_read'] / elapsed / 1e3:.0f} kB/s on the UART), {checked} matched the "
-                  f"waveform exactly; corrupt {c['corrupt']}, lost {c['lost']}")
-        finally:
-            feed.close()
+            c = stream.stats
+        print(f"\n{c['frames_ok']} messages in {elapsed:.1f}s ({c['frames_ok'] / elapsed:.0f}/s, "
+              f"{c['bytes_read'] / elapsed / 1e3:.0f} kB/s on the UART), {checked} matched the "
+              f"waveform exactly; corrupt {c['corrupt']}, lost {c['lost']}, refused {c['refused']}")
         status = board.wait()
         print("\nthe firmware's own log (defmt over semihosting, decoded by defmt-print):")
         print(board.log().rstrip())

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Makes `import dmapickle` work in the given Python (default .venv/np2): if it does not already
+# (scripts/test.d/50-python.sh installs it on a full run), build the abi3 wheel from host/ with
+# maturin and install it, as 50-python.sh does.   tests/hil/ensure-package.sh [PYTHON]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+py=${1:-${DMAPICKLE_PYTHON:-$root/.venv/np2/bin/python}}
+if "$py" -c "import dmapickle" 2>/dev/null; then
+  exit 0
+fi
+echo "building the dmapickle Python package (maturin, host/)..."
+wheels=$(mktemp -d)
+trap 'rm -rf "$wheels"' EXIT
+(cd "$root/host" && "$(dirname "$py")/maturin" build --release --quiet -o "$wheels")
+"$py" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheels"/dmapickle-*.whl
