@@ -11,4 +11,4 @@ export DMAPICKLE_PYTHON_NP1=${DMAPICKLE_PYTHON_NP1:-$root/.venv/np1/bin/python}
 for py in "$DMAPICKLE_PYTHON" "$DMAPICKLE_PYTHON_NP1"; do
   [ -x "$py" ] || { echo "missing $py: run scripts/setup.sh"; exit 1; }
 done
-cargo test -p dmapickle-core --lib --test python_cross -- --nocapture
+cargo test -p dmapickle-core --test python_cross -- --nocapture
