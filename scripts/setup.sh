@@ -30,6 +30,18 @@ if ! command -v defmt-print >/dev/null 2>&1; then
   cargo install --locked --quiet defmt-print
 fi
 
+# The link (scripts/test.d/40-link.sh): nightly with miri for the hal's unsafe code, and
+# cargo-fuzz for the frame reader's fuzz target in fuzz/ (about 2 min to build once).
+if ! rustup +nightly component list --installed 2>/dev/null | grep -q '^miri'; then
+  log "rustup +nightly component add miri rust-src"
+  rustup toolchain install nightly --profile minimal >/dev/null 2>&1 || true
+  rustup +nightly component add miri rust-src
+fi
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  log "cargo install --locked cargo-fuzz"
+  cargo install --locked --quiet cargo-fuzz
+fi
+
 # Python: one venv with numpy 2.x (main), one with numpy 1.26 (compatibility).
 py=${PYTHON:-python3}
 mkvenv() { # name, numpy spec
