@@ -21,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
         direct_threshold: [1, 16, 256, 16 << 10][usize::from((mode >> 2) & 3)],
     };
     // Deliver the stream in pieces of varying size, as a serial port or socket would.
-    let reader = Pieces { data: stream, step: usize::from(mode >> 4) + 1 };
+    let reader = Pieces {
+        data: stream,
+        step: usize::from(mode >> 4) + 1,
+    };
     let mut r = FrameReader::with_config(reader, config);
     let mut delivered = 0u64;
     for m in r.by_ref() {

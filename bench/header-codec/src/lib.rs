@@ -51,7 +51,10 @@ pub fn fixed_encode(h: &Header, e: &[Entry; N], out: &mut [u8; HEADER_LEN + N * 
 pub fn fixed_decode(bytes: &[u8; HEADER_LEN + N * ENTRY_LEN]) -> Option<(Header, [Entry; N])> {
     let h = Header::decode(bytes[..HEADER_LEN].try_into().ok()?).ok()?;
     let mut out = [Entry::inline(Descriptor::new(0, 0, 0)); N];
-    for (o, c) in out.iter_mut().zip(bytes[HEADER_LEN..].chunks_exact(ENTRY_LEN)) {
+    for (o, c) in out
+        .iter_mut()
+        .zip(bytes[HEADER_LEN..].chunks_exact(ENTRY_LEN))
+    {
         *o = Entry::decode(c.try_into().ok()?).ok()?;
     }
     Some((h, out))

@@ -20,14 +20,33 @@ fn time<F: FnMut()>(mut f: F) -> f64 {
 }
 
 fn main() {
-    let h = Header { flags: 0, buffers: N as u16, seq: 123_456, pickle_len: 180, inline_len: 3 << 16 };
+    let h = Header {
+        flags: 0,
+        buffers: N as u16,
+        seq: 123_456,
+        pickle_len: 180,
+        inline_len: 3 << 16,
+    };
     let e = [0u32, 1, 2, 3].map(|i| Entry {
         descriptor: Descriptor::new(1, i << 16, 1 << 16),
         kind: BufferKind::Inline,
     });
     let p = PMeta {
-        header: PHeader { sync: 0x054B_50F1, version: 1, flags: 0, buffers: 4, seq: 123_456, pickle_len: 180, inline_len: 3 << 16 },
-        entries: [0u32, 1, 2, 3].map(|i| PEntry { region: 1, flags: 0, offset: i << 16, len: 1 << 16 }),
+        header: PHeader {
+            sync: 0x054B_50F1,
+            version: 1,
+            flags: 0,
+            buffers: 4,
+            seq: 123_456,
+            pickle_len: 180,
+            inline_len: 3 << 16,
+        },
+        entries: [0u32, 1, 2, 3].map(|i| PEntry {
+            region: 1,
+            flags: 0,
+            offset: i << 16,
+            len: 1 << 16,
+        }),
     };
     let mut fixed = [0u8; HEADER_LEN + N * ENTRY_LEN];
     let mut pc = [0u8; 96];
@@ -47,6 +66,9 @@ fn main() {
     });
     println!("| codec | bytes (header + 4 entries) | encode | decode |");
     println!("|---|---|---|---|");
-    println!("| fixed layout (header CRC-32C included) | {} | {fe:.1} ns | {fd:.1} ns |", fixed.len());
+    println!(
+        "| fixed layout (header CRC-32C included) | {} | {fe:.1} ns | {fd:.1} ns |",
+        fixed.len()
+    );
     println!("| postcard, no CRC | {plen} | {pe:.1} ns | {pd:.1} ns |");
 }
