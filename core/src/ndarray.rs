@@ -106,6 +106,11 @@ pub enum Order {
 
 impl Order {
     /// The order argument numpy takes: `"C"` or `"F"`.
+    ///
+    /// ```
+    /// use dmapickle_core::ndarray::Order;
+    /// assert_eq!((Order::C.str(), Order::Fortran.str()), ("C", "F"));
+    /// ```
     pub const fn str(self) -> &'static str {
         match self {
             Order::C => "C",
@@ -145,11 +150,22 @@ impl DType {
     }
 
     /// A dtype of `scalar` elements in this target's byte order.
+    ///
+    /// ```
+    /// use dmapickle_core::ndarray::{ByteOrder, DType, Scalar};
+    /// assert_eq!(DType::native(Scalar::F16).byte_order(), ByteOrder::NATIVE);
+    /// ```
     pub const fn native(scalar: Scalar) -> Self {
         DType::new(scalar, ByteOrder::NATIVE)
     }
 
     /// The dtype of the Rust element type `T` on this target.
+    ///
+    /// ```
+    /// use dmapickle_core::ndarray::{DType, Scalar};
+    /// assert_eq!(DType::of::<u64>().scalar(), Scalar::U64);
+    /// assert_eq!(DType::of::<f32>().itemsize(), 4);
+    /// ```
     pub const fn of<T: Element>() -> Self {
         T::DTYPE
     }

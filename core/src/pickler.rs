@@ -43,7 +43,8 @@
 //! final `STOP` and one per open container for its closing opcode. After any error the caller can
 //! always [`end`](Pickler::end) every open container and [`finish`](Pickler::finish). The
 //! price: a message needs up to one byte per nesting level (and one for `STOP`) more room than its
-//! final length while it is being written.
+//! final length while it is being written. A container must also begin within the first 4 GiB of
+//! the output (its position is kept in 32 bits); beyond that, beginning one is `BufferFull`.
 
 use heapless::Vec;
 
@@ -326,21 +327,59 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     }
 
     /// Bytes of pickle written so far (without the `STOP` that [`finish`](Pickler::finish) adds).
+    ///
+    /// ```
+    /// # use dmapickle_core::Pickler;
+    /// let mut buf = [0u8; 16];
+    /// let mut p = Pickler::new(&mut buf);
+    /// assert_eq!(p.len(), 0);
+    /// p.int(1000u16)?; // PROTO 5, BININT2 e8 03
+    /// assert_eq!(p.len(), 5);
+    /// # Ok::<(), dmapickle_core::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.pos
     }
 
-    /// Whether nothing has been written yet.
+    /// Whether nothing has been written yet (a failed first value leaves the pickler empty).
+    ///
+    /// ```
+    /// # use dmapickle_core::{Error, Pickler};
+    /// let mut buf = [0u8; 4];
+    /// let mut p = Pickler::new(&mut buf);
+    /// assert_eq!(p.str("too long"), Err(Error::BufferFull));
+    /// assert!(p.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.pos == 0
     }
 
     /// The out-of-band buffers recorded so far, in pickle order.
+    ///
+    /// ```
+    /// # use dmapickle_core::{Descriptor, Pickler};
+    /// let mut buf = [0u8; 16];
+    /// let mut p = Pickler::new(&mut buf);
+    /// p.begin_tuple()?;
+    /// p.buffer(Descriptor::new(0, 0, 64))?;
+    /// assert_eq!(p.descriptors(), &[Descriptor::new(0, 0, 64)]);
+    /// # Ok::<(), dmapickle_core::Error>(())
+    /// ```
     pub fn descriptors(&self) -> &[Descriptor] {
         &self.descriptors
     }
 
     /// How many containers are open.
+    ///
+    /// ```
+    /// # use dmapickle_core::Pickler;
+    /// let mut buf = [0u8; 16];
+    /// let mut p = Pickler::new(&mut buf);
+    /// p.begin_list()?;
+    /// p.begin_dict()?;
+    /// assert_eq!(p.depth(), 2);
+    /// # Ok::<(), dmapickle_core::Error>(())
+    /// ```
     pub fn depth(&self) -> usize {
         self.depth
     }
