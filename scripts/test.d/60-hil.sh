@@ -8,7 +8,10 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 py=${DMAPICKLE_PYTHON:-$root/.venv/np2/bin/python}
-[ -x "$py" ] || { echo "60-hil: no Python at $py: run scripts/setup.sh"; exit 1; }
+py1=${DMAPICKLE_PYTHON_NP1:-$root/.venv/np1/bin/python}
+for p in "$py" "$py1"; do
+  [ -x "$p" ] || { echo "60-hil: no Python at $p: run scripts/setup.sh"; exit 1; }
+done
 command -v qemu-system-arm >/dev/null || { echo "60-hil: qemu-system-arm missing: run scripts/setup.sh"; exit 1; }
 command -v defmt-print >/dev/null || { echo "60-hil: defmt-print missing: run scripts/setup.sh"; exit 1; }
 
@@ -46,6 +49,8 @@ cd "$root/tests/hil"
 # hil_*.py, not test_*.py: a plain `pytest tests/` elsewhere does not pick up the QEMU runs.
 status=0
 "$py" -m pytest -q -s -p no:cacheprovider -o python_files='hil_*.py' . || status=$?
+# numpy 1.26 loads the same arrays zero-copy: the shared-region run once more under it.
+"$py1" -m pytest -q -s -p no:cacheprovider -o python_files='hil_*.py' hil_link.py -k shared || status=$?
 left=0
 while read -r pgid; do
   if kill -0 -- "-$pgid" 2>/dev/null; then echo "60-hil: process group $pgid outlived its test"; left=1; fi
