@@ -1701,6 +1701,43 @@ mod tests {
         assert_eq!(p.finish().unwrap().descriptors.len(), 2);
     }
 
+    #[test]
+    fn a_failure_right_at_a_batch_boundary_is_rolled_back() {
+        let batch = |n: usize| std::iter::repeat_n(b'N', n);
+        // 2 (PROTO) + 2 (`](`) + 1000 items, then `e(` + item needs 3 more; STOP and the list's
+        // closer are held in reserve.
+        let mut buf = [0u8; 1008];
+        let mut p = Pickler::new(&mut buf);
+        p.begin_list().unwrap();
+        (0..1000).for_each(|_| p.none().unwrap());
+        assert_eq!(p.none(), Err(Error::BufferFull));
+        p.end_list().unwrap();
+        let expected: Vec<u8> = b"\x80\x05]("
+            .iter()
+            .copied()
+            .chain(batch(1000))
+            .chain(*b"e.")
+            .collect();
+        assert_eq!(p.finish().unwrap().pickle, &expected[..]);
+
+        // Room for the boundary and a None, not for a float: the float fails, the None then
+        // writes the boundary again.
+        let mut buf = [0u8; 1009];
+        let mut p = Pickler::new(&mut buf);
+        p.begin_list().unwrap();
+        (0..1000).for_each(|_| p.none().unwrap());
+        assert_eq!(p.f64(1.0), Err(Error::BufferFull));
+        p.none().unwrap();
+        p.end_list().unwrap();
+        let expected: Vec<u8> = b"\x80\x05]("
+            .iter()
+            .copied()
+            .chain(batch(1000))
+            .chain(*b"e(Ne.")
+            .collect();
+        assert_eq!(p.finish().unwrap().pickle, &expected[..]);
+    }
+
     /// The typical sensor message.
     fn sensor<const N: usize, const D: usize>(p: &mut Pickler<'_, N, D>) -> Result<()> {
         p.dict(|p| {
