@@ -27,6 +27,14 @@ cargo test -q --doc --no-default-features --features std --target "$host"
 target_dir=${CARGO_TARGET_DIR:-$root/firmware/target}
 # The real-board (probe-rs/RTT) build links too; its own target dir keeps the QEMU ELF intact.
 CARGO_TARGET_DIR=$target_dir/rtt cargo build -q --release --no-default-features --features rtt
+# ... and carries the RTT control block probe-rs looks for, with the frame channel's name in it.
+rtt_elf=$target_dir/rtt/thumbv7em-none-eabihf/release/dmapickle-firmware
+llvm_bin=$(rustc --print sysroot)/lib/rustlib/$host/bin
+"$llvm_bin/llvm-nm" "$rtt_elf" | grep -q ' _SEGGER_RTT$' || { echo "60-hil: no _SEGGER_RTT in $rtt_elf"; exit 1; }
+rodata=$(mktemp)
+"$llvm_bin/llvm-objcopy" -O binary --only-section=.rodata "$rtt_elf" "$rodata"
+grep -aq 'dmapickle' "$rodata" || { echo "60-hil: RTT channel name 'dmapickle' missing from $rtt_elf"; exit 1; }
+rm -f "$rodata"
 cargo build -q --release
 export DMAPICKLE_FIRMWARE_ELF=$target_dir/thumbv7em-none-eabihf/release/dmapickle-firmware
 
