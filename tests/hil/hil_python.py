@@ -1,6 +1,6 @@
 """The user's path, in hardware in the loop: `dmapickle.open()` (the PyO3 package) reads the
-firmware's UART and maps its PSRAM, and a shared buffer goes back to the device exactly when
-Python's last array on it dies.
+firmware's UART (and maps its PSRAM): inline arrays are views of the receive buffers, and a
+shared buffer goes back to the device exactly when Python's last array on it dies.
 """
 import gc
 
@@ -74,3 +74,32 @@ def test_package_releases_shared_buffers_when_the_last_array_dies(tmp_path, dmap
     assert (messages, overflows) == (MESSAGES, 0)
     assert stalls > 0, "holding 32 slots must have made the device wait for releases"
     print(f"\n[hil] python package, shared: {messages} messages, {stalls} ADC stalls, stack {stack} bytes")
+
+
+def test_package_receives_inline_blocks_zero_copy(tmp_path, dmapickle):
+    # Smaller blocks keep the byte-at-a-time UART model quick; same checks as the shared run.
+    block, rate = 64, 64_000
+    params = {"mode": "inline", "n": block, "count": MESSAGES, "rate": rate}
+    with Board(tmp_path, params) as board:
+        sock = board.wait_socket()
+        with dmapickle.open(f"unix://{sock}", profile="strict", reconnect=False) as stream:
+            seq = 0
+            while seq < MESSAGES:
+                msgs = [stream.next(timeout=60) for _ in range(min(128, MESSAGES - seq))]
+                assert None not in msgs, f"stream ended after {seq} messages: {stream.stats}"
+                assert all(m.shared == [False] for m in msgs)
+                objs = [m.load() for m in msgs]
+                seqs = [m.seq for m in msgs]
+                assert seqs == list(range(seq, seq + len(msgs)))
+                check(objs, seqs, block, rate)
+                for m, obj in zip(msgs, objs):
+                    # The array is the receive buffer the reader filled, not a copy of it.
+                    assert np.shares_memory(obj["adc"], np.frombuffer(m.buffers[0], np.uint8))
+                seq += len(msgs)
+            assert stream.next(timeout=60) is None
+            stats = stream.stats
+        assert stats["frames_ok"] == MESSAGES, stats
+        assert (stats["corrupt"], stats["lost"], stats["refused"]) == (0, 0, 0), stats
+        assert board.wait() == 0, board.log()
+        messages, _, overflows, _ = done_line(board.log())
+    assert (messages, overflows) == (MESSAGES, 0)
