@@ -240,6 +240,18 @@ impl<R: Read> FrameReader<R> {
         self
     }
 
+    /// Check every pickle with the core validator (`crate::validation::Checker`, e.g.
+    /// `Checker::new(Profile::Strict)` for what the device encoder writes) against the lengths
+    /// of the buffers that came with it.
+    pub fn with_checker(self, mut checker: crate::validation::Checker) -> Self {
+        self.with_validator(Box::new(move |pickle, lens| {
+            checker
+                .check(pickle, lens)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }))
+    }
+
     /// The counters so far.
     pub fn counters(&self) -> Counters {
         self.counters

@@ -8,8 +8,10 @@
 mod common;
 
 use common::{check_message, expected_line, spec, Device, PythonLoader};
+use dmapickle_core::Profile;
 use dmapickle_hal::io::IoLink;
-use dmapickle_host::FrameReader;
+use dmapickle_host::validation::Checker;
+use dmapickle_host::{FrameReader, ReadError};
 
 const SEED: u64 = 0xD15E_A5E5;
 const COUNT: u32 = 10_000;
@@ -25,7 +27,7 @@ fn ten_thousand_messages_through_a_socketpair_into_cpython() {
             assert_eq!(seq, i);
         }
     });
-    let mut reader = FrameReader::new(rx);
+    let mut reader = FrameReader::new(rx).with_checker(Checker::new(Profile::Strict));
     let mut python = PythonLoader::spawn(false);
     let mut python1 = PythonLoader::spawn(true);
     let mut expected = Vec::with_capacity(COUNT as usize);
@@ -64,4 +66,24 @@ fn ten_thousand_messages_through_a_socketpair_into_cpython() {
             assert_eq!(got, want, "message {i} as CPython ({done}) loaded it");
         }
     }
+}
+
+#[test]
+fn a_hostile_pickle_is_refused_and_the_next_frame_still_arrives() {
+    use dmapickle_core::frame::write_frame;
+    let mut stream = vec![0u8; 256];
+    // os.system('id'): an intact frame whose pickle the validator must refuse.
+    let hostile = b"\x80\x05\x8c\x02os\x8c\x06system\x93\x8c\x02id\x85R.";
+    let n = write_frame(&mut stream, 1, 0, hostile, &[], &[]).unwrap();
+    let m = write_frame(&mut stream[n..], 0, 1, b"\x80\x05K\x07.", &[], &[]).unwrap();
+    stream.truncate(n + m);
+    let mut reader = FrameReader::new(&stream[..]).with_checker(Checker::new(Profile::Strict));
+    match reader.next_message() {
+        Err(ReadError::Invalid { seq: 0, reason }) => println!("refused as it should: {reason}"),
+        other => panic!("hostile pickle not refused: {other:?}"),
+    }
+    let ok = reader.next_message().unwrap().unwrap();
+    assert_eq!((ok.seq, &ok.pickle[..]), (1, &b"\x80\x05K\x07."[..]));
+    let c = reader.counters();
+    assert_eq!((c.frames_ok, c.refused, c.lost), (1, 1, 0));
 }
