@@ -1171,7 +1171,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     // ---- raw writers: opcodes without value bookkeeping ------------------------------------
 
     /// Appends `bytes`, or nothing if they do not fit.
-    #[inline(always)]
+    #[inline]
     fn put(&mut self, bytes: &[u8]) -> Result<()> {
         let end = self.reserve(bytes.len())?;
         self.buf
@@ -1183,7 +1183,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     }
 
     /// Appends `head` then `data`, or nothing if both do not fit.
-    #[inline(always)]
+    #[inline]
     fn put2(&mut self, head: &[u8], data: &[u8]) -> Result<()> {
         let len = head
             .len()
@@ -1202,7 +1202,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
 
     /// The end of `len` more bytes, if they fit. Each open container holds one byte in reserve
     /// for its closing opcode (and the last byte of the buffer is kept for `STOP`).
-    #[inline(always)]
+    #[inline]
     fn reserve(&self, len: usize) -> Result<usize> {
         let limit = self.limit.saturating_sub(self.depth);
         self.pos
@@ -1230,26 +1230,34 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
         Ok(())
     }
 
+    /// An int: the generic part only widens; the writers are shared by every integer type.
+    #[inline]
     fn put_int<T: Integer>(&mut self, value: T) -> Result<()> {
         match value.small() {
-            Some(v) => {
-                if let Ok(v) = u8::try_from(v) {
-                    self.put(&[op::BININT1, v])
-                } else if let Ok(v) = u16::try_from(v) {
-                    let [lo, hi] = v.to_le_bytes();
-                    self.put(&[op::BININT2, lo, hi])
-                } else {
-                    let [a, b, c, d] = v.to_le_bytes();
-                    self.put(&[op::BININT, a, b, c, d])
-                }
-            }
+            Some(v) => self.put_small_int(v),
             None => {
                 let (wide, len) = value.wide();
-                let bytes = wide.get(..len).ok_or(Error::BufferFull)?;
-                // At most 17 bytes, so the length fits LONG1's one-byte count.
-                self.put2(&[op::LONG1, len as u8], bytes)
+                self.put_long1(&wide, len)
             }
         }
+    }
+
+    fn put_small_int(&mut self, v: i32) -> Result<()> {
+        if let Ok(v) = u8::try_from(v) {
+            self.put(&[op::BININT1, v])
+        } else if let Ok(v) = u16::try_from(v) {
+            let [lo, hi] = v.to_le_bytes();
+            self.put(&[op::BININT2, lo, hi])
+        } else {
+            let [a, b, c, d] = v.to_le_bytes();
+            self.put(&[op::BININT, a, b, c, d])
+        }
+    }
+
+    fn put_long1(&mut self, wide: &[u8; 17], len: usize) -> Result<()> {
+        let bytes = wide.get(..len).ok_or(Error::BufferFull)?;
+        // At most 17 bytes, so the length fits LONG1's one-byte count.
+        self.put2(&[op::LONG1, len as u8], bytes)
     }
 
     fn put_f64(&mut self, value: f64) -> Result<()> {
