@@ -6,8 +6,10 @@ file, and optionally the PSRAM backed by a file the host maps. Leaving the `with
 or by an exception, kills the whole process group, so no QEMU outlives a test.
 """
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,8 +50,11 @@ class Board:
         self.dir = Path(workdir)
         self.elf = firmware_elf()
         self.params = params
-        self.sock = self.dir / "uart0.sock" if serial else None
-        self.psram = Path("/dev/shm") / f"dmapickle-hil-{os.getpid()}-{id(self)}" if psram else None
+        # A unix socket path must fit in 108 bytes, which a deep pytest tmp_path may not.
+        self.sockdir = Path(tempfile.mkdtemp(prefix="dmapickle-hil-")) if serial else None
+        self.sock = self.sockdir / "uart0.sock" if serial else None
+        shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else self.dir
+        self.psram = shm / f"dmapickle-hil-{os.getpid()}-{id(self)}" if psram else None
         self.log_path = self.dir / "defmt.bin"
         self.timeout = timeout
         self.proc = None
@@ -74,6 +79,8 @@ class Board:
         self.kill()
         if self.psram is not None:
             self.psram.unlink(missing_ok=True)
+        if self.sockdir is not None:
+            shutil.rmtree(self.sockdir, ignore_errors=True)
         return False
 
     def kill(self):
