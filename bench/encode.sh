@@ -14,7 +14,9 @@ cpython=$("$python" bench/cpython_dumps.py)
 "$python" - "$target" "$cpython" <<'PY'
 import json, os, platform, sys
 target, cpython = sys.argv[1], json.loads(sys.argv[2])
-print(f"machine: {platform.machine()}, {os.cpu_count()} cpus; CPython {cpython['python']}, numpy {cpython['numpy']}")
+load = open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "?"
+print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, load average {load}; "
+      f"CPython {cpython['python']}, numpy {cpython['numpy']}; medians")
 print()
 print("| message | dmapickle-core (ns) | CPython pickle.dumps (ns) | ratio |")
 print("|---|---:|---:|---:|")
