@@ -176,3 +176,28 @@ fn corrupted_stream_tiny_staging() {
     };
     run(config, "faults/tiny", SEED ^ 0xABCD);
 }
+
+#[test]
+fn a_header_claiming_gigabytes_is_refused_not_allocated() {
+    use dmapickle_core::frame::Header;
+    // A valid header (its CRC matches) claiming 4 GiB of inline bytes and a 4 GiB pickle,
+    // followed by a good frame: the reader refuses the first without allocating and goes on.
+    let liar = Header {
+        flags: 0,
+        buffers: u16::MAX,
+        seq: 5,
+        pickle_len: u32::MAX,
+        inline_len: u32::MAX,
+    };
+    let mut stream = liar.encode().to_vec();
+    let mut out = vec![0u8; 64];
+    let n = dmapickle_core::frame::write_frame(&mut out, 0, 6, b"\x80\x05N.", &[], &[]).unwrap();
+    stream.extend_from_slice(&out[..n]);
+    let mut reader = FrameReader::new(&stream[..]);
+    match reader.next_message() {
+        Err(e @ dmapickle_host::ReadError::TooLarge { .. }) => println!("refused: {e}"),
+        other => panic!("not refused: {other:?}"),
+    }
+    assert_eq!(reader.next_message().unwrap().unwrap().seq, 6);
+    assert_eq!(reader.counters().refused, 1);
+}
