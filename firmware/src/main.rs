@@ -94,6 +94,21 @@ static ADC_SHARED: Mutex<RefCell<Adc<SlotBuf>>> = Mutex::new(RefCell::new(Adc::n
 static MODE: AtomicU8 = AtomicU8::new(MODE_IDLE);
 /// SysTick interrupts since boot.
 static TICKS: AtomicU32 = AtomicU32::new(0);
+/// SysTick reload value once the ADC runs (0 before): the log timestamp's clock.
+static RELOAD: AtomicU32 = AtomicU32::new(0);
+
+// defmt log lines carry the device's time since the ADC started, in microseconds (SysTick ticks
+// plus the current count; 0 before SysTick runs).
+defmt::timestamp!("{=u64:us}", {
+    let reload = RELOAD.load(Ordering::Relaxed);
+    if reload == 0 {
+        0
+    } else {
+        let ticks = u64::from(TICKS.load(Ordering::Relaxed));
+        let into_tick = reload - cortex_m::peripheral::SYST::get_current().min(reload);
+        (ticks * (u64::from(reload) + 1) + u64::from(into_tick)) / u64::from(CORE_HZ / 1_000_000)
+    }
+});
 
 extern "C" {
     /// Lowest address of the stack area (cortex-m-rt's `link.x`).
@@ -124,6 +139,7 @@ fn main() -> ! {
     core.SYST.clear_current();
     core.SYST.enable_interrupt();
     core.SYST.enable_counter();
+    RELOAD.store(reload, Ordering::Relaxed);
     defmt::info!(
         "ADC: {=u32} rows/tick at {=u32} Hz (reload {=u32}), blocks of {=u32} rows",
         rows_per_tick,
