@@ -113,7 +113,7 @@ fn hostile<W: Write>(link: &mut IoLink<W>, publisher: &Publisher, seq: u64) -> i
         p.ndarray(
             desc,
             dmapickle_core::DType::native(dmapickle_core::ndarray::Scalar::I8),
-            &[2],
+            &[16],
             dmapickle_core::Order::C,
         )
         .map_err(|e| io::Error::other(format!("{e:?}")))?;
@@ -211,7 +211,14 @@ fn run(o: Opts) -> io::Result<()> {
     }
     for seq in 0..o.count {
         if o.per_connection > 0 && on_conn == o.per_connection {
+            // Close this connection before waiting for the next one: the host only reconnects
+            // after it saw this one end.
             link.get_mut().flush()?;
+            let idle: Box<dyn Write> = Box::new(io::sink());
+            drop(std::mem::replace(
+                &mut link,
+                IoLink::new(io::BufWriter::new(idle)),
+            ));
             link = IoLink::new(io::BufWriter::with_capacity(1 << 16, target.next()?));
             on_conn = 0;
         }
@@ -250,9 +257,10 @@ fn run(o: Opts) -> io::Result<()> {
             }
         };
         if let Err(e) = result {
-            // A reader that went away ends the device quietly (like a UART nobody listens to).
-            eprintln!("device: publish failed at message {seq}: {e:?}");
-            return Ok(());
+            // A reader that went away ends the device (like a UART nobody listens to).
+            return Err(io::Error::other(format!(
+                "publish failed at message {seq}: {e:?}"
+            )));
         }
         on_conn += 1;
         if o.hostile_every > 0 && (seq + 1) % o.hostile_every == 0 {

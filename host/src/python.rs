@@ -3,15 +3,18 @@
 //! The Python half (`host/python/dmapickle/__init__.py`) turns what this module returns into
 //! `Message` objects. Zero-copy works like this: every buffer of a delivered message is a
 //! [`bytes::Bytes`] view of the frame reader's receive block or of a mapped shared region. This
-//! module hands Python, per buffer, a [`Keep`] object that owns one reference to those bytes plus
-//! their address and length; Python wraps the address in a `ctypes` array that holds the `Keep`
-//! and takes a `memoryview` of it (read-only where the descriptor says so). numpy arrays built by
-//! `pickle.loads(..., buffers=...)` reference that memoryview, so the receive block (or the
-//! shared buffer) lives exactly as long as the last array or view of it; when it dies the block
-//! goes back to the reader's pool, or the shared buffer is released to the device.
+//! module hands Python, per buffer, a `BufferView`: an object that owns one reference to those
+//! bytes and exports them through the buffer protocol, read-only when the frame's descriptor
+//! says so (a read-only exporter refuses writable requests, so even numpy's
+//! `setflags(write=True)` cannot make an array over it writable). `memoryview(view)` and numpy
+//! arrays built by `pickle.loads(..., buffers=...)` keep the `BufferView` alive, so the receive
+//! block (or the shared buffer) lives exactly as long as the last array or view of it; when it
+//! dies the block goes back to the reader's pool, or the shared buffer is released to the device.
 //!
-//! Why `ctypes` and not a `__getbuffer__` pyclass: the module is built against the stable ABI
-//! for Python 3.9+ (`abi3-py39`), and the buffer protocol only joined the stable ABI in 3.11.
+//! `BufferView` is a heap type made with `PyType_FromSpec` and the `bf_getbuffer` slot rather than
+//! a `#[pyclass]` with `__getbuffer__`: the module is built for the stable ABI from Python 3.9
+//! (`abi3-py39`), where PyO3 offers the buffer protocol only from 3.11. The slot and `Py_buffer`
+//! layout have been the same in every CPython 3 release.
 //!
 //! Reading runs on a background thread per stream (the GIL is never held while waiting for
 //! bytes); `next` waits on a bounded queue with the GIL released, waking every 50 ms to let
@@ -23,7 +26,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::Bytes;
 use dmapickle_core::Profile;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
@@ -42,22 +44,150 @@ pyo3::create_exception!(
     "A pickle or frame was refused by the validator (the message says where and why)."
 );
 
-/// One reference to the bytes of a delivered buffer (see the module docs).
-#[pyclass(module = "dmapickle._native", frozen)]
-struct Keep {
-    data: Bytes,
-}
+mod view {
+    //! `BufferView`: a buffer-protocol exporter over [`Bytes`] (see the module docs).
+    use std::ffi::{c_char, c_int, c_void};
+    use std::mem::ManuallyDrop;
 
-#[pymethods]
-impl Keep {
-    /// Address of the first byte.
-    #[getter]
-    fn address(&self) -> usize {
-        self.data.as_ptr() as usize
+    use bytes::Bytes;
+    use pyo3::exceptions::PyRuntimeError;
+    use pyo3::ffi;
+    use pyo3::prelude::*;
+
+    /// CPython's `Py_buffer` (same layout in every CPython 3 release; not in PyO3's
+    /// stable-ABI bindings before 3.11).
+    #[repr(C)]
+    pub(super) struct PyBuffer {
+        buf: *mut c_void,
+        obj: *mut ffi::PyObject,
+        len: ffi::Py_ssize_t,
+        itemsize: ffi::Py_ssize_t,
+        readonly: c_int,
+        ndim: c_int,
+        format: *mut c_char,
+        shape: *mut ffi::Py_ssize_t,
+        strides: *mut ffi::Py_ssize_t,
+        suboffsets: *mut ffi::Py_ssize_t,
+        internal: *mut c_void,
     }
 
-    fn __len__(&self) -> usize {
-        self.data.len()
+    extern "C" {
+        fn PyBuffer_FillInfo(
+            view: *mut PyBuffer,
+            exporter: *mut ffi::PyObject,
+            buf: *mut c_void,
+            len: ffi::Py_ssize_t,
+            readonly: c_int,
+            flags: c_int,
+        ) -> c_int;
+    }
+
+    /// The object layout: the Python header, then our fields.
+    #[repr(C)]
+    struct Object {
+        head: ffi::PyObject,
+        data: ManuallyDrop<Bytes>,
+        readonly: bool,
+    }
+
+    unsafe extern "C" fn get_buffer(
+        exporter: *mut ffi::PyObject,
+        view: *mut PyBuffer,
+        flags: c_int,
+    ) -> c_int {
+        // SAFETY: CPython calls this slot only on instances of the BufferView type, which are
+        // `Object`s initialised by `new` (fields are written before the object is published).
+        let obj = unsafe { &*(exporter as *const Object) };
+        let len = ffi::Py_ssize_t::try_from(obj.data.len()).unwrap_or(ffi::Py_ssize_t::MAX);
+        // SAFETY: `view` is CPython's to fill; the memory stays valid while `exporter` lives, and
+        // FillInfo takes a new reference to `exporter` into `view.obj` (released by CPython's
+        // PyBuffer_Release). A read-only exporter makes FillInfo refuse PyBUF_WRITABLE requests.
+        unsafe {
+            PyBuffer_FillInfo(
+                view,
+                exporter,
+                obj.data.as_ptr() as *mut c_void,
+                len,
+                c_int::from(obj.readonly),
+                flags,
+            )
+        }
+    }
+
+    unsafe extern "C" fn dealloc(exporter: *mut ffi::PyObject) {
+        // SAFETY: called once, when the last reference died; the fields were initialised by
+        // `new`, the type is a heap type (its reference is released after freeing, as CPython
+        // requires for heap types), and tp_free is the type's own deallocator.
+        unsafe {
+            let obj = exporter as *mut Object;
+            ManuallyDrop::drop(&mut (*obj).data);
+            let tp = ffi::Py_TYPE(exporter);
+            let free = ffi::PyType_GetSlot(tp, ffi::Py_tp_free);
+            if !free.is_null() {
+                let free: ffi::freefunc = std::mem::transmute(free);
+                free(exporter as *mut c_void);
+            }
+            ffi::Py_DecRef(tp as *mut ffi::PyObject);
+        }
+    }
+
+    /// Creates the `BufferView` type (once per module import).
+    pub(super) fn make_type(py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let mut slots = [
+            ffi::PyType_Slot {
+                slot: ffi::Py_bf_getbuffer,
+                pfunc: get_buffer as *mut c_void,
+            },
+            ffi::PyType_Slot {
+                slot: ffi::Py_tp_dealloc,
+                pfunc: dealloc as *mut c_void,
+            },
+            ffi::PyType_Slot {
+                slot: ffi::Py_tp_doc,
+                pfunc: c"Zero-copy bytes of one delivered buffer (buffer protocol; read-only when the descriptor says so).".as_ptr() as *mut c_void,
+            },
+            ffi::PyType_Slot {
+                slot: 0,
+                pfunc: std::ptr::null_mut(),
+            },
+        ];
+        let mut spec = ffi::PyType_Spec {
+            name: c"dmapickle._native.BufferView".as_ptr(),
+            basicsize: c_int::try_from(std::mem::size_of::<Object>())
+                .map_err(|_| PyRuntimeError::new_err("BufferView layout"))?,
+            itemsize: 0,
+            flags: ffi::Py_TPFLAGS_DEFAULT as _,
+            slots: slots.as_mut_ptr(),
+        };
+        // SAFETY: `spec` and `slots` are valid for the call (CPython copies what it keeps; the
+        // name and doc are 'static); the result is a new reference or NULL with an exception.
+        let tp = unsafe { ffi::PyType_FromSpec(&mut spec) };
+        // SAFETY: `tp` is a new reference (or NULL, turned into the pending exception).
+        unsafe { Bound::from_owned_ptr_or_err(py, tp) }.map(Bound::unbind)
+    }
+
+    /// A new `BufferView` of type `tp` over `data`.
+    pub(super) fn new<'py>(
+        py: Python<'py>,
+        tp: &Bound<'py, PyAny>,
+        data: Bytes,
+        readonly: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let tp_ptr = tp.as_ptr() as *mut ffi::PyTypeObject;
+        // SAFETY: `tp_ptr` is the BufferView heap type (made by `make_type`, kept by the module);
+        // GenericAlloc returns a zeroed object of its basicsize with a reference to the type, or
+        // NULL with an exception set.
+        let raw = unsafe { ffi::PyType_GenericAlloc(tp_ptr, 0) };
+        // SAFETY: a new reference or NULL.
+        let obj = unsafe { Bound::from_owned_ptr_or_err(py, raw) }?;
+        // SAFETY: `raw` is a fresh, zeroed `Object` nobody else has seen yet; writing the fields
+        // (without dropping the zeroed bytes) initialises them before it is shared.
+        unsafe {
+            let o = raw as *mut Object;
+            std::ptr::write(&mut (*o).data, ManuallyDrop::new(data));
+            (*o).readonly = readonly;
+        }
+        Ok(obj)
     }
 }
 
@@ -95,15 +225,19 @@ fn region_map(regions: &[(u16, String)]) -> PyResult<RegionMap> {
     Ok(map)
 }
 
-/// `(seq, pickle: bytes, [(keep, readonly, shared), ...])` for the Python side.
+static VIEW_TYPE: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+
+/// `(seq, pickle: bytes, [(view, shared), ...])` for the Python side (`view`: a `BufferView`).
 fn message_tuple<'py>(py: Python<'py>, m: Message) -> PyResult<Bound<'py, PyTuple>> {
+    let tp = VIEW_TYPE
+        .get_or_try_init(py, || view::make_type(py))?
+        .bind(py);
     let pickle = PyBytes::new(py, &m.pickle);
     let bufs = PyList::empty(py);
     for b in m.buffers {
         let readonly = b.readonly();
         let shared = matches!(b.kind, dmapickle_core::frame::BufferKind::Shared);
-        let keep = Bound::new(py, Keep { data: b.data })?;
-        bufs.append((keep, readonly, shared))?;
+        bufs.append((view::new(py, tp, b.data, readonly)?, shared))?;
     }
     (m.seq, pickle, bufs).into_pyobject(py)
 }
@@ -377,7 +511,8 @@ fn read_frame<'py>(
 /// The native module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<Keep>()?;
+    let tp = VIEW_TYPE.get_or_try_init(m.py(), || view::make_type(m.py()))?;
+    m.add("BufferView", tp.clone_ref(m.py()))?;
     m.add_class::<Stream>()?;
     m.add_function(wrap_pyfunction!(check, m)?)?;
     m.add_function(wrap_pyfunction!(read_frame, m)?)?;

@@ -571,7 +571,9 @@ impl Read for Source {
             return Ok(0);
         }
         loop {
-            if !self.ensure_connected()? {
+            // Checked before every read, not only when idle: a source that never pauses must
+            // still end promptly on Ctrl-C or close(). Bytes already returned are kept.
+            if self.stopped() || !self.ensure_connected()? {
                 return Ok(0);
             }
             let poll = self.opts.poll;

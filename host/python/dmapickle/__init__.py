@@ -20,8 +20,6 @@ an ``Unpickler`` whose ``find_class`` only returns globals from the allowlist.
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import io
 import pickle
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
@@ -115,19 +113,6 @@ def _regions(regions: Union[None, Mapping[int, str], Iterable[str]]) -> List[Tup
     return out
 
 
-@functools.lru_cache(maxsize=512)
-def _array_type(n: int) -> Any:
-    return ctypes.c_ubyte * n
-
-
-def _view(keep: Any, readonly: bool) -> memoryview:
-    """A memoryview of the bytes ``keep`` owns; the view keeps ``keep`` alive."""
-    arr = _array_type(len(keep)).from_address(keep.address)
-    arr._dmapickle_keep = keep  # the ctypes array owns the Rust bytes' reference
-    view = memoryview(arr).cast("B")
-    return view.toreadonly() if readonly else view
-
-
 class Message:
     """One delivered message: ``seq``, ``pickle`` (bytes), ``buffers`` (list of memoryview).
 
@@ -141,9 +126,11 @@ class Message:
         seq, pkl, bufs = raw
         self.seq: int = seq
         self.pickle: bytes = pkl
-        self.buffers: List[memoryview] = [_view(keep, ro) for keep, ro, _ in bufs]
+        # Each view exports the received bytes (or the shared region) without a copy, read-only
+        # when the descriptor says so, and keeps them alive while any view or array exists.
+        self.buffers: List[memoryview] = [memoryview(view) for view, _ in bufs]
         #: Per buffer: True when it lies in a shared region (released when its last view dies).
-        self.shared: List[bool] = [sh for _, _, sh in bufs]
+        self.shared: List[bool] = [sh for _, sh in bufs]
         self._allowed = allowed
 
     def load(self) -> Any:

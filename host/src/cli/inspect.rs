@@ -88,6 +88,10 @@ pub(crate) fn disassemble(out: &mut impl Write, pickle: &[u8]) -> std::io::Resul
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
+    // Recordings and live sources (URIs, `-`): every message, see `live::inspect_stream`.
+    if let Some(code) = super::live::inspect_stream(&args.file, args.profile, &args.allow) {
+        return code;
+    }
     let files = match PickleFiles::read(&args.file) {
         Ok(f) => f,
         Err(e) => {

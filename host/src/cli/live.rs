@@ -250,3 +250,81 @@ pub(crate) fn message_line(m: &Message, checker: &mut Checker) -> String {
         bufs.join(", ")
     )
 }
+
+/// `dmapickle inspect` on a recording or live source: whether `file` names one (a URI, `-`, or a
+/// file that starts with the frame sync word). If so, disassemble and summarize every message
+/// (the same output as for a pickle file, after a `message seq=N ...` line) and return the exit
+/// code: 0 if every message validated, 1 if one was rejected, 2 on I/O error.
+pub(crate) fn inspect_stream(
+    file: &std::path::Path,
+    profile: ProfileArg,
+    allow: &[(String, String)],
+) -> Option<ExitCode> {
+    use std::io::{Read, Write};
+    let name = file.to_string_lossy();
+    let is_stream = name == "-"
+        || name.contains("://")
+        || std::fs::File::open(file)
+            .and_then(|mut f| {
+                let mut head = [0u8; 4];
+                f.read_exact(&mut head).map(|()| head)
+            })
+            .is_ok_and(|head| head == dmapickle_core::frame::SYNC);
+    if !is_stream {
+        return None;
+    }
+    let args = SourceArgs {
+        source: name.into_owned(),
+        regions: Vec::new(),
+        no_reconnect: true,
+        profile,
+        allow: allow.to_vec(),
+    };
+    let src = match open_source(&args, stop_on_ctrl_c()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dmapickle inspect: {e}");
+            return Some(ExitCode::from(2));
+        }
+    };
+    // No validator in the reader: hostile pickles are disassembled too, then reported rejected.
+    let mut reader = FrameReader::new(src);
+    let mut c = checker(&args);
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let mut code = ExitCode::SUCCESS;
+    loop {
+        let m = match reader.next_message() {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(e) if e.is_fatal() => {
+                eprintln!("dmapickle inspect: {}: {e}", args.source);
+                return Some(ExitCode::from(2));
+            }
+            Err(e) => {
+                let _ = writeln!(out, "frame refused: {e}");
+                code = ExitCode::from(1);
+                continue;
+            }
+        };
+        let lens: Vec<usize> = m.buffers.iter().map(|b| b.data.len()).collect();
+        let _ = writeln!(
+            out,
+            "message seq={} (pickle {} B, buffers {lens:?})",
+            m.seq,
+            m.pickle.len()
+        );
+        if super::inspect::disassemble(&mut out, &m.pickle).is_err() {
+            return Some(ExitCode::from(2));
+        }
+        let line = match c.summarize(&m.pickle, &lens) {
+            Ok((_, summary)) => format!("summary: {summary}"),
+            Err(e) => {
+                code = ExitCode::from(1);
+                format!("rejected: {e}")
+            }
+        };
+        let _ = writeln!(out, "{line}");
+    }
+    Some(code)
+}

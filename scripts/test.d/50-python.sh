@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The Python package, the CLI's live sources and the ZeroMQ bridge, end to end: builds the
+# `dmapickle` CLI (with ZeroMQ) and the device simulator (real core Pickler + hal Publisher),
+# builds the abi3 wheel with maturin and installs it into both venvs, then runs pytest in
+# tests/python/ under numpy 2.x and the zero-copy source tests again under numpy 1.26.
+# About 2-3 min from a warm target dir (the release build of pyo3/zmq dominates a cold one).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$(pwd)
+py=${DMAPICKLE_PYTHON:-$root/.venv/np2/bin/python}
+py1=${DMAPICKLE_PYTHON_NP1:-$root/.venv/np1/bin/python}
+for p in "$py" "$py1"; do
+  [ -x "$p" ] || { echo "missing $p: run scripts/setup.sh"; exit 1; }
+done
+target=${CARGO_TARGET_DIR:-$root/target}
+cargo build --release -p dmapickle-host --features zmq --bin dmapickle --example device
+wheels="$target/wheels-python"
+rm -rf "$wheels"
+(cd host && "$(dirname "$py")/maturin" build --release --quiet -o "$wheels")
+for p in "$py" "$py1"; do
+  "$p" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheels"/dmapickle-*.whl
+done
+export DMAPICKLE_BIN="$target/release/dmapickle"
+export DMAPICKLE_DEVICE="$target/release/examples/device"
+cd tests/python
+"$py" -m pytest -q -p no:cacheprovider test_sources.py test_defence.py test_cli.py
+# numpy 1.26: the same zero-copy loads from every source kind.
+"$py1" -m pytest -q -p no:cacheprovider test_sources.py
