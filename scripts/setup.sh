@@ -24,6 +24,14 @@ if ! command -v qemu-system-arm >/dev/null 2>&1; then
   apt-get install -y -qq qemu-system-arm >/dev/null
 fi
 
+# libzmq for `dmapickle bridge` (host feature `zmq`, also built by clippy/test --all-features).
+if ! pkg-config --exists libzmq 2>/dev/null; then
+  log "apt-get install libzmq3-dev pkg-config"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq libzmq3-dev pkg-config >/dev/null
+fi
+
 # defmt-print decodes the firmware's defmt log (HIL tests, demo). About 75 s to build once.
 if ! command -v defmt-print >/dev/null 2>&1; then
   log "cargo install --locked defmt-print"
