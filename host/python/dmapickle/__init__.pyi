@@ -1,0 +1,89 @@
+"""Type hints for dmapickle (see the package docstring for the story)."""
+
+import pickle
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+Global = Union[str, Tuple[str, str]]
+Regions = Union[None, Mapping[int, str], Iterable[str]]
+
+class RejectedError(ValueError):
+    """A pickle or frame refused by the validator; the message says where and why."""
+
+ALLOWED_GLOBALS: Dict[str, frozenset]
+
+class RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, file: Any, *, allowed: frozenset, buffers: Iterable[Any] = ...) -> None: ...
+    def find_class(self, module: str, name: str) -> Any: ...
+
+class Message:
+    """One delivered message."""
+
+    seq: int
+    """The frame's sequence number."""
+    pickle: bytes
+    """The protocol-5 pickle."""
+    buffers: List[memoryview]
+    """Zero-copy views of the out-of-band buffers, read-only where the descriptor says so."""
+    shared: List[bool]
+    """Per buffer: whether it lies in a shared region (released when its last view dies)."""
+    def load(self) -> Any:
+        """Unpickle with this message's buffers through RestrictedUnpickler."""
+
+class Stream:
+    """Messages from a source, read by a background thread; iterable, a context manager."""
+
+    source: str
+    def __init__(
+        self,
+        source: str,
+        *,
+        regions: Regions = ...,
+        allow: Optional[Iterable[Global]] = ...,
+        profile: str = ...,
+        reconnect: bool = ...,
+        queue: int = ...,
+    ) -> None: ...
+    def next(self, timeout: Optional[float] = ...) -> Optional[Message]:
+        """The next message or None at the end; TimeoutError after `timeout` s; OSError if the source fails."""
+    def __iter__(self) -> Iterator[Message]: ...
+    def __next__(self) -> Message: ...
+    def close(self) -> None:
+        """Stop reading; delivered messages and arrays stay valid."""
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def stats(self) -> Dict[str, Any]:
+        """frames_ok, corrupt, lost, bytes_skipped, restarts, seq_jumps, refused, bytes_read,
+        disconnects, reconnects, last_refused, events."""
+    def __enter__(self) -> "Stream": ...
+    def __exit__(self, *exc: Any) -> None: ...
+
+def open(
+    source: str,
+    *,
+    regions: Regions = ...,
+    allow: Optional[Iterable[Global]] = ...,
+    profile: str = ...,
+    reconnect: bool = ...,
+    queue: int = ...,
+) -> Stream:
+    """Open tcp://HOST:PORT, unix:///PATH, serial:///dev/ttyX?baud=N, file://PATH or a path, `-`, rtt://CHIP."""
+
+def read_frame(
+    frame: bytes, *, regions: Regions = ..., allow: Optional[Iterable[Global]] = ..., profile: str = ...
+) -> Message:
+    """Decode and validate the first intact frame in `frame`."""
+
+def loads(
+    frame: bytes, *, regions: Regions = ..., allow: Optional[Iterable[Global]] = ..., profile: str = ...
+) -> Any:
+    """The object carried by one frame."""
+
+def check(
+    pickle_bytes: bytes,
+    buffers: Sequence[Any] = ...,
+    *,
+    allow: Optional[Iterable[Global]] = ...,
+    profile: str = ...,
+) -> str:
+    """Validate a pickle and its buffers (or their lengths); the summary line, or RejectedError."""
