@@ -19,7 +19,7 @@ use dmapickle_core::{Error, Profile, Validator};
 /// thousand slots hold any CPython pickle of plain data.
 pub const DEFAULT_STACK: usize = 4096;
 /// Default memo capacity (CPython memoizes every str and container at protocols 2 and 3).
-pub const DEFAULT_MEMO: usize = 1 << 16;
+pub const DEFAULT_MEMO: usize = 1 << 14;
 
 /// A validator with its own workspace; reuse it for every message.
 #[derive(Debug)]
