@@ -12,6 +12,7 @@
 //! | `count` | 0 ..= 2^32-1 | 0 | messages to publish before exiting with status 0; 0 = run forever |
 //! | `rate` | 1 ..= 10^7 | 64000 | simulated sample rate in Hz (rows per second); sets the SysTick period |
 //! | `fault` | `none`, `panic`, `hardfault` | `none` | raise this fault after `count` messages instead of exiting cleanly (tests the failure path) |
+//! | `reboot` | 0 ..= [`MAX_REBOOTS`] | 0 | after `count` messages, reset the chip (SYSRESETREQ) this many times before exiting: each boot publishes `count` messages from seq 0 with `SEQ_RESTART` |
 //!
 //! ```
 //! use dmapickle_firmware::config::{BootConfig, LinkMode};
@@ -22,6 +23,9 @@
 
 /// The largest block the firmware's static buffers hold, in rows.
 pub const MAX_BLOCK: u32 = 1024;
+
+/// The most resets `reboot=` may ask for.
+pub const MAX_REBOOTS: u32 = 16;
 
 /// The highest simulated sample rate accepted, in Hz.
 pub const MAX_RATE_HZ: u32 = 10_000_000;
@@ -63,6 +67,8 @@ pub struct BootConfig {
     pub rate_hz: u32,
     /// Fault to raise at the end.
     pub fault: Fault,
+    /// Resets before the final exit (each boot publishes `count` messages).
+    pub reboot: u32,
 }
 
 impl Default for BootConfig {
@@ -73,6 +79,7 @@ impl Default for BootConfig {
             count: 0,
             rate_hz: 64_000,
             fault: Fault::None,
+            reboot: 0,
         }
     }
 }
@@ -135,6 +142,7 @@ impl BootConfig {
             "n" => self.block = number(1, MAX_BLOCK)?,
             "count" => self.count = number(0, u32::MAX)?,
             "rate" => self.rate_hz = number(1, MAX_RATE_HZ)?,
+            "reboot" => self.reboot = number(0, MAX_REBOOTS)?,
             "fault" => {
                 self.fault = match value {
                     "none" => Fault::None,
@@ -173,7 +181,8 @@ mod tests {
                 block: 1024,
                 count: 7,
                 rate_hz: 1000,
-                fault: Fault::HardFault
+                fault: Fault::HardFault,
+                reboot: 0,
             }
         );
         let cfg = BootConfig::parse("mode=inline fault=panic").unwrap();
@@ -207,6 +216,11 @@ mod tests {
             BootConfig::parse("fw n=4 oops"),
             Err(ConfigError::UnknownKey("oops"))
         );
+        assert_eq!(
+            BootConfig::parse("fw reboot=17"),
+            Err(ConfigError::BadValue("reboot=17"))
+        );
+        assert_eq!(BootConfig::parse("fw reboot=2").map(|c| c.reboot), Ok(2));
         let msg = std::format!("{}", ConfigError::BadValue("n=0"));
         assert!(msg.contains("n=0"), "{msg}");
     }

@@ -22,6 +22,7 @@ mod rtt_link;
 mod uart;
 
 use core::cell::{Cell, RefCell};
+use core::mem::MaybeUninit;
 use core::ptr::addr_of_mut;
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
@@ -92,6 +93,14 @@ static POOL: Mutex<Cell<Option<&'static SharedPool<SHARED_SLOTS>>>> = Mutex::new
 static ADC_SHARED: Mutex<RefCell<Adc<SlotBuf>>> = Mutex::new(RefCell::new(Adc::new(256)));
 /// Which of the two the ISR feeds (`MODE_*`).
 static MODE: AtomicU8 = AtomicU8::new(MODE_IDLE);
+/// Marks `BOOTS` as written by this firmware (RAM holds garbage after a power-on).
+const BOOT_MAGIC: u32 = 0xB007_C0DE;
+
+/// `[BOOT_MAGIC, resets done]`, in `.uninit`: the startup code leaves it alone, so it survives
+/// the SYSRESETREQ of `reboot=`.
+#[link_section = ".uninit.BOOTS"]
+static mut BOOTS: MaybeUninit<[u32; 2]> = MaybeUninit::uninit();
+
 /// SysTick interrupts since boot.
 static TICKS: AtomicU32 = AtomicU32::new(0);
 /// SysTick reload value once the ADC runs (0 before): the log timestamp's clock.
@@ -120,8 +129,9 @@ extern "C" {
 #[entry]
 fn main() -> ! {
     let painted = paint_stack();
+    let resets = resets_so_far();
     let (mut link, cfg) = board::start();
-    defmt::info!("dmapickle firmware: {}", cfg);
+    defmt::info!("dmapickle firmware (boot {=u32}): {}", resets, cfg);
 
     let Some(mut core) = cortex_m::Peripherals::take() else {
         defmt::error!("core peripherals already taken");
@@ -173,7 +183,6 @@ fn main() -> ! {
     if cfg.mode == LinkMode::Shared {
         drain_releases(shared_pool().region());
     }
-    core.SYST.disable_interrupt();
     let used = stack_high_water(painted);
     defmt::info!(
         "done: {=u32} messages, {=u32} ADC stalls, {=u32} overflows, stack high water {=usize} bytes",
@@ -182,6 +191,12 @@ fn main() -> ! {
         overflows,
         used
     );
+    if resets < cfg.reboot {
+        defmt::info!("rebooting ({=u32} of {=u32})", resets + 1, cfg.reboot);
+        set_resets(resets + 1);
+        cortex_m::peripheral::SCB::sys_reset();
+    }
+    set_resets(0);
     match cfg.fault {
         Fault::None => board::exit(0),
         Fault::Panic => panic!("deliberate panic (boot parameter fault=panic)"),
@@ -350,6 +365,29 @@ fn SysTick() {
         }),
         _ => {}
     }
+}
+
+/// Resets done since power-on (0 unless `reboot=` asked for some).
+fn resets_so_far() -> u32 {
+    // SAFETY: BOOTS is only accessed here and in `set_resets`, from the main thread, before and
+    // after interrupts are used; any bit pattern is a valid `[u32; 2]`, garbage is caught by the
+    // magic word.
+    let [magic, resets] = unsafe { addr_of_mut!(BOOTS).cast::<[u32; 2]>().read_volatile() };
+    if magic == BOOT_MAGIC {
+        resets
+    } else {
+        set_resets(0);
+        0
+    }
+}
+
+fn set_resets(resets: u32) {
+    // SAFETY: as in `resets_so_far`; a volatile write so it reaches RAM before the reset.
+    unsafe {
+        addr_of_mut!(BOOTS)
+            .cast::<[u32; 2]>()
+            .write_volatile([BOOT_MAGIC, resets])
+    };
 }
 
 /// Paints the unused stack with `stack::PAINT`, from its lowest address up to 256 bytes below

@@ -103,3 +103,35 @@ def test_package_receives_inline_blocks_zero_copy(tmp_path, dmapickle):
         assert board.wait() == 0, board.log()
         messages, _, overflows, _ = done_line(board.log())
     assert (messages, overflows) == (MESSAGES, 0)
+
+
+def test_device_reboots_restart_the_sequence_and_the_region(tmp_path, dmapickle):
+    # Two boots (SYSRESETREQ in between) of 256 shared-region messages each. The host sees
+    # SEQ_RESTART twice, counts no loss, and the re-initialised release ring keeps working.
+    block, rate, per_boot = 256, 256_000, 256
+    params = {"mode": "shared", "n": block, "count": per_boot, "rate": rate, "reboot": 1}
+    with Board(tmp_path, params, psram=True) as board:
+        sock = board.wait_socket()
+        with dmapickle.open(f"unix://{sock}", regions={2: str(board.psram)}, profile="strict",
+                            reconnect=False) as stream:
+            received = 0
+            while received < 2 * per_boot:
+                msgs = [stream.next(timeout=60) for _ in range(HOLD)]
+                assert None not in msgs, f"stream ended after {received} messages: {stream.stats}"
+                first = received % per_boot
+                seqs = [m.seq for m in msgs]
+                assert seqs == list(range(first, first + HOLD)), seqs
+                objs = [m.load() for m in msgs]
+                check(objs, seqs, block, rate)
+                received += HOLD
+                del msgs, objs  # released before the device finishes its boot (it drains first)
+                gc.collect()
+            assert stream.next(timeout=60) is None
+            stats = stream.stats
+        assert stats["frames_ok"] == 2 * per_boot, stats
+        assert (stats["corrupt"], stats["lost"], stats["refused"]) == (0, 0, 0), stats
+        assert (stats["restarts"], stats["seq_jumps"]) == (2, 0), stats
+        assert board.wait() == 0, board.log()
+        log = board.log()
+    assert "rebooting (1 of 1)" in log and "(boot 1)" in log, log
+    assert log.count("shared region: 0 buffers still lent, 0 stray releases") == 2, log
