@@ -30,7 +30,8 @@ CARGO_TARGET_DIR=$target_dir/rtt cargo build -q --release --no-default-features 
 # ... and carries the RTT control block probe-rs looks for, with the frame channel's name in it.
 rtt_elf=$target_dir/rtt/thumbv7em-none-eabihf/release/dmapickle-firmware
 llvm_bin=$(rustc --print sysroot)/lib/rustlib/$host/bin
-"$llvm_bin/llvm-nm" "$rtt_elf" | grep -q ' _SEGGER_RTT$' || { echo "60-hil: no _SEGGER_RTT in $rtt_elf"; exit 1; }
+symbols=$("$llvm_bin/llvm-nm" "$rtt_elf")  # not piped into grep -q: pipefail + SIGPIPE
+grep -q ' _SEGGER_RTT$' <<<"$symbols" || { echo "60-hil: no _SEGGER_RTT in $rtt_elf"; exit 1; }
 rodata=$(mktemp)
 "$llvm_bin/llvm-objcopy" -O binary --only-section=.rodata "$rtt_elf" "$rodata"
 grep -aq 'dmapickle' "$rodata" || { echo "60-hil: RTT channel name 'dmapickle' missing from $rtt_elf"; exit 1; }
