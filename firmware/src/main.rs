@@ -407,11 +407,11 @@ fn paint_stack() -> (*mut u32, usize) {
 
 /// Bytes of the stack that were ever used, measured from the top of the stack.
 fn stack_high_water((low, words): (*mut u32, usize)) -> usize {
-    let mut untouched = 0;
-    // SAFETY: the range painted by `paint_stack`, below the live frames; plain u32 reads.
-    while untouched < words && unsafe { low.add(untouched).read_volatile() } == stack::PAINT {
-        untouched += 1;
-    }
+    let untouched = stack::untouched_words(words, |i| {
+        // SAFETY: i < words: inside the range `paint_stack` painted, which is stack memory that
+        // stays mapped; a volatile u32 read, no reference is formed.
+        unsafe { low.add(i).read_volatile() }
+    });
     let top = addr_of_mut!(_stack_start) as usize;
     top - (low as usize + untouched * 4)
 }

@@ -16,11 +16,23 @@ pub const PAINT: u32 = 0xDEAD_C0DE;
 /// assert_eq!(high_water(&[PAINT; 4]), 0);
 /// ```
 pub fn high_water(painted_low_to_high: &[u32]) -> usize {
-    let untouched = painted_low_to_high
-        .iter()
-        .take_while(|w| **w == PAINT)
-        .count();
+    let untouched = untouched_words(painted_low_to_high.len(), |i| {
+        painted_low_to_high.get(i).copied().unwrap_or(0)
+    });
     (painted_low_to_high.len() - untouched) * 4
+}
+
+/// Words still holding [`PAINT`] at the bottom of a painted area of `len` words, reading word
+/// `i` (from the lowest address up) with `read`. The board passes a volatile read: the area is
+/// live stack, which an interrupt may be using, so it is never borrowed as a slice.
+///
+/// ```
+/// use dmapickle_firmware::stack::{untouched_words, PAINT};
+/// let words = [PAINT, PAINT, 1, PAINT];
+/// assert_eq!(untouched_words(words.len(), |i| words[i]), 2);
+/// ```
+pub fn untouched_words(len: usize, mut read: impl FnMut(usize) -> u32) -> usize {
+    (0..len).take_while(|&i| read(i) == PAINT).count()
 }
 
 #[cfg(test)]
