@@ -2,7 +2,8 @@
 //! them, and hands `(pickle, buffers)` to Python.
 #![deny(missing_docs)]
 
-// Sources, the Python module and RTT (host/src/source.rs, python.rs, rtt.rs).
+// Sources, live delivery, the Python module and RTT (source.rs, delivery.rs, python.rs, rtt.rs).
+pub mod delivery;
 #[cfg(feature = "python")]
 mod python;
 #[cfg(feature = "probe-rs")]

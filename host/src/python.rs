@@ -209,12 +209,6 @@ fn checker(profile: &str, allow: &[(String, String)]) -> PyResult<Checker> {
     Ok(c)
 }
 
-fn validator(mut c: Checker) -> crate::stream::Validator {
-    Box::new(move |pickle: &[u8], lens: &[usize]| {
-        c.check(pickle, lens).map(|_| ()).map_err(|e| e.to_string())
-    })
-}
-
 fn region_map(regions: &[(u16, String)]) -> PyResult<RegionMap> {
     let mut map = RegionMap::new();
     for (id, path) in regions {
@@ -301,7 +295,7 @@ impl Stream {
         let spec: SourceSpec = source
             .parse()
             .map_err(|e: crate::source::BadUri| PyValueError::new_err(e.to_string()))?;
-        let check = checker(profile, &allow)?;
+        let validator = crate::delivery::validator(parse_profile(profile)?, &allow);
         let map = region_map(&regions)?;
         let shared = Arc::new(Mutex::new(Shared::default()));
         let sink = shared.clone();
@@ -323,7 +317,7 @@ impl Stream {
             .spawn(move || {
                 let mut reader = FrameReader::new(src)
                     .with_regions(map)
-                    .with_validator(validator(check));
+                    .with_validator(validator);
                 loop {
                     let next = reader.next_message();
                     lock(&sh).counters = reader.counters();
@@ -491,7 +485,7 @@ fn read_frame<'py>(
     let map = region_map(&regions)?;
     let mut reader = FrameReader::new(frame)
         .with_regions(map)
-        .with_validator(validator(checker(profile, &allow)?));
+        .with_validator(crate::delivery::validator(parse_profile(profile)?, &allow));
     match reader.next_message() {
         Ok(Some(m)) => message_tuple(py, m),
         Ok(None) => {

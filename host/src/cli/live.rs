@@ -122,12 +122,12 @@ pub(crate) fn reader<R: io::Read>(args: &SourceArgs, src: R) -> Result<FrameRead
             )
         })?;
     }
-    let mut c = checker(args);
     Ok(FrameReader::new(src)
         .with_regions(map)
-        .with_validator(Box::new(move |p: &[u8], lens: &[usize]| {
-            c.check(p, lens).map(|_| ()).map_err(|e| e.to_string())
-        })))
+        .with_validator(dmapickle_host::delivery::validator(
+            args.profile.into(),
+            &args.allow,
+        )))
 }
 
 /// Read messages until the source ends or Ctrl-C: each one is counted and goes to `each`,

@@ -1,0 +1,108 @@
+"""Messages/s and GB/s delivered to Python as numpy arrays by `dmapickle.open(...)`, next to the
+floor measured in the same run: CPython's own `pickle.loads(p, buffers=b)` on messages that are
+already in memory (what any delivery path must at least pay).
+
+The stream is the device simulator's output (the real core Pickler + hal Publisher), recorded to
+a file in /dev/shm so the page cache, not the disk, is the source. Our path = the reader thread
+reading and CRC-checking frames, the Rust validator, then `msg.load()` in Python through the
+restricted Unpickler, building numpy arrays over the receive blocks (no copy).
+
+usage: python bench/python_delivery.py DEVICE_EXE [--quick]
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import dmapickle
+
+
+def record(device: str, path: str, count: int, rows: int) -> int:
+    subprocess.run([device, "--to", f"file:{path}", "--count", str(count), "--rows", str(rows)], check=True)
+    return os.path.getsize(path)
+
+
+def ours(path: str) -> tuple[int, int, float]:
+    """(messages, payload bytes, seconds) for dmapickle.open + msg.load() over the recording."""
+    n = nbytes = 0
+    t0 = time.perf_counter()
+    with dmapickle.open(path) as stream:
+        for msg in stream:
+            obj = msg.load()
+            n += 1
+            nbytes += obj["adc"].nbytes
+    return n, nbytes, time.perf_counter() - t0
+
+
+def floor(path: str, limit: int) -> tuple[int, int, float]:
+    """The same messages' (pickle, buffers) held in memory, then `pickle.loads(p, buffers=b)`."""
+    held = []
+    with dmapickle.open(path) as stream:
+        for msg in stream:
+            held.append((bytes(msg.pickle), [bytearray(b) for b in msg.buffers]))
+            if len(held) == limit:
+                break
+    nbytes = 0
+    t0 = time.perf_counter()
+    for p, bufs in held:
+        obj = pickle.loads(p, buffers=bufs)
+        nbytes += obj["adc"].nbytes
+    return len(held), nbytes, time.perf_counter() - t0
+
+
+def raw_read(path: str) -> tuple[int, float]:
+    """Reading the recording's bytes into one reused buffer: the source's own speed."""
+    buf = bytearray(1 << 20)
+    total = 0
+    t0 = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            total += n
+    return total, time.perf_counter() - t0
+
+
+def best(fn, *args, repeat: int = 3):
+    runs = [fn(*args) for _ in range(repeat)]
+    return min(runs, key=lambda r: r[-1] / max(r[0], 1))
+
+
+def main() -> None:
+    device = sys.argv[1]
+    quick = "--quick" in sys.argv
+    cases = [
+        # name, rows (x4 int16), messages
+        ("small: 32 B array", 4, 20_000 if quick else 200_000),
+        ("64 KiB array", 8192, 500 if quick else 4000),
+        ("1 MiB array", 131072, 50 if quick else 400),
+    ]
+    print(f"python {sys.version.split()[0]}, numpy {np.__version__}, dmapickle from {dmapickle.__file__}")
+    print(f"| message | path | msgs/s | GB/s (array bytes) | vs floor |")
+    print(f"|---|---|---:|---:|---:|")
+    for name, rows, count in cases:
+        path = f"/dev/shm/dmapickle-bench-{os.getpid()}.rec"
+        try:
+            size = record(device, path, count, rows)
+            fn, fb, ft = best(floor, path, min(count, 50_000))
+            on, ob, ot = best(ours, path)
+            assert on == count, (on, count)
+            rb, rt = best(raw_read, path)
+            f_rate, o_rate = fn / ft, on / ot
+            print(f"| {name} | CPython pickle.loads floor (in memory) | {f_rate:,.0f} | {fb / ft / 1e9:.2f} | 1.00x |")
+            print(f"| {name} | dmapickle.open(file) + msg.load() | {o_rate:,.0f} | {ob / ot / 1e9:.2f} | {f_rate / o_rate:.2f}x |")
+            print(f"| {name} | raw read of the same file ({size / 1e6:.0f} MB) | - | {rb / rt / 1e9:.2f} | - |")
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
+
+
+if __name__ == "__main__":
+    main()
