@@ -10,6 +10,8 @@
 //! Python: `DMAPICKLE_PYTHON` (numpy 2.x) and `DMAPICKLE_PYTHON_NP1` (numpy 1.26), else the repo's
 //! `.venv/np2` and `.venv/np1`; missing interpreters fail the test ("run scripts/setup.sh").
 //! `DMAPICKLE_SEED` picks another generation seed (default: fixed, so failures reproduce).
+//!
+//! A second, Rust-only test checks the all-or-nothing error contract over generated values.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -569,4 +571,55 @@ fn cpython_loads_what_the_pickler_writes_on_numpy_2_and_1_26() {
         assert!(numpy.starts_with(major), "{var} runs numpy {numpy}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The all-or-nothing contract over generated values (Rust only, no Python): wrapped in a
+/// top-level tuple, every value either encodes to exactly the bytes it gets in a roomy buffer, or
+/// fails with `BufferFull` and leaves nothing behind but the protocol header, whatever the buffer
+/// size. Exercises rollback through nested closures, begin/end pairs, batch boundaries, globals
+/// and descriptors.
+#[test]
+fn every_value_is_all_or_nothing_in_every_smaller_buffer() {
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
+    );
+    let strategy = value();
+    let mut roomy = vec![0u8; 1 << 20];
+    let mut values = fixed_cases();
+    values.truncate(3); // the long list, list and dict: batch boundaries
+    while values.len() < 400 {
+        values.push(strategy.new_tree(&mut runner).unwrap().current());
+    }
+    let mut failures_seen = 0;
+    for v in &values {
+        let mut p = Pickler::<'_, BUFFERS>::with_limits(&mut roomy);
+        p.tuple(|p| encode(p, v, &mut Vec::new())).unwrap();
+        let reference = p.finish().unwrap().pickle.to_vec();
+        // Every size for short pickles, a spread of sizes for long ones, and the sizes just
+        // below the reference length (which needs up to one byte per nesting level more).
+        let sizes: Vec<usize> = if reference.len() < 200 {
+            (0..reference.len() + 40).collect()
+        } else {
+            let step = reference.len() / 97;
+            (0..reference.len())
+                .step_by(step)
+                .chain(reference.len() - 3..reference.len() + 40)
+                .collect()
+        };
+        for size in sizes {
+            let mut buf = vec![0u8; size];
+            let mut p = Pickler::<'_, BUFFERS>::with_limits(&mut buf);
+            match p.tuple(|p| encode(p, v, &mut Vec::new())) {
+                Ok(()) => assert_eq!(p.finish().unwrap().pickle, &reference[..], "size {size}"),
+                Err(error) => {
+                    failures_seen += 1;
+                    assert_eq!(error, Error::BufferFull, "size {size}: {v:?}");
+                    assert!(p.len() <= 2 && p.depth() == 0 && p.descriptors().is_empty());
+                    assert_eq!(p.finish(), Err(Error::NotOneValue));
+                }
+            }
+        }
+    }
+    assert!(failures_seen > 10_000, "{failures_seen}");
 }
