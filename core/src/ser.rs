@@ -288,19 +288,11 @@ fn pack_array(
     ARRAY_HEAD + 8 * shape.len()
 }
 
-/// What the capture serializer found inside a marker newtype.
-enum Captured {
-    Buffer(Descriptor),
-    Array {
-        desc: Descriptor,
-        dtype: DType,
-        order: Order,
-        ndim: usize,
-        dims: [usize; MAX_DIMS],
-    },
-}
-
-fn unpack_array(bytes: &[u8]) -> Result<Captured> {
+/// Writes the array a packed description names.
+fn write_array<const N: usize, const D: usize>(
+    p: &mut Pickler<'_, N, D>,
+    bytes: &[u8],
+) -> Result<()> {
     let bad = Error::SerdeCustom;
     let desc = unpack_descriptor(bytes).ok_or(bad)?;
     let &[scalar, byte_order, order, ndim] = bytes.get(DESC_BYTES..ARRAY_HEAD).ok_or(bad)? else {
@@ -327,17 +319,14 @@ fn unpack_array(bytes: &[u8]) -> Result<Captured> {
         le.copy_from_slice(src);
         *dst = usize::try_from(u64::from_le_bytes(le)).map_err(|_| Error::ArraySizeMismatch)?;
     }
-    Ok(Captured::Array {
-        desc,
-        dtype: DType::new(scalar, byte_order),
-        order,
-        ndim,
-        dims,
-    })
+    let shape = dims.get(..ndim).ok_or(bad)?;
+    p.ndarray(desc, DType::new(scalar, byte_order), shape, order)
 }
 
-/// Serializer for the inside of a marker newtype: accepts only the packed bytes.
-struct Capture {
+/// Serializer for the inside of a marker newtype: accepts only the packed bytes, and writes
+/// the buffer or array they describe.
+struct Capture<'p, 'a, const N: usize, const D: usize> {
+    p: &'p mut Pickler<'a, N, D>,
     array: bool,
 }
 
@@ -347,46 +336,46 @@ macro_rules! refuse {
     };
 }
 
-impl ser::Serializer for Capture {
-    type Ok = Captured;
+impl<const N: usize, const D: usize> ser::Serializer for Capture<'_, '_, N, D> {
+    type Ok = ();
     type Error = Error;
-    type SerializeSeq = Impossible<Captured, Error>;
-    type SerializeTuple = Impossible<Captured, Error>;
-    type SerializeTupleStruct = Impossible<Captured, Error>;
-    type SerializeTupleVariant = Impossible<Captured, Error>;
-    type SerializeMap = Impossible<Captured, Error>;
-    type SerializeStruct = Impossible<Captured, Error>;
-    type SerializeStructVariant = Impossible<Captured, Error>;
+    type SerializeSeq = Impossible<(), Error>;
+    type SerializeTuple = Impossible<(), Error>;
+    type SerializeTupleStruct = Impossible<(), Error>;
+    type SerializeTupleVariant = Impossible<(), Error>;
+    type SerializeMap = Impossible<(), Error>;
+    type SerializeStruct = Impossible<(), Error>;
+    type SerializeStructVariant = Impossible<(), Error>;
 
-    fn serialize_bytes(self, v: &[u8]) -> Result<Captured> {
+    fn serialize_bytes(self, v: &[u8]) -> Result<()> {
         if self.array {
-            unpack_array(v)
+            write_array(self.p, v)
         } else {
             match unpack_descriptor(v) {
-                Some(desc) if v.len() == DESC_BYTES => Ok(Captured::Buffer(desc)),
+                Some(desc) if v.len() == DESC_BYTES => self.p.buffer(desc),
                 _ => Err(Error::SerdeCustom),
             }
         }
     }
 
     refuse! {
-        serialize_bool(bool) -> Captured;
-        serialize_i8(i8) -> Captured;
-        serialize_i16(i16) -> Captured;
-        serialize_i32(i32) -> Captured;
-        serialize_i64(i64) -> Captured;
-        serialize_u8(u8) -> Captured;
-        serialize_u16(u16) -> Captured;
-        serialize_u32(u32) -> Captured;
-        serialize_u64(u64) -> Captured;
-        serialize_f32(f32) -> Captured;
-        serialize_f64(f64) -> Captured;
-        serialize_char(char) -> Captured;
-        serialize_str(&str) -> Captured;
-        serialize_none() -> Captured;
-        serialize_unit() -> Captured;
-        serialize_unit_struct(&'static str) -> Captured;
-        serialize_unit_variant(&'static str, u32, &'static str) -> Captured;
+        serialize_bool(bool) -> ();
+        serialize_i8(i8) -> ();
+        serialize_i16(i16) -> ();
+        serialize_i32(i32) -> ();
+        serialize_i64(i64) -> ();
+        serialize_u8(u8) -> ();
+        serialize_u16(u16) -> ();
+        serialize_u32(u32) -> ();
+        serialize_u64(u64) -> ();
+        serialize_f32(f32) -> ();
+        serialize_f64(f64) -> ();
+        serialize_char(char) -> ();
+        serialize_str(&str) -> ();
+        serialize_none() -> ();
+        serialize_unit() -> ();
+        serialize_unit_struct(&'static str) -> ();
+        serialize_unit_variant(&'static str, u32, &'static str) -> ();
         serialize_seq(Option<usize>) -> Self::SerializeSeq;
         serialize_tuple(usize) -> Self::SerializeTuple;
         serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct;
@@ -396,15 +385,11 @@ impl ser::Serializer for Capture {
         serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant;
     }
 
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<Captured> {
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<()> {
         Err(Error::SerdeCustom)
     }
 
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: &T,
-    ) -> Result<Captured> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, _: &T) -> Result<()> {
         Err(Error::SerdeCustom)
     }
 
@@ -414,11 +399,11 @@ impl ser::Serializer for Capture {
         _: u32,
         _: &'static str,
         _: &T,
-    ) -> Result<Captured> {
+    ) -> Result<()> {
         Err(Error::SerdeCustom)
     }
 
-    fn collect_str<T: Display + ?Sized>(self, _: &T) -> Result<Captured> {
+    fn collect_str<T: Display + ?Sized>(self, _: &T) -> Result<()> {
         Err(Error::SerdeCustom)
     }
 }
@@ -661,19 +646,7 @@ impl<'p, 'a, const N: usize, const D: usize> ser::Serializer for &'p mut Pickler
             OOB_MARKER => false,
             _ => return value.serialize(self),
         };
-        match value.serialize(Capture { array })? {
-            Captured::Buffer(desc) => self.buffer(desc),
-            Captured::Array {
-                desc,
-                dtype,
-                order,
-                ndim,
-                dims,
-            } => {
-                let shape = dims.get(..ndim).ok_or(Error::TooManyDims)?;
-                self.ndarray(desc, dtype, shape, order)
-            }
-        }
+        value.serialize(Capture { p: self, array })
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,

@@ -121,34 +121,28 @@ pub struct BufferSlot(pub u8);
 pub trait SlotInt: Copy {
     /// The narrowest slot that holds every value of the type.
     const KIND: SlotKind;
-    /// The value as 17 bytes of little-endian two's complement (room for `u128::MAX`).
+    /// The value's low 128 bits as an `i128`, and whether it is a `u128` above `i128::MAX`
+    /// (whose two's complement needs a 17th byte, `0`).
     #[doc(hidden)]
-    fn to_wide(self) -> [u8; 17];
+    fn to_bits(self) -> (i128, bool);
 }
 
 macro_rules! slot_int {
-    ($wide:ty, $fill:expr; $($t:ty => $kind:expr),* $(,)?) => {
+    ($($t:ty => $kind:expr),* $(,)?) => {
         $(impl SlotInt for $t {
             const KIND: SlotKind = $kind;
             #[inline]
-            #[allow(clippy::unnecessary_cast)]
-            fn to_wide(self) -> [u8; 17] {
-                let v = self as $wide;
-                let mut out = [$fill(v); 17];
-                for (dst, src) in out.iter_mut().zip(v.to_le_bytes()) {
-                    *dst = src;
-                }
-                out
+            #[allow(clippy::unnecessary_cast, unused_comparisons)]
+            fn to_bits(self) -> (i128, bool) {
+                (self as i128, (self as i128) < 0 && self > 0)
             }
         })*
     };
 }
 
-slot_int!(i128, |v: i128| if v < 0 { 0xff } else { 0 };
+slot_int!(
     i8 => SlotKind::Int32, i16 => SlotKind::Int32, i32 => SlotKind::Int32,
     i64 => SlotKind::Long(8), isize => SlotKind::Long(8), i128 => SlotKind::Long(16),
-);
-slot_int!(u128, |_: u128| 0;
     u8 => SlotKind::Int32, u16 => SlotKind::Int32, u32 => SlotKind::Long(5),
     u64 => SlotKind::Long(9), usize => SlotKind::Long(9), u128 => SlotKind::Long(17),
 );
@@ -162,16 +156,21 @@ fn int_payload<T: SlotInt>(kind: SlotKind, value: T) -> Result<([u8; 17], usize)
         SlotKind::Long(n @ 5..=17) => usize::from(n),
         _ => return Err(Error::SlotMismatch),
     };
-    let wide = value.to_wide();
-    let (low, high) = wide.split_at_checked(n).ok_or(Error::SlotOverflow)?;
-    let sign = match low.last() {
-        Some(top) if top & 0x80 != 0 => 0xff,
-        _ => 0,
+    let (v, above_i128) = value.to_bits();
+    let fits = if above_i128 {
+        n == 17
+    } else {
+        // Fits in `n` bytes iff every bit from 8n-1 up is a copy of the sign bit.
+        let rest = v.checked_shr(8 * n as u32 - 1).unwrap_or(v >> 127);
+        rest == 0 || rest == -1
     };
-    if high.iter().any(|&b| b != sign) {
+    if !fits {
         return Err(Error::SlotOverflow);
     }
-    Ok((wide, n))
+    let mut out = [if v < 0 && !above_i128 { 0xff } else { 0 }; 17];
+    let (low, _) = out.split_at_mut(16);
+    low.copy_from_slice(&v.to_le_bytes());
+    Ok((out, n))
 }
 
 /// Checks that each slot points at an opcode of its kind, that value slots do not overlap, and
