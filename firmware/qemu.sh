@@ -3,20 +3,21 @@
 #
 #   firmware/qemu.sh [options] ELF [key=value ...]
 #
-# key=value words are the firmware's boot parameters (mode= n= count= rate= fault=; see
+# key=value words are the firmware's boot parameters (mode= n= count= rate= fault= reboot=; see
 # firmware/src/config.rs); they reach it as the semihosting command line.
 #
 # options:
 #   --serial SPEC   QEMU -serial backend for UART0, the data link (default: null). Examples:
 #                   tcp:127.0.0.1:5555,server=on,wait=on   unix:/tmp/fw.sock,server=on,wait=on
-#   --psram FILE    back the 16 MiB PSRAM at 0x21000000 with FILE (created/truncated to 16 MiB),
+#   --psram FILE    back the 16 MiB PSRAM at 0x21000000 with FILE (created if missing, 16 MiB),
 #                   shared with the host: mode=shared puts its buffers and release ring there
 #   --log FILE      write the raw defmt stream (semihosting output) to FILE instead of decoding it
 #   --timeout SECS  stop QEMU after SECS seconds (exit status 124), default: no limit
 #
 # Without --log the defmt stream is decoded with `defmt-print -e ELF` (installed by
 # scripts/setup.sh). The exit status is the firmware's: 0 after `count` messages, 2 for bad boot
-# parameters, 101 for a panic, 102 for a HardFault (QEMU's own errors: 1).
+# parameters, 3 if a message cannot be published, 101 for a panic, 102 for a HardFault (QEMU's
+# own errors: 1).
 # This is also the cargo runner (.cargo/config.toml): `cargo run --release -- count=10`.
 set -euo pipefail
 serial=null psram="" log="" limit=""
