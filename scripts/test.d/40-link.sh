@@ -3,7 +3,9 @@
 # the hal's ownership proofs (trybuild compile-fail) and its unsafe code under miri; 10,000 random
 # numpy messages device -> socketpair -> host -> CPython (numpy 2 and 1.26); fault injection with
 # exact delivery and loss accounting; shared-region round trip with releases; 30 s of fuzzing the
-# frame reader. Budget about 6 minutes on 2 cores (most of it building miri and fuzz targets).
+# frame reader. Test binaries are the ones 10-rust builds (same --workspace --all-features), and
+# the fuzz build shares fuzz/target with 35-fuzz, so after those parts this takes about 3 to 4
+# minutes on 2 cores (miri's first build is the largest share); from cold, about 13.
 set -euo pipefail
 root=${DMAPICKLE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 cd "$root"
@@ -14,9 +16,9 @@ for py in "$DMAPICKLE_PYTHON" "$DMAPICKLE_PYTHON_NP1"; do
 done
 
 echo "--- link: wire-format examples, round trip, faults, shared regions, hal proofs"
-cargo test -p dmapickle-core --lib frame::
-cargo test -p dmapickle-hal --features std
-cargo test -p dmapickle-host --test wire_format --test roundtrip --test faults --test shared -- --nocapture
+cargo test --workspace --all-features --lib -- frame:: release:: ring::
+cargo test --workspace --all-features --test wire_format --test roundtrip --test faults \
+  --test shared --test publish --test compile_fail -- --nocapture
 
 echo "--- link: miri on dmapickle-hal (file mapping and trybuild tests are skipped under miri)"
 # The DMA buffers are leaked on purpose ('static, as on a device), hence -Zmiri-ignore-leaks.
@@ -33,4 +35,5 @@ for name, body in re.findall(r"```hex (\S+)\n(.*?)```", doc, re.S):
     for mode in (0x00, 0x05, 0x3A):
         open(f"{sys.argv[1]}/{name}-{mode:02x}", "wb").write(bytes([mode]) + b + b)
 PY
-(cd fuzz && cargo +nightly fuzz run frame "$corpus" -- -max_total_time=30 -max_len=65536 2>&1 | tail -n 3)
+(cd fuzz && env -u CARGO_TARGET_DIR cargo +nightly fuzz run frame "$corpus" -- \
+  -max_total_time=30 -max_len=65536 2>&1 | tail -n 3)
