@@ -20,9 +20,9 @@
 //! bytes); `next` waits on a bounded queue with the GIL released, waking every 50 ms to let
 //! Python handle Ctrl-C.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -252,10 +252,92 @@ struct Shared {
     events: Vec<String>,
 }
 
+/// Hands messages from the reader thread to Python in batches: the reader blocks only when
+/// `cap` messages wait, Python takes everything waiting at once, and each side wakes the other
+/// only when it is actually waiting. So a consumer that keeps up pays about one thread wake-up
+/// per batch, not one per message.
+struct Handoff {
+    state: Mutex<HandoffState>,
+    ready: Condvar,
+    space: Condvar,
+    cap: usize,
+}
+
+#[derive(Default)]
+struct HandoffState {
+    items: VecDeque<Item>,
+    closed: bool,
+    consumer_waiting: bool,
+    producer_waiting: bool,
+}
+
+impl Handoff {
+    fn new(cap: usize) -> Self {
+        Handoff {
+            state: Mutex::new(HandoffState::default()),
+            ready: Condvar::new(),
+            space: Condvar::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    /// Queue `item`, waiting for room; false if the consumer is gone.
+    fn push(&self, item: Item) -> bool {
+        let mut s = lock(&self.state);
+        while s.items.len() >= self.cap && !s.closed {
+            s.producer_waiting = true;
+            s = self.space.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        if s.closed {
+            return false;
+        }
+        s.items.push_back(item);
+        if s.consumer_waiting {
+            s.consumer_waiting = false;
+            self.ready.notify_one();
+        }
+        true
+    }
+
+    /// Everything queued, waiting up to `tick` for something (may return empty).
+    fn take_all(&self, tick: Duration) -> VecDeque<Item> {
+        let mut s = lock(&self.state);
+        if s.items.is_empty() && !s.closed {
+            s.consumer_waiting = true;
+            s = self
+                .ready
+                .wait_timeout(s, tick)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+            s.consumer_waiting = false;
+        }
+        let batch = std::mem::take(&mut s.items);
+        if s.producer_waiting {
+            s.producer_waiting = false;
+            self.space.notify_one();
+        }
+        batch
+    }
+
+    /// The consumer is gone: drop what waits and let the producer go.
+    fn close(&self) {
+        let mut s = lock(&self.state);
+        s.closed = true;
+        s.items.clear();
+        self.space.notify_all();
+    }
+
+    fn is_closed(&self) -> bool {
+        lock(&self.state).closed
+    }
+}
+
 /// A live stream of messages read by a background thread.
 #[pyclass(module = "dmapickle._native")]
 struct Stream {
-    rx: Mutex<Option<Receiver<Item>>>,
+    handoff: Arc<Handoff>,
+    /// Taken from the handoff, not yet returned (touched with the GIL held only).
+    pending: Mutex<VecDeque<Item>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     shared: Arc<Mutex<Shared>>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -310,7 +392,8 @@ impl Stream {
         let src = py
             .detach(|| Source::open(spec, opts))
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
-        let (tx, rx) = sync_channel(queue.max(1));
+        let handoff = Arc::new(Handoff::new(queue));
+        let tx = handoff.clone();
         let sh = shared.clone();
         let thread = std::thread::Builder::new()
             .name("dmapickle-reader".into())
@@ -331,14 +414,15 @@ impl Stream {
                         }
                     };
                     let end = matches!(item, Item::End(_));
-                    if tx.send(item).is_err() || end {
+                    if !tx.push(item) || end {
                         break;
                     }
                 }
             })
             .map_err(|e| PyOSError::new_err(format!("cannot start the reader thread: {e}")))?;
         Ok(Stream {
-            rx: Mutex::new(Some(rx)),
+            handoff,
+            pending: Mutex::new(VecDeque::new()),
             stop,
             shared,
             thread: Mutex::new(Some(thread)),
@@ -359,25 +443,10 @@ impl Stream {
         let deadline =
             timeout.map(|t| std::time::Instant::now() + Duration::from_secs_f64(t.max(0.0)));
         loop {
-            // Waits with the GIL released; the closure locks the receiver itself because a
-            // `&Receiver` may not cross into a GIL-free closure (`Receiver` is not `Sync`).
-            let rx = &self.rx;
-            let got = py.detach(move || {
-                let guard = lock(rx);
-                match guard.as_ref() {
-                    None => Err(RecvTimeoutError::Disconnected),
-                    Some(rx) => match rx.try_recv() {
-                        Ok(item) => Ok(item),
-                        Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                            Err(RecvTimeoutError::Disconnected)
-                        }
-                        Err(std::sync::mpsc::TryRecvError::Empty) => rx.recv_timeout(tick),
-                    },
-                }
-            });
-            match got {
-                Ok(Item::Message(m)) => return message_tuple(py, m).map(Some),
-                Ok(Item::End(err)) => {
+            let next = lock(&self.pending).pop_front();
+            match next {
+                Some(Item::Message(m)) => return message_tuple(py, m).map(Some),
+                Some(Item::End(err)) => {
                     *lock(&self.ended) = true;
                     self.join(py);
                     return match err {
@@ -385,20 +454,23 @@ impl Stream {
                         None => Ok(None),
                     };
                 }
-                Err(RecvTimeoutError::Disconnected) => {
-                    *lock(&self.ended) = true;
-                    return Ok(None);
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    py.check_signals()?;
-                    if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                        return Err(pyo3::exceptions::PyTimeoutError::new_err(format!(
-                            "no message from {} within {}s",
-                            self.source,
-                            timeout.unwrap_or(0.0)
-                        )));
-                    }
-                }
+                None if *lock(&self.ended) || self.handoff.is_closed() => return Ok(None),
+                None => {}
+            }
+            // Wait with the GIL released, waking every tick to let Python handle signals.
+            let handoff = self.handoff.clone();
+            let batch = py.detach(move || handoff.take_all(tick));
+            if !batch.is_empty() {
+                lock(&self.pending).extend(batch);
+                continue;
+            }
+            py.check_signals()?;
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Err(pyo3::exceptions::PyTimeoutError::new_err(format!(
+                    "no message from {} within {}s",
+                    self.source,
+                    timeout.unwrap_or(0.0)
+                )));
             }
         }
     }
@@ -406,15 +478,16 @@ impl Stream {
     /// Stop reading and wait for the reader thread. Messages already delivered stay valid.
     fn close(&self, py: Python<'_>) {
         self.stop.store(true, Ordering::Relaxed);
-        // Dropping the receiver unblocks a reader waiting for queue space.
-        lock(&self.rx).take();
+        // Closing the handoff unblocks a reader waiting for queue space.
+        self.handoff.close();
+        lock(&self.pending).clear();
         self.join(py);
     }
 
     /// Whether the stream ended or was closed.
     #[getter]
     fn closed(&self) -> bool {
-        *lock(&self.ended) || lock(&self.rx).is_none()
+        *lock(&self.ended) || self.handoff.is_closed()
     }
 
     /// Counters of the reader: `frames_ok`, `corrupt`, `lost`, `bytes_skipped`, `restarts`,
@@ -453,7 +526,7 @@ impl Stream {
 impl Drop for Stream {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        lock(&self.rx).take();
+        self.handoff.close();
     }
 }
 

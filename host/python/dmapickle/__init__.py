@@ -75,14 +75,33 @@ class RestrictedUnpickler(pickle.Unpickler):
     The second line of defence: the Rust validator already refused anything else.
     """
 
-    def __init__(self, file: Any, *, allowed: frozenset, buffers: Iterable[Any] = ()) -> None:
+    allowed: frozenset = ALLOWED_GLOBALS["general"]
+
+    def __init__(self, file: Any, *, allowed: Optional[frozenset] = None, buffers: Iterable[Any] = ()) -> None:
         super().__init__(file, buffers=buffers)
-        self._allowed = allowed
+        if allowed is not None:
+            self.allowed = allowed
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self._allowed:
+        if (module, name) not in self.allowed:
             raise pickle.UnpicklingError(f"global {module}.{name} is not in the dmapickle allowlist")
         return super().find_class(module, name)
+
+
+_UNPICKLERS: Dict[frozenset, type] = {}
+
+
+def _unpickler(allowed: frozenset) -> type:
+    """A RestrictedUnpickler subclass fixed to ``allowed`` whose constructor is the C one."""
+    cls = _UNPICKLERS.get(allowed)
+    if cls is None:
+        cls = type(
+            "RestrictedUnpickler",
+            (RestrictedUnpickler,),
+            {"allowed": allowed, "__init__": pickle.Unpickler.__init__, "__slots__": ()},
+        )
+        _UNPICKLERS[allowed] = cls
+    return cls
 
 
 def _globals(allow: Optional[Iterable[Global]]) -> List[Tuple[str, str]]:
@@ -120,7 +139,7 @@ class Message:
     frame's descriptor says so. ``load()`` unpickles with those buffers.
     """
 
-    __slots__ = ("seq", "pickle", "buffers", "shared", "_allowed")
+    __slots__ = ("seq", "pickle", "buffers", "shared", "_unpickler")
 
     def __init__(self, raw: Tuple[int, bytes, list], allowed: frozenset) -> None:
         seq, pkl, bufs = raw
@@ -131,13 +150,11 @@ class Message:
         self.buffers: List[memoryview] = [memoryview(view) for view, _ in bufs]
         #: Per buffer: True when it lies in a shared region (released when its last view dies).
         self.shared: List[bool] = [sh for _, sh in bufs]
-        self._allowed = allowed
+        self._unpickler = _unpickler(allowed)
 
     def load(self) -> Any:
         """Unpickle with this message's buffers, through ``RestrictedUnpickler``."""
-        return RestrictedUnpickler(
-            io.BytesIO(self.pickle), allowed=self._allowed, buffers=self.buffers
-        ).load()
+        return self._unpickler(io.BytesIO(self.pickle), buffers=self.buffers).load()
 
     def __repr__(self) -> str:
         sizes = ", ".join(str(b.nbytes) for b in self.buffers)
