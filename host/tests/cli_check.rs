@@ -58,9 +58,7 @@ fn check_prints_one_line_per_file_and_exits_by_the_worst_result() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         stdout(&o),
-        format!(
-            "{ok}: ok\n{evil}: rejected: byte 14, STACK_GLOBAL: global not in the allowlist\n"
-        )
+        format!("{ok}: ok\n{evil}: rejected: byte 14, STACK_GLOBAL: global not in the allowlist\n")
     );
 }
 
@@ -89,9 +87,19 @@ fn usage_and_io_errors_exit_2() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stdout(&o).is_empty());
     let p = d.file("none.pkl", b"\x80\x05N.");
-    assert_eq!(dmapickle(&["check", "--profile", "lenient", &p]).status.code(), Some(2));
+    assert_eq!(
+        dmapickle(&["check", "--profile", "lenient", &p])
+            .status
+            .code(),
+        Some(2)
+    );
     assert_eq!(dmapickle(&["check"]).status.code(), Some(2));
-    assert_eq!(dmapickle(&["check", "--allow", "nocolon", &p]).status.code(), Some(2));
+    assert_eq!(
+        dmapickle(&["check", "--allow", "nocolon", &p])
+            .status
+            .code(),
+        Some(2)
+    );
 }
 
 #[test]
@@ -100,7 +108,12 @@ fn profile_and_allow() {
     // CPython's memoized list is general, not strict
     let p = d.file("list.pkl", b"\x80\x05]\x94K\x01a.");
     assert_eq!(dmapickle(&["check", &p]).status.code(), Some(0));
-    assert_eq!(dmapickle(&["check", "--profile", "general", &p]).status.code(), Some(0));
+    assert_eq!(
+        dmapickle(&["check", "--profile", "general", &p])
+            .status
+            .code(),
+        Some(0)
+    );
     let o = dmapickle(&["check", "--profile", "strict", &p]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("byte 3, MEMOIZE: opcode not allowed in this profile"));
@@ -108,7 +121,9 @@ fn profile_and_allow() {
     let c = d.file("custom.pkl", CUSTOM);
     assert_eq!(dmapickle(&["check", &c]).status.code(), Some(1));
     assert_eq!(
-        dmapickle(&["check", "--allow", "mypkg:Reading", &c]).status.code(),
+        dmapickle(&["check", "--allow", "mypkg:Reading", &c])
+            .status
+            .code(),
         Some(0)
     );
 }
