@@ -13,8 +13,11 @@ use dmapickle_core::{Error, Profile};
 use crate::stream::Validator;
 use crate::validation::Checker;
 
-/// Stack and memo entries of the first, small workspace.
-pub const SMALL_WORKSPACE: usize = 256;
+/// Stack entries of the first, small workspace.
+pub const SMALL_STACK: usize = 128;
+/// Memo entries of the first, small workspace (cleared per message, so kept small: the device
+/// encoder memoizes only its one or two globals).
+pub const SMALL_MEMO: usize = 32;
 
 /// A frame-reader validator for `profile`, also allowing the `(module, name)` globals in `allow`.
 pub fn validator(profile: Profile, allow: &[(String, String)]) -> Validator {
@@ -26,7 +29,7 @@ pub fn validator(profile: Profile, allow: &[(String, String)]) -> Validator {
         }
         c
     };
-    let mut small = make(SMALL_WORKSPACE, SMALL_WORKSPACE);
+    let mut small = make(SMALL_STACK, SMALL_MEMO);
     let mut full: Option<Checker> = None;
     let full_make = move || {
         make(
