@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Validator (issue 3): CPython/numpy vectors generated now with both venvs (numpy 2.x and 1.26)
-# are all accepted by `dmapickle check` and `dmapickle inspect` agrees with pickletools on each;
+# are all accepted by `dmapickle check` and `dmapickle inspect` agrees with pickletools on each
+# (and on protocol 0/1 pickles, which check refuses);
 # every committed hostile case is rejected with its expected reason, within 1 s, never crashing;
 # the committed hostile files are what the generator writes; the strict-profile property test
 # (everything the encoder emits is accepted under strict) and the reader/validator unit tests.
@@ -19,7 +20,7 @@ bin="$target/debug/dmapickle"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-"$py2" tests/vectors/make_cpython_vectors.py "$tmp/cpython"
+"$py2" tests/vectors/make_cpython_vectors.py "$tmp/cpython" --legacy "$tmp/legacy"
 "$py1" tests/vectors/make_cpython_vectors.py "$tmp/cpython"
 
 # The committed hostile files are exactly what their generator writes.
@@ -29,6 +30,8 @@ for f in "$tmp"/hostile/*; do
 done
 
 "$py2" tests/vectors/check_vectors.py --bin "$bin" --accept "$tmp/cpython" --reject tests/vectors/hostile
+# Protocols 0/1 are refused by the validator, but inspect still reads them as pickletools does.
+"$py2" tests/vectors/compare_dis.py --bin "$bin" "$tmp/legacy"
 
 cargo test -q -p dmapickle-core --all-features --lib -- reader:: validate::
 cargo test -q -p dmapickle-core --all-features --test validate_strict

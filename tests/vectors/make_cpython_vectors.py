@@ -4,9 +4,12 @@ in the layout of ../shared/vectors/cpython: NAME.pkl, its out-of-band buffers NA
 NAME.buf1, ... and manifest.json. `dmapickle check` (general profile) must accept every one
 and `dmapickle inspect` must agree with pickletools on every one.
 
-usage: make_cpython_vectors.py OUTDIR
+usage: make_cpython_vectors.py OUTDIR [--legacy LEGACYDIR]
 Run it with each venv: numpy vectors are prefixed np<major>_ (np2_ with numpy 2.x, np1_ with
 numpy 1.26), plain ones py_p<protocol>_ (the same bytes from either interpreter).
+--legacy also writes protocol 0 and 1 pickles of the plain values (text opcodes: INT, LONG,
+FLOAT, STRING, UNICODE, GET/PUT, ...) to LEGACYDIR: the validator rejects those (it accepts
+protocols 2-5), but `dmapickle inspect` must still disassemble them as pickletools does.
 """
 import json
 import os
@@ -114,10 +117,32 @@ def dump(outdir, name, value, protocol, kind, oob):
     return write(outdir, name, data, buffers, protocol, kind)
 
 
+def legacy(outdir):
+    values = plain_values()
+    values["escapes"] = ["\\u0041", "back\\slash", "\x00\x01\x7f\x80\xff", "'", '"', "'\"",
+                         "\u20ac\U0001F600", "a\nb\r\n"]
+    values["all_bytes"] = [bytes(range(256))]
+    values["float_text"] = [1e16, 1e-7, 123456789.125, -0.0, 1e22, 5e-324]
+    os.makedirs(outdir, exist_ok=True)
+    n = 0
+    for protocol in (0, 1):
+        for key, value in values.items():
+            if key.startswith(("large_", "big_")):
+                continue
+            with open(os.path.join(outdir, "py_p%d_%s.pkl" % (protocol, key)), "wb") as f:
+                f.write(pickle.dumps(value, protocol=protocol))
+            n += 1
+    print("wrote %d protocol 0/1 pickles to %s" % (n, outdir))
+
+
 def main():
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    if len(args) == 3 and args[1] == "--legacy":
+        legacy(args[2])
+        args = args[:1]
+    if len(args) != 1:
         sys.exit(__doc__)
-    outdir = sys.argv[1]
+    outdir = args[0]
     os.makedirs(outdir, exist_ok=True)
     manifest = []
     major = np.__version__.split(".")[0]
