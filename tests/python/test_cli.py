@@ -145,3 +145,47 @@ def test_bridge_to_a_stock_pyzmq_subscriber(cli, start_device):
         ctx.term()
         if bridge.poll() is None:
             bridge.kill()
+
+
+def test_record_ctrl_c_keeps_every_byte_received(cli, start_device, tmp_path):
+    dev = start_device(
+        "--to", "tcp-listen:127.0.0.1:0", "--count", "100000", "--rows", "16", "--interval-ms", "5"
+    )
+    rec = tmp_path / "live.rec"
+    proc = subprocess.Popen(
+        [cli, "record", f"tcp://{dev.address}", str(rec)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    wait_for(lambda: rec.exists() and rec.stat().st_size > 20 * 200, what="recording to grow")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    m = re.match(r"recorded (\d+) B to \S+ \(interrupted\): (\d+) msgs", out)
+    assert m, out
+    # Every byte read is in the file, and every message counted is in it, in order.
+    assert int(m.group(1)) == rec.stat().st_size
+    with dmapickle.open(str(rec)) as stream:
+        seqs = [msg.load()["seq"] for msg in stream]
+    assert seqs == list(range(len(seqs))) and len(seqs) >= int(m.group(2)) >= 10
+
+
+def test_python_ctrl_c_interrupts_a_waiting_iteration(start_device, tmp_path):
+    import sys
+
+    dev = start_device("--to", "tcp-listen:127.0.0.1:0", "--count", "1", "--interval-ms", "60000")
+    script = (
+        "import dmapickle, sys\n"
+        f"s = dmapickle.open('tcp://{dev.address}')\n"
+        "print(next(iter(s)).seq, flush=True)\n"
+        "try:\n"
+        "    next(iter(s))\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', s.stats['frames_ok'], flush=True)\n"
+        "    s.close()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "0"
+    time.sleep(0.3)  # now waiting, GIL released, for a message that does not come
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and out.strip() == "interrupted 1"
