@@ -6,6 +6,7 @@ backed by a host file, releases through the ring).
 import re
 
 import numpy as np
+import pytest
 
 from board import Board
 from feed import Feed
@@ -125,3 +126,32 @@ def test_shared_region_buffers_are_not_reused_while_python_holds_them(tmp_path):
           f"{feed.end['bytes_read']} UART bytes")
     # Holding all 32 slots made the ADC wait for releases instead of overwriting.
     assert stalls > 0, log
+
+
+@pytest.mark.parametrize(
+    "mode,block,rate",
+    [("inline", 1, 2_000), ("inline", 1024, 64_000), ("shared", 1, 2_000), ("shared", 1024, 256_000)],
+)
+def test_smallest_and_largest_blocks(tmp_path, mode, block, rate):
+    # n=1 and n=1024 (the buffers' capacity): shapes (1, 4) and (1024, 4), every sample exact.
+    count = 64
+    params = {"mode": mode, "n": block, "count": count, "rate": rate}
+    shared = mode == "shared"
+    with Board(tmp_path, params, psram=shared) as board:
+        feed = Feed(board.wait_socket(), region_id=2 if shared else None,
+                    region_path=board.psram if shared else None)
+        try:
+            for first in range(0, count, 16):  # at most 16 of the 32 PSRAM slots held at once
+                records = [feed.next() for _ in range(16)]
+                assert None not in records, feed.end
+                objs = [r.load() for r in records]
+                check_batch(records, objs, block, rate, first)
+                del objs
+                if shared:
+                    for r in records:
+                        feed.release(r.seq)
+                del records
+            assert feed.next() is None and feed.end["frames_ok"] == count
+        finally:
+            feed.close()
+        assert board.wait() == 0, board.log()
