@@ -69,11 +69,27 @@ fn spawn_writer(mut tx: UnixStream, buf_len: usize, count: u32) -> std::thread::
     })
 }
 
-fn raw(buf_len: usize, count: u32) -> (Duration, u64) {
+/// CPU time consumed by the calling thread (the reader), so the comparison holds on a machine
+/// shared with other jobs.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Wall time, reader CPU time, bytes read.
+type Run = (Duration, Duration, u64);
+
+fn raw(buf_len: usize, count: u32) -> Run {
     let (mut rx, tx) = UnixStream::pair().unwrap();
     let w = spawn_writer(tx, buf_len, count);
     let mut buf = vec![0u8; 1 << 20];
     let start = Instant::now();
+    let cpu = thread_cpu();
     let mut total = 0u64;
     loop {
         match rx.read(&mut buf) {
@@ -83,15 +99,17 @@ fn raw(buf_len: usize, count: u32) -> (Duration, u64) {
         }
     }
     let t = start.elapsed();
+    let cpu = thread_cpu() - cpu;
     w.join().unwrap();
-    (t, total)
+    (t, cpu, total)
 }
 
-fn reassemble(buf_len: usize, count: u32) -> (Duration, u64) {
+fn reassemble(buf_len: usize, count: u32) -> Run {
     let (rx, tx) = UnixStream::pair().unwrap();
     let w = spawn_writer(tx, buf_len, count);
     let mut reader = FrameReader::new(rx);
     let start = Instant::now();
+    let cpu = thread_cpu();
     let mut n = 0u32;
     let mut payload = 0u64;
     while let Some(m) = reader.next_message().unwrap() {
@@ -100,6 +118,7 @@ fn reassemble(buf_len: usize, count: u32) -> (Duration, u64) {
         n += 1;
     }
     let t = start.elapsed();
+    let cpu = thread_cpu() - cpu;
     w.join().unwrap();
     assert_eq!(n, count);
     assert_eq!(payload, u64::from(count) * buf_len as u64);
@@ -107,7 +126,7 @@ fn reassemble(buf_len: usize, count: u32) -> (Duration, u64) {
     if buf_len > 0 {
         COPIED.with(|x| x.set(c.payload_copied as f64 / payload as f64));
     }
-    (t, c.bytes_read)
+    (t, cpu, c.bytes_read)
 }
 
 thread_local! {
@@ -118,47 +137,56 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let volume: u64 = if quick { 128 << 20 } else { 1 << 30 };
     let reps = if quick { 2 } else { 5 };
-    println!("| message | frame bytes | raw read | reassembly | ratio | payload copied |");
-    println!("|---|---|---|---|---|---|");
-    for buf_len in [64 << 10, 256 << 10, 1 << 20] {
-        let count = (volume / frame(1, buf_len).len() as u64) as u32;
-        // Interleaved, best of `reps` each: both see the same machine load.
-        let (mut tr, mut ta) = (Duration::MAX, Duration::MAX);
-        let mut bytes = 0;
-        for _ in 0..reps {
-            let (t, br) = raw(buf_len, count);
-            let (u, ba) = reassemble(buf_len, count);
-            assert_eq!(br, ba);
-            (tr, ta, bytes) = (tr.min(t), ta.min(u), br);
-        }
-        let gr = bytes as f64 / tr.as_secs_f64() / 1e9;
-        let ga = bytes as f64 / ta.as_secs_f64() / 1e9;
-        println!(
-            "| 1 inline buffer of {} KiB | {} | {gr:.2} GB/s | {ga:.2} GB/s | {:.0}% | {:.2}% |",
-            buf_len >> 10,
-            frame(1, buf_len).len(),
-            100.0 * ga / gr,
-            100.0 * COPIED.with(|x| x.get())
-        );
-    }
-    for buf_len in [0usize, 16] {
-        let count: u32 = if quick { 200_000 } else { 1_000_000 };
-        let (mut tr, mut ta) = (Duration::MAX, Duration::MAX);
-        for _ in 0..reps {
-            tr = tr.min(raw(buf_len, count).0);
-            ta = ta.min(reassemble(buf_len, count).0);
-        }
-        let mr = f64::from(count) / tr.as_secs_f64() / 1e6;
-        let ma = f64::from(count) / ta.as_secs_f64() / 1e6;
-        let what = if buf_len == 0 {
-            "no buffer".to_string()
+    println!("| message | frame bytes | raw read | reassembly | ratio | raw read, per reader CPU s | reassembly, per reader CPU s | CPU ratio | payload copied |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let sizes: [(usize, u32); 5] = [
+        (64 << 10, 0),
+        (256 << 10, 0),
+        (1 << 20, 0),
+        (0, if quick { 200_000 } else { 1_000_000 }),
+        (16, if quick { 200_000 } else { 1_000_000 }),
+    ];
+    for (buf_len, tiny_count) in sizes {
+        let flen = frame(1, buf_len).len();
+        let count = if tiny_count > 0 {
+            tiny_count
         } else {
-            format!("1 inline buffer of {buf_len} B")
+            (volume / flen as u64) as u32
+        };
+        // Interleaved, best of `reps` each: both see the same machine load.
+        let best = |a: Run, b: Run| (a.0.min(b.0), a.1.min(b.1), b.2);
+        let mut r = (Duration::MAX, Duration::MAX, 0);
+        let mut a = r;
+        for _ in 0..reps {
+            r = best(r, raw(buf_len, count));
+            a = best(a, reassemble(buf_len, count));
+        }
+        assert_eq!(r.2, a.2);
+        let rate = |d: Duration| {
+            if tiny_count > 0 {
+                format!("{:.2} M msg/s", f64::from(count) / d.as_secs_f64() / 1e6)
+            } else {
+                format!("{:.2} GB/s", r.2 as f64 / d.as_secs_f64() / 1e9)
+            }
+        };
+        let what = match (buf_len, tiny_count) {
+            (0, _) => "tiny: pickle only, no buffer".to_string(),
+            (n, t) if t > 0 => format!("tiny: pickle + 1 inline buffer of {n} B"),
+            (n, _) => format!("1 inline buffer of {} KiB", n >> 10),
+        };
+        let copied = if tiny_count > 0 {
+            "staged".to_string()
+        } else {
+            format!("{:.2}%", 100.0 * COPIED.with(|x| x.get()))
         };
         println!(
-            "| tiny: pickle only, {what} | {} | {mr:.2} M msg/s | {ma:.2} M msg/s | {:.0}% | staged |",
-            frame(1, buf_len).len(),
-            100.0 * ma / mr
+            "| {what} | {flen} | {} | {} | {:.0}% | {} | {} | {:.0}% | {copied} |",
+            rate(r.0),
+            rate(a.0),
+            100.0 * r.0.as_secs_f64() / a.0.as_secs_f64(),
+            rate(r.1),
+            rate(a.1),
+            100.0 * r.1.as_secs_f64() / a.1.as_secs_f64(),
         );
     }
 }
