@@ -67,16 +67,7 @@ impl Checker {
 
     /// Validates `pickle` with out-of-band buffers of the given lengths, in order.
     pub fn check(&mut self, pickle: &[u8], buffer_lens: &[usize]) -> Result<Validated, Error> {
-        let allowed: Vec<(&str, &str)> = self
-            .allowed
-            .iter()
-            .map(|(m, n)| (m.as_str(), n.as_str()))
-            .collect();
-        let validator = Validator::new(self.profile)
-            .with_allowed(&allowed)
-            .with_max_len(self.max_len);
-        let mut ws = Workspace::new(&mut self.stack, &mut self.memo);
-        validator.validate(pickle, buffer_lens, &mut ws)
+        self.run(|v, ws| v.validate(pickle, buffer_lens, ws))
     }
 
     /// Validates and returns a one-line summary of what the pickle builds.
@@ -85,6 +76,13 @@ impl Checker {
         pickle: &[u8],
         buffer_lens: &[usize],
     ) -> Result<(Validated, String), Error> {
+        let mut summary = String::new();
+        let validated = self.run(|v, ws| v.summarize(pickle, buffer_lens, ws, &mut summary))?;
+        Ok((validated, summary))
+    }
+
+    /// Runs `f` with a validator configured from this checker and its workspace.
+    fn run<R>(&mut self, f: impl FnOnce(&Validator<'_>, &mut Workspace<'_>) -> R) -> R {
         let allowed: Vec<(&str, &str)> = self
             .allowed
             .iter()
@@ -94,8 +92,6 @@ impl Checker {
             .with_allowed(&allowed)
             .with_max_len(self.max_len);
         let mut ws = Workspace::new(&mut self.stack, &mut self.memo);
-        let mut summary = String::new();
-        let validated = validator.summarize(pickle, buffer_lens, &mut ws, &mut summary)?;
-        Ok((validated, summary))
+        f(&validator, &mut ws)
     }
 }
