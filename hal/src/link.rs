@@ -38,6 +38,11 @@ pub trait Link {
 }
 
 /// A DMA transfer in flight; it owns its buffer.
+///
+/// Implementations for real DMA engines must, when dropped before completion, stop the engine or
+/// block until it is done (embedonomicon "DMA" chapter), so dropping a transfer never hands its
+/// memory back while the engine still reads it; leaking one with `mem::forget` is memory-safe
+/// because the buffer is `'static` and its only handle is inside the leaked transfer.
 pub trait Transfer<B> {
     /// The link's I/O error.
     type Error;
