@@ -121,56 +121,66 @@ pub struct BufferSlot(pub u8);
 pub trait SlotInt: Copy {
     /// The narrowest slot that holds every value of the type.
     const KIND: SlotKind;
-    /// The value's low 128 bits as an `i128`, and whether it is a `u128` above `i128::MAX`
-    /// (whose two's complement needs a 17th byte, `0`).
+    /// Writes the value into all of `dst` as little-endian two's complement, if it fits in
+    /// `dst.len()` bytes; returns whether it did (`dst` is untouched if not).
     #[doc(hidden)]
-    fn to_bits(self) -> (i128, bool);
+    fn write_le(self, dst: &mut [u8]) -> bool;
 }
 
+// Up to 64 bits, the range check and the bytes use 64-bit arithmetic (cheap on 32-bit cores).
 macro_rules! slot_int {
-    ($($t:ty => $kind:expr),* $(,)?) => {
+    ($wide:ty, $fill:expr; $($t:ty => $kind:expr),*) => {
         $(impl SlotInt for $t {
             const KIND: SlotKind = $kind;
             #[inline]
             #[allow(clippy::unnecessary_cast, unused_comparisons)]
-            fn to_bits(self) -> (i128, bool) {
-                (self as i128, (self as i128) < 0 && self > 0)
+            fn write_le(self, dst: &mut [u8]) -> bool {
+                let v = self as $wide;
+                let fill: u8 = $fill(v);
+                // Fits iff every bit from 8n-1 up equals the sign (0 for unsigned types).
+                let Some(top) = (dst.len() as u32).checked_mul(8).and_then(|b| b.checked_sub(1)) else {
+                    return false;
+                };
+                let rest = v.checked_shr(top).unwrap_or(0);
+                if rest != 0 && (fill == 0 || rest != !0) {
+                    return false;
+                }
+                // The type's own bytes, sign-extended (a slot at least as wide as the type is
+                // the usual case: a fixed-size store and a byte or two of fill).
+                let bytes = self.to_le_bytes();
+                match dst.split_first_chunk_mut() {
+                    Some((head, tail)) => {
+                        *head = bytes;
+                        tail.iter_mut().for_each(|out| *out = fill);
+                    }
+                    None => {
+                        for (out, byte) in dst.iter_mut().zip(bytes) {
+                            *out = byte;
+                        }
+                    }
+                }
+                true
             }
         })*
     };
 }
 
-slot_int!(
+slot_int!(i64, |v: i64| if v < 0 { 0xff } else { 0 };
     i8 => SlotKind::Int32, i16 => SlotKind::Int32, i32 => SlotKind::Int32,
-    i64 => SlotKind::Long(8), isize => SlotKind::Long(8), i128 => SlotKind::Long(16),
+    i64 => SlotKind::Long(8), isize => SlotKind::Long(8));
+slot_int!(u64, |_| 0;
     u8 => SlotKind::Int32, u16 => SlotKind::Int32, u32 => SlotKind::Long(5),
-    u64 => SlotKind::Long(9), usize => SlotKind::Long(9), u128 => SlotKind::Long(17),
-);
+    u64 => SlotKind::Long(9), usize => SlotKind::Long(9));
+slot_int!(i128, |v: i128| if v < 0 { 0xff } else { 0 }; i128 => SlotKind::Long(16));
+slot_int!(u128, |_| 0; u128 => SlotKind::Long(17));
 
-/// The bytes after the opcode of an int slot of `kind` holding `value` (the first `n` of the
-/// array), and `n`; [`Error::SlotOverflow`] if it does not fit.
-#[inline]
-fn int_payload<T: SlotInt>(kind: SlotKind, value: T) -> Result<([u8; 17], usize)> {
-    let n = match kind {
-        SlotKind::Int32 => 4,
-        SlotKind::Long(n @ 5..=17) => usize::from(n),
-        _ => return Err(Error::SlotMismatch),
-    };
-    let (v, above_i128) = value.to_bits();
-    let fits = if above_i128 {
-        n == 17
-    } else {
-        // Fits in `n` bytes iff every bit from 8n-1 up is a copy of the sign bit.
-        let rest = v.checked_shr(8 * n as u32 - 1).unwrap_or(v >> 127);
-        rest == 0 || rest == -1
-    };
-    if !fits {
-        return Err(Error::SlotOverflow);
+/// The payload width of an int slot of `kind`: 4 for `BININT`, `n` for `LONG1 n`.
+fn int_width(kind: SlotKind) -> Result<u8> {
+    match kind {
+        SlotKind::Int32 => Ok(4),
+        SlotKind::Long(n @ 5..=17) => Ok(n),
+        _ => Err(Error::SlotMismatch),
     }
-    let mut out = [if v < 0 && !above_i128 { 0xff } else { 0 }; 17];
-    let (low, _) = out.split_at_mut(16);
-    low.copy_from_slice(&v.to_le_bytes());
-    Ok((out, n))
 }
 
 /// Checks that each slot points at an opcode of its kind, that value slots do not overlap, and
@@ -343,15 +353,21 @@ impl<'o, const N: usize> Message<'o, '_, N> {
     /// ```
     #[inline]
     pub fn set_int<T: SlotInt>(&mut self, slot: IntSlot, value: T) -> Result<()> {
+        let dst = self.int_payload(slot)?;
+        if value.write_le(dst) {
+            Ok(())
+        } else {
+            Err(Error::SlotOverflow)
+        }
+    }
+
+    /// The payload bytes of int slot `slot` (the type-independent part of `set_int`).
+    fn int_payload(&mut self, slot: IntSlot) -> Result<&mut [u8]> {
         let slot = self.slot(slot.0)?;
-        let (payload, len) = int_payload(slot.kind, value)?;
+        let n = usize::from(int_width(slot.kind)?);
         let skip = if slot.kind == SlotKind::Int32 { 1 } else { 2 };
-        let src = payload.get(..len).ok_or(Error::SlotOverflow)?;
-        let dst = self.bytes(slot.at, skip + len)?;
-        dst.get_mut(skip..)
-            .ok_or(Error::BadTemplate)?
-            .copy_from_slice(src);
-        Ok(())
+        let dst = self.bytes(slot.at, skip + n)?;
+        dst.get_mut(skip..).ok_or(Error::BadTemplate)
     }
 
     /// Sets a float slot.
@@ -595,23 +611,18 @@ impl<'t, const N: usize, const S: usize, const D: usize> TemplateBuilder<'t, N, 
     /// ```
     pub fn int_slot_of<T: SlotInt>(&mut self, kind: SlotKind, initial: T) -> Result<IntSlot> {
         self.in_step()?;
-        let (payload, len) = int_payload(kind, initial)?;
+        let n = usize::from(int_width(kind)?);
         let mut raw = [0u8; 19];
-        let used = match kind {
-            SlotKind::Int32 => 1 + len,
-            _ => 2 + len,
+        let head = match kind {
+            SlotKind::Int32 => [op::BININT].as_slice(),
+            _ => &[op::LONG1, n as u8],
         };
-        let (head, tail) = raw.split_at_mut(used - len);
-        match head {
-            [opcode] => *opcode = op::BININT,
-            [opcode, n] => {
-                *opcode = op::LONG1;
-                *n = len as u8;
-            }
-            _ => return Err(Error::SlotMismatch),
-        }
-        for (dst, src) in tail.iter_mut().zip(payload.get(..len).unwrap_or_default()) {
-            *dst = *src;
+        let used = head.len() + n;
+        let (opcode, payload) = raw.split_at_mut(head.len());
+        opcode.copy_from_slice(head);
+        let payload = payload.get_mut(..n).ok_or(Error::SlotMismatch)?;
+        if !initial.write_le(payload) {
+            return Err(Error::SlotOverflow);
         }
         self.p
             .raw_value(raw.get(..used).ok_or(Error::SlotMismatch)?)?;

@@ -1,0 +1,38 @@
+//! What every size binary shares: the panic handler, the entry loop and the sensor message's
+//! fixed data. The loop gets its inputs and hands its output through `black_box`, so nothing is
+//! constant-folded away; the `baseline` binary is this loop alone, and each path's size is its
+//! binary's `.text` minus the baseline's.
+#![no_std]
+
+use core::hint::black_box;
+
+use dmapickle_core::Descriptor;
+
+pub mod sensor_template;
+
+/// The ADC block: int16 (1024, 4), read-only, out-of-band.
+pub const ADC: Descriptor = Descriptor::new(1, 0, 8192).read_only();
+/// Its shape.
+pub const SHAPE: [usize; 2] = [1024, 4];
+
+/// Runs `encode(seq, t_ns, gain, adc offset, out) -> (pickle length, descriptors)` forever.
+pub fn drive(mut encode: impl FnMut(u32, u64, f32, u32, &mut [u8]) -> usize) -> ! {
+    let mut out = [0u8; 160];
+    let mut seq = 0u32;
+    loop {
+        seq = seq.wrapping_add(1);
+        let t_ns = black_box(1_700_000_000_000_000_000u64);
+        let gain = black_box(0.5f32);
+        let offset = black_box(0u32);
+        let len = encode(seq, t_ns, gain, offset, black_box(&mut out));
+        black_box((&out, len));
+    }
+}
+
+#[cfg(target_os = "none")]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    loop {
+        core::hint::spin_loop();
+    }
+}
