@@ -101,6 +101,8 @@ class Feed:
 
     def next(self):
         """The next Record, or None once the stream ended (then `self.end` holds the counters)."""
+        if self.end is not None:
+            return None
         tag = self._read(4)
         if tag == b"END1":
             self.end = dict(zip(END_FIELDS, struct.unpack("<7Q", self._read(56))))
