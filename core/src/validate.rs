@@ -103,11 +103,45 @@ pub struct Workspace<'w> {
 }
 
 impl<'w> Workspace<'w> {
-    /// A workspace over the caller's slices (their contents do not matter: the memo is
-    /// cleared here once, and every validation leaves it clear).
+    /// A workspace over the caller's slices. Their contents do not matter: the memo is cleared
+    /// here (O(memo length)); every validation then leaves it clear, so keep one `Workspace` for
+    /// many pickles, or use an [`OwnedWorkspace`] (`std`).
     pub fn new(stack: &'w mut [Slot], memo: &'w mut [Slot]) -> Self {
         memo.iter_mut().for_each(|s| *s = Slot::EMPTY);
         Workspace { stack, memo }
+    }
+}
+
+/// A heap-allocated stack and memo that stay clean between validations, so reusing them costs
+/// nothing per message (a [`Workspace::new`] over borrowed slices clears the whole memo first).
+/// With the `std` feature.
+#[cfg(feature = "std")]
+#[derive(Debug)]
+pub struct OwnedWorkspace {
+    stack: std::vec::Vec<Slot>,
+    memo: std::vec::Vec<Slot>,
+}
+
+#[cfg(feature = "std")]
+extern crate std;
+
+#[cfg(feature = "std")]
+impl OwnedWorkspace {
+    /// A workspace whose stack holds `stack` entries and memo `memo` entries.
+    pub fn new(stack: usize, memo: usize) -> Self {
+        OwnedWorkspace {
+            stack: std::vec![Slot::EMPTY; stack],
+            memo: std::vec![Slot::EMPTY; memo],
+        }
+    }
+
+    /// The workspace to validate with. No clearing: the memo starts empty and only validators
+    /// touch it, and every validation leaves it empty again (it clears what it wrote).
+    pub fn workspace(&mut self) -> Workspace<'_> {
+        Workspace {
+            stack: &mut self.stack,
+            memo: &mut self.memo,
+        }
     }
 }
 
@@ -1741,6 +1775,32 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn owned_workspace_is_left_clean_after_success_and_failure() {
+        let mut owned = OwnedWorkspace::new(64, 1 << 16);
+        let v = Validator::new(Profile::General);
+        let binget0 = b"\x80\x05h\x00.";
+        for pickle in [CPYTHON_MESSAGE, &CPYTHON_MESSAGE[..120]] {
+            let _ = v.validate(pickle, &[128], &mut owned.workspace());
+            let err = v
+                .validate(binget0, &[], &mut owned.workspace())
+                .unwrap_err();
+            assert!(matches!(
+                err,
+                Error::Rejected {
+                    reason: Reason::MemoMissing,
+                    ..
+                }
+            ));
+        }
+        // a memo entry written far out is cleared too
+        let far = b"\x80\x05Nr\x00\xf0\x00\x00.";
+        assert!(v.validate(far, &[], &mut owned.workspace()).is_ok());
+        let get_far = b"\x80\x05j\x00\xf0\x00\x00.";
+        assert!(v.validate(get_far, &[], &mut owned.workspace()).is_err());
     }
 
     #[test]

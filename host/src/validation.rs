@@ -1,5 +1,6 @@
 //! Validating pickles on the host: a reusable [`Checker`] that owns the validator's stack and
-//! memo (heap-allocated once) and remembers the caller's extra allowed globals.
+//! memo (heap-allocated once, never cleared in full again: each validation costs only what the
+//! pickle uses) and remembers the caller's extra allowed globals.
 //!
 //! ```
 //! use dmapickle_host::validation::Checker;
@@ -12,7 +13,7 @@
 //! assert_eq!(summary, "list[int, int]");
 //! ```
 
-use dmapickle_core::validate::{Slot, Validated, Workspace};
+use dmapickle_core::validate::{OwnedWorkspace, Validated, Workspace};
 use dmapickle_core::{Error, Profile, Validator};
 
 /// Default abstract stack depth: CPython batches 1000 items per APPENDS/SETITEMS, so a few
@@ -27,8 +28,7 @@ pub struct Checker {
     profile: Profile,
     allowed: Vec<(String, String)>,
     max_len: usize,
-    stack: Vec<Slot>,
-    memo: Vec<Slot>,
+    workspace: OwnedWorkspace,
 }
 
 impl Checker {
@@ -43,8 +43,7 @@ impl Checker {
             profile,
             allowed: Vec::new(),
             max_len: usize::MAX,
-            stack: vec![Slot::EMPTY; stack],
-            memo: vec![Slot::EMPTY; memo],
+            workspace: OwnedWorkspace::new(stack, memo),
         }
     }
 
@@ -91,7 +90,6 @@ impl Checker {
         let validator = Validator::new(self.profile)
             .with_allowed(&allowed)
             .with_max_len(self.max_len);
-        let mut ws = Workspace::new(&mut self.stack, &mut self.memo);
-        f(&validator, &mut ws)
+        f(&validator, &mut self.workspace.workspace())
     }
 }
