@@ -57,8 +57,8 @@ const PSRAM_REGION: u16 = 2;
 const RING_CAPACITY: u16 = 32;
 /// Bytes of PSRAM the shared region spans (the ring's control block, then the slots).
 const PSRAM_REGION_LEN: usize = control_len(RING_CAPACITY) + SHARED_SLOTS * BLOCK_BYTES;
-/// SysTick ticks to wait at the end for the host to release lent buffers (about 2 s).
-const DRAIN_TICKS: u32 = 4000;
+/// Seconds (of SysTick time) to wait at the end for the host to release lent buffers.
+const DRAIN_SECONDS: u32 = 10;
 
 /// Exit status for unusable boot parameters.
 const EXIT_CONFIG: i32 = 2;
@@ -181,7 +181,10 @@ fn main() -> ! {
         }
     });
     if cfg.mode == LinkMode::Shared {
-        drain_releases(shared_pool().region());
+        drain_releases(
+            shared_pool().region(),
+            tick_hz.saturating_mul(DRAIN_SECONDS),
+        );
     }
     let used = stack_high_water(painted);
     defmt::info!(
@@ -334,11 +337,11 @@ fn shared_pool() -> &'static SharedPool<SHARED_SLOTS> {
 }
 
 /// Waits (bounded) for the host to release every lent buffer, so a run ends with nothing on loan.
-fn drain_releases(region: &SharedRegion) {
+fn drain_releases(region: &SharedRegion, max_ticks: u32) {
     let start = TICKS.load(Ordering::Relaxed);
     loop {
         region.poll_releases();
-        if region.lent() == 0 || TICKS.load(Ordering::Relaxed).wrapping_sub(start) > DRAIN_TICKS {
+        if region.lent() == 0 || TICKS.load(Ordering::Relaxed).wrapping_sub(start) > max_ticks {
             break;
         }
         cortex_m::asm::wfi();
