@@ -46,7 +46,7 @@ def firmware_elf():
 class Board:
     """One QEMU run of the firmware with boot parameters `params` (a dict)."""
 
-    def __init__(self, workdir, params, *, serial=True, psram=False, timeout=120):
+    def __init__(self, workdir, params, *, serial=True, psram=False, timeout=240):
         self.dir = Path(workdir)
         self.elf = firmware_elf()
         self.params = params

@@ -63,7 +63,7 @@ class Record:
 class Feed:
     """Runs the feeder against a UART socket (and a PSRAM file as region `region_id`)."""
 
-    def __init__(self, sock, *, region_id=None, region_path=None, timeout=120):
+    def __init__(self, sock, *, region_id=None, region_path=None, timeout=240):
         args = [str(feeder_exe()), sock]
         self.map = None
         if region_path is not None:
