@@ -42,6 +42,15 @@ fn t_ns(seq: u32) -> u64 {
     1_700_000_000_000_000_000 + u64::from(seq)
 }
 
+fn in_band(seq: u32, samples: &[i16]) -> SensorInBand<'_> {
+    SensorInBand {
+        seq,
+        t_ns: t_ns(seq),
+        adc: samples,
+        gain: 0.5,
+    }
+}
+
 fn paths(c: &mut Criterion) {
     let mut group = c.benchmark_group("message_paths");
     group
@@ -118,12 +127,7 @@ fn paths(c: &mut Criterion) {
     group.bench_function("serde_pickle_in_band", |b| {
         b.iter(|| {
             seq = seq.wrapping_add(1);
-            let msg = SensorInBand {
-                seq,
-                t_ns: t_ns(seq),
-                adc: &samples,
-                gain: 0.5,
-            };
+            let msg = in_band(seq, &samples);
             vec_out.clear();
             serde_pickle::to_writer(&mut vec_out, black_box(&msg), Default::default()).unwrap();
             black_box(&vec_out).len()
@@ -134,12 +138,7 @@ fn paths(c: &mut Criterion) {
     group.bench_function("postcard_in_band", |b| {
         b.iter(|| {
             seq = seq.wrapping_add(1);
-            let msg = SensorInBand {
-                seq,
-                t_ns: t_ns(seq),
-                adc: &samples,
-                gain: 0.5,
-            };
+            let msg = in_band(seq, &samples);
             postcard::to_slice(black_box(&msg), black_box(&mut postcard_out))
                 .unwrap()
                 .len()

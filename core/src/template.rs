@@ -183,48 +183,42 @@ fn int_width(kind: SlotKind) -> Result<u8> {
     }
 }
 
-/// Checks that each slot points at an opcode of its kind, that value slots do not overlap, and
+/// Checks that each slot points at an opcode of its kind, that value slots are in pickle order
+/// without overlapping, and
 /// that the pickle is framed by `PROTO 5` and `STOP`.
 fn check(pickle: &[u8], descriptors: usize, slots: &[Slot]) -> Result<()> {
     if pickle.get(..2) != Some(&[op::PROTO, 5][..]) || pickle.last() != Some(&op::STOP) {
         return Err(Error::BadTemplate);
     }
-    let span = |slot: &Slot| -> Option<(usize, usize)> {
-        let at = usize::try_from(slot.at).ok()?;
+    // Value slots come in pickle order, so "no overlap" is "each starts after the last ended".
+    let mut free_from = 2;
+    for slot in slots {
+        let at = usize::try_from(slot.at).map_err(|_| Error::BadTemplate)?;
         let (opcode, len) = match slot.kind {
             SlotKind::Int32 => (op::BININT, 5),
-            SlotKind::Long(n) => (op::LONG1, 2 + usize::from(n)),
+            SlotKind::Long(n @ 5..=17) => (op::LONG1, 2 + usize::from(n)),
             SlotKind::Float => (op::BINFLOAT, 9),
-            SlotKind::Bool => (*pickle.get(at)?, 1),
-            SlotKind::Buffer | SlotKind::Array => return None,
+            SlotKind::Bool => match pickle.get(at) {
+                Some(&b @ (op::NEWTRUE | op::NEWFALSE)) => (b, 1),
+                _ => return Err(Error::BadTemplate),
+            },
+            SlotKind::Buffer | SlotKind::Array if at < descriptors => continue,
+            _ => return Err(Error::BadTemplate),
         };
-        let bytes = pickle.get(at..at.checked_add(len)?)?;
+        let end = at.checked_add(len).ok_or(Error::BadTemplate)?;
         // The last byte is STOP, never a slot's.
-        let fits = at.checked_add(len)? < pickle.len();
-        let ok = fits
-            && bytes.first() == Some(&opcode)
-            && match slot.kind {
-                SlotKind::Long(n) => (5..=17).contains(&n) && bytes.get(1) == Some(&n),
-                SlotKind::Bool => opcode == op::NEWTRUE || opcode == op::NEWFALSE,
-                _ => true,
-            };
-        ok.then_some((at, at + len))
-    };
-    for (i, slot) in slots.iter().enumerate() {
-        match slot.kind {
-            SlotKind::Buffer | SlotKind::Array => {
-                if usize::try_from(slot.at).map_or(true, |at| at >= descriptors) {
-                    return Err(Error::BadTemplate);
-                }
-            }
-            _ => {
-                let (start, end) = span(slot).ok_or(Error::BadTemplate)?;
-                let overlaps = slots.iter().take(i).filter_map(span);
-                if overlaps.into_iter().any(|(s, e)| s < end && start < e) {
-                    return Err(Error::BadTemplate);
-                }
-            }
+        let bytes = pickle
+            .get(at..end)
+            .filter(|_| at >= free_from && end < pickle.len())
+            .ok_or(Error::BadTemplate)?;
+        let long_len = match slot.kind {
+            SlotKind::Long(n) => Some(n),
+            _ => None,
+        };
+        if bytes.first() != Some(&opcode) || long_len.is_some_and(|n| bytes.get(1) != Some(&n)) {
+            return Err(Error::BadTemplate);
         }
+        free_from = end;
     }
     Ok(())
 }
@@ -246,7 +240,8 @@ impl<'t, const N: usize, const S: usize> Template<'t, N, S> {
     /// (for templates built on the host and linked into firmware as constants).
     ///
     /// Fails with [`Error::BadTemplate`] unless every slot points at an opcode of its kind (or a
-    /// descriptor the table holds), value slots do not overlap, and the pickle starts with
+    /// descriptor the table holds), value slots are in pickle order without overlapping (as the
+    /// builder makes them), and the pickle starts with
     /// `PROTO 5` and ends with `STOP`; with [`Error::TooManyBuffers`] or
     /// [`Error::TooManySlots`] if a table does not fit. It does not re-validate the rest of the
     /// pickle: give it what a [`TemplateBuilder`] made.

@@ -6,6 +6,7 @@
 
 use core::hint::black_box;
 
+use dmapickle_core::template::{BufferSlot, FloatSlot, IntSlot, Template};
 use dmapickle_core::Descriptor;
 
 pub mod sensor_template;
@@ -26,6 +27,30 @@ pub fn drive(mut encode: impl FnMut(u32, u64, f32, u32, &mut [u8]) -> usize) -> 
         let offset = black_box(0u32);
         let len = encode(seq, t_ns, gain, offset, black_box(&mut out));
         black_box((&out, len));
+    }
+}
+
+/// The sensor template's slots: seq, t_ns, adc, gain.
+pub type Slots = (IntSlot, IntSlot, BufferSlot, FloatSlot);
+
+/// One message from the sensor template: copy, patch, hand out; returns the pickle's length.
+pub fn emit(
+    template: &Template<'_, 1, 4>,
+    (seq_slot, t_ns_slot, adc_slot, gain_slot): Slots,
+    (seq, t_ns, gain, offset): (u32, u64, f32, u32),
+    out: &mut [u8],
+) -> usize {
+    let Ok(mut msg) = template.emit(out) else {
+        return 0;
+    };
+    let patched = msg
+        .set_int(seq_slot, seq)
+        .and(msg.set_int(t_ns_slot, t_ns))
+        .and(msg.set_buffer(adc_slot, Descriptor { offset, ..ADC }))
+        .and(msg.set_f32(gain_slot, gain));
+    match patched {
+        Ok(()) => black_box(msg.finish()).pickle.len(),
+        Err(_) => 0,
     }
 }
 

@@ -4,9 +4,8 @@
 #![no_main]
 
 use dmapickle_core::template::{BufferSlot, FloatSlot, IntSlot, Template};
-use dmapickle_core::Descriptor;
 use dmapickle_size::sensor_template::{DESCRIPTORS, PICKLE, SLOTS};
-use dmapickle_size::{drive, ADC};
+use dmapickle_size::{drive, emit};
 
 #[no_mangle]
 pub extern "C" fn _start() -> ! {
@@ -15,18 +14,6 @@ pub extern "C" fn _start() -> ! {
             core::hint::spin_loop();
         }
     };
-    drive(|seq, t_ns, gain, offset, out| {
-        let Ok(mut msg) = template.emit(out) else {
-            return 0;
-        };
-        let patched = msg
-            .set_int(IntSlot(0), seq)
-            .and(msg.set_int(IntSlot(1), t_ns))
-            .and(msg.set_buffer(BufferSlot(2), Descriptor { offset, ..ADC }))
-            .and(msg.set_f32(FloatSlot(3), gain));
-        match patched {
-            Ok(()) => core::hint::black_box(msg.finish()).pickle.len(),
-            Err(_) => 0,
-        }
-    })
+    let slots = (IntSlot(0), IntSlot(1), BufferSlot(2), FloatSlot(3));
+    drive(|seq, t_ns, gain, offset, out| emit(&template, slots, (seq, t_ns, gain, offset), out))
 }

@@ -3,11 +3,9 @@
 #![no_std]
 #![no_main]
 
-use dmapickle_core::template::{BufferSlot, FloatSlot, IntSlot, Template};
-use dmapickle_core::{Descriptor, Result, TemplateBuilder};
-use dmapickle_size::{drive, ADC, SHAPE};
-
-type Slots = (IntSlot, IntSlot, BufferSlot, FloatSlot);
+use dmapickle_core::template::Template;
+use dmapickle_core::{Result, TemplateBuilder};
+use dmapickle_size::{drive, emit, Slots, ADC, SHAPE};
 
 fn build(storage: &mut [u8]) -> Result<(Template<'_, 1, 4>, Slots)> {
     let mut b = TemplateBuilder::<'_, 1, 4, 2>::with_limits(storage);
@@ -27,23 +25,10 @@ fn build(storage: &mut [u8]) -> Result<(Template<'_, 1, 4>, Slots)> {
 #[no_mangle]
 pub extern "C" fn _start() -> ! {
     let mut storage = [0u8; 128];
-    let Ok((template, (seq_slot, t_ns_slot, adc_slot, gain_slot))) = build(&mut storage) else {
+    let Ok((template, slots)) = build(&mut storage) else {
         loop {
             core::hint::spin_loop();
         }
     };
-    drive(|seq, t_ns, gain, offset, out| {
-        let Ok(mut msg) = template.emit(out) else {
-            return 0;
-        };
-        let patched = msg
-            .set_int(seq_slot, seq)
-            .and(msg.set_int(t_ns_slot, t_ns))
-            .and(msg.set_buffer(adc_slot, Descriptor { offset, ..ADC }))
-            .and(msg.set_f32(gain_slot, gain));
-        match patched {
-            Ok(()) => core::hint::black_box(msg.finish()).pickle.len(),
-            Err(_) => 0,
-        }
-    })
+    drive(|seq, t_ns, gain, offset, out| emit(&template, slots, (seq, t_ns, gain, offset), out))
 }
