@@ -183,6 +183,12 @@ impl Header {
     /// bytes 0..20 at offset 20, so an unknown version is reported as
     /// [`Error::UnsupportedVersion`] only when its CRC proves the bytes are a real header.
     pub fn decode(bytes: &[u8; HEADER_LEN]) -> Result<Self> {
+        Self::decode_with(bytes, crc32c)
+    }
+
+    /// [`Header::decode`] with the CRC-32C computed by `crc` (e.g. a hardware CRC unit, or the
+    /// host's SSE 4.2 implementation); `crc` must return the CRC-32C of the bytes it is given.
+    pub fn decode_with(bytes: &[u8; HEADER_LEN], crc: impl Fn(&[u8]) -> u32) -> Result<Self> {
         let [s0, s1, s2, s3, version, flags, b0, b1, q0, q1, q2, q3, p0, p1, p2, p3, i0, i1, i2, i3, c0, c1, c2, c3] =
             *bytes;
         if [s0, s1, s2, s3] != SYNC {
@@ -191,7 +197,7 @@ impl Header {
         let head = [
             s0, s1, s2, s3, version, flags, b0, b1, q0, q1, q2, q3, p0, p1, p2, p3, i0, i1, i2, i3,
         ];
-        if crc32c(&head) != le32([c0, c1, c2, c3]) {
+        if crc(&head) != le32([c0, c1, c2, c3]) {
             return Err(Error::HeaderCrc);
         }
         if version != VERSION {
@@ -335,13 +341,18 @@ impl<'a> Body<'a> {
     /// assert_eq!(b.len(), 0);
     /// ```
     pub fn parse(header: &Header, body: &'a [u8]) -> Result<Self> {
+        Self::parse_with(header, body, crc32c)
+    }
+
+    /// [`Body::parse`] with the CRC-32C computed by `crc` (see [`Header::decode_with`]).
+    pub fn parse_with(header: &Header, body: &'a [u8], crc: impl Fn(&[u8]) -> u32) -> Result<Self> {
         if body.len() as u64 != header.body_len() {
             return Err(Error::FrameLength);
         }
         let split = body.len().saturating_sub(CRC_LEN);
-        let (covered, crc) = body.split_at(split);
-        let crc: [u8; 4] = crc.try_into().map_err(|_| Error::FrameLength)?;
-        if crc32c(covered) != le32(crc) {
+        let (covered, crc_bytes) = body.split_at(split);
+        let want: [u8; 4] = crc_bytes.try_into().map_err(|_| Error::FrameLength)?;
+        if crc(covered) != le32(want) {
             return Err(Error::BodyCrc);
         }
         let (pickle, table) = covered.split_at(header.pickle_len as usize);

@@ -281,7 +281,7 @@ impl<R: Read> FrameReader<R> {
                 .get(self.pos..self.pos + HEADER_LEN)
                 .and_then(|s| s.try_into().ok())
                 .ok_or_else(|| io::Error::other("staging invariant"))?;
-            let header = match Header::decode(&head) {
+            let header = match Header::decode_with(&head, crc32c::crc32c) {
                 Ok(h) => h,
                 Err(dmapickle_core::Error::HeaderCrc) | Err(dmapickle_core::Error::FrameSync) => {
                     self.skip(1);
@@ -405,23 +405,24 @@ impl<R: Read> FrameReader<R> {
             return Ok(Step::Retry);
         }
         let body_range = self.pos + HEADER_LEN..self.pos + HEADER_LEN + body_len;
-        let entries: Vec<Entry> = match Body::parse(h, &self.stage[body_range.clone()]) {
-            Err(dmapickle_core::Error::BodyCrc) => {
-                self.skip(1);
-                return Ok(Step::Retry);
-            }
-            Err(error) => {
-                self.skip(1);
-                return Ok(Step::Refuse(ReadError::Frame { offset: at, error }));
-            }
-            Ok(body) => match body.entries().collect() {
-                Ok(v) => v,
+        let entries: Vec<Entry> =
+            match Body::parse_with(h, &self.stage[body_range.clone()], crc32c::crc32c) {
+                Err(dmapickle_core::Error::BodyCrc) => {
+                    self.skip(1);
+                    return Ok(Step::Retry);
+                }
                 Err(error) => {
                     self.skip(1);
                     return Ok(Step::Refuse(ReadError::Frame { offset: at, error }));
                 }
-            },
-        };
+                Ok(body) => match body.entries().collect() {
+                    Ok(v) => v,
+                    Err(error) => {
+                        self.skip(1);
+                        return Ok(Step::Refuse(ReadError::Frame { offset: at, error }));
+                    }
+                },
+            };
         // Receive block layout: pickle at 0, each inline buffer at the next aligned offset.
         let pickle_len = h.pickle_len as usize;
         let mut size = align(pickle_len);
