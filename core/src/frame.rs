@@ -31,8 +31,12 @@ pub const MIN_FRAME_LEN: usize = HEADER_LEN + 2 * CRC_LEN;
 /// Header flag: the device (re)started its sequence counter with this frame, so a jump in `seq`
 /// is not a loss.
 pub const FLAG_SEQ_RESTART: u8 = 0x01;
+/// Header flag: the data CRC field is zero and does not cover the inline bytes, for links that
+/// already check their payload (TCP, USB bulk, PCIe). Readers refuse such frames unless told
+/// to trust the link; header and body CRCs are always present.
+pub const FLAG_NO_DATA_CRC: u8 = 0x02;
 /// Every header flag version 1 defines; any other bit set is [`Error::UnknownFrameFlags`].
-pub const KNOWN_FLAGS: u8 = FLAG_SEQ_RESTART;
+pub const KNOWN_FLAGS: u8 = FLAG_SEQ_RESTART | FLAG_NO_DATA_CRC;
 
 /// Entry flag: Python must see the buffer read-only.
 pub const ENTRY_READONLY: u8 = 0x01;
@@ -218,6 +222,11 @@ impl Header {
     /// Whether the device restarted its sequence counter with this frame.
     pub const fn seq_restart(&self) -> bool {
         self.flags & FLAG_SEQ_RESTART != 0
+    }
+
+    /// Whether the data CRC covers the inline bytes (no [`FLAG_NO_DATA_CRC`]).
+    pub const fn has_data_crc(&self) -> bool {
+        self.flags & FLAG_NO_DATA_CRC == 0
     }
 
     /// Length of the descriptor table in bytes.
@@ -443,11 +452,15 @@ pub fn write_frame(
     }
     w.put(&crc.finish().to_le_bytes())?;
     let mut crc = Crc32c::new();
+    let checked = header.has_data_crc();
     for bytes in inline {
         w.put(bytes)?;
-        crc.update(bytes);
+        if checked {
+            crc.update(bytes);
+        }
     }
-    w.put(&crc.finish().to_le_bytes())?;
+    let data_crc = if checked { crc.finish() } else { 0 };
+    w.put(&data_crc.to_le_bytes())?;
     Ok(w.pos)
 }
 
@@ -516,6 +529,24 @@ mod tests {
             Header::decode(&b),
             Err(Error::UnsupportedVersion { found: 2 })
         );
+    }
+
+    #[test]
+    fn no_data_crc_frames_carry_zero() {
+        let mut out = [0u8; 64];
+        let entries = [Entry::inline(Descriptor::new(1, 0, 3))];
+        let n = write_frame(
+            &mut out,
+            FLAG_NO_DATA_CRC,
+            1,
+            b"\x80\x05.",
+            &entries,
+            &[b"abc"],
+        )
+        .unwrap();
+        assert_eq!(&out[n - 4..n], &[0, 0, 0, 0]);
+        let h = Header::decode(out[..24].try_into().unwrap()).unwrap();
+        assert!(!h.has_data_crc());
     }
 
     #[test]

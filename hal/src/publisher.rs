@@ -3,7 +3,7 @@
 use core::cell::Cell;
 use core::sync::atomic::{fence, Ordering};
 use critical_section::Mutex;
-use dmapickle_core::frame::{Crc32c, Entry, Header, FLAG_SEQ_RESTART};
+use dmapickle_core::frame::{Crc32c, Entry, Header, FLAG_NO_DATA_CRC, FLAG_SEQ_RESTART};
 use dmapickle_core::Descriptor;
 use embedded_dma::ReadBuffer;
 use heapless::Vec;
@@ -70,6 +70,7 @@ pub struct PublishError<E, B, const N: usize> {
 #[derive(Debug)]
 pub struct Publisher {
     state: Mutex<Cell<(u32, bool)>>,
+    data_crc: bool,
 }
 
 impl Publisher {
@@ -82,6 +83,18 @@ impl Publisher {
     pub const fn starting_at(seq: u32) -> Self {
         Publisher {
             state: Mutex::new(Cell::new((seq, true))),
+            data_crc: true,
+        }
+    }
+
+    /// The same publisher, but its frames carry `FLAG_NO_DATA_CRC`: the inline bytes are not
+    /// read by the CPU at all (no CRC over them), for links that check their own payload (TCP,
+    /// USB bulk, PCIe). Header and body CRCs stay. Hosts refuse these frames unless configured
+    /// to trust the link.
+    pub const fn without_data_crc(self) -> Self {
+        Publisher {
+            data_crc: false,
+            ..self
         }
     }
 
@@ -148,7 +161,10 @@ impl Publisher {
             Ok(lens) => lens,
             Err(error) => return Err(give_back(error, None, buffers)),
         };
-        let (seq, flags) = self.take_seq();
+        let (seq, mut flags) = self.take_seq();
+        if !self.data_crc {
+            flags |= FLAG_NO_DATA_CRC;
+        }
         let header = Header {
             flags,
             buffers: entries.len() as u16,
@@ -193,20 +209,24 @@ impl Publisher {
         let mut data_crc = Crc32c::new();
         let mut rest = pending.into_iter();
         while let Some(b) = rest.next() {
-            // SAFETY: `ReadBuffer` promises a valid, initialised `(ptr, len)` while `b` lives and
-            // is not written; the slice is dropped before `b` moves into the transfer.
-            let bytes = unsafe {
-                let (ptr, len) = b.read_buffer();
-                core::slice::from_raw_parts(ptr, len)
-            };
-            data_crc.update(bytes);
+            if self.data_crc {
+                // SAFETY: `ReadBuffer` promises a valid, initialised `(ptr, len)` while `b`
+                // lives and is not written; the slice is dropped before `b` moves into the
+                // transfer.
+                let bytes = unsafe {
+                    let (ptr, len) = b.read_buffer();
+                    core::slice::from_raw_parts(ptr, len)
+                };
+                data_crc.update(bytes);
+            }
             let (b, result) = link.transfer(b).wait();
             let _ = inline.push(b);
             if let Err(e) = result {
                 return Err(fail(e, inline, rest.collect()));
             }
         }
-        if let Err(e) = link.write(&data_crc.finish().to_le_bytes()) {
+        let data_crc = if self.data_crc { data_crc.finish() } else { 0 };
+        if let Err(e) = link.write(&data_crc.to_le_bytes()) {
             return Err(fail(e, inline, Vec::new()));
         }
         Ok(Sent { seq, inline })

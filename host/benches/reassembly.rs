@@ -8,13 +8,20 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use dmapickle_core::frame::{write_frame, Entry, Header, FLAG_SEQ_RESTART, HEADER_LEN};
+use dmapickle_core::frame::{
+    write_frame, Entry, Header, FLAG_NO_DATA_CRC, FLAG_SEQ_RESTART, HEADER_LEN,
+};
 use dmapickle_core::Descriptor;
 use dmapickle_host::FrameReader;
+use dmapickle_host::ReaderConfig;
 
 /// One frame carrying `buf_len` inline bytes (or none), with a realistic numpy pickle.
+/// Whether the frames of the current row carry `FLAG_NO_DATA_CRC` (and the reader trusts them).
+static NO_CRC: AtomicBool = AtomicBool::new(false);
+
 fn frame(seq: u32, buf_len: usize) -> Vec<u8> {
     let pickle: &[u8] = b"\x80\x05}(\x8c\x03seqK\x07\x8c\x03adc\x8c\x05numpy\x8c\x07ndarray\x93\x94(K\x02K\x04\x86\x8c\x03<i2\x97K\x00N\x8c\x01Ct\x81u.";
     let payload: Vec<u8> = (0..buf_len).map(|i| (i * 7) as u8).collect();
@@ -25,7 +32,10 @@ fn frame(seq: u32, buf_len: usize) -> Vec<u8> {
         (&entries, vec![&payload])
     };
     let mut out = vec![0u8; buf_len + 256];
-    let flags = if seq == 0 { FLAG_SEQ_RESTART } else { 0 };
+    let mut flags = if seq == 0 { FLAG_SEQ_RESTART } else { 0 };
+    if NO_CRC.load(Ordering::Relaxed) {
+        flags |= FLAG_NO_DATA_CRC;
+    }
     let n = write_frame(&mut out, flags, seq, pickle, entries, &inline).unwrap();
     out.truncate(n);
     out
@@ -39,7 +49,8 @@ fn spawn_writer(mut tx: UnixStream, buf_len: usize, count: u32) -> std::thread::
         let template = frame(1, buf_len);
         let base = Header::decode(template[..HEADER_LEN].try_into().unwrap()).unwrap();
         let header = |seq: u32| {
-            let flags = if seq == 0 { FLAG_SEQ_RESTART } else { 0 };
+            let restart = if seq == 0 { FLAG_SEQ_RESTART } else { 0 };
+            let flags = (base.flags & FLAG_NO_DATA_CRC) | restart;
             Header { seq, flags, ..base }.encode()
         };
         let rest = &template[HEADER_LEN..];
@@ -107,7 +118,11 @@ fn raw(buf_len: usize, count: u32) -> Run {
 fn reassemble(buf_len: usize, count: u32) -> Run {
     let (rx, tx) = UnixStream::pair().unwrap();
     let w = spawn_writer(tx, buf_len, count);
-    let mut reader = FrameReader::new(rx);
+    let config = ReaderConfig {
+        trust_link: NO_CRC.load(Ordering::Relaxed),
+        ..ReaderConfig::default()
+    };
+    let mut reader = FrameReader::with_config(rx, config);
     let start = Instant::now();
     let cpu = thread_cpu();
     let mut n = 0u32;
@@ -139,14 +154,17 @@ fn main() {
     let reps = if quick { 2 } else { 5 };
     println!("| message | frame bytes | raw read | reassembly | ratio | raw read, per reader CPU s | reassembly, per reader CPU s | CPU ratio | payload copied |");
     println!("|---|---|---|---|---|---|---|---|---|");
-    let sizes: [(usize, u32); 5] = [
-        (64 << 10, 0),
-        (256 << 10, 0),
-        (1 << 20, 0),
-        (0, if quick { 200_000 } else { 1_000_000 }),
-        (16, if quick { 200_000 } else { 1_000_000 }),
+    let tiny = if quick { 200_000 } else { 1_000_000 };
+    let rows: [(usize, u32, bool); 6] = [
+        (64 << 10, 0, false),
+        (256 << 10, 0, false),
+        (1 << 20, 0, false),
+        (1 << 20, 0, true),
+        (0, tiny, false),
+        (16, tiny, false),
     ];
-    for (buf_len, tiny_count) in sizes {
+    for (buf_len, tiny_count, no_crc) in rows {
+        NO_CRC.store(no_crc, Ordering::Relaxed);
         let flen = frame(1, buf_len).len();
         let count = if tiny_count > 0 {
             tiny_count
@@ -172,6 +190,7 @@ fn main() {
         let what = match (buf_len, tiny_count) {
             (0, _) => "tiny: pickle only, no buffer".to_string(),
             (n, t) if t > 0 => format!("tiny: pickle + 1 inline buffer of {n} B"),
+            (n, _) if no_crc => format!("1 inline buffer of {} KiB, `NO_DATA_CRC`", n >> 10),
             (n, _) => format!("1 inline buffer of {} KiB", n >> 10),
         };
         let copied = if tiny_count > 0 {

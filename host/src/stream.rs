@@ -50,6 +50,10 @@ pub struct ReaderConfig {
     /// Inline buffers with at least this many bytes still to come are read straight into the
     /// receive block. Default 16 KiB.
     pub direct_threshold: usize,
+    /// Accept frames with `FLAG_NO_DATA_CRC` (inline bytes not covered by a CRC). Only for links
+    /// that check their own payload (TCP, USB bulk, PCIe); default `false`: such frames are
+    /// refused with [`ReadError::UncheckedData`].
+    pub trust_link: bool,
 }
 
 impl Default for ReaderConfig {
@@ -60,6 +64,7 @@ impl Default for ReaderConfig {
             max_buffers: 4096,
             read_chunk: 64 << 10,
             direct_threshold: 16 << 10,
+            trust_link: false,
         }
     }
 }
@@ -112,6 +117,12 @@ pub enum ReadError {
         /// What the header asks for.
         header: Header,
     },
+    /// A frame without a data CRC (`FLAG_NO_DATA_CRC`) on a reader that does not trust its link
+    /// ([`ReaderConfig::trust_link`]).
+    UncheckedData {
+        /// Stream offset of the header.
+        offset: u64,
+    },
     /// A shared buffer could not be mapped.
     Region {
         /// The frame's sequence number.
@@ -146,6 +157,10 @@ impl std::fmt::Display for ReadError {
                 header.frame_len(),
                 header.pickle_len,
                 header.buffers
+            ),
+            ReadError::UncheckedData { offset } => write!(
+                f,
+                "frame at byte {offset} has no data CRC and the link is not trusted (ReaderConfig::trust_link)"
             ),
             ReadError::Region { seq, error } => write!(f, "frame {seq}: {error}"),
             ReadError::Invalid { seq, reason } => write!(f, "frame {seq}: pickle refused: {reason}"),
@@ -301,6 +316,11 @@ impl<R: Read> FrameReader<R> {
                 self.counters.refused += 1;
                 return Err(ReadError::TooLarge { offset: at, header });
             }
+            if !header.has_data_crc() && !self.cfg.trust_link {
+                self.skip(1);
+                self.counters.refused += 1;
+                return Err(ReadError::UncheckedData { offset: at });
+            }
             match self.read_frame(&header, at)? {
                 Step::Deliver(m) => {
                     self.counters.frames_ok += 1;
@@ -380,13 +400,19 @@ impl<R: Read> FrameReader<R> {
 
     /// Read into `dst` straight from the source, folding each piece into `crc` while it is
     /// still in cache; returns the bytes read (short at end of input).
-    fn read_direct(&mut self, dst: &mut [u8], crc: &mut u32) -> Result<usize, ReadError> {
+    fn read_direct(
+        &mut self,
+        dst: &mut [u8],
+        mut crc: Option<&mut u32>,
+    ) -> Result<usize, ReadError> {
         let mut done = 0;
         while done < dst.len() {
             match self.src.read(&mut dst[done..]) {
                 Ok(0) => break,
                 Ok(k) => {
-                    *crc = crc32c::crc32c_append(*crc, &dst[done..done + k]);
+                    if let Some(crc) = crc.as_deref_mut() {
+                        *crc = crc32c::crc32c_append(*crc, &dst[done..done + k]);
+                    }
                     done += k;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -446,6 +472,7 @@ impl<R: Read> FrameReader<R> {
         let mut direct: Vec<(usize, Range<usize>)> = Vec::new();
         let mut cut_off = false;
         let mut crc = 0u32;
+        let checked = h.has_data_crc();
         for r in ranges.iter().flatten() {
             let mut done = 0;
             let need = r.len();
@@ -453,13 +480,18 @@ impl<R: Read> FrameReader<R> {
             let from = self.pos + cur;
             let staged_bytes = &self.stage[from..from + staged];
             block.as_mut()[r.start..r.start + staged].copy_from_slice(staged_bytes);
-            crc = crc32c::crc32c_append(crc, staged_bytes);
+            if checked {
+                crc = crc32c::crc32c_append(crc, staged_bytes);
+            }
             self.counters.payload_copied += staged as u64;
             cur += staged;
             done += staged;
             if done < need && need - done >= self.cfg.direct_threshold {
                 let dst = r.start + done..r.end;
-                let got = self.read_direct(&mut block.as_mut()[dst.clone()], &mut crc)?;
+                let got = self.read_direct(
+                    &mut block.as_mut()[dst.clone()],
+                    checked.then_some(&mut crc),
+                )?;
                 direct.push((cur, dst.start..dst.start + got));
                 if got < dst.len() {
                     cut_off = true;
@@ -474,7 +506,9 @@ impl<R: Read> FrameReader<R> {
                 let k = need - done;
                 let staged_bytes = &self.stage[from..from + k];
                 block.as_mut()[r.start + done..r.end].copy_from_slice(staged_bytes);
-                crc = crc32c::crc32c_append(crc, staged_bytes);
+                if checked {
+                    crc = crc32c::crc32c_append(crc, staged_bytes);
+                }
                 self.counters.payload_copied += k as u64;
                 cur += k;
             }
@@ -493,7 +527,7 @@ impl<R: Read> FrameReader<R> {
                 self.stage[at + 2],
                 self.stage[at + 3],
             ]);
-            want == crc
+            !checked || want == crc
         };
         if !crc_ok {
             self.push_back(cur, &direct, block.as_ref());

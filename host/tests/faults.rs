@@ -201,3 +201,49 @@ fn a_header_claiming_gigabytes_is_refused_not_allocated() {
     assert_eq!(reader.next_message().unwrap().unwrap().seq, 6);
     assert_eq!(reader.counters().refused, 1);
 }
+
+#[test]
+fn frames_without_data_crc_need_a_trusted_link() {
+    use dmapickle_core::frame::{write_frame, Entry, FLAG_NO_DATA_CRC};
+    use dmapickle_hal::{DmaBuf, Outgoing, Publisher};
+    // The device side: a publisher that skips the data CRC.
+    let publisher = Publisher::new().without_data_crc();
+    let mut link = IoLink::new(Vec::new());
+    let mut buf = DmaBuf::new(1, 0, Box::leak(Box::new([0u8; 4])));
+    buf.fill_from(&[9, 8, 7, 6]).unwrap();
+    let d = [buf.descriptor()];
+    publisher
+        .publish(&mut link, b"\x80\x05\x97.", &d, [Outgoing::Inline(buf)])
+        .unwrap();
+    let stream = link.into_inner();
+    assert_eq!(&stream[stream.len() - 4..], &[0, 0, 0, 0]);
+    let mut same = vec![0u8; stream.len()];
+    let entries = [Entry::inline(d[0])];
+    let flags = FLAG_NO_DATA_CRC | dmapickle_core::frame::FLAG_SEQ_RESTART;
+    write_frame(
+        &mut same,
+        flags,
+        0,
+        b"\x80\x05\x97.",
+        &entries,
+        &[&[9, 8, 7, 6]],
+    )
+    .unwrap();
+    assert_eq!(same, stream, "publisher and reference encoder agree");
+    // Refused by default...
+    let mut reader = FrameReader::new(&stream[..]);
+    match reader.next_message() {
+        Err(e @ dmapickle_host::ReadError::UncheckedData { .. }) => println!("refused: {e}"),
+        other => panic!("not refused: {other:?}"),
+    }
+    // ...delivered when the link is trusted.
+    let config = ReaderConfig {
+        trust_link: true,
+        ..ReaderConfig::default()
+    };
+    let m = FrameReader::with_config(&stream[..], config)
+        .next_message()
+        .unwrap()
+        .unwrap();
+    assert_eq!(&m.buffers[0].data[..], &[9, 8, 7, 6]);
+}
