@@ -18,23 +18,6 @@ pub const MAX_ARRAYS: usize = 4;
 /// Capacity of each device DMA buffer.
 pub const DMA_CAP: usize = 256 << 10;
 
-const SCALARS: [Scalar; 14] = [
-    Scalar::Bool,
-    Scalar::I8,
-    Scalar::I16,
-    Scalar::I32,
-    Scalar::I64,
-    Scalar::U8,
-    Scalar::U16,
-    Scalar::U32,
-    Scalar::U64,
-    Scalar::F16,
-    Scalar::F32,
-    Scalar::F64,
-    Scalar::C64,
-    Scalar::C128,
-];
-
 /// One array of a message.
 #[derive(Debug, Clone)]
 pub struct ArraySpec {
@@ -53,7 +36,7 @@ pub fn spec(seed: u64, i: u32, big_every: u32) -> Vec<ArraySpec> {
     let mut out = Vec::with_capacity(n + 1);
     let big = big_every > 0 && rng.random_ratio(1, big_every);
     for j in 0..n + usize::from(big) {
-        let scalar = SCALARS[rng.random_range(0..SCALARS.len())];
+        let scalar = Scalar::ALL[rng.random_range(0..Scalar::ALL.len())];
         let order = if rng.random_bool(0.5) {
             ByteOrder::Little
         } else {
