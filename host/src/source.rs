@@ -438,7 +438,14 @@ impl Source {
             }
             SourceSpec::Unix(path) => fd(Box::new(UnixStream::connect(path)?)),
             SourceSpec::File(path) => fd(Box::new(File::open(path)?)),
-            SourceSpec::Stdin => fd(Box::new(io::stdin())),
+            // Unbuffered, on a duplicate of fd 0: `io::stdin()` buffers internally, and bytes
+            // held in that buffer would be invisible to the readiness poll.
+            SourceSpec::Stdin => {
+                use std::os::fd::AsFd;
+                fd(Box::new(File::from(
+                    io::stdin().as_fd().try_clone_to_owned()?,
+                )))
+            }
             SourceSpec::Serial { path, baud } => {
                 let path = path.to_str().ok_or_else(|| {
                     io::Error::new(io::ErrorKind::InvalidInput, "serial path is not UTF-8")

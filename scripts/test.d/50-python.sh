@@ -3,7 +3,8 @@
 # `dmapickle` CLI (with ZeroMQ) and the device simulator (real core Pickler + hal Publisher),
 # builds the abi3 wheel with maturin and installs it into both venvs, then runs pytest in
 # tests/python/ under numpy 2.x and the zero-copy source tests again under numpy 1.26.
-# About 2-3 min from a warm target dir (the release build of pyo3/zmq dominates a cold one).
+# Debug builds, so the dependencies 10-rust.sh already compiled are reused: about 1 min after
+# 10-rust.sh, about 4 min cold on 2 cores. (bench/python.sh builds release for measurements.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
@@ -13,15 +14,15 @@ for p in "$py" "$py1"; do
   [ -x "$p" ] || { echo "missing $p: run scripts/setup.sh"; exit 1; }
 done
 target=${CARGO_TARGET_DIR:-$root/target}
-cargo build --release -p dmapickle-host --features zmq --bin dmapickle --example device
+cargo build -p dmapickle-host --features zmq --bin dmapickle --example device
 wheels="$target/wheels-python"
 rm -rf "$wheels"
-(cd host && "$(dirname "$py")/maturin" build --release --quiet -o "$wheels")
+(cd host && "$(dirname "$py")/maturin" build --quiet -o "$wheels")
 for p in "$py" "$py1"; do
   "$p" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheels"/dmapickle-*.whl
 done
-export DMAPICKLE_BIN="$target/release/dmapickle"
-export DMAPICKLE_DEVICE="$target/release/examples/device"
+export DMAPICKLE_BIN="$target/debug/dmapickle"
+export DMAPICKLE_DEVICE="$target/debug/examples/device"
 cd tests/python
 "$py" -m pytest -q -p no:cacheprovider test_sources.py test_defence.py test_cli.py
 # numpy 1.26: the same zero-copy loads from every source kind.

@@ -2,7 +2,7 @@
 
 DMAPICKLE_BIN: the `dmapickle` CLI (built with --features zmq); DMAPICKLE_DEVICE: the device
 simulator (`cargo build --example device`, the real core Pickler + hal Publisher). Both default to
-target/release/ in the repository. A missing one is a failure, never a skip.
+target/debug/ in the repository. A missing one is a failure, never a skip.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ def _artifact(env: str, default: Path) -> str:
 
 @pytest.fixture(scope="session")
 def cli() -> str:
-    return _artifact("DMAPICKLE_BIN", ROOT / "target/release/dmapickle")
+    return _artifact("DMAPICKLE_BIN", ROOT / "target/debug/dmapickle")
 
 
 @pytest.fixture(scope="session")
 def device() -> str:
-    return _artifact("DMAPICKLE_DEVICE", ROOT / "target/release/examples/device")
+    return _artifact("DMAPICKLE_DEVICE", ROOT / "target/debug/examples/device")
 
 
 def expected_adc(seq: int, rows: int):
