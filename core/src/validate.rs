@@ -29,6 +29,19 @@
 //! Globals the caller adds with [`Validator::with_allowed`] are trusted: they may be called by
 //! `REDUCE`/`NEWOBJ` with plain-data arguments, and the resulting object may take a `BUILD`.
 //!
+//! Known limits, all on the side of data rather than code:
+//! - `STACK_GLOBAL` in the general profile also takes its module/name from the memo (numpy's
+//!   protocol-4 arrays fetch `'numpy'` with `BINGET`); the text is still the exact literal that
+//!   was memoized, so the allowlist sees what Python will import. Strict requires both literals
+//!   right before `STACK_GLOBAL`.
+//! - Nesting depth is bounded by the stack capacity for everything built on the stack; lists
+//!   nested through memo references (`]`, `h0`, `a`, `q0`, ...) are not depth-limited (loading
+//!   them is iterative in CPython; only recursive consumers would hit `RecursionError`).
+//! - A list handed to `set(...)`/`frozenset(...)` is checked for hashable items as tracked on
+//!   the stack; items appended through a memo alias of that list are not seen (Python would raise
+//!   `TypeError`, no code runs).
+//! - Arrays have at most [`MAX_NDIM`] dimensions.
+//!
 //! ```
 //! use dmapickle_core::validate::{Profile, Slot, Validator, Workspace};
 //! // {'seq': 7} written by CPython with protocol 5
