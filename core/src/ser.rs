@@ -170,6 +170,7 @@ impl<'a, T: Element> NdArray<'a, T> {
 }
 
 impl<T: Element> Serialize for NdArray<'_, T> {
+    #[inline]
     fn serialize<S: ser::Serializer>(
         &self,
         serializer: S,
@@ -198,6 +199,7 @@ impl<T: Element> Serialize for NdArray<'_, T> {
 pub struct OobBytes(pub Descriptor);
 
 impl Serialize for OobBytes {
+    #[inline]
     fn serialize<S: ser::Serializer>(
         &self,
         serializer: S,
@@ -212,6 +214,7 @@ impl Serialize for OobBytes {
 struct Packed<'b>(&'b [u8]);
 
 impl Serialize for Packed<'_> {
+    #[inline]
     fn serialize<S: ser::Serializer>(
         &self,
         serializer: S,
@@ -347,6 +350,7 @@ impl<const N: usize, const D: usize> ser::Serializer for Capture<'_, '_, N, D> {
     type SerializeStruct = Impossible<(), Error>;
     type SerializeStructVariant = Impossible<(), Error>;
 
+    #[inline]
     fn serialize_bytes(self, v: &[u8]) -> Result<()> {
         if self.array {
             write_array(self.p, v)
@@ -385,14 +389,17 @@ impl<const N: usize, const D: usize> ser::Serializer for Capture<'_, '_, N, D> {
         serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant;
     }
 
+    #[inline]
     fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<()> {
         Err(Error::SerdeCustom)
     }
 
+    #[inline]
     fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, _: &T) -> Result<()> {
         Err(Error::SerdeCustom)
     }
 
+    #[inline]
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
         _: &'static str,
@@ -432,6 +439,7 @@ pub struct Compound<'p, 'a, const N: usize, const D: usize> {
 }
 
 impl<'p, 'a, const N: usize, const D: usize> Compound<'p, 'a, N, D> {
+    #[inline]
     fn open(
         p: &'p mut Pickler<'a, N, D>,
         kind: Container,
@@ -449,15 +457,18 @@ impl<'p, 'a, const N: usize, const D: usize> Compound<'p, 'a, N, D> {
         })
     }
 
+    #[inline]
     fn item<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         value.serialize(&mut *self.p)
     }
 
+    #[inline]
     fn field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<()> {
         self.p.str(key)?;
         value.serialize(&mut *self.p)
     }
 
+    #[inline]
     fn close(self) -> Result<()> {
         self.p.end(self.kind)?;
         if self.variant {
@@ -470,9 +481,11 @@ impl<'p, 'a, const N: usize, const D: usize> Compound<'p, 'a, N, D> {
 impl<const N: usize, const D: usize> ser::SerializeSeq for Compound<'_, '_, N, D> {
     type Ok = ();
     type Error = Error;
+    #[inline]
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.item(value)
     }
+    #[inline]
     fn end(self) -> Result<()> {
         self.close()
     }
@@ -481,9 +494,11 @@ impl<const N: usize, const D: usize> ser::SerializeSeq for Compound<'_, '_, N, D
 impl<const N: usize, const D: usize> ser::SerializeTuple for Compound<'_, '_, N, D> {
     type Ok = ();
     type Error = Error;
+    #[inline]
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.item(value)
     }
+    #[inline]
     fn end(self) -> Result<()> {
         self.close()
     }
@@ -492,9 +507,11 @@ impl<const N: usize, const D: usize> ser::SerializeTuple for Compound<'_, '_, N,
 impl<const N: usize, const D: usize> ser::SerializeTupleStruct for Compound<'_, '_, N, D> {
     type Ok = ();
     type Error = Error;
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.item(value)
     }
+    #[inline]
     fn end(self) -> Result<()> {
         self.close()
     }
@@ -503,9 +520,11 @@ impl<const N: usize, const D: usize> ser::SerializeTupleStruct for Compound<'_, 
 impl<const N: usize, const D: usize> ser::SerializeTupleVariant for Compound<'_, '_, N, D> {
     type Ok = ();
     type Error = Error;
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.item(value)
     }
+    #[inline]
     fn end(self) -> Result<()> {
         self.close()
     }
@@ -514,12 +533,15 @@ impl<const N: usize, const D: usize> ser::SerializeTupleVariant for Compound<'_,
 impl<const N: usize, const D: usize> ser::SerializeMap for Compound<'_, '_, N, D> {
     type Ok = ();
     type Error = Error;
+    #[inline]
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<()> {
         self.item(key)
     }
+    #[inline]
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.item(value)
     }
+    #[inline]
     fn end(self) -> Result<()> {
         self.close()
     }
@@ -528,6 +550,7 @@ impl<const N: usize, const D: usize> ser::SerializeMap for Compound<'_, '_, N, D
 impl<const N: usize, const D: usize> ser::SerializeStruct for Compound<'_, '_, N, D> {
     type Ok = ();
     type Error = Error;
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(
         &mut self,
         key: &'static str,
@@ -535,6 +558,7 @@ impl<const N: usize, const D: usize> ser::SerializeStruct for Compound<'_, '_, N
     ) -> Result<()> {
         self.field(key, value)
     }
+    #[inline]
     fn end(self) -> Result<()> {
         self.close()
     }
@@ -543,6 +567,7 @@ impl<const N: usize, const D: usize> ser::SerializeStruct for Compound<'_, '_, N
 impl<const N: usize, const D: usize> ser::SerializeStructVariant for Compound<'_, '_, N, D> {
     type Ok = ();
     type Error = Error;
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(
         &mut self,
         key: &'static str,
@@ -550,6 +575,7 @@ impl<const N: usize, const D: usize> ser::SerializeStructVariant for Compound<'_
     ) -> Result<()> {
         self.field(key, value)
     }
+    #[inline]
     fn end(self) -> Result<()> {
         self.close()
     }
@@ -568,66 +594,87 @@ impl<'p, 'a, const N: usize, const D: usize> ser::Serializer for &'p mut Pickler
     type SerializeStruct = Compound<'p, 'a, N, D>;
     type SerializeStructVariant = Compound<'p, 'a, N, D>;
 
+    #[inline]
     fn serialize_bool(self, v: bool) -> Result<()> {
         self.bool(v)
     }
+    #[inline]
     fn serialize_i8(self, v: i8) -> Result<()> {
         self.int(v)
     }
+    #[inline]
     fn serialize_i16(self, v: i16) -> Result<()> {
         self.int(v)
     }
+    #[inline]
     fn serialize_i32(self, v: i32) -> Result<()> {
         self.int(v)
     }
+    #[inline]
     fn serialize_i64(self, v: i64) -> Result<()> {
         self.int(v)
     }
+    #[inline]
     fn serialize_i128(self, v: i128) -> Result<()> {
         self.int(v)
     }
+    #[inline]
     fn serialize_u8(self, v: u8) -> Result<()> {
         self.int(v)
     }
+    #[inline]
     fn serialize_u16(self, v: u16) -> Result<()> {
         self.int(v)
     }
+    #[inline]
     fn serialize_u32(self, v: u32) -> Result<()> {
         self.int(v)
     }
+    #[inline]
     fn serialize_u64(self, v: u64) -> Result<()> {
         self.int(v)
     }
+    #[inline]
     fn serialize_u128(self, v: u128) -> Result<()> {
         self.int(v)
     }
+    #[inline]
     fn serialize_f32(self, v: f32) -> Result<()> {
         self.f32(v)
     }
+    #[inline]
     fn serialize_f64(self, v: f64) -> Result<()> {
         self.f64(v)
     }
+    #[inline]
     fn serialize_char(self, v: char) -> Result<()> {
         self.str(v.encode_utf8(&mut [0u8; 4]))
     }
+    #[inline]
     fn serialize_str(self, v: &str) -> Result<()> {
         self.str(v)
     }
+    #[inline]
     fn serialize_bytes(self, v: &[u8]) -> Result<()> {
         self.bytes(v)
     }
+    #[inline]
     fn serialize_none(self) -> Result<()> {
         self.none()
     }
+    #[inline]
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<()> {
         value.serialize(self)
     }
+    #[inline]
     fn serialize_unit(self) -> Result<()> {
         self.none()
     }
+    #[inline]
     fn serialize_unit_struct(self, _name: &'static str) -> Result<()> {
         self.none()
     }
+    #[inline]
     fn serialize_unit_variant(
         self,
         _name: &'static str,
@@ -636,6 +683,7 @@ impl<'p, 'a, const N: usize, const D: usize> ser::Serializer for &'p mut Pickler
     ) -> Result<()> {
         self.str(variant)
     }
+    #[inline]
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         name: &'static str,
@@ -648,6 +696,7 @@ impl<'p, 'a, const N: usize, const D: usize> ser::Serializer for &'p mut Pickler
         };
         value.serialize(Capture { p: self, array })
     }
+    #[inline]
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
@@ -660,12 +709,15 @@ impl<'p, 'a, const N: usize, const D: usize> ser::Serializer for &'p mut Pickler
         value.serialize(&mut *self)?;
         self.end_dict()
     }
+    #[inline]
     fn serialize_seq(self, _len: Option<usize>) -> Result<Self::SerializeSeq> {
         Compound::open(self, Container::List, None)
     }
+    #[inline]
     fn serialize_tuple(self, _len: usize) -> Result<Self::SerializeTuple> {
         Compound::open(self, Container::Tuple, None)
     }
+    #[inline]
     fn serialize_tuple_struct(
         self,
         _name: &'static str,
@@ -673,6 +725,7 @@ impl<'p, 'a, const N: usize, const D: usize> ser::Serializer for &'p mut Pickler
     ) -> Result<Self::SerializeTupleStruct> {
         Compound::open(self, Container::Tuple, None)
     }
+    #[inline]
     fn serialize_tuple_variant(
         self,
         _name: &'static str,
@@ -682,12 +735,15 @@ impl<'p, 'a, const N: usize, const D: usize> ser::Serializer for &'p mut Pickler
     ) -> Result<Self::SerializeTupleVariant> {
         Compound::open(self, Container::Tuple, Some(variant))
     }
+    #[inline]
     fn serialize_map(self, _len: Option<usize>) -> Result<Self::SerializeMap> {
         Compound::open(self, Container::Dict, None)
     }
+    #[inline]
     fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Self::SerializeStruct> {
         Compound::open(self, Container::Dict, None)
     }
+    #[inline]
     fn serialize_struct_variant(
         self,
         _name: &'static str,

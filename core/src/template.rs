@@ -151,7 +151,12 @@ macro_rules! slot_int {
                 match dst.split_first_chunk_mut() {
                     Some((head, tail)) => {
                         *head = bytes;
-                        tail.iter_mut().for_each(|out| *out = fill);
+                        match tail {
+                            [] => {}
+                            // The usual case (u32 in 5 bytes, u64 in 9): no memset call.
+                            [out] => *out = fill,
+                            _ => tail.iter_mut().for_each(|out| *out = fill),
+                        }
                     }
                     None => {
                         for (out, byte) in dst.iter_mut().zip(bytes) {
