@@ -32,7 +32,7 @@ pub enum Error {
     Rejected {
         /// Byte offset of the opcode in the pickle.
         at: usize,
-        /// The opcode byte at `at` (any byte, for [`Reason::UnknownOpcode`]).
+        /// The opcode byte at `at` (any byte for [`UnknownOpcode`](crate::Reason::UnknownOpcode)).
         opcode: u8,
         /// Why.
         reason: crate::reason::Reason,
