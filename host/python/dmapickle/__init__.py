@@ -139,10 +139,10 @@ class Message:
     frame's descriptor says so. ``load()`` unpickles with those buffers.
     """
 
-    __slots__ = ("seq", "pickle", "buffers", "shared", "_unpickler")
+    __slots__ = ("seq", "pickle", "buffers", "shared", "_framed", "_unpickler")
 
     def __init__(self, raw: Tuple[int, bytes, list], allowed: frozenset) -> None:
-        seq, pkl, bufs = raw
+        seq, pkl, framed, bufs = raw
         self.seq: int = seq
         self.pickle: bytes = pkl
         # Each view exports the received bytes (or the shared region) without a copy, read-only
@@ -150,11 +150,12 @@ class Message:
         self.buffers: List[memoryview] = [memoryview(view) for view, _ in bufs]
         #: Per buffer: True when it lies in a shared region (released when its last view dies).
         self.shared: List[bool] = [sh for _, sh in bufs]
+        self._framed = framed  # the same pickle inside one FRAME: one read() for the Unpickler
         self._unpickler = _unpickler(allowed)
 
     def load(self) -> Any:
         """Unpickle with this message's buffers, through ``RestrictedUnpickler``."""
-        return self._unpickler(io.BytesIO(self.pickle), buffers=self.buffers).load()
+        return self._unpickler(io.BytesIO(self._framed), buffers=self.buffers).load()
 
     def __repr__(self) -> str:
         sizes = ", ".join(str(b.nbytes) for b in self.buffers)
