@@ -244,21 +244,28 @@ fn framed<'py>(
     }
 }
 
-/// `(seq, pickle: bytes, framed: bytes, [(view, shared), ...])` for the Python side (`view`: a
-/// `BufferView`; `framed`: see [`framed`]).
+/// `(seq, pickle: bytes, framed: bytes, [memoryview], [shared: bool])` for the Python side; each
+/// memoryview is over a `BufferView`; `framed`: see [`framed`].
 fn message_tuple<'py>(py: Python<'py>, m: Message) -> PyResult<Bound<'py, PyTuple>> {
     let tp = VIEW_TYPE
         .get_or_try_init(py, || view::make_type(py))?
         .bind(py);
     let pickle = PyBytes::new(py, &m.pickle);
     let framed = framed(py, &m.pickle, &pickle)?;
-    let bufs = PyList::empty(py);
+    let views = PyList::empty(py);
+    let shared = PyList::empty(py);
     for b in m.buffers {
         let readonly = b.readonly();
-        let shared = matches!(b.kind, dmapickle_core::frame::BufferKind::Shared);
-        bufs.append((view::new(py, tp, b.data, readonly)?, shared))?;
+        shared.append(matches!(b.kind, dmapickle_core::frame::BufferKind::Shared))?;
+        let exporter = view::new(py, tp, b.data, readonly)?;
+        // SAFETY: `exporter` is a valid object; the result is a new reference or NULL with an
+        // exception set. The memoryview holds its own reference to the exporter.
+        let mv = unsafe {
+            Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyMemoryView_FromObject(exporter.as_ptr()))
+        }?;
+        views.append(mv)?;
     }
-    (m.seq, pickle, framed, bufs).into_pyobject(py)
+    (m.seq, pickle, framed, views, shared).into_pyobject(py)
 }
 
 /// What the reader thread sends to `next`.

@@ -141,17 +141,17 @@ class Message:
 
     __slots__ = ("seq", "pickle", "buffers", "shared", "_framed", "_unpickler")
 
-    def __init__(self, raw: Tuple[int, bytes, list], allowed: frozenset) -> None:
-        seq, pkl, framed, bufs = raw
+    def __init__(self, raw: Tuple[int, bytes, bytes, list, list], unpickler: type) -> None:
+        seq, pkl, framed, views, shared = raw
         self.seq: int = seq
         self.pickle: bytes = pkl
         # Each view exports the received bytes (or the shared region) without a copy, read-only
         # when the descriptor says so, and keeps them alive while any view or array exists.
-        self.buffers: List[memoryview] = [memoryview(view) for view, _ in bufs]
+        self.buffers: List[memoryview] = views
         #: Per buffer: True when it lies in a shared region (released when its last view dies).
-        self.shared: List[bool] = [sh for _, sh in bufs]
+        self.shared: List[bool] = shared
         self._framed = framed  # the same pickle inside one FRAME: one read() for the Unpickler
-        self._unpickler = _unpickler(allowed)
+        self._unpickler = unpickler
 
     def load(self) -> Any:
         """Unpickle with this message's buffers, through ``RestrictedUnpickler``."""
@@ -178,7 +178,7 @@ class Stream:
         extra = _globals(allow)
         if profile not in ALLOWED_GLOBALS:
             raise ValueError(f"profile must be 'general' or 'strict', not {profile!r}")
-        self._allowed = ALLOWED_GLOBALS[profile] | frozenset(extra)
+        self._unpickler = _unpickler(ALLOWED_GLOBALS[profile] | frozenset(extra))
         self.source = source
         self._native = _native.Stream(source, _regions(regions), extra, profile, reconnect, queue)
 
@@ -189,7 +189,7 @@ class Stream:
         ``OSError`` if the source fails. Ctrl-C raises ``KeyboardInterrupt`` while waiting.
         """
         raw = self._native.next(timeout)
-        return None if raw is None else Message(raw, self._allowed)
+        return None if raw is None else Message(raw, self._unpickler)
 
     def __iter__(self) -> Iterator[Message]:
         return self
@@ -257,7 +257,7 @@ def read_frame(
     """Decode and validate the first intact frame in ``frame``; raises ``RejectedError``."""
     extra = _globals(allow)
     raw = _native.read_frame(bytes(frame), _regions(regions), extra, profile)
-    return Message(raw, ALLOWED_GLOBALS[profile] | frozenset(extra))
+    return Message(raw, _unpickler(ALLOWED_GLOBALS[profile] | frozenset(extra)))
 
 
 def loads(
