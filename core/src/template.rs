@@ -787,6 +787,72 @@ mod tests {
         );
     }
 
+    /// Reference: does `v` fit `n` bytes of two's complement, and its first `n` bytes.
+    fn reference(v: i128, above_i128: bool, n: usize) -> Option<Vec<u8>> {
+        let fits = if above_i128 {
+            n == 17
+        } else if n >= 16 {
+            true
+        } else {
+            let half = 1i128 << (8 * n - 1);
+            (-half..half).contains(&v)
+        };
+        let mut bytes = v.to_le_bytes().to_vec();
+        bytes.push(if v < 0 && !above_i128 { 0xff } else { 0 });
+        fits.then(|| bytes[..n].to_vec())
+    }
+
+    fn check_type<T: SlotInt + Copy + core::fmt::Debug>(
+        values: &[T],
+        wide: impl Fn(T) -> (i128, bool),
+    ) {
+        for &value in values {
+            for n in 4..=17 {
+                let mut dst = std::vec![0xa5u8; n];
+                let wrote = value.write_le(&mut dst);
+                let (v, above) = wide(value);
+                match reference(v, above, n) {
+                    Some(bytes) => assert!(wrote && dst == bytes, "{value:?} in {n}: {dst:?}"),
+                    None => assert!(!wrote && dst.iter().all(|&b| b == 0xa5), "{value:?} in {n}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_int_type_writes_two_s_complement_or_refuses() {
+        macro_rules! signed {
+            ($($t:ty),*) => {$(
+                let edges = [<$t>::MIN, <$t>::MIN + 1, -1, 0, 1, <$t>::MAX - 1, <$t>::MAX, 127, -128, 255, -32768];
+                check_type::<$t>(&edges, |v| (v as i128, false));
+            )*};
+        }
+        macro_rules! unsigned {
+            ($($t:ty),*) => {$(
+                let edges = [0, 1, 127, 128, 255, <$t>::MAX / 2, <$t>::MAX / 2 + 1, <$t>::MAX];
+                check_type::<$t>(&edges, |v| (v as i128, (v as u128) > i128::MAX as u128));
+            )*};
+        }
+        signed!(i16, i32, i64, isize, i128);
+        unsigned!(u16, u32, u64, usize, u128);
+        check_type::<i8>(&[i8::MIN, -1, 0, i8::MAX], |v| (i128::from(v), false));
+        check_type::<u8>(&[0, 1, u8::MAX], |v| (i128::from(v), false));
+        for shift in 0..127 {
+            let values = [
+                (1i128 << shift) - 1,
+                1i128 << shift,
+                -(1i128 << shift),
+                -(1i128 << shift) - 1,
+            ];
+            check_type::<i128>(&values, |v| (v, false));
+            let big = [
+                (1u128 << shift) << 1,
+                ((1u128 << shift) << 1).wrapping_sub(1),
+            ];
+            check_type::<u128>(&big, |v| (v as i128, v > i128::MAX as u128));
+        }
+    }
+
     #[test]
     fn wrong_handles_and_descriptors_are_errors() {
         let mut storage = [0u8; 128];
