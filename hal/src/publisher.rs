@@ -50,6 +50,8 @@ pub struct PublishError<E, B, const N: usize> {
 /// carries `SEQ_RESTART`, so the host does not count a boot as lost frames.
 ///
 /// ```
+/// # #[cfg(feature = "std")]
+/// # fn main() {
 /// use dmapickle_core::frame::{Body, Header, HEADER_LEN};
 /// use dmapickle_hal::{io::IoLink, DmaBuf, Outgoing, Publisher};
 /// let publisher = Publisher::new();
@@ -66,6 +68,9 @@ pub struct PublishError<E, B, const N: usize> {
 /// let header = Header::decode(frame[..HEADER_LEN].try_into().unwrap()).unwrap();
 /// assert!(header.seq_restart());
 /// assert_eq!(&frame[frame.len() - 8..frame.len() - 4], &[1, 2, 3, 4]);
+/// # }
+/// # #[cfg(not(feature = "std"))]
+/// # fn main() {} // the example's link is the `std` feature's `IoLink`
 /// ```
 #[derive(Debug)]
 pub struct Publisher {
