@@ -463,7 +463,7 @@ impl Stream {
         })
     }
 
-    /// The next message as `(seq, pickle, buffers)`, or `None` at the end of the stream.
+    /// The next message as a tuple (see `message_tuple`), or `None` at the end of the stream.
     /// Raises `OSError` if the source failed, `TimeoutError` after `timeout` seconds.
     #[pyo3(signature = (timeout=None))]
     fn next<'py>(
@@ -471,38 +471,46 @@ impl Stream {
         py: Python<'py>,
         timeout: Option<f64>,
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let tick = Duration::from_millis(50);
-        let deadline =
-            timeout.map(|t| std::time::Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+        if !self.wait_pending(py, timeout)? {
+            return Ok(None);
+        }
+        let next = lock(&self.pending).pop_front();
+        match next {
+            Some(Item::Message(m)) => message_tuple(py, m).map(Some),
+            Some(Item::End(err)) => self.end(py, err).map(|()| None),
+            None => Ok(None),
+        }
+    }
+
+    /// Every message already received (at least one, waiting like `next`), as a list of
+    /// tuples, or `None` at the end of the stream. One call per batch instead of per message.
+    #[pyo3(signature = (timeout=None))]
+    fn next_batch<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Bound<'py, PyList>>> {
+        if !self.wait_pending(py, timeout)? {
+            return Ok(None);
+        }
+        let out = PyList::empty(py);
         loop {
-            let next = lock(&self.pending).pop_front();
-            match next {
-                Some(Item::Message(m)) => return message_tuple(py, m).map(Some),
-                Some(Item::End(err)) => {
-                    *lock(&self.ended) = true;
-                    self.join(py);
-                    return match err {
-                        Some(e) => Err(PyOSError::new_err(format!("{}: {e}", self.source))),
-                        None => Ok(None),
-                    };
+            let next = {
+                let mut pending = lock(&self.pending);
+                match pending.front() {
+                    Some(Item::Message(_)) => pending.pop_front(),
+                    // The end is reported by the next call, after these messages.
+                    Some(Item::End(_)) if !out.is_empty() => None,
+                    _ => pending.pop_front(),
                 }
-                None if *lock(&self.ended) || self.handoff.is_closed() => return Ok(None),
-                None => {}
-            }
-            // Wait with the GIL released, waking every tick to let Python handle signals.
-            let handoff = self.handoff.clone();
-            let batch = py.detach(move || handoff.take_all(tick));
-            if !batch.is_empty() {
-                lock(&self.pending).extend(batch);
-                continue;
-            }
-            py.check_signals()?;
-            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                return Err(pyo3::exceptions::PyTimeoutError::new_err(format!(
-                    "no message from {} within {}s",
-                    self.source,
-                    timeout.unwrap_or(0.0)
-                )));
+            };
+            match next {
+                Some(Item::Message(m)) => out.append(message_tuple(py, m)?)?,
+                Some(Item::End(err)) => {
+                    self.end(py, err)?;
+                    return Ok(None);
+                }
+                None => return Ok(Some(out)),
             }
         }
     }
@@ -545,6 +553,46 @@ impl Stream {
 }
 
 impl Stream {
+    /// Wait (GIL released, signals checked every tick) until something is pending. False when
+    /// the stream is over (ended or closed) and nothing is pending.
+    fn wait_pending(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let tick = Duration::from_millis(50);
+        let deadline =
+            timeout.map(|t| std::time::Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+        loop {
+            if !lock(&self.pending).is_empty() {
+                return Ok(true);
+            }
+            if *lock(&self.ended) || self.handoff.is_closed() {
+                return Ok(false);
+            }
+            let handoff = self.handoff.clone();
+            let batch = py.detach(move || handoff.take_all(tick));
+            if !batch.is_empty() {
+                lock(&self.pending).extend(batch);
+                continue;
+            }
+            py.check_signals()?;
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Err(pyo3::exceptions::PyTimeoutError::new_err(format!(
+                    "no message from {} within {}s",
+                    self.source,
+                    timeout.unwrap_or(0.0)
+                )));
+            }
+        }
+    }
+
+    /// The reader ended (`err`: how it failed): join it, and raise the failure if any.
+    fn end(&self, py: Python<'_>, err: Option<String>) -> PyResult<()> {
+        *lock(&self.ended) = true;
+        self.join(py);
+        match err {
+            Some(e) => Err(PyOSError::new_err(format!("{}: {e}", self.source))),
+            None => Ok(()),
+        }
+    }
+
     fn join(&self, py: Python<'_>) {
         let t = lock(&self.thread).take();
         if let Some(t) = t {

@@ -20,9 +20,10 @@ an ``Unpickler`` whose ``find_class`` only returns globals from the allowlist.
 
 from __future__ import annotations
 
+import collections
 import io
 import pickle
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _native
 
@@ -181,6 +182,7 @@ class Stream:
         self._unpickler = _unpickler(ALLOWED_GLOBALS[profile] | frozenset(extra))
         self.source = source
         self._native = _native.Stream(source, _regions(regions), extra, profile, reconnect, queue)
+        self._ready: Deque[tuple] = collections.deque()  # received, not yet returned
 
     def next(self, timeout: Optional[float] = None) -> Optional[Message]:
         """The next message, or None at the end of the stream.
@@ -188,8 +190,13 @@ class Stream:
         Waits with the GIL released; raises ``TimeoutError`` after ``timeout`` seconds and
         ``OSError`` if the source fails. Ctrl-C raises ``KeyboardInterrupt`` while waiting.
         """
-        raw = self._native.next(timeout)
-        return None if raw is None else Message(raw, self._unpickler)
+        ready = self._ready
+        if not ready:
+            batch = self._native.next_batch(timeout)
+            if batch is None:
+                return None
+            ready.extend(batch)
+        return Message(ready.popleft(), self._unpickler)
 
     def __iter__(self) -> Iterator[Message]:
         return self
@@ -202,6 +209,7 @@ class Stream:
 
     def close(self) -> None:
         """Stop reading. Messages (and arrays) already delivered stay valid."""
+        self._ready.clear()
         self._native.close()
 
     @property
