@@ -463,27 +463,10 @@ impl Stream {
         })
     }
 
-    /// The next message as a tuple (see `message_tuple`), or `None` at the end of the stream.
-    /// Raises `OSError` if the source failed, `TimeoutError` after `timeout` seconds.
-    #[pyo3(signature = (timeout=None))]
-    fn next<'py>(
-        &self,
-        py: Python<'py>,
-        timeout: Option<f64>,
-    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        if !self.wait_pending(py, timeout)? {
-            return Ok(None);
-        }
-        let next = lock(&self.pending).pop_front();
-        match next {
-            Some(Item::Message(m)) => message_tuple(py, m).map(Some),
-            Some(Item::End(err)) => self.end(py, err).map(|()| None),
-            None => Ok(None),
-        }
-    }
-
-    /// Every message already received (at least one, waiting like `next`), as a list of
-    /// tuples, or `None` at the end of the stream. One call per batch instead of per message.
+    /// Every message already received (at least one; waits with the GIL released, checking
+    /// for Ctrl-C every 50 ms), as a list of tuples (see `message_tuple`), or `None` at the end
+    /// of the stream. Raises `OSError` if the source failed, `TimeoutError` after `timeout` s.
+    /// One call per batch instead of per message.
     #[pyo3(signature = (timeout=None))]
     fn next_batch<'py>(
         &self,
