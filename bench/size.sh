@@ -30,7 +30,7 @@ if [ $markdown = 1 ]; then
 else
   printf '%-24s %8s %16s %18s %22s\n' binary .text "net of baseline" "compiler-builtins" "net without builtins"
 fi
-for b in baseline builder serde template template_built_at_boot postcard; do
+for b in baseline builder serde template template_checked_at_boot template_built_at_boot postcard; do
   t=$(text "$b"); c=$(builtins "$b")
   net=$((t - base_text)); cb=$((c - base_builtins)); own=$((net - cb))
   if [ $markdown = 1 ]; then

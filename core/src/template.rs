@@ -189,43 +189,129 @@ fn int_width(kind: SlotKind) -> Result<u8> {
 }
 
 /// Checks that each slot points at an opcode of its kind, that value slots are in pickle order
-/// without overlapping, and
-/// that the pickle is framed by `PROTO 5` and `STOP`.
-fn check(pickle: &[u8], descriptors: usize, slots: &[Slot]) -> Result<()> {
-    if pickle.get(..2) != Some(&[op::PROTO, 5][..]) || pickle.last() != Some(&op::STOP) {
+/// without overlapping, and that the pickle is framed by `PROTO 5` and `STOP`. A `const fn`, so
+/// that a [`StaticTemplate`] is checked at compile time.
+// Every index is checked against the length first (slice `get` is not usable in a `const fn`).
+#[allow(clippy::indexing_slicing)]
+const fn check(pickle: &[u8], descriptors: usize, slots: &[Slot]) -> Result<()> {
+    let len = pickle.len();
+    if len < 3 || pickle[0] != op::PROTO || pickle[1] != 5 || pickle[len - 1] != op::STOP {
         return Err(Error::BadTemplate);
     }
     // Value slots come in pickle order, so "no overlap" is "each starts after the last ended".
     let mut free_from = 2;
-    for slot in slots {
-        let at = usize::try_from(slot.at).map_err(|_| Error::BadTemplate)?;
-        let (opcode, len) = match slot.kind {
+    let mut i = 0;
+    while i < slots.len() {
+        let slot = slots[i];
+        i += 1;
+        let at = slot.at as usize;
+        let (opcode, width) = match slot.kind {
             SlotKind::Int32 => (op::BININT, 5),
-            SlotKind::Long(n @ 5..=17) => (op::LONG1, 2 + usize::from(n)),
+            SlotKind::Long(n @ 5..=17) => (op::LONG1, 2 + n as usize),
             SlotKind::Float => (op::BINFLOAT, 9),
-            SlotKind::Bool => match pickle.get(at) {
-                Some(&b @ (op::NEWTRUE | op::NEWFALSE)) => (b, 1),
-                _ => return Err(Error::BadTemplate),
-            },
+            SlotKind::Bool if at < len && matches!(pickle[at], op::NEWTRUE | op::NEWFALSE) => {
+                (pickle[at], 1)
+            }
             SlotKind::Buffer | SlotKind::Array if at < descriptors => continue,
             _ => return Err(Error::BadTemplate),
         };
-        let end = at.checked_add(len).ok_or(Error::BadTemplate)?;
-        // The last byte is STOP, never a slot's.
-        let bytes = pickle
-            .get(at..end)
-            .filter(|_| at >= free_from && end < pickle.len())
-            .ok_or(Error::BadTemplate)?;
-        let long_len = match slot.kind {
-            SlotKind::Long(n) => Some(n),
-            _ => None,
-        };
-        if bytes.first() != Some(&opcode) || long_len.is_some_and(|n| bytes.get(1) != Some(&n)) {
+        // The last byte is STOP, never a slot's: `at + width < len`.
+        if at < free_from || at >= len || width >= len - at || pickle[at] != opcode {
             return Err(Error::BadTemplate);
         }
-        free_from = end;
+        if let SlotKind::Long(n) = slot.kind {
+            if pickle[at + 1] != n {
+                return Err(Error::BadTemplate);
+            }
+        }
+        free_from = at + width;
     }
     Ok(())
+}
+
+/// Copies `pickle` into `out` and returns the message to patch.
+#[inline]
+fn emit<'o, 'm, const N: usize>(
+    pickle: &[u8],
+    descriptors: &'m [Descriptor],
+    slots: &'m [Slot],
+    out: &'o mut [u8],
+) -> Result<Message<'o, 'm, N>> {
+    let out = out.get_mut(..pickle.len()).ok_or(Error::BufferFull)?;
+    out.copy_from_slice(pickle);
+    Ok(Message {
+        out,
+        descriptors: Vec::from_slice(descriptors).map_err(|()| Error::TooManyBuffers)?,
+        slots,
+        originals: descriptors,
+    })
+}
+
+/// A template whose parts are constants (made by a [`TemplateBuilder`] on the host), checked when
+/// the constant is evaluated, at compile time: the firmware links only the copy and the patches.
+///
+/// ```
+/// use dmapickle_core::template::{IntSlot, Slot, SlotKind, StaticTemplate};
+/// const TEMPLATE: StaticTemplate<'static> = match StaticTemplate::new(
+///     b"\x80\x05J\x00\x00\x00\x00.",
+///     &[],
+///     &[Slot { kind: SlotKind::Int32, at: 2 }],
+/// ) {
+///     Ok(template) => template,
+///     Err(_) => panic!("not a template"), // a compile error, not a run-time panic
+/// };
+/// let mut out = [0u8; 8];
+/// let mut msg = TEMPLATE.emit::<1>(&mut out)?;
+/// msg.set_int(IntSlot(0), 300u16)?;
+/// assert_eq!(msg.finish().pickle, b"\x80\x05J\x2c\x01\x00\x00.");
+/// # Ok::<(), dmapickle_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaticTemplate<'t> {
+    pickle: &'t [u8],
+    descriptors: &'t [Descriptor],
+    slots: &'t [Slot],
+}
+
+impl<'t> StaticTemplate<'t> {
+    /// The template, if its parts agree: the same checks as [`Template::from_parts`], in a
+    /// `const fn`.
+    pub const fn new(
+        pickle: &'t [u8],
+        descriptors: &'t [Descriptor],
+        slots: &'t [Slot],
+    ) -> Result<Self> {
+        match check(pickle, descriptors.len(), slots) {
+            Ok(()) => Ok(StaticTemplate {
+                pickle,
+                descriptors,
+                slots,
+            }),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The pre-encoded pickle, with the slots' initial values.
+    pub const fn pickle(&self) -> &'t [u8] {
+        self.pickle
+    }
+
+    /// The out-of-band buffers, with the slots' initial descriptors.
+    pub const fn descriptors(&self) -> &'t [Descriptor] {
+        self.descriptors
+    }
+
+    /// The slot table; a handle's number is its index here.
+    pub const fn slots(&self) -> &'t [Slot] {
+        self.slots
+    }
+
+    /// As [`Template::emit`], into a message with room for `N` descriptors
+    /// ([`Error::TooManyBuffers`] if the template has more).
+    #[inline]
+    pub fn emit<'o, const N: usize>(&self, out: &'o mut [u8]) -> Result<Message<'o, 't, N>> {
+        emit(self.pickle, self.descriptors, self.slots, out)
+    }
 }
 
 /// A pre-encoded message: pickle bytes, descriptors and slots. Emit messages with
@@ -298,14 +384,7 @@ impl<'t, const N: usize, const S: usize> Template<'t, N, S> {
     /// [`pickle`](Template::pickle).
     #[inline]
     pub fn emit<'o>(&self, out: &'o mut [u8]) -> Result<Message<'o, '_, N>> {
-        let out = out.get_mut(..self.pickle.len()).ok_or(Error::BufferFull)?;
-        out.copy_from_slice(self.pickle);
-        Ok(Message {
-            out,
-            descriptors: self.descriptors.clone(),
-            slots: &self.slots,
-            originals: &self.descriptors,
-        })
+        emit(self.pickle, &self.descriptors, &self.slots, out)
     }
 }
 

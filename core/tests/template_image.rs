@@ -3,7 +3,7 @@
 //! host. Those constants must be exactly what the `TemplateBuilder` makes, and be accepted by
 //! `Template::from_parts`.
 
-use dmapickle_core::template::{Slot, Template};
+use dmapickle_core::template::{Slot, StaticTemplate, Template};
 use dmapickle_core::{Descriptor, TemplateBuilder};
 
 mod image {
@@ -52,4 +52,13 @@ fn the_size_bench_links_the_template_the_builder_makes() {
         source(&built)
     );
     let _: &[Slot] = image::SLOTS;
+    // The firmware's compile-time checked form holds the same parts.
+    const STATIC: StaticTemplate<'static> =
+        match StaticTemplate::new(image::PICKLE, image::DESCRIPTORS, image::SLOTS) {
+            Ok(template) => template,
+            Err(_) => panic!("bench/size/src/sensor_template.rs is not a valid template"),
+        };
+    assert_eq!(STATIC.pickle(), built.pickle());
+    assert_eq!(STATIC.slots(), built.slots());
+    assert_eq!(STATIC.descriptors(), built.descriptors());
 }

@@ -6,7 +6,7 @@
 
 use core::hint::black_box;
 
-use dmapickle_core::template::{BufferSlot, FloatSlot, IntSlot, Template};
+use dmapickle_core::template::{BufferSlot, FloatSlot, IntSlot, Message};
 use dmapickle_core::Descriptor;
 
 pub mod sensor_template;
@@ -33,14 +33,14 @@ pub fn drive(mut encode: impl FnMut(u32, u64, f32, u32, &mut [u8]) -> usize) -> 
 /// The sensor template's slots: seq, t_ns, adc, gain.
 pub type Slots = (IntSlot, IntSlot, BufferSlot, FloatSlot);
 
-/// One message from the sensor template: copy, patch, hand out; returns the pickle's length.
-pub fn emit(
-    template: &Template<'_, 1, 4>,
+/// Patches one message emitted from the sensor template and hands it out; returns the pickle's
+/// length (0 if a slot refused its value or the template did not fit `out`).
+pub fn patch(
+    msg: dmapickle_core::Result<Message<'_, '_, 1>>,
     (seq_slot, t_ns_slot, adc_slot, gain_slot): Slots,
     (seq, t_ns, gain, offset): (u32, u64, f32, u32),
-    out: &mut [u8],
 ) -> usize {
-    let Ok(mut msg) = template.emit(out) else {
+    let Ok(mut msg) = msg else {
         return 0;
     };
     let patched = msg

@@ -5,7 +5,7 @@
 
 use dmapickle_core::template::Template;
 use dmapickle_core::{Result, TemplateBuilder};
-use dmapickle_size::{drive, emit, Slots, ADC, SHAPE};
+use dmapickle_size::{drive, patch, Slots, ADC, SHAPE};
 
 fn build(storage: &mut [u8]) -> Result<(Template<'_, 1, 4>, Slots)> {
     let mut b = TemplateBuilder::<'_, 1, 4, 2>::with_limits(storage);
@@ -30,5 +30,7 @@ pub extern "C" fn _start() -> ! {
             core::hint::spin_loop();
         }
     };
-    drive(|seq, t_ns, gain, offset, out| emit(&template, slots, (seq, t_ns, gain, offset), out))
+    drive(|seq, t_ns, gain, offset, out| {
+        patch(template.emit(out), slots, (seq, t_ns, gain, offset))
+    })
 }
