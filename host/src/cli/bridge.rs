@@ -11,7 +11,7 @@
 
 use std::process::ExitCode;
 
-use super::live::{self, SourceArgs};
+use super::live::SourceArgs;
 
 /// Arguments of `dmapickle bridge`.
 #[derive(Debug, clap::Args)]
@@ -36,6 +36,7 @@ pub(crate) fn run(_args: Args) -> ExitCode {
 
 #[cfg(feature = "zmq")]
 pub(crate) fn run(args: Args) -> ExitCode {
+    use super::live;
     let fail = |e: &str| {
         eprintln!("dmapickle: {e}");
         ExitCode::from(2)
