@@ -1,55 +1,27 @@
 //! The validator the live paths (CLI `listen`/`record`/`bridge`, Python's `dmapickle.open`) give
 //! the frame reader.
 //!
-//! A [`Checker`] clears its whole memo each time it validates, and its default memo holds 65,536
-//! entries so that any CPython pickle fits. Paying that per message would cap delivery at about a
-//! thousand messages per second, so messages are first validated with a small workspace (enough
-//! for everything the device encoder writes and for typical CPython pickles), and only a pickle
-//! refused for lack of room (stack or memo) is validated again with the full one.
+//! One [`Checker`] per stream, with the default capacities (enough for any CPython pickle of plain
+//! data). Its workspace is allocated once and never cleared in full: each validation clears only
+//! the memo entries it wrote, so a message costs what its own pickle uses, however large the
+//! capacities are.
 
-use dmapickle_core::reason::Reason;
-use dmapickle_core::{Error, Profile};
+use dmapickle_core::Profile;
 
 use crate::stream::Validator;
 use crate::validation::Checker;
 
-/// Stack entries of the first, small workspace.
-pub const SMALL_STACK: usize = 128;
-/// Memo entries of the first, small workspace (cleared per message, so kept small: the device
-/// encoder memoizes only its one or two globals).
-pub const SMALL_MEMO: usize = 32;
-
 /// A frame-reader validator for `profile`, also allowing the `(module, name)` globals in `allow`.
 pub fn validator(profile: Profile, allow: &[(String, String)]) -> Validator {
-    let allow = allow.to_vec();
-    let make = move |stack, memo| {
-        let mut c = Checker::with_capacity(profile, stack, memo);
-        for (m, n) in &allow {
-            c.allow(m, n);
-        }
-        c
-    };
-    let mut small = make(SMALL_STACK, SMALL_MEMO);
-    let mut full: Option<Checker> = None;
-    let full_make = move || {
-        make(
-            crate::validation::DEFAULT_STACK,
-            crate::validation::DEFAULT_MEMO,
-        )
-    };
+    let mut checker = Checker::new(profile);
+    for (m, n) in allow {
+        checker.allow(m, n);
+    }
     Box::new(move |pickle: &[u8], lens: &[usize]| {
-        match small.check(pickle, lens) {
-            Ok(_) => Ok(()),
-            Err(Error::Rejected {
-                reason: Reason::StackTooDeep | Reason::MemoTooLarge,
-                ..
-            }) => full
-                .get_or_insert_with(&full_make)
-                .check(pickle, lens)
-                .map(|_| ()),
-            Err(e) => Err(e),
-        }
-        .map_err(|e| e.to_string())
+        checker
+            .check(pickle, lens)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     })
 }
 
