@@ -14,8 +14,7 @@
 //! A second, Rust-only test checks the all-or-nothing error contract over generated values.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use dmapickle_core::ndarray::{ByteOrder, DType, Order, Scalar};
 use dmapickle_core::{Container, Descriptor, Error, Pickler};
@@ -23,6 +22,9 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::{json, Value as Json};
+
+mod support;
+use support::{python, run_checker, Batch, PYTHONS};
 
 /// Descriptor table capacity for the generated values (they have far fewer buffers).
 const BUFFERS: usize = 512;
@@ -457,32 +459,9 @@ fn describe(v: &V, next_buffer: &mut usize) -> Json {
 
 // ---- the batch ----------------------------------------------------------------------------------
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn python(var: &str, venv: &str) -> PathBuf {
-    if let Some(path) = std::env::var_os(var) {
-        return PathBuf::from(path);
-    }
-    let path = repo_root().join(".venv").join(venv).join("bin/python");
-    assert!(
-        path.exists(),
-        "{var} is not set and {} is missing: run scripts/setup.sh",
-        path.display()
-    );
-    path
-}
-
-fn put(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-    out.extend_from_slice(bytes);
-}
-
-/// Encodes every value and writes the batch file; returns how many arrays it holds.
+/// Encodes every value into a batch; returns how many arrays it holds.
 fn write_batch(values: &[V], path: &Path) -> usize {
-    let mut batch = b"DMAPKL01".to_vec();
-    batch.extend_from_slice(&(values.len() as u32).to_le_bytes());
+    let mut batch = Batch::default();
     let mut out = vec![0u8; 1 << 20];
     let mut arrays = 0;
     for v in values {
@@ -494,39 +473,18 @@ fn write_batch(values: &[V], path: &Path) -> usize {
         for (desc, data) in encoded.descriptors.iter().zip(&oob) {
             assert_eq!(desc.len as usize, data.len());
         }
-        let description = describe(v, &mut 0).to_string();
-        arrays += description.matches("\"t\":\"array\"").count();
-        put(&mut batch, encoded.pickle);
-        batch.extend_from_slice(&(oob.len() as u32).to_le_bytes());
-        for data in &oob {
-            put(&mut batch, data);
-        }
-        put(&mut batch, description.as_bytes());
+        let description = describe(v, &mut 0);
+        arrays += description.to_string().matches("\"t\":\"array\"").count();
+        batch.push(encoded.pickle, &oob, &description);
     }
-    std::fs::write(path, batch).unwrap();
+    batch.write(path);
     arrays
 }
 
 fn check_with(python: &Path, batch: &Path) -> Json {
-    let script = repo_root().join("tests/python/check_encoded.py");
-    let output = Command::new(python)
-        .arg(&script)
-        .arg(batch)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {}: {e} (run scripts/setup.sh)",
-                python.display()
-            )
-        });
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "{} failed:\n{stderr}\n{stdout}",
-        python.display()
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("bad summary {stdout:?}: {e}"))
+    run_checker(python, batch).unwrap_or_else(|(stderr, stdout)| {
+        panic!("{} failed:\n{stderr}\n{stdout}", python.display())
+    })
 }
 
 #[test]
@@ -553,10 +511,7 @@ fn cpython_loads_what_the_pickler_writes_on_numpy_2_and_1_26() {
     let arrays = write_batch(&values, &batch);
     assert!(arrays > CASES / 4, "only {arrays} arrays generated");
 
-    for (var, venv, major) in [
-        ("DMAPICKLE_PYTHON", "np2", "2."),
-        ("DMAPICKLE_PYTHON_NP1", "np1", "1.26"),
-    ] {
+    for (var, venv, major) in PYTHONS {
         let summary = check_with(&python(var, venv), &batch);
         println!("{venv}: {summary}");
         assert_eq!(summary["cases"], json!(values.len()));

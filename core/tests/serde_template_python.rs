@@ -16,8 +16,7 @@
 #![cfg(feature = "serde")]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use dmapickle_core::ndarray::Order;
 use dmapickle_core::ser::{to_pickle, NdArray, OobBytes};
@@ -29,6 +28,9 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde::ser::{Serialize, Serializer};
 use serde_derive::Serialize;
 use serde_json::{json, Value as Json};
+
+mod support;
+use support::{python, run_checker, Batch, PYTHONS};
 
 // ---- descriptions (the format of tests/python/check_encoded.py) --------------------------------
 
@@ -689,69 +691,28 @@ fn template_cases(draws: &[Draw]) -> Vec<Case> {
 
 // ---- the batch ---------------------------------------------------------------------------------
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn python(var: &str, venv: &str) -> PathBuf {
-    if let Some(path) = std::env::var_os(var) {
-        return PathBuf::from(path);
-    }
-    let path = repo_root().join(".venv").join(venv).join("bin/python");
-    assert!(
-        path.exists(),
-        "{var} is not set and {} is missing: run scripts/setup.sh",
-        path.display()
-    );
-    path
-}
-
-fn put(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-    out.extend_from_slice(bytes);
-}
-
 fn write_batch(cases: &[Case], path: &Path) {
-    let mut batch = b"DMAPKL01".to_vec();
-    batch.extend_from_slice(&(cases.len() as u32).to_le_bytes());
+    let mut batch = Batch::default();
     for case in cases {
-        put(&mut batch, &case.pickle);
-        batch.extend_from_slice(&(case.buffers.len() as u32).to_le_bytes());
-        for data in &case.buffers {
-            put(&mut batch, data);
-        }
-        put(&mut batch, case.expected.to_string().as_bytes());
+        batch.push(&case.pickle, &case.buffers, &case.expected);
     }
-    std::fs::write(path, batch).unwrap();
+    batch.write(path);
 }
 
 fn check_with(python: &Path, batch: &Path, cases: &[Case]) -> Json {
-    let script = repo_root().join("tests/python/check_encoded.py");
-    let output = Command::new(python)
-        .arg(&script)
-        .arg(batch)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {}: {e} (run scripts/setup.sh)",
-                python.display()
-            )
-        });
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    // Name the failing cases: the checker numbers them.
-    let named: Vec<String> = stderr
-        .lines()
-        .filter_map(|line| line.strip_prefix("case "))
-        .filter_map(|rest| rest.split(':').next()?.parse::<usize>().ok())
-        .filter_map(|n| cases.get(n).map(|c| format!("{n} = {}", c.name)))
-        .collect();
-    assert!(
-        output.status.success(),
-        "{} failed:\n{stderr}\n{stdout}\nfailing cases: {named:#?}",
-        python.display()
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("bad summary {stdout:?}: {e}"))
+    run_checker(python, batch).unwrap_or_else(|(stderr, stdout)| {
+        // Name the failing cases: the checker numbers them.
+        let named: Vec<String> = stderr
+            .lines()
+            .filter_map(|line| line.strip_prefix("case "))
+            .filter_map(|rest| rest.split(':').next()?.parse::<usize>().ok())
+            .filter_map(|n| cases.get(n).map(|c| format!("{n} = {}", c.name)))
+            .collect();
+        panic!(
+            "{} failed:\n{stderr}\n{stdout}\nfailing cases: {named:#?}",
+            python.display()
+        )
+    })
 }
 
 #[test]
@@ -782,10 +743,7 @@ fn serde_messages_and_patched_templates_load_in_cpython_on_numpy_2_and_1_26() {
     std::fs::create_dir_all(&dir).unwrap();
     let batch = dir.join("batch.bin");
     write_batch(&cases, &batch);
-    for (var, venv, major) in [
-        ("DMAPICKLE_PYTHON", "np2", "2."),
-        ("DMAPICKLE_PYTHON_NP1", "np1", "1.26"),
-    ] {
+    for (var, venv, major) in PYTHONS {
         let summary = check_with(&python(var, venv), &batch, &cases);
         println!("{venv}: {summary}");
         assert_eq!(summary["cases"], json!(cases.len()));
