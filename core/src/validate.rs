@@ -118,7 +118,7 @@ pub struct Workspace<'w> {
 impl<'w> Workspace<'w> {
     /// A workspace over the caller's slices. Their contents do not matter: the memo is cleared
     /// here (O(memo length)); every validation then leaves it clear, so keep one `Workspace` for
-    /// many pickles, or use an [`OwnedWorkspace`] (`std`).
+    /// many pickles, or use an `OwnedWorkspace` (feature `std`).
     pub fn new(stack: &'w mut [Slot], memo: &'w mut [Slot]) -> Self {
         memo.iter_mut().for_each(|s| *s = Slot::EMPTY);
         Workspace { stack, memo }

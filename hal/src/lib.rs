@@ -2,7 +2,7 @@
 //! devices.
 //!
 //! - [`link`]: the [`Link`] trait (blocking bytes out + a DMA transfer that owns its buffer until
-//!   it completes), implemented for `&mut T`; with `std`, [`io::IoLink`] over `std::io::Write`.
+//!   it completes), implemented for `&mut T`; with the `std` feature, `io::IoLink` over `std::io::Write`.
 //! - [`buffer`]: [`DmaBuf`] (a `'static` DMA buffer) and [`BufferRing`], the free/ready queues an
 //!   acquisition ISR and the main loop share, so one buffer fills while another is in flight.
 //! - [`shared`]: [`SharedRegion`], memory the host maps; a [`SharedBuf`] handed to a frame is the

@@ -19,3 +19,6 @@ for target in thumbv6m-none-eabi thumbv7em-none-eabihf riscv32imac-unknown-none-
   done
 done
 cargo test --workspace --all-features
+# API docs: no broken intra-doc links, with and without the optional features.
+RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps -p dmapickle-core -p dmapickle-hal
+RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps -p dmapickle-core -p dmapickle-hal --all-features
