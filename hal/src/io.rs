@@ -1,11 +1,10 @@
 //! A [`Link`] over any `std::io::Write` (pipe, socket, file), for host tests and the demo: the
 //! real device code runs unchanged on the host.
 
-use core::sync::atomic::{compiler_fence, Ordering};
 use embedded_dma::ReadBuffer;
 use std::io::Write;
 
-use crate::link::{Link, Transfer};
+use crate::link::{send_blocking, Completed, Link};
 
 /// A link that writes to `W`. A "DMA transfer" is a `write_all` of the buffer's bytes, done by
 /// the time [`Link::transfer`] returns; the buffer is still owned by the transfer until `wait`.
@@ -42,17 +41,10 @@ impl<W: Write> IoLink<W> {
     }
 }
 
-/// A completed [`IoLink`] transfer holding its buffer until [`Transfer::wait`].
-#[derive(Debug)]
-pub struct IoTransfer<B> {
-    buffer: B,
-    result: Result<(), std::io::Error>,
-}
-
 impl<W: Write> Link for IoLink<W> {
     type Error = std::io::Error;
     type Transfer<'a, B>
-        = IoTransfer<B>
+        = Completed<B, std::io::Error>
     where
         Self: 'a,
         B: ReadBuffer<Word = u8> + 'static;
@@ -61,32 +53,11 @@ impl<W: Write> Link for IoLink<W> {
         self.inner.write_all(bytes)
     }
 
-    fn transfer<B>(&mut self, buffer: B) -> IoTransfer<B>
+    fn transfer<B>(&mut self, buffer: B) -> Self::Transfer<'_, B>
     where
         B: ReadBuffer<Word = u8> + 'static,
     {
-        compiler_fence(Ordering::Release);
-        // SAFETY: `ReadBuffer` promises `(ptr, len)` is a valid, initialised slice for as long
-        // as `buffer` lives and is not written; `buffer` lives in this function until the slice
-        // is dropped, and a `ReadBuffer` is never written through.
-        let bytes = unsafe {
-            let (ptr, len) = buffer.read_buffer();
-            core::slice::from_raw_parts(ptr, len)
-        };
-        let result = self.inner.write_all(bytes);
-        compiler_fence(Ordering::Acquire);
-        IoTransfer { buffer, result }
-    }
-}
-
-impl<B> Transfer<B> for IoTransfer<B> {
-    type Error = std::io::Error;
-
-    fn is_done(&mut self) -> bool {
-        true
-    }
-
-    fn wait(self) -> (B, Result<(), Self::Error>) {
-        (self.buffer, self.result)
+        let result = send_blocking(&buffer, |bytes| self.inner.write_all(bytes));
+        Completed::new(buffer, result)
     }
 }

@@ -33,6 +33,6 @@ pub mod shared;
 
 pub use buffer::{BufferRing, DmaBuf};
 pub use error::Error;
-pub use link::{Link, Transfer};
+pub use link::{send_blocking, Completed, Link, Transfer};
 pub use publisher::{Outgoing, PublishError, Publisher};
 pub use shared::{SharedBuf, SharedRegion};

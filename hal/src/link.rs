@@ -1,5 +1,6 @@
 //! The link: a byte channel to the host with blocking writes and DMA transfers.
 
+use core::sync::atomic::{compiler_fence, Ordering};
 use embedded_dma::ReadBuffer;
 
 /// A byte link to the host (UART, USB, SPI, a socket in tests).
@@ -71,5 +72,61 @@ impl<T: Link + ?Sized> Link for &mut T {
         B: ReadBuffer<Word = u8> + 'static,
     {
         T::transfer(self, buffer)
+    }
+}
+
+/// Sends the bytes of `buffer` with `send`, the CPU copying them out, between the fences the
+/// [`Link`] contract asks for. This is the whole of [`Link::transfer`] for a link without a DMA
+/// engine (a UART FIFO, an RTT channel, a `std::io::Write`), so such links never handle the raw
+/// pointer a [`ReadBuffer`] gives: the slice lives only inside `send`, while `buffer` is borrowed.
+///
+/// ```
+/// use dmapickle_hal::link::send_blocking;
+/// let buffer: &'static [u8] = &[1, 2, 3];
+/// let mut wire = Vec::new();
+/// send_blocking(&buffer, |bytes| wire.extend_from_slice(bytes));
+/// assert_eq!(wire, [1, 2, 3]);
+/// ```
+pub fn send_blocking<B, R>(buffer: &B, send: impl FnOnce(&[u8]) -> R) -> R
+where
+    B: ReadBuffer<Word = u8>,
+{
+    compiler_fence(Ordering::Release);
+    // SAFETY: `ReadBuffer` promises that `(ptr, len)` is valid, initialised memory that nothing
+    // writes for as long as the buffer lives and is not mutated. `buffer` is borrowed shared for
+    // this whole call, so it can neither move nor be mutated, and the slice does not outlive it.
+    let bytes = unsafe {
+        let (ptr, len) = buffer.read_buffer();
+        core::slice::from_raw_parts(ptr, len)
+    };
+    let result = send(bytes);
+    compiler_fence(Ordering::Acquire);
+    result
+}
+
+/// The transfer of a link whose transfers complete before [`Link::transfer`] returns (see
+/// [`send_blocking`]): it holds the buffer and the outcome until [`Transfer::wait`].
+#[derive(Debug)]
+pub struct Completed<B, E> {
+    buffer: B,
+    result: Result<(), E>,
+}
+
+impl<B, E> Completed<B, E> {
+    /// A finished transfer of `buffer` with its outcome.
+    pub fn new(buffer: B, result: Result<(), E>) -> Self {
+        Completed { buffer, result }
+    }
+}
+
+impl<B, E> Transfer<B> for Completed<B, E> {
+    type Error = E;
+
+    fn is_done(&mut self) -> bool {
+        true
+    }
+
+    fn wait(self) -> (B, Result<(), E>) {
+        (self.buffer, self.result)
     }
 }
