@@ -5,29 +5,13 @@
 //! separate channel carries defmt.
 
 use core::convert::Infallible;
-use core::sync::atomic::{compiler_fence, Ordering};
 
-use dmapickle_hal::{Link, Transfer};
+use dmapickle_hal::{send_blocking, Completed, Link};
 use embedded_dma::ReadBuffer;
 use rtt_target::UpChannel;
 
 /// An RTT up channel as a [`Link`].
 pub struct RttLink(pub UpChannel);
-
-/// A transfer that completed before [`Link::transfer`] returned (RTT is a memory copy).
-pub struct Copied<B>(B);
-
-impl<B> Transfer<B> for Copied<B> {
-    type Error = Infallible;
-
-    fn is_done(&mut self) -> bool {
-        true
-    }
-
-    fn wait(self) -> (B, Result<(), Infallible>) {
-        (self.0, Ok(()))
-    }
-}
 
 impl RttLink {
     fn write_all(&mut self, mut bytes: &[u8]) {
@@ -41,7 +25,7 @@ impl RttLink {
 impl Link for RttLink {
     type Error = Infallible;
     type Transfer<'a, B>
-        = Copied<B>
+        = Completed<B, Infallible>
     where
         Self: 'a,
         B: ReadBuffer<Word = u8> + 'static;
@@ -51,19 +35,12 @@ impl Link for RttLink {
         Ok(())
     }
 
-    fn transfer<B>(&mut self, buffer: B) -> Copied<B>
+    /// RTT is a memory copy into the channel's ring: done when this returns.
+    fn transfer<B>(&mut self, buffer: B) -> Self::Transfer<'_, B>
     where
         B: ReadBuffer<Word = u8> + 'static,
     {
-        compiler_fence(Ordering::Release);
-        // SAFETY: `ReadBuffer` promises `(ptr, len)` is valid, initialised memory that nothing
-        // writes while `buffer` is alive; the slice is not used after `buffer` moves.
-        let bytes = unsafe {
-            let (ptr, len) = buffer.read_buffer();
-            core::slice::from_raw_parts(ptr, len)
-        };
-        self.write_all(bytes);
-        compiler_fence(Ordering::Acquire);
-        Copied(buffer)
+        send_blocking(&buffer, |bytes| self.write_all(bytes));
+        Completed::new(buffer, Ok(()))
     }
 }

@@ -12,9 +12,8 @@
 
 use core::convert::Infallible;
 use core::ptr::{read_volatile, write_volatile};
-use core::sync::atomic::{compiler_fence, Ordering};
 
-use dmapickle_hal::{Link, Transfer};
+use dmapickle_hal::{send_blocking, Completed, Link};
 use embedded_dma::ReadBuffer;
 
 const DATA: usize = 0x00;
@@ -70,29 +69,10 @@ impl Uart {
     }
 }
 
-/// A transfer that completed before [`Link::transfer`] returned.
-///
-/// The CMSDK UART has no DMA request line, so the "DMA" transfer is programmed I/O: the CPU feeds
-/// the buffer to the UART, throttled by TX-full, and gives the buffer back at once. The
-/// acquisition ISR keeps preempting it, so the next block still fills while this one is sent.
-pub struct Sent<B>(B);
-
-impl<B> Transfer<B> for Sent<B> {
-    type Error = Infallible;
-
-    fn is_done(&mut self) -> bool {
-        true
-    }
-
-    fn wait(self) -> (B, Result<(), Infallible>) {
-        (self.0, Ok(()))
-    }
-}
-
 impl Link for Uart {
     type Error = Infallible;
     type Transfer<'a, B>
-        = Sent<B>
+        = Completed<B, Infallible>
     where
         Self: 'a,
         B: ReadBuffer<Word = u8> + 'static;
@@ -102,20 +82,14 @@ impl Link for Uart {
         Ok(())
     }
 
-    fn transfer<B>(&mut self, buffer: B) -> Sent<B>
+    /// The CMSDK UART has no DMA request line, so the "DMA" transfer is programmed I/O: the CPU
+    /// feeds the buffer to the UART, throttled by TX-full, and gives the buffer back at once. The
+    /// acquisition ISR keeps preempting it, so the next block still fills while this one is sent.
+    fn transfer<B>(&mut self, buffer: B) -> Self::Transfer<'_, B>
     where
         B: ReadBuffer<Word = u8> + 'static,
     {
-        compiler_fence(Ordering::Release);
-        // SAFETY: `ReadBuffer` promises `(ptr, len)` is valid, initialised memory that nothing
-        // writes while `buffer` is alive and not mutated; `buffer` is owned here and only moved
-        // into the returned value after the slice's last use.
-        let bytes = unsafe {
-            let (ptr, len) = buffer.read_buffer();
-            core::slice::from_raw_parts(ptr, len)
-        };
-        self.write_all(bytes);
-        compiler_fence(Ordering::Acquire);
-        Sent(buffer)
+        send_blocking(&buffer, |bytes| self.write_all(bytes));
+        Completed::new(buffer, Ok(()))
     }
 }
