@@ -71,17 +71,10 @@ impl<const N: usize> Pool for BufferRing<N> {
 
 /// A slot of the shared region on its way from the ISR to the main loop.
 ///
-/// A [`SharedBuf`] is the only handle to its slot; this wrapper lets it sit in a queue shared by
-/// the ISR and the main loop (a `static` needs `Send` contents).
+/// A [`SharedBuf`] is the only handle to its slot, and `Send`, so it can sit in a queue shared by
+/// the ISR and the main loop.
 #[derive(Debug)]
 pub struct SlotBuf(pub SharedBuf<'static>);
-
-// SAFETY: a `SharedBuf` exclusively owns its slot's memory (the region's bitmask, updated in
-// critical sections, hands each slot to one `SharedBuf` at a time) and refers to a `'static`
-// `SharedRegion`, which is `Sync`. Moving it between the acquisition ISR and the main loop moves
-// that exclusive ownership; nothing else can reach the slot meanwhile.
-#[allow(unsafe_code)]
-unsafe impl Send for SlotBuf {}
 
 impl Block for SlotBuf {
     fn as_mut_slice(&mut self) -> &mut [u8] {

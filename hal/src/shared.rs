@@ -237,6 +237,12 @@ pub struct SharedBuf<'r> {
     len: usize,
 }
 
+// SAFETY: a `SharedBuf` is the only handle to its slot (the region's state, changed only inside
+// critical sections, hands each slot to one `SharedBuf` at a time), `ptr` points into the region's
+// memory, which outlives `'r`, and `&SharedRegion` is `Send` because `SharedRegion` is `Sync`.
+// Moving it to another thread, or between an ISR and the main loop, moves that exclusive access.
+unsafe impl Send for SharedBuf<'_> {}
+
 impl SharedBuf<'_> {
     /// The whole slot, to fill in place.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
