@@ -385,7 +385,7 @@ fn note_event(e: &SourceEvent, shared: &Mutex<Shared>) {
     let mut s = lock(shared);
     match e {
         SourceEvent::Connected { .. } if s.disconnects > 0 => s.reconnects += 1,
-        SourceEvent::Connected { .. } => {}
+        SourceEvent::Connected { .. } | SourceEvent::Waiting { .. } => {}
         SourceEvent::Disconnected { .. } => s.disconnects += 1,
     }
     if s.events.len() < 256 {

@@ -13,7 +13,17 @@
 //! looking at its stop flag, so Ctrl-C (CLI) or `close()` (Python) ends a read promptly and
 //! nothing already received is lost: the stop shows up as the end of the stream. A connection
 //! that drops, or cannot be made, is retried with exponential backoff (50 ms doubling to 2 s)
-//! unless reconnecting is turned off; each attempt is reported as a [`SourceEvent`].
+//! unless reconnecting is turned off; the first failed attempt is reported as a
+//! [`SourceEvent::Waiting`] (not every retry), a dropped connection as a
+//! [`SourceEvent::Disconnected`].
+//!
+//! Files and standard input are finite: their end is the end of the source, for good. A source
+//! that has ended (a file or stdin at its end, a connection dropped without reconnect, the stop
+//! flag) keeps returning end of stream; it is never opened again, so a reader re-scanning bytes
+//! after a cut-off last frame can never read a recording twice.
+//!
+//! Spelled like QEMU (`tcp:HOST:PORT`, `unix:PATH`) or like a sink (`tcp-listen:`), a source is
+//! refused with the URI it should be, rather than opened as a file of that name.
 
 use std::fmt;
 use std::fs::File;
@@ -109,6 +119,9 @@ impl FromStr for SourceSpec {
             if uri.is_empty() {
                 return Err(bad("empty; give a path, `-`, tcp://HOST:PORT, unix:///PATH, serial:///DEV or rtt://CHIP"));
             }
+            if let Some(hint) = uri_hint(uri) {
+                return Err(bad(&hint));
+            }
             return Ok(SourceSpec::File(PathBuf::from(uri)));
         };
         match scheme {
@@ -183,6 +196,33 @@ impl FromStr for SourceSpec {
     }
 }
 
+/// Schemes a user may write as `SCHEME:REST` instead of `SCHEME://REST` (QEMU's `-serial tcp:`
+/// spelling, the device simulator's old sink spelling).
+const SCHEMES: [&str; 7] = [
+    "tcp",
+    "unix",
+    "serial",
+    "file",
+    "rtt",
+    "tcp-listen",
+    "unix-listen",
+];
+
+/// For `tcp:127.0.0.1:4000` and the like (a known scheme without `//`): what to write instead.
+/// `None` for anything else (a plain path). A file really named like that is `./tcp:...`.
+pub fn uri_hint(uri: &str) -> Option<String> {
+    let (scheme, rest) = uri.split_once(':')?;
+    if !SCHEMES.contains(&scheme) || rest.starts_with("//") {
+        return None;
+    }
+    // QEMU options (`,server=on,wait=off`) belong to QEMU, not to dmapickle.
+    let rest = rest.split(',').next().unwrap_or(rest);
+    Some(format!(
+        "did you mean `{scheme}://{rest}`? dmapickle spells sources and sinks as URIs \
+         (`{scheme}:...` is QEMU's spelling); a file of that name is `./{uri}`"
+    ))
+}
+
 impl fmt::Display for SourceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -209,19 +249,33 @@ impl fmt::Display for SourceSpec {
 }
 
 impl SourceSpec {
-    /// Whether a dropped connection can be made again (sockets, serial ports, probes).
+    /// Whether a dropped connection can be made again (sockets, serial ports, probes). Files
+    /// and stdin cannot: their end is final.
     pub fn can_reconnect(&self) -> bool {
-        !matches!(self, SourceSpec::File(_) | SourceSpec::Stdin)
+        !self.is_finite()
+    }
+
+    /// Whether the source is finite data (a file, a FIFO or stdin) rather than a connection to
+    /// a device: it is never reported as "connected" and never reopened.
+    pub fn is_finite(&self) -> bool {
+        matches!(self, SourceSpec::File(_) | SourceSpec::Stdin)
     }
 }
 
 /// Something that happened to a source's connection, for the CLI's log line or Python's counters.
+/// Files and stdin have no events: they are not connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceEvent {
     /// Connected (or reconnected, when `attempt > 0`).
     Connected {
         /// Failed attempts before this one.
         attempt: u32,
+    },
+    /// Connecting failed and is being retried with backoff. Reported once when a wait begins
+    /// (and again only if the reason changes), not once per attempt.
+    Waiting {
+        /// Why the last attempt failed, as one line (e.g. `connection refused`).
+        reason: String,
     },
     /// The connection ended or failed; a reconnect follows after `retry_in` (None: the source ends).
     Disconnected {
@@ -239,6 +293,7 @@ impl fmt::Display for SourceEvent {
             SourceEvent::Connected { attempt } => {
                 write!(f, "connected after {attempt} failed attempts")
             }
+            SourceEvent::Waiting { reason } => write!(f, "waiting ({reason}), retrying"),
             SourceEvent::Disconnected {
                 reason,
                 retry_in: Some(d),
@@ -318,6 +373,10 @@ pub struct Source {
     failures: u32,
     events: Vec<SourceEvent>,
     bytes: u64,
+    /// The source ended for good (end of a file or stdin, a drop without reconnect, stop).
+    ended: bool,
+    /// The reason last reported by [`SourceEvent::Waiting`] in the current wait.
+    waiting: Option<String>,
 }
 
 impl fmt::Debug for Source {
@@ -370,14 +429,25 @@ impl Source {
             failures: 0,
             events: Vec::new(),
             bytes: 0,
+            ended: false,
+            waiting: None,
         };
+        // A source this build cannot open at all fails now, whatever `reconnect` says.
+        if let Err(error) = source.supported() {
+            return Err(OpenError {
+                source: source.spec.clone(),
+                error,
+            });
+        }
         if !source.reconnects() {
             let conn = source.connect().map_err(|error| OpenError {
                 source: source.spec.clone(),
                 error,
             })?;
             source.conn = Some(conn);
-            source.emit(SourceEvent::Connected { attempt: 0 });
+            if !source.spec.is_finite() {
+                source.emit(SourceEvent::Connected { attempt: 0 });
+            }
         }
         // Reconnecting sources connect on the first read, retrying with backoff.
         Ok(source)
@@ -428,6 +498,15 @@ impl Source {
         self.opts.stop.load(Ordering::Relaxed)
     }
 
+    /// `Unsupported` if this build cannot open the source's kind (rtt:// without probe-rs).
+    fn supported(&self) -> io::Result<()> {
+        #[cfg(not(feature = "probe-rs"))]
+        if let SourceSpec::Rtt { .. } = self.spec {
+            return Err(rtt_unsupported());
+        }
+        Ok(())
+    }
+
     fn connect(&self) -> io::Result<Conn> {
         let fd = |r: Box<dyn FdRead>| Ok(Conn::Fd(r));
         match &self.spec {
@@ -467,10 +546,7 @@ impl Source {
                 *channel,
             )?))),
             #[cfg(not(feature = "probe-rs"))]
-            SourceSpec::Rtt { .. } => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "rtt:// needs dmapickle-host built with the `probe-rs` feature",
-            )),
+            SourceSpec::Rtt { .. } => Err(rtt_unsupported()),
         }
     }
 
@@ -506,15 +582,17 @@ impl Source {
                         attempt: self.failures,
                     });
                     self.failures = 0;
+                    self.waiting = None;
                     self.conn = Some(conn);
                 }
-                Err(e) if self.reconnects() => {
+                Err(e) if self.reconnects() && e.kind() != io::ErrorKind::Unsupported => {
                     let retry_in = self.backoff();
                     self.failures = self.failures.saturating_add(1);
-                    self.emit(SourceEvent::Disconnected {
-                        reason: format!("connect failed: {e}"),
-                        retry_in: Some(retry_in),
-                    });
+                    let reason = e.to_string();
+                    if self.waiting.as_ref() != Some(&reason) {
+                        self.waiting = Some(reason.clone());
+                        self.emit(SourceEvent::Waiting { reason });
+                    }
                     if !self.nap(retry_in) {
                         return Ok(false);
                     }
@@ -539,9 +617,19 @@ impl Source {
                 reason,
                 retry_in: None,
             });
+            self.ended = true;
             false
         }
     }
+}
+
+#[cfg(not(feature = "probe-rs"))]
+fn rtt_unsupported() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "rtt:// needs dmapickle-host built with the `probe-rs` feature \
+         (cargo install --path host --features probe-rs)",
+    )
 }
 
 /// Wait until `fd` is readable or `timeout` passes. True if readable (or hung up).
@@ -580,7 +668,7 @@ impl Read for Source {
         loop {
             // Checked before every read, not only when idle: a source that never pauses must
             // still end promptly on Ctrl-C or close(). Bytes already returned are kept.
-            if self.stopped() || !self.ensure_connected()? {
+            if self.ended || self.stopped() || !self.ensure_connected()? {
                 return Ok(0);
             }
             let poll = self.opts.poll;
@@ -596,11 +684,13 @@ impl Read for Source {
             };
             match result {
                 Ok(0) => {
-                    let can = self.spec.can_reconnect();
-                    if !can || !self.dropped("connection closed by peer".into()) {
-                        if !can {
-                            self.conn = None;
-                        }
+                    if self.spec.is_finite() {
+                        // The end of a file or stdin is final: never reopened.
+                        self.conn = None;
+                        self.ended = true;
+                        return Ok(0);
+                    }
+                    if !self.dropped("connection closed by peer".into()) {
                         return Ok(0);
                     }
                 }
@@ -625,7 +715,10 @@ impl Read for Source {
                         return Ok(0);
                     }
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.ended = true;
+                    return Err(e);
+                }
             }
         }
     }
@@ -767,6 +860,8 @@ mod tests {
             failures: 0,
             events: Vec::new(),
             bytes: 0,
+            ended: false,
+            waiting: None,
         };
         let t = std::thread::spawn(move || {
             let mut buf = [0u8; 8];
@@ -775,5 +870,119 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         stop.store(true, Ordering::Relaxed);
         assert_eq!(t.join().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_file_ends_for_good_and_is_never_reopened() {
+        let path = std::env::temp_dir().join(format!("dmapickle-src-end-{}", std::process::id()));
+        std::fs::write(&path, b"abc").unwrap();
+        let mut src = Source::open_uri(path.to_str().unwrap(), SourceOptions::default()).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(src.read(&mut buf).unwrap(), 3);
+        for _ in 0..3 {
+            assert_eq!(src.read(&mut buf).unwrap(), 0, "read again from offset 0");
+        }
+        assert_eq!(Source::bytes(&src), 3);
+        assert!(src.take_events().is_empty(), "a file is not a connection");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_dropped_connection_without_reconnect_is_not_made_again() {
+        use std::io::Write;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            s.write_all(b"once").unwrap();
+            drop(s);
+            // A second connection would be accepted here; the source must not make one.
+            l.set_nonblocking(true).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            l.accept().is_err()
+        });
+        let opts = SourceOptions {
+            reconnect: false,
+            ..Default::default()
+        };
+        let mut src = Source::open_uri(&format!("tcp://{addr}"), opts).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8];
+        loop {
+            let n = src.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(src.read(&mut buf).unwrap(), 0);
+        assert_eq!(got, b"once");
+        assert!(server.join().unwrap(), "the source connected a second time");
+    }
+
+    #[test]
+    fn qemu_and_sink_spellings_get_the_uri_they_should_be() {
+        for (uri, want) in [
+            ("tcp:127.0.0.1:4000", "`tcp://127.0.0.1:4000`"),
+            (
+                "tcp:127.0.0.1:4000,server=on,wait=off",
+                "`tcp://127.0.0.1:4000`",
+            ),
+            ("tcp-listen:127.0.0.1:4009", "`tcp-listen://127.0.0.1:4009`"),
+            ("unix:/tmp/q.sock", "`unix:///tmp/q.sock`"),
+        ] {
+            let e = uri.parse::<SourceSpec>().unwrap_err().to_string();
+            assert!(e.contains(want), "{uri}: {e}");
+        }
+        // Paths stay paths, a `./` prefix included.
+        assert_eq!(
+            "./tcp:1".parse::<SourceSpec>(),
+            Ok(SourceSpec::File("./tcp:1".into()))
+        );
+        assert_eq!(
+            "C:data.rec".parse::<SourceSpec>(),
+            Ok(SourceSpec::File("C:data.rec".into()))
+        );
+    }
+
+    #[cfg(not(feature = "probe-rs"))]
+    #[test]
+    fn rtt_without_probe_rs_fails_at_open_even_with_reconnect() {
+        let e = Source::open_uri("rtt://STM32F407VGTx", SourceOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`probe-rs` feature"), "{e}");
+    }
+
+    #[test]
+    fn a_refused_connect_is_reported_once_while_waiting() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let opts = SourceOptions {
+            poll: Duration::from_millis(10),
+            ..Default::default()
+        };
+        let stop = opts.stop.clone();
+        let mut src = Source::open_uri(&format!("tcp://{addr}"), opts).unwrap();
+        let t = std::thread::spawn(move || {
+            let mut buf = [0u8; 8];
+            let n = src.read(&mut buf).unwrap();
+            (n, src.take_events())
+        });
+        // 50 + 100 + 200 + 400 ms of backoff: at least four attempts.
+        std::thread::sleep(Duration::from_millis(900));
+        stop.store(true, Ordering::Relaxed);
+        let (n, events) = t.join().unwrap();
+        assert_eq!(n, 0);
+        assert_eq!(events.len(), 1, "{events:?}");
+        let SourceEvent::Waiting { reason } = &events[0] else {
+            panic!("{events:?}")
+        };
+        assert!(reason.contains("refused"), "{reason}");
+        assert_eq!(
+            events[0].to_string(),
+            format!("waiting ({reason}), retrying")
+        );
     }
 }
