@@ -11,8 +11,11 @@
 //! | `n` | 1 ..= [`MAX_BLOCK`] | 256 | rows per block: the arrays are `(n, 4)` int16 |
 //! | `count` | 0 ..= 2^32-1 | 0 | messages to publish before exiting with status 0; 0 = run forever |
 //! | `rate` | 1 ..= 10^7 | 64000 | simulated sample rate in Hz (rows per second); sets the SysTick period |
-//! | `fault` | `none`, `panic`, `hardfault` | `none` | raise this fault after `count` messages instead of exiting cleanly (tests the failure path) |
+//! | `fault` | `none`, `panic`, `hardfault`, optionally `@N` | `none` | raise this fault instead of exiting cleanly (tests the failure path): after `N` messages with `@N`, else after `count` messages, or after the first one when `count=0` |
 //! | `reboot` | 0 ..= [`MAX_REBOOTS`] | 0 | after `count` messages, reset the chip (SYSRESETREQ) this many times before exiting: each boot publishes `count` messages from seq 0 with `SEQ_RESTART` |
+//!
+//! A word the firmware cannot use is a [`ConfigError`] whose message names the word and what the
+//! key takes (`bad value in boot parameter `n=5000`: n takes 1..=1024`), or lists every key.
 //!
 //! ```
 //! use dmapickle_firmware::config::{BootConfig, LinkMode};
@@ -53,6 +56,9 @@ pub enum Fault {
     HardFault,
 }
 
+/// Every key [`BootConfig::apply`] knows, in the order the docs list them.
+pub const KEYS: [&str; 6] = ["mode", "n", "count", "rate", "fault", "reboot"];
+
 /// Everything the firmware reads at boot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -67,6 +73,8 @@ pub struct BootConfig {
     pub rate_hz: u32,
     /// Fault to raise at the end.
     pub fault: Fault,
+    /// `fault=KIND@N`: raise it after `N` messages (`None`: see [`BootConfig::messages`]).
+    pub fault_after: Option<u32>,
     /// Resets before the final exit (each boot publishes `count` messages).
     pub reboot: u32,
 }
@@ -79,6 +87,7 @@ impl Default for BootConfig {
             count: 0,
             rate_hz: 64_000,
             fault: Fault::None,
+            fault_after: None,
             reboot: 0,
         }
     }
@@ -97,12 +106,27 @@ impl core::fmt::Display for ConfigError<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             ConfigError::UnknownKey(w) => {
-                write!(
-                    f,
-                    "unknown boot parameter `{w}` (keys: mode n count rate fault)"
-                )
+                write!(f, "unknown boot parameter `{w}` (keys:")?;
+                for key in KEYS {
+                    write!(f, " {key}")?;
+                }
+                f.write_str(")")
             }
-            ConfigError::BadValue(w) => write!(f, "bad value in boot parameter `{w}`"),
+            ConfigError::BadValue(w) => {
+                let key = w.split_once('=').map_or(*w, |(k, _)| k);
+                write!(f, "bad value in boot parameter `{w}`: {key} takes ")?;
+                match key {
+                    "mode" => f.write_str("inline or shared"),
+                    "n" => write!(f, "1..={MAX_BLOCK} (rows per block)"),
+                    "count" => write!(f, "0..={} (0 = forever)", u32::MAX),
+                    "rate" => write!(f, "1..={MAX_RATE_HZ} (Hz)"),
+                    "fault" => {
+                        f.write_str("none, panic or hardfault, optionally @N (after N messages)")
+                    }
+                    "reboot" => write!(f, "0..={MAX_REBOOTS}"),
+                    _ => f.write_str("another value"),
+                }
+            }
         }
     }
 }
@@ -119,6 +143,36 @@ impl BootConfig {
             cfg.apply(word)?;
         }
         Ok(cfg)
+    }
+
+    /// After how many messages the fault fires, `None` without a fault: `N` of `fault=KIND@N`,
+    /// else `count`, or 1 when `count` is 0 (else `fault=panic` alone would never fire).
+    pub fn fault_due(&self) -> Option<u32> {
+        if self.fault == Fault::None {
+            return None;
+        }
+        Some(
+            self.fault_after
+                .unwrap_or(if self.count > 0 { self.count } else { 1 }),
+        )
+    }
+
+    /// Messages to publish in each boot, `None` for no limit: `count` (0 = no limit), or fewer
+    /// when the fault is due earlier.
+    pub fn messages(&self) -> Option<u32> {
+        let count = (self.count > 0).then_some(self.count);
+        match (count, self.fault_due()) {
+            (Some(c), Some(due)) => Some(c.min(due)),
+            (c, due) => c.or(due),
+        }
+    }
+
+    /// The fault to raise once `published` messages went out (`Fault::None` if it is not due).
+    pub fn fault_at(&self, published: u32) -> Fault {
+        match self.fault_due() {
+            Some(due) if published >= due => self.fault,
+            _ => Fault::None,
+        }
     }
 
     /// Applies one `key=value` word.
@@ -144,12 +198,17 @@ impl BootConfig {
             "rate" => self.rate_hz = number(1, MAX_RATE_HZ)?,
             "reboot" => self.reboot = number(0, MAX_REBOOTS)?,
             "fault" => {
-                self.fault = match value {
-                    "none" => Fault::None,
+                let (kind, after) = match value.split_once('@') {
+                    Some((kind, n)) => (kind, Some(n.parse::<u32>().map_err(|_| bad)?)),
+                    None => (value, None),
+                };
+                self.fault = match kind {
+                    "none" if after.is_none() => Fault::None,
                     "panic" => Fault::Panic,
                     "hardfault" => Fault::HardFault,
                     _ => return Err(bad),
-                }
+                };
+                self.fault_after = after;
             }
             _ => return Err(ConfigError::UnknownKey(word)),
         }
@@ -182,6 +241,7 @@ mod tests {
                 count: 7,
                 rate_hz: 1000,
                 fault: Fault::HardFault,
+                fault_after: None,
                 reboot: 0,
             }
         );
@@ -223,5 +283,58 @@ mod tests {
         assert_eq!(BootConfig::parse("fw reboot=2").map(|c| c.reboot), Ok(2));
         let msg = std::format!("{}", ConfigError::BadValue("n=0"));
         assert!(msg.contains("n=0"), "{msg}");
+    }
+
+    #[test]
+    fn errors_say_what_is_valid() {
+        let show = |line| std::format!("{}", BootConfig::parse(line).unwrap_err());
+        assert_eq!(
+            show("fw n=5000"),
+            "bad value in boot parameter `n=5000`: n takes 1..=1024 (rows per block)"
+        );
+        assert_eq!(
+            show("fw speed=9"),
+            "unknown boot parameter `speed=9` (keys: mode n count rate fault reboot)"
+        );
+        assert!(show("rate=0").ends_with("rate takes 1..=10000000 (Hz)"));
+        assert!(show("reboot=99").ends_with("reboot takes 0..=16"));
+        assert!(show("fault=boom").contains("none, panic or hardfault, optionally @N"));
+        // The listed keys are exactly the ones `apply` takes.
+        let sample = ["inline", "4", "1", "1000", "panic", "1"];
+        for (key, value) in KEYS.iter().zip(sample) {
+            let word = std::format!("{key}={value}");
+            assert!(BootConfig::default().apply(&word).is_ok(), "{word}");
+        }
+    }
+
+    #[test]
+    fn a_fault_fires_after_a_known_number_of_messages() {
+        let messages = |line| BootConfig::parse(line).unwrap().messages();
+        assert_eq!(messages(""), None, "no count, no fault: forever");
+        assert_eq!(messages("count=10"), Some(10));
+        assert_eq!(
+            messages("fault=panic"),
+            Some(1),
+            "count=0: after the first message"
+        );
+        assert_eq!(messages("fault=panic count=5"), Some(5));
+        assert_eq!(messages("fault=hardfault@3"), Some(3));
+        assert_eq!(
+            messages("count=2 fault=panic@3"),
+            Some(2),
+            "count ends the run first"
+        );
+        assert_eq!(messages("fault=panic@0"), Some(0), "before any message");
+        let cfg = BootConfig::parse("fault=hardfault@7").unwrap();
+        assert_eq!((cfg.fault, cfg.fault_after), (Fault::HardFault, Some(7)));
+        assert_eq!(
+            (cfg.fault_at(6), cfg.fault_at(7)),
+            (Fault::None, Fault::HardFault)
+        );
+        let cfg = BootConfig::parse("count=2 fault=panic@3").unwrap();
+        assert_eq!(cfg.fault_at(2), Fault::None, "never reached: a clean exit");
+        for bad in ["fault=panic@", "fault=panic@x", "fault=none@2", "fault=@3"] {
+            assert_eq!(BootConfig::parse(bad), Err(ConfigError::BadValue(bad)));
+        }
     }
 }
