@@ -18,9 +18,14 @@
 # scripts/setup.sh). The exit status is the firmware's: 0 after `count` messages, 2 for bad boot
 # parameters, 3 if a message cannot be published, 101 for a panic, 102 for a HardFault (QEMU's
 # own errors: 1).
-# This is also the cargo runner (.cargo/config.toml): `cargo run --release -- count=10`.
+# This is also the cargo runner (.cargo/config.toml): `cargo run --release -- count=10`. Options
+# may also follow the ELF, so cargo run can pass them:
+#   cargo run --release -- --serial tcp:127.0.0.1:4000,server=on,wait=on --psram /dev/shm/psram mode=shared
+# mode=shared needs --serial and --psram (and a host reading both, which releases the buffers);
+# without them it is refused, since the firmware would stop once every PSRAM slot is lent.
+# An ELF built for a real board (feature rtt, symbol _SEGGER_RTT) is refused: QEMU cannot run it.
 set -euo pipefail
-serial=null psram="" log="" limit=""
+serial=null psram="" log="" limit="" elf="" params=()
 while [ $# -gt 0 ]; do
   case $1 in
     --serial) serial=$2; shift 2 ;;
@@ -28,14 +33,32 @@ while [ $# -gt 0 ]; do
     --log) log=$2; shift 2 ;;
     --timeout) limit=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    --) shift; break ;;
+    --) shift; if [ -z "$elf" ] && [ $# -gt 0 ]; then elf=$1; shift; fi; params+=("$@"); break ;;
     -*) echo "qemu.sh: unknown option $1 (see --help)" >&2; exit 64 ;;
-    *) break ;;
+    *) if [ -z "$elf" ]; then elf=$1; else params+=("$1"); fi; shift ;;
   esac
 done
-[ $# -ge 1 ] || { echo "qemu.sh: no ELF given (see --help)" >&2; exit 64; }
-elf=$1; shift
+[ -n "$elf" ] || { echo "qemu.sh: no ELF given (see --help)" >&2; exit 64; }
 [ -f "$elf" ] || { echo "qemu.sh: $elf: no such firmware ELF (build it: cd firmware && cargo build --release)" >&2; exit 66; }
+if grep -aq _SEGGER_RTT "$elf"; then
+  echo "qemu.sh: $elf is the real-board (RTT) build, which QEMU cannot run; build the QEMU one with \`cd firmware && cargo build --release\` (\`cargo build-rtt\` puts the RTT build in firmware/target/rtt)" >&2
+  exit 65
+fi
+set -- ${params[@]+"${params[@]}"}
+for word in "$@"; do
+  if [ "$word" = mode=shared ] && { [ "$serial" = null ] || [ -z "$psram" ]; }; then
+    cat >&2 <<EOF
+qemu.sh: mode=shared lends each array to the host until the host releases it, so it needs the
+frames on --serial, the PSRAM in a --psram file, and a host reading both (else the firmware stops
+once all its slots are lent). For example:
+  ./qemu.sh --serial tcp:127.0.0.1:4000,server=on,wait=on --psram /dev/shm/psram $elf mode=shared
+  dmapickle listen tcp://127.0.0.1:4000 --region 2=/dev/shm/psram     # the host, in a second terminal
+With cargo run the options go after --: cargo run --release -- --serial ... --psram ... mode=shared
+scripts/live-source.sh shared does all of this.
+EOF
+    exit 64
+  fi
+done
 
 semi="enable=on,target=native,arg=dmapickle-firmware"
 for word in "$@"; do

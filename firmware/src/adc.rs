@@ -132,6 +132,7 @@ pub struct Adc<B> {
     seq: u32,
     rows_done: u32,
     stalls: u32,
+    streak: u32,
     overflows: u32,
 }
 
@@ -144,6 +145,7 @@ impl<B: Block> Adc<B> {
             seq: 0,
             rows_done: 0,
             stalls: 0,
+            streak: 0,
             overflows: 0,
         }
     }
@@ -161,6 +163,12 @@ impl<B: Block> Adc<B> {
     /// Ticks on which no free buffer was available.
     pub const fn stalls(&self) -> u32 {
         self.stalls
+    }
+
+    /// Ticks in a row, up to now, on which no free buffer was available (0 once one was): how
+    /// long the ADC has been waiting for the link or the host.
+    pub const fn stall_streak(&self) -> u32 {
+        self.streak
     }
 
     /// Free buffers too small for a block, and complete blocks the ready queue could not take
@@ -182,8 +190,10 @@ impl<B: Block> Adc<B> {
             None => {
                 let Some(mut buf) = pool.take_free() else {
                     self.stalls = self.stalls.wrapping_add(1);
+                    self.streak = self.streak.saturating_add(1);
                     return false;
                 };
+                self.streak = 0;
                 if buf.as_mut_slice().len() < self.block_bytes() {
                     self.overflows = self.overflows.wrapping_add(1);
                     pool.recycle(buf);
@@ -271,10 +281,16 @@ mod tests {
         assert!(adc.tick(ring, 1));
         let in_flight = ring.pop_ready().unwrap();
         assert!(!adc.tick(ring, 1), "no free buffer");
-        assert_eq!(adc.stalls(), 1);
+        assert!(!adc.tick(ring, 1), "still none");
+        assert_eq!((adc.stalls(), adc.stall_streak()), (2, 2));
         check_block(&in_flight, 0, 1);
         ring.give(in_flight).unwrap();
         assert!(adc.tick(ring, 1));
+        assert_eq!(
+            (adc.stalls(), adc.stall_streak()),
+            (2, 0),
+            "the streak ends"
+        );
         ring.pop_ready().unwrap();
         let b = ring.pop_ready().unwrap();
         check_block(&b, 2, 1);

@@ -160,10 +160,17 @@ fn main() -> ! {
 
     let publisher = Publisher::new();
     let published = match cfg.mode {
-        LinkMode::Inline => run(&cfg, &publisher, &mut link, &RING, Outgoing::Inline),
+        LinkMode::Inline => run(
+            &cfg,
+            tick_hz,
+            &publisher,
+            &mut link,
+            &RING,
+            Outgoing::Inline,
+        ),
         LinkMode::Shared => {
             let pool = shared_pool();
-            run(&cfg, &publisher, &mut link, pool, |b| {
+            run(&cfg, tick_hz, &publisher, &mut link, pool, |b| {
                 Outgoing::<DmaBuf>::Shared(b.0)
             })
         }
@@ -200,17 +207,19 @@ fn main() -> ! {
         cortex_m::peripheral::SCB::sys_reset();
     }
     set_resets(0);
-    match cfg.fault {
+    match cfg.fault_at(published) {
         Fault::None => board::exit(0),
         Fault::Panic => panic!("deliberate panic (boot parameter fault=panic)"),
         Fault::HardFault => cortex_m::asm::udf(),
     }
 }
 
-/// Publishes ready blocks from `pool` until `cfg.count` messages went out (forever if 0).
-/// Returns the number published.
+/// Publishes ready blocks from `pool` until `cfg.messages()` went out (forever if `None`).
+/// Returns the number published. If the ADC has had no free buffer for a second (`tick_hz`
+/// ticks), says once what it waits for.
 fn run<P, L, B>(
     cfg: &BootConfig,
+    tick_hz: u32,
     publisher: &Publisher,
     link: &mut L,
     pool: &P,
@@ -223,8 +232,14 @@ where
     B: embedded_dma::ReadBuffer<Word = u8> + 'static + GiveBack,
 {
     let mut seq: u32 = 0;
-    while cfg.count == 0 || seq < cfg.count {
+    let limit = cfg.messages();
+    let mut warned = false;
+    while limit.is_none_or(|n| seq < n) {
         let Some(buf) = pool.pop_ready() else {
+            if !warned && stall_streak(cfg.mode) >= tick_hz {
+                warned = true;
+                warn_stalled(cfg.mode, seq);
+            }
             cortex_m::asm::wfi();
             continue;
         };
@@ -249,6 +264,29 @@ where
         seq = seq.wrapping_add(1);
     }
     seq
+}
+
+/// Ticks in a row the ISR has found no free buffer.
+fn stall_streak(mode: LinkMode) -> u32 {
+    critical_section::with(|cs| match mode {
+        LinkMode::Inline => ADC_INLINE.borrow_ref(cs).stall_streak(),
+        LinkMode::Shared => ADC_SHARED.borrow_ref(cs).stall_streak(),
+    })
+}
+
+/// What a stalled ADC waits for, logged once.
+fn warn_stalled(mode: LinkMode, published: u32) {
+    match mode {
+        LinkMode::Shared => defmt::warn!(
+            "all {=usize} slots lent after {=u32} messages, waiting for the host to release one (is a host reading the frames and mapping the PSRAM region? see README, troubleshooting)",
+            SHARED_SLOTS,
+            published
+        ),
+        LinkMode::Inline => defmt::warn!(
+            "no free buffer for 1 s after {=u32} messages, waiting for the link to complete a transfer",
+            published
+        ),
+    }
 }
 
 /// The descriptor of a filled block buffer.

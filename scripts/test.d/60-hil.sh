@@ -38,6 +38,7 @@ grep -aq 'dmapickle' "$rodata" || { echo "60-hil: RTT channel name 'dmapickle' m
 rm -f "$rodata"
 cargo build -q --release
 export DMAPICKLE_FIRMWARE_ELF=$target_dir/thumbv7em-none-eabihf/release/dmapickle-firmware
+export DMAPICKLE_FIRMWARE_RTT_ELF=$rtt_elf  # qemu.sh must refuse it
 
 # The host end: dmapickle-host's frame reader feeding the Python checks, and the Python package.
 cd "$root"

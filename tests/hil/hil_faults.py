@@ -1,7 +1,11 @@
 """A panic, a HardFault and bad boot parameters reach the host through defmt and fail the run."""
+import os
 import re
+import socket
+import subprocess
+import time
 
-from board import Board
+from board import QEMU_SH, Board
 
 
 def run(tmp_path, params):
@@ -39,3 +43,66 @@ def test_bad_boot_parameter_is_a_clear_error(tmp_path):
     status, log = run(tmp_path, {"speed": 9})
     assert status == 2, log
     assert "unknown boot parameter `speed=9`" in log, log
+
+
+def test_a_fault_alone_fires_after_the_first_message(tmp_path):
+    # count=0 runs forever, so `fault=panic` alone fires after the first message.
+    status, log = run(tmp_path, {"fault": "panic"})
+    assert status == 101, log
+    assert re.search(r"done: 1 messages, ", log) and "deliberate panic" in log, log
+
+
+def test_a_fault_fires_after_the_messages_it_names(tmp_path):
+    status, log = run(tmp_path, {"fault": "hardfault@3", "n": 32})
+    assert status == 102, log
+    assert re.search(r"done: 3 messages, ", log) and "ERROR HardFault:" in log, log
+    # count ends the run before the fault is due: a clean exit.
+    status, log = run(tmp_path, {"fault": "panic@5", "count": 2, "n": 32})
+    assert status == 0, log
+    assert re.search(r"done: 2 messages, ", log), log
+
+
+def test_bad_boot_parameters_say_what_is_valid(tmp_path):
+    status, log = run(tmp_path, {"n": 5000})
+    assert status == 2, log
+    assert "bad value in boot parameter `n=5000`: n takes 1..=1024 (rows per block)" in log, log
+    status, log = run(tmp_path, {"speed": 9})
+    assert "(keys: mode n count rate fault reboot)" in log, log
+
+
+def test_shared_mode_without_a_host_is_refused_with_the_command_that_works(tmp_path):
+    # What `cargo run --release -- mode=shared ...` used to hang on: no UART, no PSRAM file.
+    with Board(tmp_path, {"mode": "shared", "count": 100}, serial=False, timeout=60) as board:
+        status = board.wait(30)
+        err = board.stderr()
+    assert status == 64, err
+    assert "mode=shared lends each array to the host" in err, err
+    assert f"--psram /dev/shm/psram {board.elf} mode=shared" in err, err
+    assert "scripts/live-source.sh shared" in err, err
+
+
+def test_an_rtt_elf_is_refused(tmp_path):
+    elf = os.environ.get("DMAPICKLE_FIRMWARE_RTT_ELF")
+    assert elf, "60-hil.sh sets DMAPICKLE_FIRMWARE_RTT_ELF to the RTT build"
+    out = subprocess.run([str(QEMU_SH), elf, "count=1"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 65, out
+    assert "is the real-board (RTT) build, which QEMU cannot run" in out.stderr, out.stderr
+
+
+def test_a_stalled_shared_link_says_what_it_waits_for(tmp_path):
+    # A host that reads the frames but never releases: once all 32 slots are lent, the firmware
+    # says (once) that it waits for the host.
+    params = {"mode": "shared", "n": 32, "rate": 64000, "count": 100}
+    with Board(tmp_path, params, psram=True, timeout=60) as board:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(board.wait_socket())
+            s.settimeout(0.1)
+            deadline = time.monotonic() + 30
+            log = ""
+            while "WARN" not in log and time.monotonic() < deadline:
+                try:
+                    s.recv(1 << 16)
+                except socket.timeout:
+                    log = board.log()
+    assert "WARN  all 32 slots lent after 32 messages, waiting for the host to release one" in log, log
+    assert log.count("slots lent") == 1, log
