@@ -16,19 +16,21 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! How it reads (see `docs/wire-format.md`, "Resynchronisation"): headers and bodies are read in
+//! How it reads (see `docs/wire-format.md`, "Reading a stream"): headers and bodies are read in
 //! chunks into a staging buffer; inline buffers of at least `direct_threshold` bytes are read by
 //! the OS straight into their final place in a pooled, 64-byte aligned receive block, so large
-//! payloads are never copied after the read. A frame whose body or data CRC fails, or that the
-//! stream cuts off, is counted corrupt and every byte after its sync word is scanned again, so the
-//! good frames it swallowed are still found.
+//! payloads are never copied after the read. A frame whose body or data CRC fails, that the
+//! stream cuts off, or that holds the header of a rebooted device's first frame, is counted
+//! corrupt and every byte after its sync word is scanned again, so the good frames it swallowed
+//! are still found. A frame whose CRCs all match is consumed whole, whether it is delivered or
+//! refused, so nothing inside it is ever read as a frame of its own.
 
 use std::io::{self, Read};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use dmapickle_core::frame::{Body, BufferKind, Entry, Header, HEADER_LEN, SYNC};
+use dmapickle_core::frame::{Body, BufferKind, Entry, Header, HEADER_LEN, SYNC, VERSION};
 
 use crate::message::{Buffer, Message};
 use crate::region::{RegionError, RegionMap};
@@ -36,10 +38,11 @@ use crate::region::{RegionError, RegionMap};
 /// Alignment of every buffer in a receive block.
 pub const BUFFER_ALIGN: usize = 64;
 
-/// Limits and tuning of a [`FrameReader`].
+/// Limits and tuning of a [`FrameReader`]. Each limit is inclusive: a header asking for exactly
+/// the limit is accepted, one byte (or buffer) more is [`ReadError::TooLarge`].
 #[derive(Debug, Clone)]
 pub struct ReaderConfig {
-    /// Largest whole frame accepted (header to data CRC). Default 256 MiB.
+    /// Largest whole frame accepted (header to data CRC, `32 + P + 12N + I`). Default 256 MiB.
     pub max_frame: u64,
     /// Largest pickle accepted. Default 1 MiB.
     pub max_pickle: u32,
@@ -69,23 +72,34 @@ impl Default for ReaderConfig {
     }
 }
 
-/// What the reader has seen so far.
+/// What the reader has seen so far (`docs/wire-format.md`, "Counters", defines each one).
+///
+/// A frame is *consumed* when its header, body and data CRCs all match (the data CRC field is
+/// zero for `NO_DATA_CRC` frames) and no rebooted device's header lies inside it: it is then
+/// delivered or refused, whole. At the end of the input every byte read is either part of a
+/// consumed frame or counted in `bytes_skipped`, exactly once.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Frames delivered.
     pub frames_ok: u64,
-    /// Frames with a valid header whose body or data CRC failed, or that were cut off.
+    /// Headers whose sync, CRC, version, flags and limits were good but whose frame was not:
+    /// body or data CRC failed, a `NO_DATA_CRC` frame's data CRC field was not zero, the input
+    /// ended first, or a `SEQ_RESTART` header started inside it.
     pub corrupt: u64,
-    /// Frames missing by sequence gaps between delivered or refused frames.
+    /// Frames missing by sequence gaps between consumed frames (delivered or refused).
     pub lost: u64,
-    /// Bytes skipped while hunting for a frame start.
+    /// Bytes that are not part of a consumed frame: garbage, headers that failed their CRC or
+    /// were refused before their frame was read, the first byte of each corrupt frame.
     pub bytes_skipped: u64,
-    /// Frames with `SEQ_RESTART` (device boots).
+    /// Consumed frames with `SEQ_RESTART` (device boots).
     pub restarts: u64,
-    /// Backward sequence jumps without `SEQ_RESTART` (not counted as losses).
+    /// Consumed frames without `SEQ_RESTART` whose `seq` did not move forward (`seq - last`
+    /// is 0 or at least 2^31): a backward jump, not counted as a loss.
     pub seq_jumps: u64,
-    /// Intact frames refused: unknown version or flags, over a limit, bad shared buffer,
-    /// rejected by the validator.
+    /// Frames refused, each reported as one [`ReadError`] other than `Io`: a header of an
+    /// unknown version, with unknown flags or over a limit (not consumed), or a consumed frame
+    /// with a bad descriptor table, without data CRC on an untrusted link, with a shared buffer
+    /// that cannot be mapped, or whose pickle the validator refused.
     pub refused: u64,
     /// Bytes read from the source.
     pub bytes_read: u64,
@@ -125,6 +139,8 @@ pub enum ReadError {
     },
     /// A shared buffer could not be mapped.
     Region {
+        /// Stream offset of the header.
+        offset: u64,
         /// The frame's sequence number.
         seq: u32,
         /// Why.
@@ -132,6 +148,8 @@ pub enum ReadError {
     },
     /// The validator refused the pickle.
     Invalid {
+        /// Stream offset of the header.
+        offset: u64,
         /// The frame's sequence number.
         seq: u32,
         /// The validator's explanation.
@@ -143,6 +161,39 @@ impl ReadError {
     /// Whether the reader cannot go on (the source failed).
     pub fn is_fatal(&self) -> bool {
         matches!(self, ReadError::Io(_))
+    }
+
+    /// The refusal's name in `docs/wire-format.md` ("Reading a stream"): `UnsupportedVersion`,
+    /// `UnknownFrameFlags`, `TooLarge`, `UnknownEntryFlags`, `InlineLength`, `UncheckedData`,
+    /// `Region`, `Invalid`; `Io` for a failed source.
+    pub fn kind(&self) -> &'static str {
+        use dmapickle_core::Error as E;
+        match self {
+            ReadError::Io(_) => "Io",
+            ReadError::Frame { error, .. } => match error {
+                E::UnsupportedVersion { .. } => "UnsupportedVersion",
+                E::UnknownFrameFlags { .. } => "UnknownFrameFlags",
+                E::UnknownEntryFlags { .. } => "UnknownEntryFlags",
+                E::InlineLength => "InlineLength",
+                _ => "Frame",
+            },
+            ReadError::TooLarge { .. } => "TooLarge",
+            ReadError::UncheckedData { .. } => "UncheckedData",
+            ReadError::Region { .. } => "Region",
+            ReadError::Invalid { .. } => "Invalid",
+        }
+    }
+
+    /// Stream offset of the refused frame's header (`None` for `Io`).
+    pub fn offset(&self) -> Option<u64> {
+        match self {
+            ReadError::Io(_) => None,
+            ReadError::Frame { offset, .. }
+            | ReadError::TooLarge { offset, .. }
+            | ReadError::UncheckedData { offset }
+            | ReadError::Region { offset, .. }
+            | ReadError::Invalid { offset, .. } => Some(*offset),
+        }
     }
 }
 
@@ -162,8 +213,14 @@ impl std::fmt::Display for ReadError {
                 f,
                 "frame at byte {offset} has no data CRC and the link is not trusted (ReaderConfig::trust_link)"
             ),
-            ReadError::Region { seq, error } => write!(f, "frame {seq}: {error}"),
-            ReadError::Invalid { seq, reason } => write!(f, "frame {seq}: pickle refused: {reason}"),
+            ReadError::Region { offset, seq, error } => {
+                write!(f, "frame {seq} at byte {offset}: {error}")
+            }
+            ReadError::Invalid {
+                offset,
+                seq,
+                reason,
+            } => write!(f, "frame {seq} at byte {offset}: pickle refused: {reason}"),
         }
     }
 }
@@ -196,6 +253,8 @@ pub struct FrameReader<R> {
     /// Size of the next staging read (one read only), set after a direct payload read so the
     /// read stops at the next frame's payload instead of copying its first chunk.
     read_hint: Option<usize>,
+    /// While a frame is read: the search for a rebooted device's header inside it.
+    scan: Option<RestartScan>,
 }
 
 impl<R> std::fmt::Debug for FrameReader<R> {
@@ -240,6 +299,7 @@ impl<R: Read> FrameReader<R> {
             counters: Counters::default(),
             pool: Arc::new(Pool::default()),
             read_hint: None,
+            scan: None,
         }
     }
 
@@ -296,14 +356,15 @@ impl<R: Read> FrameReader<R> {
                 .get(self.pos..self.pos + HEADER_LEN)
                 .and_then(|s| s.try_into().ok())
                 .ok_or_else(|| io::Error::other("staging invariant"))?;
+            // Checks in the order of docs/wire-format.md, "Reading a stream".
             let header = match Header::decode_with(&head, crc32c::crc32c) {
                 Ok(h) => h,
                 Err(dmapickle_core::Error::HeaderCrc) | Err(dmapickle_core::Error::FrameSync) => {
-                    self.skip(1);
+                    self.skip_hunting(1);
                     continue;
                 }
                 Err(error) => {
-                    self.skip(1);
+                    self.skip_hunting(1);
                     self.counters.refused += 1;
                     return Err(ReadError::Frame { offset: at, error });
                 }
@@ -312,14 +373,9 @@ impl<R: Read> FrameReader<R> {
                 || header.pickle_len > self.cfg.max_pickle
                 || header.buffers > self.cfg.max_buffers
             {
-                self.skip(1);
+                self.skip_hunting(1);
                 self.counters.refused += 1;
                 return Err(ReadError::TooLarge { offset: at, header });
-            }
-            if !header.has_data_crc() && !self.cfg.trust_link {
-                self.skip(1);
-                self.counters.refused += 1;
-                return Err(ReadError::UncheckedData { offset: at });
             }
             match self.read_frame(&header, at)? {
                 Step::Deliver(m) => {
@@ -392,17 +448,27 @@ impl<R: Read> FrameReader<R> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.into()),
             };
+            let rel = (self.len - self.pos) as u64;
             self.len += got;
             self.counters.bytes_read += got as u64;
+            if let Some(scan) = self.scan.as_mut() {
+                // A rebooted device's header inside the frame: stop waiting for its length.
+                if scan.feed_staged(rel, &self.stage[self.len - got..self.len]) {
+                    return Ok(false);
+                }
+            }
         }
         Ok(true)
     }
 
     /// Read into `dst` straight from the source, folding each piece into `crc` while it is
-    /// still in cache; returns the bytes read (short at end of input).
+    /// still in cache; returns the bytes read (short at end of input, or when a rebooted
+    /// device's header shows up inside the frame). `staged` is the stage-relative position the
+    /// bytes belong at (the frame's staged bytes end there).
     fn read_direct(
         &mut self,
         dst: &mut [u8],
+        staged: usize,
         mut crc: Option<&mut u32>,
     ) -> Result<usize, ReadError> {
         let mut done = 0;
@@ -413,53 +479,80 @@ impl<R: Read> FrameReader<R> {
                     if let Some(crc) = crc.as_deref_mut() {
                         *crc = crc32c::crc32c_append(*crc, &dst[done..done + k]);
                     }
+                    let rel = (staged + done) as u64;
                     done += k;
+                    if let Some(scan) = self.scan.as_mut() {
+                        if scan.feed_staged(rel, &dst[done - k..done]) {
+                            break;
+                        }
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.into()),
             }
         }
         self.counters.bytes_read += done as u64;
+        if let Some(scan) = self.scan.as_mut() {
+            // Stage-relative positions after these bytes are `done` further into the frame.
+            scan.direct += done as u64;
+        }
         Ok(done)
     }
 
-    /// Read the frame whose valid header is at `stage[pos]`.
+    /// Read the frame whose valid header is at `stage[pos]`, watching its bytes for a rebooted
+    /// device's header.
     fn read_frame(&mut self, h: &Header, at: u64) -> Result<Step, ReadError> {
+        let mut scan = RestartScan::new(h.frame_len());
+        scan.feed(0, &self.stage[self.pos..self.len]);
+        self.scan = Some(scan);
+        let step = self.read_frame_bytes(h, at);
+        self.scan = None;
+        step
+    }
+
+    fn restart_inside(&self) -> bool {
+        self.scan.as_ref().is_some_and(|s| s.found)
+    }
+
+    fn read_frame_bytes(&mut self, h: &Header, at: u64) -> Result<Step, ReadError> {
         let body_len = h.body_len() as usize;
-        if !self.fill_to(HEADER_LEN + body_len)? {
-            self.skip(1);
+        if self.restart_inside() || !self.fill_to(HEADER_LEN + body_len)? {
+            self.skip_hunting(1);
             return Ok(Step::Retry);
         }
         let body_range = self.pos + HEADER_LEN..self.pos + HEADER_LEN + body_len;
-        let entries: Vec<Entry> =
+        // A table refused with a matching body CRC is judged once the whole frame has checked.
+        let table: Result<Vec<Entry>, dmapickle_core::Error> =
             match Body::parse_with(h, &self.stage[body_range.clone()], crc32c::crc32c) {
                 Err(dmapickle_core::Error::BodyCrc) => {
-                    self.skip(1);
+                    self.skip_hunting(1);
                     return Ok(Step::Retry);
                 }
-                Err(error) => {
-                    self.skip(1);
-                    return Ok(Step::Refuse(ReadError::Frame { offset: at, error }));
-                }
-                Ok(body) => match body.entries().collect() {
-                    Ok(v) => v,
-                    Err(error) => {
-                        self.skip(1);
-                        return Ok(Step::Refuse(ReadError::Frame { offset: at, error }));
-                    }
-                },
+                Err(error) => Err(error),
+                Ok(body) => body.entries().collect(),
             };
-        // Receive block layout: pickle at 0, each inline buffer at the next aligned offset.
+        // Receive block layout: pickle at 0, each inline buffer at the next aligned offset. For
+        // a refused table, the inline bytes in one piece (read for the data CRC, never shown).
         let pickle_len = h.pickle_len as usize;
         let mut size = align(pickle_len);
-        let mut ranges: Vec<Option<Range<usize>>> = Vec::with_capacity(entries.len());
-        for e in &entries {
-            if e.kind == BufferKind::Inline {
-                let n = e.descriptor.len as usize;
-                ranges.push(Some(size..size + n));
-                size = align(size + n);
-            } else {
-                ranges.push(None);
+        let mut ranges: Vec<Option<Range<usize>>> = Vec::new();
+        let mut reads: Vec<Range<usize>> = Vec::new();
+        match &table {
+            Ok(entries) => {
+                for e in entries {
+                    if e.kind == BufferKind::Inline {
+                        let n = e.descriptor.len as usize;
+                        ranges.push(Some(size..size + n));
+                        reads.push(size..size + n);
+                        size = align(size + n);
+                    } else {
+                        ranges.push(None);
+                    }
+                }
+            }
+            Err(_) => {
+                reads.push(size..size + h.inline_len as usize);
+                size += h.inline_len as usize;
             }
         }
         let mut block = self.pool.take(size);
@@ -473,7 +566,7 @@ impl<R: Read> FrameReader<R> {
         let mut cut_off = false;
         let mut crc = 0u32;
         let checked = h.has_data_crc();
-        for r in ranges.iter().flatten() {
+        for r in &reads {
             let mut done = 0;
             let need = r.len();
             let staged = (self.len - self.pos - cur).min(need);
@@ -490,6 +583,7 @@ impl<R: Read> FrameReader<R> {
                 let dst = r.start + done..r.end;
                 let got = self.read_direct(
                     &mut block.as_mut()[dst.clone()],
+                    cur,
                     checked.then_some(&mut crc),
                 )?;
                 direct.push((cur, dst.start..dst.start + got));
@@ -521,15 +615,16 @@ impl<R: Read> FrameReader<R> {
         let crc_ok = !cut_off && self.fill_to(cur + 4)? && {
             let at = self.pos + cur;
             cur += 4;
-            let want = u32::from_le_bytes([
+            let field = u32::from_le_bytes([
                 self.stage[at],
                 self.stage[at + 1],
                 self.stage[at + 2],
                 self.stage[at + 3],
             ]);
-            !checked || want == crc
+            // Without a data CRC the field must be zero: the frame's last check of its length.
+            field == if checked { crc } else { 0 }
         };
-        if !crc_ok {
+        if !crc_ok || self.restart_inside() {
             self.push_back(cur, &direct, block.as_ref());
             return Ok(Step::Retry);
         }
@@ -537,7 +632,60 @@ impl<R: Read> FrameReader<R> {
         self.pos += cur;
         self.offset += (cur + direct_total) as u64;
 
-        // The frame is intact: account its sequence number, then build the views.
+        // The frame is consumed whole: it counts for the sequence, delivered or refused.
+        self.account_seq(h);
+        let entries = match table {
+            Ok(entries) => entries,
+            Err(error) => return Ok(Step::Refuse(ReadError::Frame { offset: at, error })),
+        };
+        if !checked && !self.cfg.trust_link {
+            return Ok(Step::Refuse(ReadError::UncheckedData { offset: at }));
+        }
+
+        let whole = Bytes::from_owner(block);
+        let pickle = whole.slice(..pickle_len);
+        let mut buffers = Vec::with_capacity(entries.len());
+        for (e, r) in entries.iter().zip(ranges) {
+            let data = match r {
+                Some(r) => whole.slice(r),
+                None => match self.regions.view(&e.descriptor) {
+                    Ok(b) => b,
+                    Err(error) => {
+                        return Ok(Step::Refuse(ReadError::Region {
+                            offset: at,
+                            seq: h.seq,
+                            error,
+                        }))
+                    }
+                },
+            };
+            buffers.push(Buffer {
+                data,
+                descriptor: e.descriptor,
+                kind: e.kind,
+            });
+        }
+        if let Some(v) = self.validator.as_mut() {
+            let lens: Vec<usize> = buffers.iter().map(|b| b.data.len()).collect();
+            if let Err(reason) = v(&pickle, &lens) {
+                return Ok(Step::Refuse(ReadError::Invalid {
+                    offset: at,
+                    seq: h.seq,
+                    reason,
+                }));
+            }
+        }
+        Ok(Step::Deliver(Message {
+            seq: h.seq,
+            restart: h.seq_restart(),
+            pickle,
+            buffers,
+            stream_offset: at,
+        }))
+    }
+
+    /// Sequence accounting of a consumed frame (`docs/wire-format.md`, "Sequence numbers").
+    fn account_seq(&mut self, h: &Header) {
         if h.seq_restart() {
             self.counters.restarts += 1;
             self.regions.restart();
@@ -550,37 +698,6 @@ impl<R: Read> FrameReader<R> {
             }
         }
         self.last_seq = Some(h.seq);
-
-        let whole = Bytes::from_owner(block);
-        let pickle = whole.slice(..pickle_len);
-        let mut buffers = Vec::with_capacity(entries.len());
-        for (e, r) in entries.iter().zip(ranges) {
-            let data = match r {
-                Some(r) => whole.slice(r),
-                None => match self.regions.view(&e.descriptor) {
-                    Ok(b) => b,
-                    Err(error) => return Ok(Step::Refuse(ReadError::Region { seq: h.seq, error })),
-                },
-            };
-            buffers.push(Buffer {
-                data,
-                descriptor: e.descriptor,
-                kind: e.kind,
-            });
-        }
-        if let Some(v) = self.validator.as_mut() {
-            let lens: Vec<usize> = buffers.iter().map(|b| b.data.len()).collect();
-            if let Err(reason) = v(&pickle, &lens) {
-                return Ok(Step::Refuse(ReadError::Invalid { seq: h.seq, reason }));
-            }
-        }
-        Ok(Step::Deliver(Message {
-            seq: h.seq,
-            restart: h.seq_restart(),
-            pickle,
-            buffers,
-            stream_offset: at,
-        }))
     }
 
     /// A frame failed after its header: put every byte consumed after its sync word back in
@@ -603,8 +720,98 @@ impl<R: Read> FrameReader<R> {
         self.stage = v;
         self.pos = 0;
         self.len = n;
+        // The corrupt frame's first byte is not part of any frame; the rest is hunted again.
         self.offset += 1;
+        self.counters.bytes_skipped += 1;
     }
+}
+
+/// Looks, while a frame is read, for the header of a rebooted device's first frame inside it:
+/// sync word, header CRC, version 1 and `SEQ_RESTART`, all 24 bytes within the frame's claimed
+/// length and after its first byte. Such a header means the frame was cut off by a reboot, so
+/// the reader stops waiting for the rest of its claimed length (`docs/wire-format.md`, "A
+/// reboot cuts the frame"). Fed each byte of the frame once, in order, however it arrives.
+#[derive(Debug)]
+struct RestartScan {
+    /// Frame-relative offset of the next byte to look at (byte 0 is the frame's own sync).
+    fed: u64,
+    /// The frame's claimed length: bytes at or after it belong to the next frame.
+    limit: u64,
+    /// The last bytes looked at (at most 23), for a header split across two pieces.
+    carry: Vec<u8>,
+    /// Bytes read straight into the receive block so far: a stage-relative position `r` after
+    /// them is frame-relative `r + direct`.
+    direct: u64,
+    found: bool,
+}
+
+impl RestartScan {
+    fn new(limit: u64) -> Self {
+        RestartScan {
+            fed: 1,
+            limit,
+            carry: Vec::with_capacity(2 * HEADER_LEN),
+            direct: 0,
+            found: false,
+        }
+    }
+
+    /// `bytes` that sit at stage-relative position `rel` (see `direct`); true once found.
+    fn feed_staged(&mut self, rel: u64, bytes: &[u8]) -> bool {
+        self.feed(rel + self.direct, bytes)
+    }
+
+    /// `bytes` that sit at frame-relative offset `at`; bytes already looked at, and bytes past
+    /// the frame's claimed length, are ignored. True once a header was found.
+    fn feed(&mut self, at: u64, bytes: &[u8]) -> bool {
+        if self.found || at > self.fed {
+            return self.found;
+        }
+        let skip = usize::try_from(self.fed - at).unwrap_or(usize::MAX);
+        let room = usize::try_from(self.limit.saturating_sub(self.fed)).unwrap_or(usize::MAX);
+        let Some(new) = bytes.get(skip..) else {
+            return false;
+        };
+        let new = &new[..new.len().min(room)];
+        if new.is_empty() {
+            return false;
+        }
+        // Headers starting in the carried bytes end in the first 23 new ones.
+        let carried = self.carry.len();
+        self.carry
+            .extend_from_slice(&new[..new.len().min(HEADER_LEN - 1)]);
+        let joint = (0..carried).any(|i| {
+            self.carry
+                .get(i..i + HEADER_LEN)
+                .is_some_and(restart_header)
+        });
+        let inside = memchr::memmem::find_iter(new, &SYNC)
+            .any(|i| new.get(i..i + HEADER_LEN).is_some_and(restart_header));
+        self.found = joint || inside;
+        // Keep the last 23 bytes looked at.
+        if new.len() >= HEADER_LEN - 1 {
+            self.carry.clear();
+            self.carry
+                .extend_from_slice(&new[new.len() - (HEADER_LEN - 1)..]);
+        } else {
+            let drop = self.carry.len().saturating_sub(HEADER_LEN - 1);
+            self.carry.drain(..drop);
+        }
+        self.fed += new.len() as u64;
+        self.found
+    }
+}
+
+/// Whether `b` (24 bytes) is a version-1 header with a valid CRC and `SEQ_RESTART`.
+fn restart_header(b: &[u8]) -> bool {
+    let Ok(head) = <&[u8; HEADER_LEN]>::try_from(b) else {
+        return false;
+    };
+    head[..4] == SYNC
+        && head[4] == VERSION
+        && head[5] & dmapickle_core::frame::FLAG_SEQ_RESTART != 0
+        && crc32c::crc32c(&head[..20])
+            == u32::from_le_bytes([head[20], head[21], head[22], head[23]])
 }
 
 impl<R: Read> Iterator for FrameReader<R> {
