@@ -9,9 +9,15 @@ Each case is NAME.pkl (+ NAME.bufN out-of-band buffers) and a manifest entry
 `rejected: byte N, OPCODE: `. The bytes are built by hand (not by pickle.dumps) so that
 each one isolates one attack: code-exec globals, numpy arguments that reach outside their
 buffer or make numpy interpret bytes as objects, container opcodes that would call
-arbitrary methods, memo/stack/length bombs, malformed framing.
+arbitrary methods, memo/stack/length bombs, malformed framing; and (issue 10) pickles that
+call nothing bad but hurt the process that loads them: values nested deeper than CPython's C
+code survives, allocation and hashing amplification, arrays of a huge logical size, calls that
+are accepted and then raise. Those are rejected in well under a second with the default limits
+of `dmapickle check` (--max-depth 100, --max-alloc 256 MiB, --max-collisions 32,
+--max-array-bytes 1 GiB); each is sized to exceed its default.
 """
 import json
+import math
 import os
 import struct
 import sys
@@ -55,6 +61,7 @@ MARK, STOP, NONE, TRUE, FALSE = b"(", b".", b"N", b"\x88", b"\x89"
 TUPLE, T1, T2, T3, REDUCE, NEWOBJ, BUILD = b"t", b"\x85", b"\x86", b"\x87", b"R", b"\x81", b"b"
 NB, RO, MEMO = b"\x97", b"\x98", b"\x94"
 EMPTY_LIST, EMPTY_DICT, EMPTY_SET, EMPTY_TUPLE = b"]", b"}", b"\x8f", b")"
+POP = b"0"
 APPEND, APPENDS, SETITEM, SETITEMS, ADDITEMS, FROZENSET = b"a", b"e", b"s", b"u", b"\x90", b"\x91"
 
 
@@ -64,6 +71,23 @@ def tup(*items):
 
 def BG(i):
     return b"h" + bytes([i])
+
+
+def BP(i):  # BINPUT
+    return b"q" + bytes([i])
+
+
+def F(x):  # BINFLOAT
+    return b"G" + struct.pack(">d", x)
+
+
+def bb(b):  # BINBYTES (4-byte length)
+    return b"B" + struct.pack("<I", len(b)) + b
+
+
+def bu(s):  # BINUNICODE (4-byte length)
+    b = s.encode("utf-8", "surrogatepass")
+    return b"X" + struct.pack("<I", len(b)) + b
 
 
 def ndarray(shape, dtype="<i4", data=NB, offset=None, strides=NONE, order="C", extra=()):
@@ -313,6 +337,205 @@ CASES = [
      "array bytes do not fit its buffer",
      P(5) + EMPTY_DICT + MARK + su("seq") + I(1) + su("adc") + ndarray((1024, 4), "<i2") + SETITEMS + STOP, [128]),
 ]
+
+# ---- issue 10: loading must be bounded in depth, memory and time ------------------------------
+# Sizes: each case exceeds one default limit of `dmapickle check` by a clear margin, and is as
+# small as that allows (the 300,000-deep chains are the depth at which CPython's recursive C
+# hash/repr crash the interpreter; every other case is far smaller than the harm it does).
+
+DEEP = 300_000
+MOD = 2**61 - 1  # CPython's hash modulus for numbers (sys.hash_info.modulus)
+U64 = 2**64
+
+
+def appends_to_top(items, batch=1000):
+    """The encoded `items` appended to the list on top of the stack, 1,000 per APPENDS as
+    CPython does."""
+    return b"".join(MARK + b"".join(items[i:i + batch]) + APPENDS for i in range(0, len(items), batch))
+
+
+def appends(items):
+    """A new list of the encoded `items`."""
+    return EMPTY_LIST + appends_to_top(items)
+
+
+def setitems(pairs, batch=1000):
+    out = [EMPTY_DICT]
+    for i in range(0, len(pairs), batch):
+        out.append(MARK + b"".join(k + v for k, v in pairs[i:i + batch]) + SETITEMS)
+    return b"".join(out)
+
+
+def additems(items, batch=1000):
+    out = [EMPTY_SET]
+    for i in range(0, len(items), batch):
+        out.append(MARK + b"".join(items[i:i + batch]) + ADDITEMS)
+    return b"".join(out)
+
+
+def memo_nest(start, wrap, n):
+    """Nesting n deep through the memo, the stack never deeper than 3: memo 0 holds the current
+    value; each step builds `wrap` around BINGET 0 and stores the result back into memo 0."""
+    return start + BP(0) + POP + (wrap + BP(0) + POP) * n + BG(0)
+
+
+def tuple_hash(t):
+    """CPython 3.8+'s tuple hash (Objects/tupleobject.c, tuplehash: xxHash's round and lanes)."""
+    p1, p2, p5 = 11400714785074694791, 14029467366897019727, 2870177450012600261
+    acc = p5
+    for item in t:
+        acc = (acc + (hash(item) % U64) * p2) % U64
+        acc = ((acc << 31) | (acc >> 33)) % U64
+        acc = (acc * p1) % U64
+    acc = (acc + (len(t) ^ (p5 ^ 3527539))) % U64
+    return 1546275796 if acc == U64 - 1 else (acc - U64 if acc >= 2**63 else acc)
+
+
+def colliding_pairs(n):
+    """n tuples (a, b), a = 0, 1, 2, ... and b an int solved so that every tuple has the hash of
+    (0, 0): invert the last round of tuplehash for the lane b must contribute."""
+    p1, p2, p5 = 11400714785074694791, 14029467366897019727, 2870177450012600261
+    inv1, inv2 = pow(p1, -1, U64), pow(p2, -1, U64)
+    target = hash((0, 0)) % U64
+    x = ((target - (2 ^ (p5 ^ 3527539))) * inv1) % U64
+    x = ((x >> 31) | (x << 33)) % U64  # rotate right 31: undo the rotate left
+    out, a = [], 0
+    while len(out) < n:
+        acc = ((p5 + a * p2) % U64)
+        acc = (((acc << 31) | (acc >> 33)) % U64) * p1 % U64
+        lane = ((x - acc) * inv2) % U64
+        if lane < MOD:
+            b = lane
+        elif lane > U64 - MOD and lane != U64 - 1:
+            b = lane - U64  # a negative int hashes to -(|b| mod MOD)
+        else:
+            a += 1
+            continue
+        assert hash((a, b)) == hash((0, 0)) == tuple_hash((a, b)), (a, b)
+        out.append((a, b))
+        a += 1
+    return out
+
+
+def colliding_floats():
+    """Floats with one hash: the hash of m * 2**e is m * 2**(e mod 61) mod 2**61-1, so
+    x * 2.0**(61*k) hashes as x for every k that keeps it a finite, exact double; and
+    (2**31+1) * 2**30 = 2**61 + 2**30 hashes as 2**30+1, so both families share one hash."""
+    out = []
+    for m, e0 in ((2**30 + 1, 0), (2**31 + 1, 30)):
+        for k in range(-20, 20):
+            e = e0 + 61 * k
+            if -1074 <= e and m.bit_length() + e <= 1024:
+                x = math.ldexp(float(m), e)
+                assert x != 0.0 and math.frexp(x)[0] * 2**m.bit_length() == m
+                out.append(x)
+    assert len(set(map(hash, out))) == 1 and len(out) >= 60, len(out)
+    return out
+
+
+def bound_cases():
+    cases = []
+
+    def add(name, note, reason, data, buffers=()):
+        cases.append((name, note, reason, data, list(buffers)))
+
+    # nesting depth of the values built (the stack stays at depth 1 or 2)
+    chain1 = NONE + T1 * DEEP
+    chain2 = NONE + (NONE + T2) * DEEP
+    add("h100_tuple1_chain_300k", "TUPLE1 x 300,000: a tuple nested 300k deep (hash/repr crash CPython)",
+        "nesting depth", P(4) + chain1 + STOP)
+    add("h101_tuple2_chain_300k", "(None, (None, ...)) nested 300,000 deep with TUPLE2",
+        "nesting depth", P(4) + chain2 + STOP)
+    add("h102_tuple1_chain_dict_key", "a 300k-deep tuple as a dict key: SETITEM's hash segfaults",
+        "nesting depth", P(4) + EMPTY_DICT + chain1 + NONE + SETITEM + STOP)
+    add("h103_tuple1_chain_set_item", "a 300k-deep tuple added to a set",
+        "nesting depth", P(4) + EMPTY_SET + MARK + chain1 + ADDITEMS + STOP)
+    add("h104_tuple1_chain_frozenset_item", "a 300k-deep tuple in a frozenset",
+        "nesting depth", P(4) + MARK + chain1 + FROZENSET + STOP)
+    add("h105_memo_nested_lists", "lists nested 5,000 deep through BINGET/BINPUT (stack depth 2)",
+        "nesting depth", P(4) + memo_nest(EMPTY_LIST, EMPTY_LIST + BG(0) + APPEND, 5000) + STOP)
+    add("h106_memo_nested_dicts", "dicts nested 5,000 deep through the memo",
+        "nesting depth", P(4) + memo_nest(EMPTY_DICT, EMPTY_DICT + su("k") + BG(0) + SETITEM, 5000) + STOP)
+    add("h107_memo_nested_tuples", "tuples nested 5,000 deep through the memo",
+        "nesting depth", P(4) + memo_nest(NONE + T1, BG(0) + T1, 5000) + STOP)
+    add("h108_memo_nested_frozensets", "(frozenset({(frozenset({...}),)}),) 4,000 deep through the memo, a dict key",
+        "nesting depth",
+        P(4) + EMPTY_DICT + memo_nest(NONE + T1, MARK + BG(0) + FROZENSET + T1, 2000) + NONE + SETITEM + STOP)
+    # allocation: plain-data bombs and copies of one memoized value
+    add("h109_empty_set_bomb", "1.3 M EMPTY_SET appended to one list: ~290 MB from 1.3 MB",
+        "allocation bound", P(4) + appends([EMPTY_SET] * 1_300_000) + STOP)
+    blob = bytes(range(256)) * 1024  # 256 KiB
+    g = sg("builtins", "bytearray") + BP(1)
+    add("h110_bytearray_copies", "256 KiB bytes memoized, bytearray(BINGET) x 1,200: 300 MB",
+        "allocation bound",
+        P(4) + EMPTY_LIST + BP(0) + g + bb(blob) + BP(2) + POP + POP
+        + appends_to_top([BG(1) + BG(2) + T1 + REDUCE] * 1200) + STOP)
+    text = "".join(chr(i) for i in range(32, 256)) * 1024 # 224 Ki chars, latin-1
+    add("h111_codecs_encode_copies", "a 224 Ki-char str memoized, _codecs.encode(GET, 'latin1') x 1,400",
+        "allocation bound",
+        P(4) + EMPTY_LIST + BP(0) + sg("_codecs", "encode") + BP(1) + bu(text) + BP(2)
+        + su("latin1") + BP(3) + POP + POP + POP
+        + appends_to_top([BG(1) + BG(2) + BG(3) + T2 + REDUCE] * 1400) + STOP)
+    add("h112_set_of_list_copies", "a list of 1,000 ints memoized, set(GET) x 12,000: ~400 MB",
+        "allocation bound",
+        P(4) + EMPTY_LIST + BP(0) + sg("builtins", "set") + BP(1)
+        + appends([I(i) for i in range(1000)]) + BP(2) + POP + POP
+        + appends_to_top([BG(1) + BG(2) + T1 + REDUCE] * 12_000) + STOP)
+    add("h113_frozenset_of_list_copies", "a list of 1,000 ints memoized, frozenset(GET) x 12,000",
+        "allocation bound",
+        P(4) + EMPTY_LIST + BP(0) + sg("builtins", "frozenset") + BP(1)
+        + appends([I(i) for i in range(1000)]) + BP(2) + POP + POP
+        + appends_to_top([BG(1) + BG(2) + T1 + REDUCE] * 12_000) + STOP)
+    raw = bytes(range(256)) * 1024  # 256 KiB = 65536 big-endian int32
+    # memo: 0 list, 1 _reconstruct, 2 ndarray, 3 raw, 4 the dtype (memoized before its BUILD)
+    head = (P(4) + EMPTY_LIST + BP(0) + sg("numpy._core.multiarray", "_reconstruct") + BP(1)
+            + sg("numpy", "ndarray") + BP(2) + bb(raw) + BP(3) + POP + POP + POP)
+
+    def arr(dt):
+        return (BG(1) + BG(2) + tup(I(0)) + sb(b"b") + T3 + REDUCE
+                + tup(I(1), tup(I(len(raw) // 4)), dt, FALSE, BG(3)) + BUILD)
+    first_dtype = (sg("numpy", "dtype") + tup(su("i4"), FALSE, TRUE) + REDUCE + BP(4)
+                   + tup(I(3), su(">"), NONE, NONE, NONE, I(-1), I(-1), I(0)) + BUILD)
+    add("h114_reconstruct_byteswapped_copies",
+        "_reconstruct + BUILD of a '>i4' array over one memoized 256 KiB bytes x 1,200 (each a copy)",
+        "allocation bound", head + appends_to_top([arr(first_dtype)] + [arr(BG(4))] * 1199) + STOP)
+    # hashing: keys with one CPython hash (quadratic inserts)
+    ints = [I(i * MOD) for i in range(20_000)]
+    add("h115_colliding_int_keys_dict", "dict of 20,000 int keys i*(2**61-1), all hash 0",
+        "keys with one hash", P(4) + setitems([(k, NONE) for k in ints]) + STOP)
+    add("h116_colliding_int_keys_set", "set of 2,000 ints i*(2**61-1)",
+        "keys with one hash", P(4) + additems(ints[:2000]) + STOP)
+    add("h117_colliding_int_keys_frozenset", "frozenset of 2,000 ints i*(2**61-1)",
+        "keys with one hash", P(4) + MARK + b"".join(ints[:2000]) + FROZENSET + STOP)
+    add("h118_colliding_int_keys_set_of_list", "builtins.set(list of 2,000 ints i*(2**61-1))",
+        "keys with one hash", P(4) + sg("builtins", "set") + appends(ints[:2000]) + T1 + REDUCE + STOP)
+    add("h119_colliding_float_keys", "dict keyed by floats m * 2**(61k) that share one hash",
+        "keys with one hash", P(4) + setitems([(F(x), NONE) for x in colliding_floats()]) + STOP)
+    pairs = colliding_pairs(2000)
+    add("h120_colliding_tuple_keys", "dict of 2,000 (a, b) int tuples solved to hash as (0, 0)",
+        "keys with one hash", P(4) + setitems([(I(a) + I(b) + T2, NONE) for a, b in pairs]) + STOP)
+    cx = [complex(-1000003.0 * k, float(k)) for k in range(1, 2001)]
+    assert len({hash(c) for c in cx}) == 1
+    add("h121_colliding_complex_keys", "set of 2,000 complex(-1000003k, k), all hash 0",
+        "keys with one hash",
+        P(4) + sg("builtins", "complex") + BP(0) + POP
+        + additems([BG(0) + F(c.real) + F(c.imag) + T2 + REDUCE for c in cx]) + STOP)
+    # arrays
+    add("h122_array_stride0_huge", "shape (2**40,) stride 0 over an 8-byte buffer: 8 TiB logical",
+        "array logical size", P(5) + ndarray((2**40,), "<i8", strides=tup(I(0))) + STOP, [8])
+    add("h123_array_zero_size_offset", "a zero-size array with strides at offset 2**60 of a 16-byte buffer",
+        "array bytes do not fit its buffer", P(5) + ndarray((0,), offset=I(2**60), strides=tup(I(4))) + STOP, [16])
+    # calls that are accepted and then raise
+    add("h124_complex_of_huge_int", "complex(10**400) raises OverflowError",
+        "arguments not accepted by the allowed callable",
+        P(4) + sg("builtins", "complex") + tup(I(10**400)) + REDUCE + STOP)
+    add("h125_codecs_encode_not_latin1", "_codecs.encode('\\u20ac', 'latin1') raises UnicodeEncodeError",
+        "arguments not accepted by the allowed callable",
+        P(4) + sg("_codecs", "encode") + su("\u20ac") + su("latin1") + T2 + REDUCE + STOP)
+    return cases
+
+
+CASES += bound_cases()
 
 
 def main():
