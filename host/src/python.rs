@@ -44,6 +44,16 @@ pyo3::create_exception!(
     "A pickle or frame was refused by the validator (the message says where and why)."
 );
 
+pyo3::create_exception!(
+    _native,
+    WaitingWarning,
+    pyo3::exceptions::PyUserWarning,
+    "A live source has delivered nothing for a while: the message says what it waits for."
+);
+
+/// How long `next` waits for a stream's first message before it warns (once) what it waits for.
+const WAITING_WARNING_AFTER: Duration = Duration::from_secs(2);
+
 mod view {
     //! `BufferView`: a buffer-protocol exporter over [`Bytes`] (see the module docs).
     use std::ffi::{c_char, c_int, c_void};
@@ -282,6 +292,10 @@ struct Shared {
     reconnects: u64,
     disconnects: u64,
     events: Vec<String>,
+    /// Why the source is not connected right now (`None` once it is, or before it tried).
+    waiting: Option<String>,
+    /// Whether it ever connected.
+    connected: bool,
 }
 
 /// Hands messages from the reader thread to Python in batches: the reader blocks only when
@@ -375,6 +389,9 @@ struct Stream {
     thread: Mutex<Option<JoinHandle<()>>>,
     source: String,
     ended: Mutex<bool>,
+    /// When the stream was opened, and whether the "still waiting" warning was given.
+    opened: std::time::Instant,
+    warned: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -387,6 +404,15 @@ fn note_event(e: &SourceEvent, shared: &Mutex<Shared>) {
         SourceEvent::Connected { .. } if s.disconnects > 0 => s.reconnects += 1,
         SourceEvent::Connected { .. } | SourceEvent::Waiting { .. } => {}
         SourceEvent::Disconnected { .. } => s.disconnects += 1,
+    }
+    match e {
+        SourceEvent::Connected { .. } => {
+            s.connected = true;
+            s.waiting = None;
+        }
+        SourceEvent::Waiting { reason } | SourceEvent::Disconnected { reason, .. } => {
+            s.waiting = Some(reason.clone());
+        }
     }
     if s.events.len() < 256 {
         s.events.push(e.to_string());
@@ -460,6 +486,8 @@ impl Stream {
             thread: Mutex::new(Some(thread)),
             source: source.to_string(),
             ended: Mutex::new(false),
+            opened: std::time::Instant::now(),
+            warned: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -556,6 +584,7 @@ impl Stream {
                 continue;
             }
             py.check_signals()?;
+            self.warn_if_waiting(py)?;
             if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                 return Err(pyo3::exceptions::PyTimeoutError::new_err(format!(
                     "no message from {} within {}s",
@@ -564,6 +593,45 @@ impl Stream {
                 )));
             }
         }
+    }
+
+    /// Once per stream, if no message came within [`WAITING_WARNING_AFTER`] of opening it: a
+    /// `WaitingWarning` saying what the source waits for (a device to connect, or a first frame).
+    fn warn_if_waiting(&self, py: Python<'_>) -> PyResult<()> {
+        if self.opened.elapsed() < WAITING_WARNING_AFTER || self.warned.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let message = {
+            let s = lock(&self.shared);
+            if s.counters.frames_ok > 0 {
+                return Ok(());
+            }
+            let secs = WAITING_WARNING_AFTER.as_secs();
+            match (&s.waiting, s.connected) {
+                (Some(reason), false) => format!(
+                    "{}: no device after {secs} s ({reason}); still trying to connect. Is the device (or QEMU) listening there? (README: 'A live source'; reconnect=False fails at once, Ctrl-C stops)",
+                    self.source
+                ),
+                (Some(reason), true) => format!(
+                    "{}: disconnected ({reason}) before the first message; reconnecting",
+                    self.source
+                ),
+                (None, _) if s.counters.refused > 0 => format!(
+                    "{}: no message after {secs} s: {} frames refused (last: {})",
+                    self.source,
+                    s.counters.refused,
+                    s.refused_last.as_deref().unwrap_or("?")
+                ),
+                (None, _) => format!(
+                    "{}: connected, but no message after {secs} s ({} bytes read); is the device publishing?",
+                    self.source, s.counters.bytes_read
+                ),
+            }
+        };
+        self.warned.store(true, Ordering::Relaxed);
+        let text = std::ffi::CString::new(message.replace('\0', " "))
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        PyErr::warn(py, &py.get_type::<WaitingWarning>(), &text, 1)
     }
 
     /// The reader ended (`err`: how it failed): join it, and raise the failure if any.
@@ -647,5 +715,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check, m)?)?;
     m.add_function(wrap_pyfunction!(read_frame, m)?)?;
     m.add("RejectedError", m.py().get_type::<RejectedError>())?;
+    m.add("WaitingWarning", m.py().get_type::<WaitingWarning>())?;
     Ok(())
 }

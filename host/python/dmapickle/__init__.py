@@ -33,6 +33,7 @@ __all__ = [
     "RejectedError",
     "RestrictedUnpickler",
     "Stream",
+    "WaitingWarning",
     "check",
     "loads",
     "open",
@@ -40,6 +41,15 @@ __all__ = [
 ]
 
 RejectedError = _native.RejectedError
+
+#: Warned (once per stream) when a live source delivered no message within 2 s of opening it;
+#: the message says what it waits for (a device to connect, or a first frame).
+WaitingWarning = _native.WaitingWarning
+
+
+def __dir__() -> List[str]:
+    """The public API only (PEP 562), not the typing and stdlib names this module imports."""
+    return sorted(__all__)
 
 #: Globals a pickle may name, per validation profile (the Rust validator's list).
 ALLOWED_GLOBALS: Dict[str, frozenset] = {
@@ -255,21 +265,41 @@ def open(  # noqa: A001 - the package's entry point, like io.open
     )
 
 
+def _frame_bytes(frame: Any) -> bytes:
+    """The bytes of ``frame``: a bytes-like object, or a binary file object read to its end."""
+    if hasattr(frame, "read"):
+        frame = frame.read()
+        if isinstance(frame, str):
+            raise TypeError("read_frame needs a binary file (open it with 'rb'), not a text one")
+    try:
+        return bytes(memoryview(frame))
+    except TypeError:
+        raise TypeError(
+            "read_frame takes a frame's bytes (bytes, bytearray, memoryview, ...) or a binary "
+            f"file object with .read(), not {type(frame).__name__}; for a live source or a "
+            "recording of many frames use dmapickle.open()"
+        ) from None
+
+
 def read_frame(
-    frame: bytes,
+    frame: Any,
     *,
     regions: Union[None, Mapping[int, str], Iterable[str]] = None,
     allow: Optional[Iterable[Global]] = None,
     profile: str = "general",
 ) -> Message:
-    """Decode and validate the first intact frame in ``frame``; raises ``RejectedError``."""
+    """Decode and validate the first intact frame in ``frame``; raises ``RejectedError``.
+
+    ``frame``: bytes-like, or a binary file object (anything with ``.read()``, such as
+    ``io.BytesIO`` or ``open(path, "rb")``), which is read to its end.
+    """
     extra = _globals(allow)
-    raw = _native.read_frame(bytes(frame), _regions(regions), extra, profile)
+    raw = _native.read_frame(_frame_bytes(frame), _regions(regions), extra, profile)
     return Message(raw, _unpickler(ALLOWED_GLOBALS[profile] | frozenset(extra)))
 
 
 def loads(
-    frame: bytes,
+    frame: Any,
     *,
     regions: Union[None, Mapping[int, str], Iterable[str]] = None,
     allow: Optional[Iterable[Global]] = None,

@@ -1,13 +1,16 @@
 """Type hints for dmapickle (see the package docstring for the story)."""
 
 import pickle
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import BinaryIO, Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 Global = Union[str, Tuple[str, str]]
 Regions = Union[None, Mapping[int, str], Iterable[str]]
 
 class RejectedError(ValueError):
     """A pickle or frame refused by the validator; the message says where and why."""
+
+class WaitingWarning(UserWarning):
+    """A live source delivered no message within 2 s of opening; the message says what it waits for."""
 
 ALLOWED_GLOBALS: Dict[str, frozenset]
 
@@ -70,12 +73,12 @@ def open(
     """Open tcp://HOST:PORT, unix:///PATH, serial:///dev/ttyX?baud=N, file://PATH or a path, `-`, rtt://CHIP."""
 
 def read_frame(
-    frame: bytes, *, regions: Regions = ..., allow: Optional[Iterable[Global]] = ..., profile: str = ...
+    frame: Union[bytes, bytearray, memoryview, BinaryIO], *, regions: Regions = ..., allow: Optional[Iterable[Global]] = ..., profile: str = ...
 ) -> Message:
-    """Decode and validate the first intact frame in `frame`."""
+    """Decode and validate the first intact frame in `frame` (bytes-like, or a binary file read to its end)."""
 
 def loads(
-    frame: bytes, *, regions: Regions = ..., allow: Optional[Iterable[Global]] = ..., profile: str = ...
+    frame: Union[bytes, bytearray, memoryview, BinaryIO], *, regions: Regions = ..., allow: Optional[Iterable[Global]] = ..., profile: str = ...
 ) -> Any:
     """The object carried by one frame."""
 
