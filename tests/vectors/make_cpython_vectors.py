@@ -14,6 +14,7 @@ protocols 2-5), but `dmapickle inspect` must still disassemble them as pickletoo
 import json
 import os
 import pickle
+import random
 import sys
 
 import numpy as np
@@ -58,6 +59,35 @@ def plain_values():
         "recursive_tuple": rec_tuple,
         "large_str": "y" * 70000,
         "large_bytes": b"z" * 70000,
+        # lone surrogates: CPython writes them with surrogatepass (BINUNICODE) and as \u escapes
+        # in protocol 0's UNICODE
+        "surrogates": ["a\ud800b", "\udfff", "\ud83d\ude00\ud83d", "x\udc80" * 3, "\ud800" * 300],
+        "surrogate_key": {"\udc00k": 1},
+    }
+
+
+def near_miss_values():
+    """Safe data close to what the issue-10 bounds refuse: many keys that do not collide (ints
+    0..200k hash to themselves, sensor-like floats and (i, j) tuples spread out), nesting well
+    under the depth limit. Only protocols 2-5 (the validator's), not the legacy set."""
+    rng = random.Random(10)
+    nested_tuple = ()
+    for _ in range(50):
+        nested_tuple = (nested_tuple, 1)
+    nested_mixed = 0
+    for i in range(20):  # hashable levels, then containers around them: 40 deep
+        nested_mixed = frozenset({nested_mixed}) if i % 2 else (nested_mixed, i)
+    for i in range(20):
+        nested_mixed = [nested_mixed] if i % 2 else {"k": nested_mixed}
+    return {
+        "int_keys_200k": dict.fromkeys(range(200_001)),
+        "sensor_float_keys": {round(20.0 + rng.gauss(0, 2.5), 3) + i * 1e-6: i for i in range(1000)},
+        "timestamp_float_keys": {1700000000.0 + i * 0.001: i for i in range(1000)},
+        "tuple_keys_10k": {(i, j): i * j for i in range(100) for j in range(100)},
+        "int_set_20k": set(range(-10_000, 10_000)),
+        "tuple_nested_50": nested_tuple,
+        "list_nested_50": eval("[" * 50 + "]" * 50),
+        "nested_mixed": nested_mixed,
     }
 
 
@@ -147,7 +177,7 @@ def main():
     manifest = []
     major = np.__version__.split(".")[0]
     for protocol in (2, 3, 4, 5):
-        for key, value in plain_values().items():
+        for key, value in {**plain_values(), **near_miss_values()}.items():
             manifest.append(dump(outdir, "py_p%d_%s" % (protocol, key), value, protocol, "plain", False))
         for key, value in {**arrays(), **messages()}.items():
             tag = "np%s_p%d_%s" % (major, protocol, key)
