@@ -184,3 +184,48 @@ def test_the_package_depends_on_numpy():
 
     # pip install ./host brings numpy, which msg.load() needs for arrays.
     assert any(r.replace(" ", "").startswith("numpy>=1.26") for r in requires("dmapickle") or [])
+
+
+# --- the ZeroMQ bridge waits for its subscribers ---------------------------------------------
+
+
+def test_bridge_waits_for_a_subscriber_before_publishing_a_recording(cli, start_device, tmp_path):
+    import pickle
+
+    import zmq
+
+    rec = tmp_path / "fifty.rec"
+    start_device("--to", f"file:{rec}", "--count", "50", "--rows", "8").wait()
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    bridge = subprocess.Popen(
+        [cli, "bridge", str(rec), "--zmq-pub", endpoint, "--wait-subscribers", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "publishing on" in bridge.stderr.readline()
+        assert "waiting for 1 subscriber(s)" in bridge.stderr.readline()
+        time.sleep(0.5)  # a subscriber that starts late: without the wait, all 50 were gone
+        assert bridge.poll() is None, "the bridge waits instead of publishing to nobody"
+        ctx = zmq.Context()
+        sub = ctx.socket(zmq.SUB)
+        sub.connect(endpoint)
+        sub.subscribe(b"")
+        sub.rcvtimeo = 10_000
+        seqs = []
+        for _ in range(50):
+            frames = sub.recv_multipart(copy=False)
+            msg = pickle.loads(frames[0], buffers=[f.buffer for f in frames[1:]])
+            seqs.append(msg["seq"])
+        sub.close(0)
+        ctx.term()
+        out, err = bridge.communicate(timeout=30)
+    finally:
+        if bridge.poll() is None:
+            bridge.kill()
+            bridge.wait()
+    assert seqs == list(range(50))
+    assert bridge.returncode == 0, err
+    assert "subscriber 1 of 1 joined" in err, err
+    assert out.startswith("final (source ended): published 50, 50 msgs"), out

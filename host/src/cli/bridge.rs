@@ -7,6 +7,11 @@
 //! expect. Slow subscribers lose messages at the high-water mark (`--hwm`), never block the
 //! bridge. Stats on stderr every second; final stats on stdout.
 //!
+//! PUB/SUB drops everything sent before a subscriber's subscription reached the bridge (ZeroMQ's
+//! "slow joiner"): a recording bridged at full speed is gone before a subscriber started a moment
+//! later connects. `--wait-subscribers N` makes the socket an XPUB (still PUB to subscribers) and
+//! reads the source only once N subscriptions arrived.
+//!
 //! Exit codes: 0 the source ended or Ctrl-C, 2 usage or I/O error.
 
 use std::process::ExitCode;
@@ -24,6 +29,9 @@ pub(crate) struct Args {
     /// Messages queued per subscriber before ZeroMQ drops for that subscriber.
     #[arg(long, default_value_t = 1000)]
     hwm: i32,
+    /// Read the source only once N subscribers subscribed (nothing is published to nobody).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    wait_subscribers: u32,
 }
 
 #[cfg(not(feature = "zmq"))]
@@ -42,7 +50,12 @@ pub(crate) fn run(args: Args) -> ExitCode {
         ExitCode::from(2)
     };
     let ctx = zmq::Context::new();
-    let socket = match ctx.socket(zmq::PUB) {
+    let kind = if args.wait_subscribers > 0 {
+        zmq::XPUB
+    } else {
+        zmq::PUB
+    };
+    let socket = match ctx.socket(kind) {
         Ok(s) => s,
         Err(e) => return fail(&format!("cannot create a ZeroMQ PUB socket: {e}")),
     };
@@ -55,6 +68,13 @@ pub(crate) fn run(args: Args) -> ExitCode {
         ));
     }
     eprintln!("dmapickle: bridge: publishing on {}", args.zmq_pub);
+    if let Err(e) = wait_subscribers(&socket, args.wait_subscribers) {
+        return fail(&format!("waiting for subscribers on {}: {e}", args.zmq_pub));
+    }
+    if live::stopped() {
+        println!("final (interrupted): published 0, waited for subscribers");
+        return ExitCode::SUCCESS;
+    }
     let mut reader = match live::open_reader(&args.source) {
         Ok(r) => r,
         Err(e) => return fail(&e),
@@ -75,4 +95,28 @@ pub(crate) fn run(args: Args) -> ExitCode {
         stats.line(&reader.counters())
     );
     code
+}
+
+/// Blocks until `n` subscriptions arrived on the XPUB `socket` (each subscriber's, with
+/// XPUB_VERBOSE) or Ctrl-C.
+#[cfg(feature = "zmq")]
+fn wait_subscribers(socket: &zmq::Socket, n: u32) -> Result<(), zmq::Error> {
+    if n == 0 {
+        return Ok(());
+    }
+    socket.set_xpub_verbose(true)?;
+    super::live::stop_on_ctrl_c();
+    eprintln!("dmapickle: bridge: waiting for {n} subscriber(s) before reading the source");
+    let mut joined = 0;
+    while joined < n && !super::live::stopped() {
+        if socket.poll(zmq::POLLIN, 100)? == 0 {
+            continue;
+        }
+        // A subscription message is 0x01 + topic; 0x00 + topic is an unsubscribe.
+        if socket.recv_bytes(0)?.first() == Some(&1) {
+            joined += 1;
+            eprintln!("dmapickle: bridge: subscriber {joined} of {n} joined");
+        }
+    }
+    Ok(())
 }
