@@ -10,100 +10,19 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::Write;
 
-use common::{check_message, spec, Device};
+use common::faults::{clean_stream, corrupt};
+use common::{check_message, spec};
 use dmapickle_hal::io::IoLink;
 use dmapickle_host::{FrameReader, ReaderConfig};
 use rand::rngs::SmallRng;
-use rand::{Rng, RngCore, SeedableRng};
+use rand::{Rng, SeedableRng};
 
-const SEED: u64 = 0xFA_0175;
+/// Seed of the device's messages (`common::spec`).
+pub const SEED: u64 = 0xFA_0175;
 const COUNT: u32 = 3_000;
 
-#[derive(Debug, Default)]
-struct Damage {
-    flipped: u32,
-    dropped: u32,
-    inserted: u32,
-    truncated: u32,
-    garbage_between: u32,
-}
-
-/// The clean stream and each frame's byte range in it.
-fn clean_stream() -> (Vec<u8>, Vec<std::ops::Range<usize>>) {
-    let mut device = Device::new();
-    let mut link = IoLink::new(Vec::new());
-    let mut frames = Vec::new();
-    for i in 0..COUNT {
-        let start = link.get_mut().len();
-        device.publish(&mut link, i, &spec(SEED, i, 100));
-        frames.push(start..link.get_mut().len());
-    }
-    (link.into_inner(), frames)
-}
-
-/// Damage about 40% of the frames; returns the corrupted stream and the set of intact frames.
-fn corrupt(
-    clean: &[u8],
-    frames: &[std::ops::Range<usize>],
-    seed: u64,
-) -> (Vec<u8>, BTreeSet<u32>, Damage) {
-    let mut rng = SmallRng::seed_from_u64(seed);
-    let mut out = Vec::with_capacity(clean.len() + clean.len() / 8);
-    let mut intact = BTreeSet::new();
-    let mut d = Damage::default();
-    let last = frames.len() - 1;
-    for (i, r) in frames.iter().enumerate() {
-        let mut f = clean[r.clone()].to_vec();
-        let roll = if i == 0 || i == last {
-            0
-        } else {
-            rng.random_range(0..100)
-        };
-        let garbage = |n: usize, rng: &mut SmallRng| {
-            let mut g = vec![0u8; n];
-            rng.fill_bytes(&mut g);
-            g
-        };
-        match roll {
-            60..=67 => {
-                let at = rng.random_range(0..f.len());
-                f[at] ^= 1 << rng.random_range(0..8);
-                d.flipped += 1;
-            }
-            68..=75 => {
-                let at = rng.random_range(0..f.len());
-                let n = rng.random_range(1..=8).min(f.len() - at);
-                f.drain(at..at + n);
-                d.dropped += 1;
-            }
-            76..=83 => {
-                let at = rng.random_range(1..f.len());
-                let n = rng.random_range(1..=64);
-                let g = garbage(n, &mut rng);
-                f.splice(at..at, g);
-                d.inserted += 1;
-            }
-            84..=91 => {
-                f.truncate(rng.random_range(0..f.len()));
-                d.truncated += 1;
-            }
-            92..=99 => {
-                let n = rng.random_range(1..=300);
-                out.extend(garbage(n, &mut rng));
-                intact.insert(i as u32);
-                d.garbage_between += 1;
-            }
-            _ => {
-                intact.insert(i as u32);
-            }
-        }
-        out.extend_from_slice(&f);
-    }
-    (out, intact, d)
-}
-
 fn run(config: ReaderConfig, label: &str, seed: u64) {
-    let (clean, frames) = clean_stream();
+    let (clean, frames) = clean_stream(SEED, COUNT);
     let (stream, intact, damage) = corrupt(&clean, &frames, seed);
     let (rx, mut tx) = std::os::unix::net::UnixStream::pair().unwrap();
     let writer = std::thread::spawn(move || {
@@ -246,4 +165,156 @@ fn frames_without_data_crc_need_a_trusted_link() {
         .unwrap()
         .unwrap();
     assert_eq!(&m.buffers[0].data[..], &[9, 8, 7, 6]);
+}
+
+/// Each corruption kind alone, on every fifth frame of a clean stream: the counters are exact.
+/// `lost` = damaged frames, `corrupt` = damaged frames whose header survived, `bytes_skipped` =
+/// every byte not in a delivered frame (the damaged frames and the garbage).
+#[test]
+fn each_corruption_kind_counts_exactly() {
+    let (clean, frames) = clean_stream(SEED, 200);
+    type Damage = fn(&mut Vec<u8>, &mut SmallRng);
+    let kinds: [(&str, Damage, bool); 5] = [
+        (
+            "bit flip in the header",
+            |f, rng| {
+                let at = rng.random_range(0..24);
+                f[at] ^= 1 << rng.random_range(0..8);
+            },
+            false,
+        ),
+        (
+            "bit flip after the header",
+            |f, rng| {
+                let at = rng.random_range(24..f.len());
+                f[at] ^= 1 << rng.random_range(0..8);
+            },
+            true,
+        ),
+        (
+            "a byte dropped after the header",
+            |f, rng| {
+                let at = rng.random_range(24..f.len());
+                f.remove(at);
+            },
+            true,
+        ),
+        (
+            "cut off after the header",
+            |f, rng| {
+                let at = rng.random_range(24..f.len());
+                f.truncate(at);
+            },
+            true,
+        ),
+        (
+            "cut off inside the header",
+            |f, rng| {
+                let at = rng.random_range(1..24);
+                f.truncate(at);
+            },
+            false,
+        ),
+    ];
+    for (kind, damage, header_survives) in kinds {
+        let mut rng = SmallRng::seed_from_u64(0xD0);
+        let (mut stream, mut damaged, mut garbage) = (Vec::new(), 0u64, 0u64);
+        let mut delivered_bytes = 0u64;
+        for (i, r) in frames.iter().enumerate() {
+            let mut f = clean[r.clone()].to_vec();
+            if i % 5 == 2 {
+                damage(&mut f, &mut rng);
+                damaged += 1;
+            } else {
+                delivered_bytes += f.len() as u64;
+            }
+            if i % 7 == 3 {
+                // Garbage between frames (no sync word in it).
+                let g: Vec<u8> = (0..rng.random_range(1..100))
+                    .map(|k| k as u8 & 0x7F)
+                    .collect();
+                garbage += g.len() as u64;
+                stream.extend_from_slice(&g);
+            }
+            stream.extend_from_slice(&f);
+        }
+        let mut reader = FrameReader::new(&stream[..]);
+        let mut ok = 0u64;
+        while let Some(m) = reader.next_message().transpose() {
+            let m = m.unwrap_or_else(|e| panic!("{kind}: {e}"));
+            check_message(&m, m.seq, &spec(SEED, m.seq, 100));
+            ok += 1;
+        }
+        let c = reader.counters();
+        assert_eq!(ok, 200 - damaged, "{kind}");
+        assert_eq!(c.lost, damaged, "{kind}: lost");
+        assert_eq!(c.refused, 0, "{kind}: refused");
+        let corrupt = if header_survives { damaged } else { 0 };
+        assert_eq!(c.corrupt, corrupt, "{kind}: corrupt");
+        assert_eq!(c.bytes_read, stream.len() as u64);
+        assert_eq!(
+            c.bytes_skipped,
+            stream.len() as u64 - delivered_bytes,
+            "{kind}: skipped (garbage {garbage} B)"
+        );
+    }
+}
+
+/// A device reset in the middle of a large frame: the rebooted device's first frame (with
+/// `SEQ_RESTART`) arrives inside the cut-off frame's claimed length. The reader must deliver it
+/// as soon as its bytes are in, not after the claimed 4 MiB (which never come: the link stays
+/// open and silent).
+#[test]
+fn a_reboot_header_ends_the_wait_for_a_cut_off_frame() {
+    use common::streams::{f, fi, NONE};
+    use dmapickle_core::frame::FLAG_SEQ_RESTART;
+    use dmapickle_core::Descriptor;
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let big = vec![0x5A; 4 << 20];
+    let cut = fi(
+        0,
+        41,
+        b"\x80\x05\x97.",
+        &[(Descriptor::new(1, 0, big.len() as u32), &big)],
+    );
+    let mut stream = cut[..5000].to_vec();
+    stream.extend_from_slice(&f(FLAG_SEQ_RESTART, 0, NONE));
+    stream.extend_from_slice(&f(0, 1, NONE));
+    for config in [
+        ReaderConfig::default(),
+        ReaderConfig {
+            read_chunk: 64,
+            direct_threshold: 256,
+            ..ReaderConfig::default()
+        },
+    ] {
+        let (rx, mut tx) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (done_tx, done_rx) = mpsc::channel();
+        let bytes = stream.clone();
+        let writer = std::thread::spawn(move || {
+            for piece in bytes.chunks(999) {
+                tx.write_all(piece).unwrap();
+            }
+            // Keep the link open (a live device) until the reader has what it needs.
+            let _ = done_rx.recv_timeout(Duration::from_secs(20));
+        });
+        let (got_tx, got_rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut r = FrameReader::with_config(rx, config);
+            for _ in 0..2 {
+                let m = r.next_message().unwrap().unwrap();
+                got_tx.send((m.seq, m.restart, r.counters())).unwrap();
+            }
+        });
+        let first = got_rx.recv_timeout(Duration::from_secs(5));
+        let second = got_rx.recv_timeout(Duration::from_secs(5));
+        done_tx.send(()).unwrap();
+        writer.join().unwrap();
+        reader.join().unwrap();
+        let (seq, restart, c) = first.expect("the reboot frame waited for the cut-off frame");
+        assert_eq!((seq, restart), (0, true));
+        assert_eq!((c.corrupt, c.restarts, c.bytes_skipped), (1, 1, 5000));
+        assert_eq!(second.expect("the frame after the reboot").0, 1);
+    }
 }

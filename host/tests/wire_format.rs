@@ -9,7 +9,9 @@ use dmapickle_core::frame::{write_frame, BufferKind, Entry, FLAG_SEQ_RESTART};
 use dmapickle_core::Descriptor;
 use dmapickle_hal::file_region::FileRegion;
 use dmapickle_host::region::RegionMap;
-use dmapickle_host::FrameReader;
+use dmapickle_host::{FrameReader, ReaderConfig};
+
+mod common;
 
 fn examples() -> HashMap<String, Vec<u8>> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/wire-format.md");
@@ -137,4 +139,73 @@ fn example_4_resynchronises_after_garbage() {
     assert_eq!(m.stream_offset, 4);
     assert_eq!(r.counters().bytes_skipped, 4);
     assert_eq!(&ex[4..], &examples()["example-1"][..]);
+}
+
+#[test]
+fn example_6_a_frame_hidden_in_a_refused_frame_is_not_delivered() {
+    let ex = examples()["example-6"].clone();
+    let mut r = FrameReader::new(Cursor::new(ex.clone()));
+    match r.next_message() {
+        Err(e) => assert_eq!((e.kind(), e.offset()), ("UnknownEntryFlags", Some(0))),
+        other => panic!("not refused: {other:?}"),
+    }
+    assert!(r.next_message().unwrap().is_none());
+    let c = r.counters();
+    assert_eq!(
+        (c.refused, c.frames_ok, c.corrupt, c.bytes_skipped),
+        (1, 0, 0, 0)
+    );
+    // The inline bytes are a complete frame of their own (seq 4), delivered when read alone.
+    let inner = FrameReader::new(&ex[44..81])
+        .next_message()
+        .unwrap()
+        .unwrap();
+    assert_eq!(inner.seq, 4);
+}
+
+/// Every rule of "Reading a stream" over its byte-exact stream: the messages, refusals (kind and
+/// offset) and counters, read in one go, in 1..7-byte pieces and with tiny staging.
+#[test]
+fn every_reading_rule_over_its_stream() {
+    use common::streams::{cases, read_all, reader, Trickle};
+    use rand::SeedableRng;
+    let dir = std::env::temp_dir().join(format!("dmapickle-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for case in cases() {
+        let region = case.region.as_ref().map(|bytes| {
+            let p = dir.join(case.name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        });
+        let region = region.as_deref();
+        let (got, lines) = read_all(reader(&case.bytes[..], &case.config, region));
+        assert_eq!(got, case.expect, "{}", case.name);
+        // Every byte read is in a consumed frame or skipped, exactly once.
+        let c = lines.last().unwrap();
+        assert!(
+            c.contains(&format!("bytes_read={}", case.bytes.len())),
+            "{}: {c}",
+            case.name
+        );
+        let trickle = Trickle {
+            bytes: &case.bytes,
+            rng: rand::rngs::SmallRng::seed_from_u64(7),
+            max: 7,
+        };
+        let tiny = ReaderConfig {
+            read_chunk: 16,
+            direct_threshold: 8,
+            ..case.config.clone()
+        };
+        for (how, r) in [
+            ("trickle", read_all(reader(trickle, &case.config, region))),
+            (
+                "tiny staging",
+                read_all(reader(&case.bytes[..], &tiny, region)),
+            ),
+        ] {
+            assert_eq!(r.1, lines, "{} read {how}", case.name);
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

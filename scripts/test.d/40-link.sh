@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# The link (issue 4): the worked examples of docs/wire-format.md decoded from their exact bytes;
+# The link (issues 4, 11): the worked examples of docs/wire-format.md decoded from their exact
+# bytes; every reading rule over its byte-exact stream; a second reader written in Python from the
+# document alone (tests/wire/spec_decoder.py, stdlib only) agreeing with the Rust reader on every
+# message and counter of those streams and of the fault-injection streams;
 # the hal's ownership proofs (trybuild compile-fail) and its unsafe code under miri; 10,000 random
 # numpy messages device -> socketpair -> host -> CPython (numpy 2 and 1.26); fault injection with
 # exact delivery and loss accounting; shared-region round trip with releases; 30 s of fuzzing the
@@ -18,7 +21,7 @@ done
 echo "--- link: wire-format examples, round trip, faults, shared regions, hal proofs"
 cargo test --workspace --all-features --lib -- frame:: release:: ring::
 cargo test --workspace --all-features --test wire_format --test roundtrip --test faults \
-  --test shared --test publish --test compile_fail -- --nocapture
+  --test spec_decoder --test shared --test publish --test compile_fail -- --nocapture
 
 echo "--- link: miri on dmapickle-hal (file mapping and trybuild tests are skipped under miri)"
 # The DMA buffers are leaked on purpose ('static, as on a device), hence -Zmiri-ignore-leaks.

@@ -2,6 +2,9 @@
 //! dtypes and shapes), the device code that publishes them, and CPython.
 #![allow(dead_code)]
 
+pub mod faults;
+pub mod streams;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
