@@ -75,8 +75,8 @@ pub enum Error {
     /// given to `collect_str` failed or printed differently twice. The message is dropped: this
     /// crate does not allocate.
     SerdeCustom,
-    /// An `NdArray` given to the serde serializer has more dimensions than
-    /// `ser::MAX_DIMS`.
+    /// An array (`Pickler::ndarray`, an `NdArray` given to the serde serializer, a template's
+    /// array slot) has more dimensions than `ndarray::MAX_NDIM`.
     TooManyDims,
     /// A template slot was given a value that does not fit its fixed width. Nothing was written:
     /// the slot keeps its previous value.
@@ -139,7 +139,7 @@ impl fmt::Display for Error {
                 f.write_str("shared region has no valid release ring control block")
             }
             Error::SerdeCustom => f.write_str("a Serialize impl or Display value failed"),
-            Error::TooManyDims => f.write_str("array has more dimensions than ser::MAX_DIMS"),
+            Error::TooManyDims => f.write_str("array has more dimensions than ndarray::MAX_NDIM"),
             Error::SlotOverflow => f.write_str("value does not fit its template slot"),
             Error::SlotMismatch => {
                 f.write_str("slot is not of that kind in this template, or read-only differs")

@@ -259,6 +259,12 @@ element!(
     u8 => U8, u16 => U16, u32 => U32, u64 => U64, f32 => F32, f64 => F64,
 );
 
+/// Most dimensions an array may have: the encoder ([`Pickler::ndarray`](crate::Pickler::ndarray),
+/// the serde path, templates) refuses more ([`Error::TooManyDims`](crate::Error::TooManyDims)),
+/// and the validator accepts up to this many, so everything the encoder writes validates.
+/// numpy 1.x takes 32 and numpy 2.x 64.
+pub const MAX_NDIM: usize = 16;
+
 /// Bytes an array of `shape` with items of `itemsize` bytes occupies, or `None` on overflow.
 ///
 /// ```

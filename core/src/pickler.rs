@@ -602,7 +602,8 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// without a copy on numpy 1.26 and 2.x; it is writable in Python unless `desc.readonly`.
     /// `numpy.ndarray` is memoized on first use and fetched with `BINGET` later.
     ///
-    /// Fails with [`Error::ArraySizeMismatch`] unless the product of `shape` times the item size
+    /// Fails with [`Error::TooManyDims`] for more than [`MAX_NDIM`](crate::ndarray::MAX_NDIM)
+    /// dimensions, and with [`Error::ArraySizeMismatch`] unless the product of `shape` times the item size
     /// equals `desc.len` (a 0-d array, `shape == []`, holds one element).
     ///
     /// ```
@@ -629,6 +630,9 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
         shape: &[usize],
         order: Order,
     ) -> Result<()> {
+        if shape.len() > crate::ndarray::MAX_NDIM {
+            return Err(Error::TooManyDims);
+        }
         let size = byte_len(shape, dtype.itemsize()).ok_or(Error::ArraySizeMismatch)?;
         // numpy dimensions are `npy_intp`: refuse what no 64-bit host can take either.
         let dims_fit = shape.iter().all(|&dim| i64::try_from(dim).is_ok());

@@ -46,6 +46,10 @@ pub enum Argument<'a> {
     Float(f64),
     /// A UTF-8 string (`SHORT_BINUNICODE`, `BINUNICODE`, `BINUNICODE8`).
     Str(&'a str),
+    /// A string with lone surrogates (`'a\ud800b'`), which CPython writes with the
+    /// `surrogatepass` error handler: UTF-8 except that U+D800-U+DFFF are encoded as three bytes
+    /// each. [`surrogatepass_code_points`] decodes it.
+    StrWithSurrogates(&'a [u8]),
     /// `UNICODE`: raw-unicode-escape text; [`raw_unicode_chars`] decodes it.
     RawUnicode(&'a [u8]),
     /// `BINSTRING`/`SHORT_BINSTRING`: bytes that `pickletools` shows as a latin-1 str.
@@ -212,6 +216,15 @@ impl<'a> Cursor<'a> {
         core::str::from_utf8(bytes).map_err(|_| self.err(Reason::BadUtf8))
     }
 
+    /// A `BINUNICODE*` argument: text as CPython decodes it (`'utf-8', 'surrogatepass'`).
+    fn text(&self, bytes: &'a [u8]) -> Result<Argument<'a>> {
+        match core::str::from_utf8(bytes) {
+            Ok(s) => Ok(Argument::Str(s)),
+            Err(_) if is_surrogatepass_utf8(bytes) => Ok(Argument::StrWithSurrogates(bytes)),
+            Err(_) => Err(self.err(Reason::BadUtf8)),
+        }
+    }
+
     fn decimal(&self, text: &'a [u8]) -> Result<Argument<'a>> {
         let s = self.utf8(text)?;
         let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
@@ -282,21 +295,21 @@ impl<'a> Cursor<'a> {
             Arg::UnicodeString1 => {
                 let n = self.fixed::<1>()?[0];
                 let b = self.take(u64::from(n))?;
-                Argument::Str(self.utf8(b)?)
+                self.text(b)?
             }
             Arg::UnicodeString4 => {
                 let n = u32::from_le_bytes(self.fixed()?);
                 let b = self.take(u64::from(n))?;
-                Argument::Str(self.utf8(b)?)
+                self.text(b)?
             }
             Arg::UnicodeString8 => {
                 let n = u64::from_le_bytes(self.fixed()?);
                 let b = self.take(n)?;
-                Argument::Str(self.utf8(b)?)
+                self.text(b)?
             }
             Arg::UnicodeStringNl => {
                 let line = self.line()?;
-                if raw_unicode_chars(line).any(|c| c.is_none()) {
+                if raw_unicode_code_points(line).any(|c| c.is_none()) {
                     return Err(self.err(Reason::BadUnicodeEscape));
                 }
                 Argument::RawUnicode(line)
@@ -409,6 +422,51 @@ pub fn escaped_bytes(text: &[u8]) -> impl Iterator<Item = Option<u8>> + Clone + 
 /// Decodes a `UNICODE` argument (Python's `raw-unicode-escape`): bytes are latin-1 characters
 /// except `\uXXXX` and `\UXXXXXXXX`. Yields `None` once at a bad escape.
 pub fn raw_unicode_chars(text: &[u8]) -> impl Iterator<Item = Option<char>> + Clone + '_ {
+    raw_unicode_code_points(text).map(|c| c.map(|c| char::from_u32(c).unwrap_or('\u{fffd}')))
+}
+
+/// Whether `bytes` is what CPython's `'utf-8', 'surrogatepass'` decoder accepts: UTF-8 in
+/// which code points U+D800-U+DFFF may also appear, each as its own three bytes `ED A0-BF 80-BF`.
+pub fn is_surrogatepass_utf8(bytes: &[u8]) -> bool {
+    let mut rest = bytes;
+    loop {
+        match core::str::from_utf8(rest) {
+            Ok(_) => return true,
+            Err(e) => {
+                let bad = rest.get(e.valid_up_to()..).unwrap_or(&[]);
+                match bad {
+                    [0xed, 0xa0..=0xbf, 0x80..=0xbf, tail @ ..] => rest = tail,
+                    _ => return false,
+                }
+            }
+        }
+    }
+}
+
+/// The code points of a [`StrWithSurrogates`](Argument::StrWithSurrogates) argument (any
+/// surrogatepass UTF-8; yields nothing past an invalid byte).
+pub fn surrogatepass_code_points(bytes: &[u8]) -> impl Iterator<Item = u32> + Clone + '_ {
+    let mut i = 0usize;
+    core::iter::from_fn(move || {
+        let b0 = u32::from(*bytes.get(i)?);
+        let cont = |k: usize| bytes.get(i + k).map(|b| u32::from(b & 0x3f));
+        let (cp, n) = match b0 {
+            0x00..=0x7f => (b0, 1),
+            0xc0..=0xdf => ((b0 & 0x1f) << 6 | cont(1)?, 2),
+            0xe0..=0xef => ((b0 & 0x0f) << 12 | cont(1)? << 6 | cont(2)?, 3),
+            _ => (
+                (b0 & 0x07) << 18 | cont(1)? << 12 | cont(2)? << 6 | cont(3)?,
+                4,
+            ),
+        };
+        i += n;
+        Some(cp)
+    })
+}
+
+/// Like [`raw_unicode_chars`], but yields code points, so that the surrogate escapes
+/// (`\ud800`) that CPython writes for lone surrogates are kept.
+pub fn raw_unicode_code_points(text: &[u8]) -> impl Iterator<Item = Option<u32>> + Clone + '_ {
     let mut i = 0usize;
     let mut failed = false;
     core::iter::from_fn(move || {
@@ -418,12 +476,12 @@ pub fn raw_unicode_chars(text: &[u8]) -> impl Iterator<Item = Option<char>> + Cl
         let b = *text.get(i)?;
         i += 1;
         if b != b'\\' {
-            return Some(Some(char::from(b)));
+            return Some(Some(u32::from(b)));
         }
         let digits = match text.get(i) {
             Some(b'u') => 4,
             Some(b'U') => 8,
-            _ => return Some(Some('\\')),
+            _ => return Some(Some(u32::from(b'\\'))),
         };
         i += 1;
         let mut v: u32 = 0;
@@ -439,14 +497,34 @@ pub fn raw_unicode_chars(text: &[u8]) -> impl Iterator<Item = Option<char>> + Cl
                 }
             }
         }
-        match char::from_u32(v) {
-            Some(c) => Some(Some(c)),
-            None => {
-                failed = true;
-                Some(None)
-            }
+        if v > 0x10_ffff {
+            failed = true;
+            return Some(None);
         }
+        Some(Some(v))
     })
+}
+
+/// Writes code points as [`write_py_str`] does, lone surrogates as `\udXXX` (as `repr` does).
+pub fn write_py_code_points<I: Iterator<Item = u32> + Clone>(
+    f: &mut dyn fmt::Write,
+    code_points: I,
+) -> fmt::Result {
+    // Surrogates become U+FFFF placeholders for the quoting decision, then their escape.
+    let chars = code_points
+        .clone()
+        .map(|c| char::from_u32(c).unwrap_or('\u{ffff}'));
+    let has_single = chars.clone().any(|c| c == '\'');
+    let has_double = chars.clone().any(|c| c == '"');
+    let quote = if has_single && !has_double { '"' } else { '\'' };
+    f.write_char(quote)?;
+    for c in code_points {
+        match char::from_u32(c) {
+            Some(c) => write_py_char(f, c, quote)?,
+            None => write!(f, "\\u{c:04x}")?,
+        }
+    }
+    f.write_char(quote)
 }
 
 /// Writes `chars` as a Python str literal (`'...'`, escaping quotes, backslashes and control
@@ -460,23 +538,27 @@ pub fn write_py_str<I: Iterator<Item = char> + Clone>(
     let quote = if has_single && !has_double { '"' } else { '\'' };
     f.write_char(quote)?;
     for c in chars {
-        match c {
-            '\\' => f.write_str("\\\\")?,
-            '\n' => f.write_str("\\n")?,
-            '\r' => f.write_str("\\r")?,
-            '\t' => f.write_str("\\t")?,
-            c if c == quote => {
-                f.write_char('\\')?;
-                f.write_char(c)?;
-            }
-            c if (c as u32) < 0x20 || (0x7f..=0xa0).contains(&(c as u32)) || c == '\u{ad}' => {
-                write!(f, "\\x{:02x}", c as u32)?
-            }
-            c if c.is_whitespace() && c != ' ' => write!(f, "\\u{:04x}", c as u32)?,
-            c => f.write_char(c)?,
-        }
+        write_py_char(f, c, quote)?;
     }
     f.write_char(quote)
+}
+
+fn write_py_char(f: &mut dyn fmt::Write, c: char, quote: char) -> fmt::Result {
+    match c {
+        '\\' => f.write_str("\\\\"),
+        '\n' => f.write_str("\\n"),
+        '\r' => f.write_str("\\r"),
+        '\t' => f.write_str("\\t"),
+        c if c == quote => {
+            f.write_char('\\')?;
+            f.write_char(c)
+        }
+        c if (c as u32) < 0x20 || (0x7f..=0xa0).contains(&(c as u32)) || c == '\u{ad}' => {
+            write!(f, "\\x{:02x}", c as u32)
+        }
+        c if c.is_whitespace() && c != ' ' => write!(f, "\\u{:04x}", c as u32),
+        c => f.write_char(c),
+    }
 }
 
 /// Writes `bytes` as a Python bytes literal, exactly as Python's `repr` does.
@@ -608,7 +690,10 @@ impl fmt::Display for Argument<'_> {
             Argument::Float(v) => write_py_float(f, v),
             Argument::Str(s) => write_py_str(f, s.chars()),
             Argument::Text(s) => write_py_str(f, s.chars()),
-            Argument::RawUnicode(b) => write_py_str(f, raw_unicode_chars(b).map_while(|c| c)),
+            Argument::RawUnicode(b) => {
+                write_py_code_points(f, raw_unicode_code_points(b).map_while(|c| c))
+            }
+            Argument::StrWithSurrogates(b) => write_py_code_points(f, surrogatepass_code_points(b)),
             Argument::String(b) => write_py_str(f, b.iter().map(|b| char::from(*b))),
             Argument::QuotedString(b) => {
                 write_py_str(f, escaped_bytes(b).map_while(|b| b.map(char::from)))

@@ -41,8 +41,16 @@ pub enum Reason {
     NoStop,
 
     // ---- validator: structure ------------------------------------------------------------------
-    /// The pickle is longer than the configured limit.
-    TooLong,
+    /// A bound of [`Limits`](crate::validate::Limits) is exceeded: which one, the value found
+    /// (at least; the validator stops at the first excess) and the limit.
+    Limit {
+        /// Which limit.
+        limit: crate::validate::Limit,
+        /// The value found (a lower bound of the pickle's real need).
+        found: u64,
+        /// The configured limit.
+        max: u64,
+    },
     /// Bytes follow the `STOP` opcode.
     TrailingData,
     /// `STOP` with a stack that does not hold exactly one value (or holds an open MARK).
@@ -141,7 +149,35 @@ impl fmt::Display for Reason {
             Reason::BadUnicodeEscape => "bad \\u escape in UNICODE argument",
             Reason::BadUtf8 => "text argument is not valid UTF-8",
             Reason::NoStop => "pickle has no STOP",
-            Reason::TooLong => "pickle longer than the configured limit",
+            Reason::Limit { limit, found, max } => {
+                use crate::validate::Limit;
+                let flag = limit.flag();
+                return match limit {
+                    Limit::Length => write!(
+                        f,
+                        "pickle length {found} B exceeds the limit {max} B ({flag})"
+                    ),
+                    Limit::Depth => {
+                        write!(f, "nesting depth {found} exceeds the limit {max} ({flag})")
+                    }
+                    Limit::Alloc => write!(
+                        f,
+                        "allocation bound {found} B exceeds the limit {max} B ({flag})"
+                    ),
+                    Limit::Collisions => write!(
+                        f,
+                        "{found} dict/set keys with one hash exceed the limit {max} ({flag})"
+                    ),
+                    Limit::ArrayBytes => write!(
+                        f,
+                        "array logical size {found} B exceeds the limit {max} B ({flag})"
+                    ),
+                    Limit::KeyTable => write!(
+                        f,
+                        "{found} hash-checked keys exceed the key table's {max} entries ({flag})"
+                    ),
+                };
+            }
             Reason::TrailingData => "data after STOP",
             Reason::NotOneValue => "STOP needs exactly one value on the stack",
             Reason::OpcodeNotAllowed => "opcode not allowed in this profile",

@@ -61,9 +61,9 @@ use crate::ndarray::{ByteOrder, DType, Element, Order, Scalar};
 use crate::pickler::{Container, DEFAULT_BUFFERS, DEFAULT_DEPTH};
 use crate::{Descriptor, Encoded, Error, Pickler, Result};
 
-/// Most dimensions an [`NdArray`] may have when written through serde (the [`Pickler`]'s own
-/// [`ndarray`](Pickler::ndarray) takes any number).
-pub const MAX_DIMS: usize = 16;
+/// Most dimensions an [`NdArray`] may have when written through serde: the crate's one
+/// [`MAX_NDIM`](crate::ndarray::MAX_NDIM).
+pub const MAX_DIMS: usize = crate::ndarray::MAX_NDIM;
 
 /// Newtype-struct names that only this module's types use: the serializer recognizes them and
 /// writes an out-of-band buffer instead of the packed descriptor they wrap (as `serde_json`'s

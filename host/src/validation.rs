@@ -13,21 +13,31 @@
 //! assert_eq!(summary, "list[int, int]");
 //! ```
 
-use dmapickle_core::validate::{OwnedWorkspace, Validated, Workspace};
-use dmapickle_core::{Error, Profile, Validator};
+use dmapickle_core::validate::{Limit, Limits, OwnedWorkspace, Validated, Workspace};
+use dmapickle_core::{Error, Profile, Reason, Validator};
 
 /// Default abstract stack depth: CPython batches 1000 items per APPENDS/SETITEMS, so a few
 /// thousand slots hold any CPython pickle of plain data.
 pub const DEFAULT_STACK: usize = 4096;
-/// Default memo capacity (CPython memoizes every str and container at protocols 2 and 3).
+/// Default memo capacity to start with (CPython memoizes every str and container at protocols
+/// 2 and 3); a pickle that uses more grows it, up to [`DEFAULT_MAX_MEMO`].
 pub const DEFAULT_MEMO: usize = 1 << 14;
+/// Default largest memo: a pickle may memoize this many objects (the memo takes about 220 B a
+/// slot while it is that large; the load itself is charged 16 B a memo index).
+pub const DEFAULT_MAX_MEMO: usize = 1 << 20;
+/// Default largest key table: keys whose hash the pickle chooses (floats, tuples of ints, ...)
+/// that one pickle may hold when it has more than `max_collisions` of them (24 B each, so at
+/// most 96 MiB; the table starts at 1024 entries and grows only for pickles that need it).
+pub const DEFAULT_MAX_KEYS: usize = 1 << 22;
 
 /// A validator with its own workspace; reuse it for every message.
 #[derive(Debug)]
 pub struct Checker {
     profile: Profile,
     allowed: Vec<(String, String)>,
-    max_len: usize,
+    limits: Limits,
+    max_keys: usize,
+    max_memo: usize,
     workspace: OwnedWorkspace,
 }
 
@@ -42,7 +52,9 @@ impl Checker {
         Checker {
             profile,
             allowed: Vec::new(),
-            max_len: usize::MAX,
+            limits: Limits::DEFAULT,
+            max_keys: DEFAULT_MAX_KEYS,
+            max_memo: memo.max(DEFAULT_MAX_MEMO),
             workspace: OwnedWorkspace::new(stack, memo),
         }
     }
@@ -55,7 +67,30 @@ impl Checker {
 
     /// Rejects pickles longer than `max_len` bytes.
     pub fn max_len(&mut self, max_len: usize) -> &mut Self {
-        self.max_len = max_len;
+        self.limits.max_len = max_len;
+        self
+    }
+
+    /// Enforces these limits (default [`Limits::DEFAULT`]).
+    pub fn limits(&mut self, limits: Limits) -> &mut Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits enforced.
+    pub fn current_limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Largest memo the checker may grow to (default [`DEFAULT_MAX_MEMO`]).
+    pub fn max_memo(&mut self, max_memo: usize) -> &mut Self {
+        self.max_memo = max_memo;
+        self
+    }
+
+    /// Largest key table the checker may grow to (default [`DEFAULT_MAX_KEYS`]).
+    pub fn max_keys(&mut self, max_keys: usize) -> &mut Self {
+        self.max_keys = max_keys;
         self
     }
 
@@ -80,8 +115,12 @@ impl Checker {
         Ok((validated, summary))
     }
 
-    /// Runs `f` with a validator configured from this checker and its workspace.
-    fn run<R>(&mut self, f: impl FnOnce(&Validator<'_>, &mut Workspace<'_>) -> R) -> R {
+    /// Runs `f` with a validator configured from this checker and its workspace; grows the key
+    /// table and runs again when the pickle needs more keys checked than the table holds.
+    fn run<R>(
+        &mut self,
+        mut f: impl FnMut(&Validator<'_>, &mut Workspace<'_>) -> Result<R, Error>,
+    ) -> Result<R, Error> {
         let allowed: Vec<(&str, &str)> = self
             .allowed
             .iter()
@@ -89,7 +128,44 @@ impl Checker {
             .collect();
         let validator = Validator::new(self.profile)
             .with_allowed(&allowed)
-            .with_max_len(self.max_len);
-        f(&validator, &mut self.workspace.workspace())
+            .with_limits(self.limits);
+        loop {
+            let result = f(&validator, &mut self.workspace.workspace());
+            let have = self.workspace.keys();
+            match result {
+                Err(Error::Rejected {
+                    at,
+                    opcode,
+                    reason:
+                        Reason::Limit {
+                            limit: Limit::KeyTable,
+                            found,
+                            ..
+                        },
+                }) => {
+                    if have >= self.max_keys {
+                        return Err(Error::Rejected {
+                            at,
+                            opcode,
+                            reason: Reason::Limit {
+                                limit: Limit::KeyTable,
+                                found,
+                                max: self.max_keys as u64,
+                            },
+                        });
+                    }
+                    self.workspace
+                        .set_keys(have.saturating_mul(4).clamp(1024, self.max_keys));
+                }
+                Err(Error::Rejected {
+                    reason: Reason::MemoTooLarge,
+                    ..
+                }) if self.workspace.memo() < self.max_memo => {
+                    let memo = self.workspace.memo().saturating_mul(4).min(self.max_memo);
+                    self.workspace.set_memo(memo);
+                }
+                other => return other,
+            }
+        }
     }
 }

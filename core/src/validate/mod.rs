@@ -29,18 +29,45 @@
 //! Globals the caller adds with [`Validator::with_allowed`] are trusted: they may be called by
 //! `REDUCE`/`NEWOBJ` with plain-data arguments, and the resulting object may take a `BUILD`.
 //!
+//! # What loading an accepted pickle costs
+//!
+//! Acceptance also means that loading the pickle with CPython (and numpy 1.26 or 2.x) cannot
+//! crash the interpreter, allocate more than a stated budget, or take time worse than linear in
+//! the pickle's length. [`Limits`] (see [`limits`] for the defaults and the cost model) bounds:
+//! - the **nesting depth** of every value built (tuples, lists, dicts, sets, frozensets and what
+//!   they contain, through the memo too), far below what CPython's unguarded C recursion
+//!   (`hash()` of nested tuples) survives;
+//! - an **allocation bound** computed before loading: every object the load creates, each copy
+//!   counted (`bytearray`, `_codecs.encode`, `set(list)`, `_reconstruct` data), out-of-band
+//!   buffers excluded;
+//! - **hash collisions**: keys whose CPython hash is deterministic (ints, floats, complex, tuples
+//!   of those, frozensets) are hashed here exactly as CPython does ([`hash`]), and no dict or set
+//!   may hold more than [`Limits::max_collisions`] keys with one hash, so no insert probes more
+//!   than that many slots;
+//! - numpy arrays' **logical size** (elements x itemsize, a stride-0 view counts each element) and
+//!   their offset for every size, empty arrays included;
+//! - the **pickle length**.
+//!
 //! Known limits, all on the side of data rather than code:
 //! - `STACK_GLOBAL` in the general profile also takes its module/name from the memo (numpy's
 //!   protocol-4 arrays fetch `'numpy'` with `BINGET`); the text is still the exact literal that
 //!   was memoized, so the allowlist sees what Python will import. Strict requires both literals
 //!   right before `STACK_GLOBAL`.
-//! - Nesting depth is bounded by the stack capacity for everything built on the stack; lists
-//!   nested through memo references (`]`, `h0`, `a`, `q0`, ...) are not depth-limited (loading
-//!   them is iterative in CPython; only recursive consumers would hit `RecursionError`).
-//! - A list handed to `set(...)`/`frozenset(...)` is checked for hashable items as tracked on
-//!   the stack; items appended through a memo alias of that list are not seen (Python would raise
-//!   `TypeError`, no code runs).
-//! - Arrays have at most [`MAX_NDIM`] dimensions.
+//! - Depth is exact for every value built on the stack and for lists, dicts and sets mutated
+//!   through a memo reference (the memo copy is kept current). A mutable container that was put
+//!   inside another one *before* its own items were added (CPython writes this only for
+//!   self-referencing data such as `l = [1]; l.append(l)`) keeps its old depth inside that
+//!   container. Paths through such a list or dict are only recursed by CPython code that raises
+//!   `RecursionError` (`repr`, `==`, `copy.deepcopy`, `pickle.dumps`, `json`), never by the
+//!   unguarded `hash()` of tuples: a tuple is built once from finished items.
+//! - Collisions are counted per (container, hash) for every insertion, so a hand-made pickle that
+//!   sets one float key many times is refused although CPython would only overwrite it (CPython
+//!   never writes a key twice). `set(list)`/`frozenset(list)` count the list's items the same
+//!   way. The hash of `str` and `bytes` is assumed random (CPython's default; a consumer run with
+//!   `PYTHONHASHSEED=0` loses that protection for str keys).
+//! - The allocation bound covers CPython 3.11 to 3.13 on 64-bit platforms with pymalloc; objects
+//!   of caller-allowed globals and first imports are not counted.
+//! - Arrays have at most [`MAX_NDIM`] dimensions (the same bound the encoder has).
 //!
 //! ```
 //! use dmapickle_core::validate::{Profile, Slot, Validator, Workspace};
@@ -63,8 +90,14 @@ use crate::opcode::Opcode;
 use crate::reader::{Argument, Op, Reader};
 use crate::reason::Reason;
 
-/// Most dimensions an array (or a shape/strides tuple) may have.
-pub const MAX_NDIM: usize = 8;
+pub mod hash;
+pub mod limits;
+
+use hash::Hash;
+pub use limits::{Limit, Limits};
+
+/// Most dimensions an array (or a shape/strides tuple) may have: the encoder's bound too.
+pub use crate::ndarray::MAX_NDIM;
 
 /// Which grammar the validator accepts. See the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,6 +121,10 @@ pub struct Validated {
     pub arrays: usize,
     /// Opcodes read, `STOP` included.
     pub opcodes: usize,
+    /// Deepest nesting of any value built (a scalar is 0, `[]` is 1).
+    pub depth: u32,
+    /// Upper bound of the bytes `pickle.loads` allocates (see [`limits`]).
+    pub alloc: u64,
 }
 
 /// One stack or memo entry of the abstract machine. Opaque: lend the validator slices of
@@ -95,7 +132,11 @@ pub struct Validated {
 #[derive(Debug, Clone, Copy)]
 pub struct Slot {
     kind: Kind,
-    id: u32,
+    id: u64,
+    depth: u32,
+    /// For a list, dict or set: 1 + the memo index it was first stored at (0: never), so that
+    /// every copy of it can find the current state.
+    memo: u32,
 }
 
 impl Slot {
@@ -103,36 +144,71 @@ impl Slot {
     pub const EMPTY: Slot = Slot {
         kind: Kind::Empty,
         id: 0,
+        depth: 0,
+        memo: 0,
     };
 }
 
-/// The stack and memo the caller lends the validator. Their lengths are the limits: a pickle
-/// that needs a deeper stack is rejected with [`Reason::StackTooDeep`], one that uses a memo
-/// index at or past `memo.len()` with [`Reason::MemoTooLarge`].
+/// One entry of the key table: how many keys of one container share one hash. Opaque: lend the
+/// validator a slice of `KeySlot::EMPTY` through [`Workspace::with_keys`].
+#[derive(Debug, Clone, Copy)]
+pub struct KeySlot {
+    id: u64,
+    hash: i64,
+    count: u32,
+    epoch: u32,
+}
+
+impl KeySlot {
+    /// An unused entry.
+    pub const EMPTY: KeySlot = KeySlot {
+        id: 0,
+        hash: 0,
+        count: 0,
+        epoch: 0,
+    };
+}
+
+/// The stack, memo and key table the caller lends the validator. The stack and memo lengths
+/// are limits: a pickle that needs a deeper stack is rejected with [`Reason::StackTooDeep`], one
+/// that uses a memo index at or past `memo.len()` with [`Reason::MemoTooLarge`]. The key table
+/// is only used by pickles with more than [`Limits::max_collisions`] keys whose hash they choose
+/// (floats, tuples of ints, ...): each such key takes one entry, and a table with too few gives
+/// a [`Limit::KeyTable`] rejection.
 #[derive(Debug)]
 pub struct Workspace<'w> {
     stack: &'w mut [Slot],
     memo: &'w mut [Slot],
+    /// Entry 0 holds the epoch (in `count`); the rest is the table.
+    keys: &'w mut [KeySlot],
 }
 
 impl<'w> Workspace<'w> {
-    /// A workspace over the caller's slices. Their contents do not matter: the memo is cleared
-    /// here (O(memo length)); every validation then leaves it clear, so keep one `Workspace` for
-    /// many pickles, or use an `OwnedWorkspace` (feature `std`).
+    /// A workspace over the caller's slices, with no key table. Their contents do not matter:
+    /// the memo is cleared here (O(memo length)); every validation then leaves it clear, so keep
+    /// one `Workspace` for many pickles, or use an `OwnedWorkspace` (feature `std`).
     pub fn new(stack: &'w mut [Slot], memo: &'w mut [Slot]) -> Self {
+        Self::with_keys(stack, memo, &mut [])
+    }
+
+    /// A workspace with a key table of `keys.len() - 1` entries (cleared here once; later
+    /// validations never clear it in full).
+    pub fn with_keys(stack: &'w mut [Slot], memo: &'w mut [Slot], keys: &'w mut [KeySlot]) -> Self {
         memo.iter_mut().for_each(|s| *s = Slot::EMPTY);
-        Workspace { stack, memo }
+        keys.iter_mut().for_each(|s| *s = KeySlot::EMPTY);
+        Workspace { stack, memo, keys }
     }
 }
 
-/// A heap-allocated stack and memo that stay clean between validations, so reusing them costs
-/// nothing per message (a [`Workspace::new`] over borrowed slices clears the whole memo first).
-/// With the `std` feature.
+/// A heap-allocated stack, memo and key table that stay clean between validations, so reusing
+/// them costs nothing per message (a [`Workspace::new`] over borrowed slices clears the whole
+/// memo first). With the `std` feature.
 #[cfg(feature = "std")]
 #[derive(Debug)]
 pub struct OwnedWorkspace {
     stack: std::vec::Vec<Slot>,
     memo: std::vec::Vec<Slot>,
+    keys: std::vec::Vec<KeySlot>,
 }
 
 #[cfg(feature = "std")]
@@ -140,39 +216,63 @@ extern crate std;
 
 #[cfg(feature = "std")]
 impl OwnedWorkspace {
-    /// A workspace whose stack holds `stack` entries and memo `memo` entries.
+    /// A workspace whose stack holds `stack` entries and memo `memo` entries, with a small key
+    /// table (grow it with [`set_keys`](Self::set_keys)).
     pub fn new(stack: usize, memo: usize) -> Self {
         OwnedWorkspace {
             stack: std::vec![Slot::EMPTY; stack],
             memo: std::vec![Slot::EMPTY; memo],
+            keys: std::vec![KeySlot::EMPTY; 1024 + 1],
         }
     }
 
+    /// Entries in the memo.
+    pub fn memo(&self) -> usize {
+        self.memo.len()
+    }
+
+    /// Replaces the memo with an empty one of `entries` entries.
+    pub fn set_memo(&mut self, entries: usize) {
+        self.memo = std::vec![Slot::EMPTY; entries];
+    }
+
+    /// Entries in the key table.
+    pub fn keys(&self) -> usize {
+        self.keys.len().saturating_sub(1)
+    }
+
+    /// Replaces the key table with an empty one of `entries` entries.
+    pub fn set_keys(&mut self, entries: usize) {
+        self.keys = std::vec![KeySlot::EMPTY; entries.saturating_add(1)];
+    }
+
     /// The workspace to validate with. No clearing: the memo starts empty and only validators
-    /// touch it, and every validation leaves it empty again (it clears what it wrote).
+    /// touch it, and every validation leaves it empty again (it clears what it wrote); the key
+    /// table's entries of earlier validations are stale by their epoch.
     pub fn workspace(&mut self) -> Workspace<'_> {
         Workspace {
             stack: &mut self.stack,
             memo: &mut self.memo,
+            keys: &mut self.keys,
         }
     }
 }
 
-/// Checks pickles against a [`Profile`] and an allowlist. Cheap to build and `Copy`.
+/// Checks pickles against a [`Profile`], an allowlist and [`Limits`]. Cheap to build and `Copy`.
 #[derive(Debug, Clone, Copy)]
 pub struct Validator<'g> {
     profile: Profile,
     extra: &'g [(&'g str, &'g str)],
-    max_len: usize,
+    limits: Limits,
 }
 
 impl<'g> Validator<'g> {
-    /// A validator for `profile` with the built-in allowlist and no length limit beyond memory.
+    /// A validator for `profile` with the built-in allowlist and [`Limits::DEFAULT`].
     pub const fn new(profile: Profile) -> Self {
         Validator {
             profile,
             extra: &[],
-            max_len: usize::MAX,
+            limits: Limits::DEFAULT,
         }
     }
 
@@ -181,14 +281,26 @@ impl<'g> Validator<'g> {
         Validator { extra, ..self }
     }
 
-    /// Rejects pickles longer than `max_len` bytes.
+    /// Rejects pickles longer than `max_len` bytes (shorthand for [`with_limits`](Self::with_limits)).
     pub const fn with_max_len(self, max_len: usize) -> Self {
-        Validator { max_len, ..self }
+        let mut limits = self.limits;
+        limits.max_len = max_len;
+        Validator { limits, ..self }
+    }
+
+    /// Enforces these limits.
+    pub const fn with_limits(self, limits: Limits) -> Self {
+        Validator { limits, ..self }
     }
 
     /// The profile.
     pub const fn profile(&self) -> Profile {
         self.profile
+    }
+
+    /// The limits.
+    pub const fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// Validates `pickle` with out-of-band buffers of the given byte lengths, in order.
@@ -198,9 +310,34 @@ impl<'g> Validator<'g> {
         buffers: &[usize],
         ws: &mut Workspace<'_>,
     ) -> Result<Validated> {
-        Machine::new(self, pickle, buffers, ws, None)
-            .run()
-            .map(|(v, _)| v)
+        self.run(pickle, buffers, ws).map(|(v, _)| v)
+    }
+
+    /// Runs the machine, a second time with the key table if the first run saw more keys with
+    /// a chosen hash than one hash may have (the common message has none, and pays nothing).
+    fn run(
+        &self,
+        pickle: &[u8],
+        buffers: &[usize],
+        ws: &mut Workspace<'_>,
+    ) -> Result<(Validated, Slot)> {
+        match Machine::new(self, pickle, buffers, ws, None, Keys::Off).run()? {
+            Run::Done(validated, top) => Ok((validated, top)),
+            Run::NeedKeys { lists } => {
+                match Machine::new(self, pickle, buffers, ws, None, Keys::On { lists }).run()? {
+                    Run::Done(validated, top) => Ok((validated, top)),
+                    Run::NeedKeys { .. } => Err(Error::Rejected {
+                        at: 0,
+                        opcode: pickle.first().copied().unwrap_or(0),
+                        reason: Reason::Limit {
+                            limit: Limit::KeyTable,
+                            found: 0,
+                            max: 0,
+                        },
+                    }),
+                }
+            }
+        }
     }
 
     /// Validates like [`validate`](Self::validate) and, if the pickle is accepted, writes a
@@ -214,7 +351,7 @@ impl<'g> Validator<'g> {
         ws: &mut Workspace<'_>,
         out: &mut dyn fmt::Write,
     ) -> Result<Validated> {
-        let (validated, top) = Machine::new(self, pickle, buffers, ws, None).run()?;
+        let (validated, top) = self.run(pickle, buffers, ws)?;
         let mut tracer = Tracer {
             out,
             target: top.id,
@@ -232,7 +369,9 @@ impl<'g> Validator<'g> {
         match open {
             Some(open) => {
                 tracer.write(|w| w.write_str(open));
-                let (_, _) = Machine::new(self, pickle, buffers, ws, Some(&mut tracer)).run()?;
+                // The pickle is valid: this run only traces the top value's items. It needs no
+                // key table (only collisions would differ), so it ends Done or NeedKeys.
+                Machine::new(self, pickle, buffers, ws, Some(&mut tracer), Keys::Off).run()?;
                 if tracer.items > MAX_SUMMARY_ITEMS {
                     let more = tracer.items - MAX_SUMMARY_ITEMS;
                     tracer.write(|w| write!(w, ", ... {more} more"));
@@ -250,7 +389,29 @@ impl<'g> Validator<'g> {
     }
 }
 
+/// How one run of the machine ended, if not with a rejection (moved once per validation, so
+/// its size does not matter).
+#[allow(clippy::large_enum_variant)]
+enum Run {
+    Done(Validated, Slot),
+    /// More keys with a chosen hash than `max_collisions`: run again with the key table (and
+    /// count list items too if a list went to `set()`).
+    NeedKeys {
+        lists: bool,
+    },
+}
+
+/// Whether a run counts collisions in the key table.
+#[derive(Clone, Copy)]
+enum Keys {
+    Off,
+    On { lists: bool },
+}
+
 const MAX_SUMMARY_ITEMS: usize = 32;
+
+/// The collision class of keys whose hash is deterministic but not computed here.
+const OPAQUE_HASH: i64 = 0x4f50_4151_5545_0001;
 
 // ------------------------------------------------------------------------------------------------
 // Kinds
@@ -405,10 +566,12 @@ enum Class {
     Plain,
     /// Only small ints (a shape or strides).
     Ints(Dims),
-    /// One or two numbers (`complex` arguments).
-    Numbers,
-    /// `(list,)` (`set`/`frozenset` arguments): whether its items are hashable, the list's id.
-    ListArg(bool, u32),
+    /// One or two numbers (`complex` arguments): the complex's hash, or why `complex()` would
+    /// fail.
+    Numbers(core::result::Result<Hash, Reason>),
+    /// `(list,)` (`set`/`frozenset` arguments): whether its items are hashable, the list's id,
+    /// its length and the most of its items with one chosen hash.
+    ListArg(bool, u64, u64, u32),
     /// `(bytes,)` (`bytearray` arguments): their length.
     BytesArg(u64),
     /// `(code, False, True)`: `numpy.dtype` arguments.
@@ -431,6 +594,7 @@ enum Class {
 struct Tuple {
     len: usize,
     hashable: bool,
+    hash: Hash,
     class: Class,
 }
 
@@ -442,8 +606,10 @@ enum Kind {
     Bool(bool),
     /// An int; its value when it fits an i64.
     Int(Option<i64>),
-    Float,
-    Complex,
+    /// A float, its bits.
+    Float(u64),
+    /// A complex; its hash.
+    Complex(Hash),
     Str(Span),
     /// Bytes; their span in the pickle when known (literal or ASCII `_codecs.encode`).
     Bytes {
@@ -461,6 +627,10 @@ enum Kind {
     Tuple(Tuple),
     List {
         hashable_items: bool,
+        /// Items appended (through every copy of the list that the memo links).
+        len: u64,
+        /// Most items seen with one chosen hash (only counted when a `set(list)` needs it).
+        max_class: u32,
     },
     Dict,
     Set,
@@ -487,13 +657,43 @@ impl Kind {
             Kind::None
             | Kind::Bool(_)
             | Kind::Int(_)
-            | Kind::Float
-            | Kind::Complex
+            | Kind::Float(_)
+            | Kind::Complex(_)
             | Kind::Str(_)
             | Kind::Bytes { .. }
             | Kind::FrozenSet => true,
             Kind::Tuple(t) => t.hashable,
             _ => false,
+        }
+    }
+
+    /// What is known of CPython's `hash()` of this value.
+    fn hash(&self) -> Hash {
+        match *self {
+            Kind::Bool(b) => Hash::Known(i64::from(b)),
+            Kind::Int(Some(v)) => Hash::Known(hash::int(v)),
+            Kind::Int(None) | Kind::FrozenSet => Hash::Opaque,
+            Kind::Float(bits) => {
+                hash::float(f64::from_bits(bits)).map_or(Hash::Random, Hash::Known)
+            }
+            Kind::Complex(h) => h,
+            Kind::Tuple(t) => t.hash,
+            _ => Hash::Random,
+        }
+    }
+
+    /// The hash to count collisions under, if this key's hash is the pickle's choice (an int
+    /// below 2**61 - 2 in magnitude hashes to itself: no two distinct ones collide).
+    fn chosen_hash(&self) -> Option<i64> {
+        match self {
+            Kind::Bool(_) => None,
+            Kind::Int(Some(v)) if hash::is_unique_int(*v) => None,
+            _ => match self.hash() {
+                Hash::Random => None,
+                Hash::Known(h) => Some(h),
+                // Opaque hashes are counted as one class per container.
+                Hash::Opaque => Some(OPAQUE_HASH),
+            },
         }
     }
 
@@ -516,8 +716,12 @@ impl Kind {
         }
     }
 
+    fn is_mutable_container(&self) -> bool {
+        matches!(self, Kind::List { .. } | Kind::Dict | Kind::Set)
+    }
+
     fn is_number(&self) -> bool {
-        matches!(self, Kind::Int(_) | Kind::Float | Kind::Bool(_))
+        matches!(self, Kind::Int(_) | Kind::Float(_) | Kind::Bool(_))
     }
 }
 
@@ -569,7 +773,7 @@ const GLOBALS: [(&str, &str, Callee, bool); 17] = [
 
 struct Tracer<'o> {
     out: &'o mut dyn fmt::Write,
-    target: u32,
+    target: u64,
     items: usize,
     failed: bool,
 }
@@ -613,8 +817,8 @@ fn describe(w: &mut dyn fmt::Write, _pickle: &[u8], kind: &Kind) -> fmt::Result 
         Kind::None => w.write_str("None"),
         Kind::Bool(_) => w.write_str("bool"),
         Kind::Int(_) => w.write_str("int"),
-        Kind::Float => w.write_str("float"),
-        Kind::Complex => w.write_str("complex"),
+        Kind::Float(_) => w.write_str("float"),
+        Kind::Complex(_) => w.write_str("complex"),
         Kind::Str(_) => w.write_str("str"),
         Kind::Bytes { len, .. } => write!(w, "bytes ({len} B)"),
         Kind::ByteArray { len } => write!(w, "bytearray ({len} B)"),
@@ -684,14 +888,29 @@ struct Machine<'v, 'p, 'w, 't, 'o> {
     buffers: &'p [usize],
     stack: &'w mut [Slot],
     sp: usize,
+    stack_high: usize,
     memo: &'w mut [Slot],
     memo_len: usize,
     memo_high: usize,
+    keys: &'w mut [KeySlot],
+    /// Whether this run counts collisions in the key table (the second run, if any).
+    use_keys: bool,
+    /// ... and list items too (the first run saw a `set(list)`).
+    count_lists: bool,
+    epoch: u32,
+    keys_used: usize,
+    /// Insertions of keys with a chosen hash into dicts, sets and frozensets.
+    chosen_keys: u64,
+    /// Items with a chosen hash appended to lists, and whether any list went to `set()`.
+    chosen_list_items: u64,
+    set_of_list: bool,
     used_buffers: usize,
     arrays: usize,
     protocol: Option<u8>,
     frame_end: usize,
-    next_id: u32,
+    next_id: u64,
+    depth: u32,
+    alloc: u64,
     prev: [Option<Opcode>; 2],
     tracer: Option<&'t mut Tracer<'o>>,
     at: usize,
@@ -709,21 +928,51 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         buffers: &'p [usize],
         ws: &'w mut Workspace<'_>,
         tracer: Option<&'t mut Tracer<'o>>,
+        keys: Keys,
     ) -> Self {
+        let (use_keys, count_lists) = match keys {
+            Keys::Off => (false, false),
+            Keys::On { lists } => (true, lists),
+        };
+        let mut epoch = 0;
+        if use_keys {
+            // A new epoch makes every entry of earlier runs stale; on wrap-around, clear.
+            if let Some(header) = ws.keys.first_mut() {
+                header.count = header.count.wrapping_add(1);
+                if header.count == 0 {
+                    ws.keys.iter_mut().for_each(|k| *k = KeySlot::EMPTY);
+                    if let Some(header) = ws.keys.first_mut() {
+                        header.count = 1;
+                    }
+                }
+                epoch = ws.keys.first().map_or(1, |h| h.count);
+            }
+        }
         Machine {
             v,
             pickle,
             buffers,
             stack: &mut *ws.stack,
             sp: 0,
+            stack_high: 0,
             memo: &mut *ws.memo,
             memo_len: 0,
             memo_high: 0,
+            keys: &mut *ws.keys,
+            use_keys,
+            count_lists,
+            epoch,
+            keys_used: 0,
+            chosen_keys: 0,
+            chosen_list_items: 0,
+            set_of_list: false,
             used_buffers: 0,
             arrays: 0,
             protocol: None,
             frame_end: 0,
             next_id: 1,
+            depth: 0,
+            alloc: 0,
             prev: [None, None],
             tracer,
             at: 0,
@@ -735,6 +984,10 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         self.v.profile == Profile::Strict
     }
 
+    fn limits(&self) -> &Limits {
+        &self.v.limits
+    }
+
     fn reject(&self, reason: Reason) -> Error {
         Error::Rejected {
             at: self.at,
@@ -743,7 +996,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         }
     }
 
-    fn run(mut self) -> Result<(Validated, Slot)> {
+    fn run(mut self) -> Result<Run> {
         let result = self.run_inner();
         // Leave the memo empty for the next run (only the part this run touched).
         for slot in self.memo.iter_mut().take(self.memo_high) {
@@ -752,11 +1005,18 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         result
     }
 
-    fn run_inner(&mut self) -> Result<(Validated, Slot)> {
-        if self.pickle.len() > self.v.max_len {
+    fn run_inner(&mut self) -> Result<Run> {
+        let max_len = self.limits().max_len;
+        if self.pickle.len() > max_len {
             self.op = self.pickle.first().copied().unwrap_or(0);
-            return Err(self.reject(Reason::TooLong));
+            return Err(self.reject(Reason::Limit {
+                limit: Limit::Length,
+                found: self.pickle.len() as u64,
+                max: max_len as u64,
+            }));
         }
+        self.charge(limits::cost::LOAD)
+            .map_err(|r| self.reject(r))?;
         let mut reader = Reader::new(self.pickle);
         let mut opcodes = 0usize;
         while let Some(op) = reader.read_op() {
@@ -766,13 +1026,27 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             self.op = op.opcode.byte();
             if op.opcode == Opcode::Stop {
                 let top = self.stop(&op).map_err(|r| self.reject(r))?;
+                let max = u64::from(self.limits().max_collisions);
+                let chosen = self.chosen_keys
+                    + if self.set_of_list {
+                        self.chosen_list_items
+                    } else {
+                        0
+                    };
+                if !self.use_keys && chosen > max {
+                    return Ok(Run::NeedKeys {
+                        lists: self.set_of_list,
+                    });
+                }
                 let validated = Validated {
                     protocol: self.protocol.unwrap_or(0),
                     buffers: self.used_buffers,
                     arrays: self.arrays,
                     opcodes,
+                    depth: self.depth,
+                    alloc: self.alloc,
                 };
-                return Ok((validated, top));
+                return Ok(Run::Done(validated, top));
             }
             self.step(&op).map_err(|r| self.reject(r))?;
             self.prev = [self.prev[1], Some(op.opcode)];
@@ -782,22 +1056,128 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         Err(self.reject(Reason::NoStop))
     }
 
+    // ---- costs -----------------------------------------------------------------------------------
+
+    /// Adds `bytes` to the allocation bound.
+    fn charge(&mut self, bytes: u64) -> Check<()> {
+        self.alloc = self.alloc.saturating_add(bytes);
+        let max = self.limits().max_alloc;
+        if self.alloc > max {
+            return Err(Reason::Limit {
+                limit: Limit::Alloc,
+                found: self.alloc,
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks a new value's nesting depth.
+    fn nest(&mut self, depth: u32) -> Check<u32> {
+        let max = self.limits().max_depth;
+        if depth > max {
+            return Err(Reason::Limit {
+                limit: Limit::Depth,
+                found: u64::from(depth),
+                max: u64::from(max),
+            });
+        }
+        self.depth = self.depth.max(depth);
+        Ok(depth)
+    }
+
+    /// Counts one key with a chosen hash going into container `id`; returns how many keys of
+    /// that container now share its hash (in the first run: 0, nothing is counted per class).
+    fn count_key(&mut self, id: u64, hash: i64) -> Check<u32> {
+        if !self.use_keys {
+            return Ok(0);
+        }
+        let table = self.keys.get_mut(1..).unwrap_or(&mut []);
+        let capacity = table.len();
+        if capacity == 0 {
+            return Err(Reason::Limit {
+                limit: Limit::KeyTable,
+                found: 1,
+                max: 0,
+            });
+        }
+        let mixed = (hash as u64 ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        let mut i = (mixed >> 17) as usize % capacity;
+        for _ in 0..capacity {
+            let Some(slot) = table.get_mut(i) else { break };
+            if slot.epoch != self.epoch {
+                // Keep the table at most 7/8 full so probes stay short.
+                if (self.keys_used + 1) * 8 > capacity * 7 {
+                    return Err(Reason::Limit {
+                        limit: Limit::KeyTable,
+                        found: self.keys_used as u64 + 1,
+                        max: capacity as u64,
+                    });
+                }
+                *slot = KeySlot {
+                    id,
+                    hash,
+                    count: 1,
+                    epoch: self.epoch,
+                };
+                self.keys_used += 1;
+                return Ok(1);
+            }
+            if slot.id == id && slot.hash == hash {
+                slot.count = slot.count.saturating_add(1);
+                return Ok(slot.count);
+            }
+            i = if i + 1 == capacity { 0 } else { i + 1 };
+        }
+        Err(Reason::Limit {
+            limit: Limit::KeyTable,
+            found: self.keys_used as u64 + 1,
+            max: capacity as u64,
+        })
+    }
+
+    fn collisions(&self, count: u32) -> Check<()> {
+        let max = self.limits().max_collisions;
+        if count > max {
+            return Err(Reason::Limit {
+                limit: Limit::Collisions,
+                found: u64::from(count),
+                max: u64::from(max),
+            });
+        }
+        Ok(())
+    }
+
     // ---- stack ---------------------------------------------------------------------------------
 
-    fn new_id(&mut self) -> u32 {
-        self.next_id = self.next_id.wrapping_add(1);
+    fn new_id(&mut self) -> u64 {
+        self.next_id += 1;
         self.next_id
     }
 
     fn push(&mut self, kind: Kind) -> Check<()> {
         let id = self.new_id();
-        self.push_slot(Slot { kind, id })
+        let depth = match kind {
+            Kind::List { .. } | Kind::Dict | Kind::Set | Kind::Array(_) | Kind::Object => 1,
+            _ => 0,
+        };
+        self.push_slot(Slot {
+            kind,
+            id,
+            depth,
+            memo: 0,
+        })
     }
 
     fn push_slot(&mut self, slot: Slot) -> Check<()> {
         let s = self.stack.get_mut(self.sp).ok_or(Reason::StackTooDeep)?;
         *s = slot;
         self.sp += 1;
+        if self.sp > self.stack_high {
+            self.stack_high = self.sp;
+            self.charge(limits::cost::STACK_SLOT)?;
+        }
         Ok(())
     }
 
@@ -824,7 +1204,22 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
     fn pop(&mut self) -> Check<Slot> {
         let slot = *self.top()?;
         self.sp -= 1;
-        Ok(slot)
+        Ok(self.current(slot))
+    }
+
+    /// A list, dict or set as its memo copy knows it now (every mutation through any copy is
+    /// written back there), so a stale copy on the stack does not hide items added elsewhere.
+    fn current(&self, slot: Slot) -> Slot {
+        if slot.memo == 0 {
+            return slot;
+        }
+        match self.memo.get(slot.memo as usize - 1) {
+            Some(m) if m.id == slot.id => Slot {
+                memo: slot.memo,
+                ..*m
+            },
+            _ => slot,
+        }
     }
 
     /// Index of the topmost MARK.
@@ -849,6 +1244,15 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
 
     fn items(&self, range: core::ops::Range<usize>) -> &[Slot] {
         self.stack.get(range).unwrap_or(&[])
+    }
+
+    /// The deepest of these items, each as current as the memo knows it.
+    fn items_depth(&self, range: core::ops::Range<usize>) -> u32 {
+        self.items(range)
+            .iter()
+            .map(|s| self.current(*s).depth)
+            .max()
+            .unwrap_or(0)
     }
 
     // ---- opcodes -------------------------------------------------------------------------------
@@ -953,6 +1357,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             (Opcode::Newtrue, _) => self.push(Kind::Bool(true))?,
             (Opcode::Newfalse, _) => self.push(Kind::Bool(false))?,
             (Opcode::Binint | Opcode::Binint1 | Opcode::Binint2, Argument::Int(v)) => {
+                self.charge(limits::cost::int_small(v))?;
                 self.push(Kind::Int(Some(v)))?
             }
             (Opcode::Long1 | Opcode::Long4, Argument::Long(b)) => {
@@ -966,23 +1371,44 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                     w.iter_mut().zip(b).for_each(|(w, b)| *w = *b);
                     i64::from_le_bytes(w)
                 });
+                self.charge(match value {
+                    Some(v) => limits::cost::int_small(v),
+                    None => limits::cost::int_bytes(b.len() as u64),
+                })?;
                 self.push(Kind::Int(value))?
             }
-            (Opcode::Binfloat, _) => self.push(Kind::Float)?,
-            (_, Argument::Str(s)) => self.push(Kind::Str(literal(s)))?,
+            (Opcode::Binfloat, Argument::Float(f)) => {
+                self.charge(limits::cost::FLOAT)?;
+                self.push(Kind::Float(f.to_bits()))?
+            }
+            (_, Argument::Str(s)) => {
+                self.charge(limits::cost::str(s.len() as u64, s.is_ascii()))?;
+                self.push(Kind::Str(literal(s)))?
+            }
+            (_, Argument::StrWithSurrogates(b)) => {
+                self.charge(limits::cost::str(b.len() as u64, false))?;
+                self.push(Kind::Str(Span {
+                    start: op.end - b.len(),
+                    len: b.len(),
+                }))?
+            }
             (_, Argument::Bytes(b)) => {
                 let span = Some(Span {
                     start: op.end - b.len(),
                     len: b.len(),
                 });
+                self.charge(limits::cost::bytes(b.len() as u64))?;
                 self.push(Kind::Bytes {
                     len: b.len() as u64,
                     span,
                 })?
             }
-            (_, Argument::ByteArray(b)) => self.push(Kind::ByteArray {
-                len: b.len() as u64,
-            })?,
+            (_, Argument::ByteArray(b)) => {
+                self.charge(limits::cost::bytearray(b.len() as u64))?;
+                self.push(Kind::ByteArray {
+                    len: b.len() as u64,
+                })?
+            }
             (Opcode::NextBuffer, _) => {
                 let len = *self
                     .buffers
@@ -1004,6 +1430,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                     Kind::Buffer { readonly, .. } => *readonly = true,
                     _ => return Err(Reason::ReadonlyOnNonBuffer),
                 }
+                self.charge(limits::cost::MEMORYVIEW)?;
             }
             // ---- stack
             (Opcode::Mark, _) => self.push(Kind::Mark)?,
@@ -1025,25 +1452,48 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             }
             (Opcode::Frozenset, _) => {
                 let mark = self.mark()?;
-                for s in self.items(mark + 1..self.sp) {
-                    s.kind.check_value()?;
-                    if !s.kind.hashable() {
+                let range = mark + 1..self.sp;
+                let id = self.new_id();
+                let n = range.len() as u64;
+                self.charge(
+                    limits::cost::tuple(n)
+                        .saturating_add(limits::cost::SET)
+                        .saturating_add(n.saturating_mul(limits::cost::SET_ITEM)),
+                )?;
+                for i in range.clone() {
+                    let kind = self.stack.get(i).map_or(Kind::Empty, |s| s.kind);
+                    kind.check_value()?;
+                    if !kind.hashable() {
                         return Err(Reason::Unhashable);
                     }
+                    self.key(id, &kind)?;
                 }
-                let id = self.new_id();
-                self.trace_items(id, mark + 1..self.sp, false);
+                let depth = self.nest(self.items_depth(range.clone()) + 1)?;
+                self.trace_items(id, range, false);
                 self.sp = mark;
                 self.push_slot(Slot {
                     kind: Kind::FrozenSet,
                     id,
+                    depth,
+                    memo: 0,
                 })?
             }
-            (Opcode::EmptyList, _) => self.push(Kind::List {
-                hashable_items: true,
-            })?,
-            (Opcode::EmptyDict, _) => self.push(Kind::Dict)?,
-            (Opcode::EmptySet, _) => self.push(Kind::Set)?,
+            (Opcode::EmptyList, _) => {
+                self.charge(limits::cost::LIST)?;
+                self.push(Kind::List {
+                    hashable_items: true,
+                    len: 0,
+                    max_class: 0,
+                })?
+            }
+            (Opcode::EmptyDict, _) => {
+                self.charge(limits::cost::DICT)?;
+                self.push(Kind::Dict)?
+            }
+            (Opcode::EmptySet, _) => {
+                self.charge(limits::cost::SET)?;
+                self.push(Kind::Set)?
+            }
             (Opcode::Append | Opcode::Setitem, _) => {
                 let (n, want) = if op.opcode == Opcode::Append {
                     (1, Want::List)
@@ -1081,6 +1531,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                     _ if self.strict() => return Err(Reason::OpcodeNotAllowed),
                     _ => {}
                 }
+                let slot = self.current(slot);
                 self.push_slot(slot)?
             }
             // ---- globals and calls
@@ -1116,6 +1567,8 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             }
             (Opcode::Reduce, _) => {
                 let args = self.pop()?;
+                // set(list): the list's depth is the set's (its items are the set's).
+                let args_depth = args.depth.saturating_sub(1);
                 let callable = self.pop()?;
                 let Kind::Tuple(args) = args.kind else {
                     return Err(Reason::BadCallArguments);
@@ -1125,9 +1578,29 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                 };
                 let kind = self.call(callee, &args)?;
                 match args.class {
-                    // set(list) keeps the list's id so the summary lists the list's items.
-                    Class::ListArg(_, id) => self.push_slot(Slot { kind, id })?,
-                    _ => self.push(kind)?,
+                    // set(list) keeps the list's id so the summary lists the list's items, and
+                    // the collision counts of its items go on in the set.
+                    Class::ListArg(_, id, _, _) if matches!(kind, Kind::Set | Kind::FrozenSet) => {
+                        self.push_slot(Slot {
+                            kind,
+                            id,
+                            depth: args_depth.max(1),
+                            memo: 0,
+                        })?
+                    }
+                    _ => {
+                        let depth = match kind {
+                            Kind::Array(_) | Kind::Object | Kind::Set | Kind::FrozenSet => 1,
+                            _ => 0,
+                        };
+                        let id = self.new_id();
+                        self.push_slot(Slot {
+                            kind,
+                            id,
+                            depth,
+                            memo: 0,
+                        })?
+                    }
                 }
             }
             (Opcode::Newobj, _) => {
@@ -1140,6 +1613,10 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                     (Kind::Global(Callee::Ndarray), Class::NdarrayArgs(info)) => {
                         let info = info?;
                         self.arrays += 1;
+                        self.charge(
+                            limits::cost::array(u64::from(info.shape.len))
+                                .saturating_add(limits::cost::DTYPE),
+                        )?;
                         Kind::Array(info)
                     }
                     (Kind::Global(Callee::Custom), _) => Kind::Object,
@@ -1174,8 +1651,11 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                             ..
                         }),
                     ) => {
+                        let info = info?;
                         self.arrays += 1;
-                        Kind::Array(info?)
+                        // array_setstate copies (and byte-swaps) the bytes.
+                        self.charge(nbytes(&info.dtype, &info.shape)?)?;
+                        Kind::Array(info)
                     }
                     (Kind::Object, k) => {
                         k.check_value()?;
@@ -1231,7 +1711,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
     }
 
     fn put(&mut self, index: usize) -> Check<()> {
-        let top = *self.top()?;
+        let top = self.current(*self.top()?);
         if index >= self.memo.len() {
             return Err(Reason::MemoTooLarge);
         }
@@ -1249,16 +1729,31 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             }
             _ => {}
         }
+        // A list, dict or set is linked to its first memo entry: every copy of it writes its
+        // mutations back there and reads them from there.
+        let mut link = top.memo;
+        if link == 0 && kind.is_mutable_container() {
+            link = u32::try_from(index + 1).map_err(|_| Reason::MemoTooLarge)?;
+            self.top_mut()?.memo = link;
+        }
         let slot = self.memo.get_mut(index).ok_or(Reason::MemoTooLarge)?;
         if slot.kind == Kind::Empty {
             self.memo_len += 1;
         }
-        self.memo_high = self.memo_high.max(index + 1);
-        *slot = Slot { kind, id: top.id };
+        *slot = Slot {
+            kind,
+            memo: link,
+            ..top
+        };
+        if index + 1 > self.memo_high {
+            let grown = (index + 1 - self.memo_high) as u64;
+            self.memo_high = index + 1;
+            self.charge(grown.saturating_mul(limits::cost::MEMO_SLOT))?;
+        }
         Ok(())
     }
 
-    fn trace_items(&mut self, target: u32, range: core::ops::Range<usize>, pairs: bool) {
+    fn trace_items(&mut self, target: u64, range: core::ops::Range<usize>, pairs: bool) {
         let Some(tracer) = self.tracer.as_deref_mut() else {
             return;
         };
@@ -1279,6 +1774,17 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         }
     }
 
+    /// Counts a dict key or set item going into container `id`, if its hash is chosen.
+    fn key(&mut self, id: u64, kind: &Kind) -> Check<u32> {
+        let Some(hash) = kind.chosen_hash() else {
+            return Ok(0);
+        };
+        self.chosen_keys += 1;
+        let count = self.count_key(id, hash)?;
+        self.collisions(count)?;
+        Ok(count)
+    }
+
     /// APPEND(S), SETITEM(S), ADDITEMS: the items are `range`, the container is at
     /// `container` (right below them, or below their MARK). Leaves the container on top.
     fn add_items(
@@ -1287,34 +1793,78 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         container_at: usize,
         want: Want,
     ) -> Check<()> {
-        let container = *self.stack.get(container_at).ok_or(Reason::StackUnderflow)?;
+        let on_stack = *self.stack.get(container_at).ok_or(Reason::StackUnderflow)?;
+        let mut container = self.current(on_stack);
         let pairs = want == Want::Dict;
-        let items = self.items(range.clone());
-        if pairs && items.len() % 2 != 0 {
+        let n = range.len() as u64;
+        if pairs && n % 2 != 0 {
             return Err(Reason::OddItems);
         }
-        let mut hashable_all = true;
-        for (i, s) in items.iter().enumerate() {
-            s.kind.check_value()?;
-            let must_hash = want == Want::Set || (pairs && i % 2 == 0);
-            if must_hash && !s.kind.hashable() {
-                return Err(Reason::Unhashable);
-            }
-            hashable_all &= s.kind.hashable();
-        }
         match (container.kind, want) {
-            (Kind::List { hashable_items }, Want::List) => {
-                if let Some(s) = self.stack.get_mut(container_at) {
-                    s.kind = Kind::List {
-                        hashable_items: hashable_items && hashable_all,
-                    };
-                }
+            (Kind::List { .. }, Want::List) | (Kind::Dict, Want::Dict) | (Kind::Set, Want::Set) => {
             }
-            (Kind::Dict, Want::Dict) | (Kind::Set, Want::Set) => {}
             (Kind::Mark, _) => return Err(Reason::MarkAsValue),
             _ => return Err(Reason::WrongContainer),
         }
+        self.charge(match want {
+            Want::List => n.saturating_mul(limits::cost::LIST_ITEM),
+            Want::Dict => (n / 2).saturating_mul(limits::cost::DICT_ITEM),
+            Want::Set => n
+                .saturating_mul(limits::cost::SET_ITEM)
+                .saturating_add(limits::cost::tuple(n)),
+        })?;
+        let mut hashable_all = true;
+        let mut max_class = 0;
+        for i in range.clone() {
+            let kind = self.stack.get(i).map_or(Kind::Empty, |s| s.kind);
+            kind.check_value()?;
+            let key = want == Want::Set || (pairs && (i - range.start) % 2 == 0);
+            if key {
+                if !kind.hashable() {
+                    return Err(Reason::Unhashable);
+                }
+                self.key(container.id, &kind)?;
+            }
+            if want == Want::List {
+                hashable_all &= kind.hashable();
+                if let Some(hash) = kind.chosen_hash() {
+                    self.chosen_list_items += 1;
+                    if self.use_keys && self.count_lists {
+                        max_class = max_class.max(self.count_key(container.id, hash)?);
+                    }
+                }
+            }
+        }
+        if let Kind::List {
+            hashable_items,
+            len,
+            max_class: m,
+        } = container.kind
+        {
+            container.kind = Kind::List {
+                hashable_items: hashable_items && hashable_all,
+                len: len.saturating_add(n),
+                max_class: m.max(max_class),
+            };
+        }
+        if n > 0 {
+            let depth = self.items_depth(range.clone()).saturating_add(1);
+            container.depth = self.nest(container.depth.max(depth))?;
+        }
         self.trace_items(container.id, range, pairs);
+        if let Some(s) = self.stack.get_mut(container_at) {
+            *s = Slot {
+                memo: on_stack.memo,
+                ..container
+            };
+        }
+        if container.memo != 0 {
+            if let Some(m) = self.memo.get_mut(container.memo as usize - 1) {
+                if m.id == container.id {
+                    *m = container;
+                }
+            }
+        }
         self.sp = container_at + 1;
         Ok(())
     }
@@ -1330,61 +1880,118 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             Class::ArrayState(_) => Some(2),
             _ => None,
         };
+        let mut hasher = hash::TupleHasher::new();
+        let mut hashable = true;
         for (i, s) in items.iter().enumerate() {
             if Some(i) != special {
                 s.kind.check_value()?;
             }
+            hashable &= s.kind.hashable();
+            hasher.item(s.kind.hash());
         }
         let tuple = Tuple {
             len: items.len(),
-            hashable: items.iter().all(|s| s.kind.hashable()),
+            hashable,
+            hash: if hashable {
+                hasher.finish()
+            } else {
+                Hash::Random
+            },
             class,
         };
+        let depth = if range.is_empty() {
+            0
+        } else {
+            self.nest(self.items_depth(range.clone()).saturating_add(1))?
+        };
+        self.charge(limits::cost::tuple(range.len() as u64))?;
         let id = self.new_id();
         self.trace_items(id, range, false);
         self.sp = new_sp;
         self.push_slot(Slot {
             kind: Kind::Tuple(tuple),
             id,
+            depth,
+            memo: 0,
         })
     }
 
     fn call(&mut self, callee: Callee, args: &Tuple) -> Check<Kind> {
+        use limits::cost;
         Ok(match (callee, args.class) {
-            (Callee::Complex, Class::Numbers) => Kind::Complex,
-            (Callee::Complex, Class::Ints(d)) if (1..=2).contains(&d.len) => Kind::Complex,
-            (Callee::Set | Callee::FrozenSet, Class::ListArg(hashable, _)) => {
+            (Callee::Complex, Class::Numbers(h)) => {
+                self.charge(cost::COMPLEX)?;
+                Kind::Complex(h?)
+            }
+            (Callee::Complex, Class::Ints(d)) if (1..=2).contains(&d.len) => {
+                self.charge(cost::COMPLEX)?;
+                let part = |v: Option<&i64>| hash::float(v.map_or(0.0, |v| *v as f64));
+                let s = d.as_slice();
+                Kind::Complex(match (part(s.first()), part(s.get(1))) {
+                    (Some(re), Some(im)) => Hash::Known(hash::complex(re, im)),
+                    _ => Hash::Random,
+                })
+            }
+            (Callee::Set | Callee::FrozenSet, Class::ListArg(hashable, _, len, max_class)) => {
                 if !hashable {
                     return Err(Reason::Unhashable);
                 }
+                self.set_of_list = true;
+                self.collisions(max_class)?;
+                self.charge(cost::SET.saturating_add(len.saturating_mul(cost::SET_ITEM)))?;
                 if callee == Callee::Set {
                     Kind::Set
                 } else {
                     Kind::FrozenSet
                 }
             }
-            (Callee::Set, _) if args.len == 0 => Kind::Set,
+            (Callee::Set, _) if args.len == 0 => {
+                self.charge(cost::SET)?;
+                Kind::Set
+            }
             (Callee::FrozenSet, _) if args.len == 0 => Kind::FrozenSet,
             (Callee::Bytes, _) if args.len == 0 => Kind::Bytes { len: 0, span: None },
-            (Callee::ByteArray, _) if args.len == 0 => Kind::ByteArray { len: 0 },
-            (Callee::ByteArray, Class::BytesArg(len)) => Kind::ByteArray { len },
+            (Callee::ByteArray, _) if args.len == 0 => {
+                self.charge(cost::bytearray(0))?;
+                Kind::ByteArray { len: 0 }
+            }
+            (Callee::ByteArray, Class::BytesArg(len)) => {
+                self.charge(cost::bytearray(len))?;
+                Kind::ByteArray { len }
+            }
             (Callee::CodecsEncode, Class::EncodeArgs(span)) => {
-                let text = span.str(self.pickle);
-                let ascii = text.is_ascii();
+                // Only text that latin-1 can encode (else UnicodeEncodeError); a str with
+                // lone surrogates is not UTF-8 and never latin-1.
+                let text = core::str::from_utf8(span.bytes(self.pickle))
+                    .map_err(|_| Reason::BadCallArguments)?;
+                if text.chars().any(|c| u32::from(c) > 0xff) {
+                    return Err(Reason::BadCallArguments);
+                }
+                let len = text.chars().count() as u64;
+                self.charge(cost::bytes(len))?;
                 Kind::Bytes {
-                    len: text.chars().count() as u64,
-                    span: ascii.then_some(span),
+                    len,
+                    span: text.is_ascii().then_some(span),
                 }
             }
-            (Callee::Dtype, Class::DtypeArgs(code)) => Kind::DtypeNew {
-                code: code?,
-                memo: None,
-            },
-            (Callee::FromBuffer, Class::FromBufferArgs(info)) => {
-                self.arrays += 1;
-                Kind::Array(info?)
+            (Callee::Dtype, Class::DtypeArgs(code)) => {
+                self.charge(cost::DTYPE)?;
+                Kind::DtypeNew {
+                    code: code?,
+                    memo: None,
+                }
             }
-            (Callee::Reconstruct, Class::ReconstructArgs) => Kind::ArrayNew { memo: None },
+            (Callee::FromBuffer, Class::FromBufferArgs(info)) => {
+                let info = info?;
+                self.arrays += 1;
+                // frombuffer(...) and its .reshape(...): two array objects.
+                self.charge(cost::array(u64::from(info.shape.len)).saturating_mul(2))?;
+                Kind::Array(info)
+            }
+            (Callee::Reconstruct, Class::ReconstructArgs) => {
+                self.charge(cost::array(1))?;
+                Kind::ArrayNew { memo: None }
+            }
             (Callee::Custom, _) => Kind::Object,
             (Callee::Dtype, _) => return Err(Reason::DtypeNotAllowed),
             _ => return Err(Reason::BadCallArguments),
@@ -1498,6 +2105,10 @@ fn place(
     let size = nbytes(&dtype, &shape)?;
     let offset = u64::try_from(offset).map_err(|_| Reason::NegativeOffset)?;
     let len = source.len();
+    // The offset lies inside (or at the end of) the buffer for every size, empty arrays too.
+    if offset > len {
+        return Err(Reason::ArrayOutsideBuffer);
+    }
     match strides {
         None => {
             let end = offset.checked_add(size).ok_or(Reason::ArrayOutsideBuffer)?;
@@ -1537,22 +2148,74 @@ fn place(
     })
 }
 
+/// `hash(complex(a[, b]))` for number arguments, or why `complex()` would fail (an int too
+/// large for a float raises `OverflowError`).
+fn complex_hash(a: Option<Kind>, b: Option<Kind>) -> Check<Hash> {
+    let part = |k: Option<Kind>| -> Check<Option<i64>> {
+        Ok(match k {
+            None => Some(0),
+            Some(Kind::Bool(b)) => Some(i64::from(b)),
+            Some(Kind::Int(Some(v))) => hash::float(v as f64),
+            Some(Kind::Float(bits)) => hash::float(f64::from_bits(bits)),
+            _ => return Err(Reason::BadCallArguments),
+        })
+    };
+    Ok(match (part(a)?, part(b)?) {
+        (Some(re), Some(im)) => Hash::Known(hash::complex(re, im)),
+        _ => Hash::Random,
+    })
+}
+
+/// Checks an array's logical size: what `a + 1` or `a.copy()` allocates, whatever the strides
+/// (a stride-0 view of 8 bytes may claim 8 TiB).
+fn logical(info: ArrayInfo, max_bytes: u64) -> Check<ArrayInfo> {
+    let size = nbytes(&info.dtype, &info.shape)?;
+    if size > max_bytes {
+        return Err(Reason::Limit {
+            limit: Limit::ArrayBytes,
+            found: size,
+            max: max_bytes,
+        });
+    }
+    Ok(info)
+}
+
 fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class {
     let k = |i: usize| items.get(i).map(|s| s.kind);
     let strict = m.strict();
+    let max_bytes = m.limits().max_array_bytes;
     if let Some(d) = ints(items) {
         return Class::Ints(d);
     }
     match items.len() {
-        1 | 2 if items.iter().all(|s| s.kind.is_number()) => return Class::Numbers,
+        1 | 2 if items.iter().all(|s| s.kind.is_number()) => {
+            return Class::Numbers(complex_hash(k(0), k(1)));
+        }
         _ => {}
     }
-    match (items.len(), k(0)) {
-        (1, Some(Kind::List { hashable_items })) => {
-            let id = items.first().map_or(0, |s| s.id);
-            return Class::ListArg(hashable_items, id);
+    match (items.len(), items.first().map(|s| m.current(*s))) {
+        (
+            1,
+            Some(Slot {
+                kind:
+                    Kind::List {
+                        hashable_items,
+                        len,
+                        max_class,
+                    },
+                id,
+                ..
+            }),
+        ) => {
+            return Class::ListArg(hashable_items, id, len, max_class);
         }
-        (1, Some(Kind::Bytes { len, .. })) => return Class::BytesArg(len),
+        (
+            1,
+            Some(Slot {
+                kind: Kind::Bytes { len, .. },
+                ..
+            }),
+        ) => return Class::BytesArg(len),
         _ => {}
     }
     // numpy.dtype(code, False, True)
@@ -1607,7 +2270,10 @@ fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class {
             let source = source_of(&k(0).unwrap_or(Kind::None))?;
             let shape = shape_of(&k(2).unwrap_or(Kind::None))?;
             let fortran = order_of(k(3).as_ref().and_then(|s| str_of(m, s)))?;
-            place(dtype, shape, fortran, source, 0, None, true)
+            logical(
+                place(dtype, shape, fortran, source, 0, None, true)?,
+                max_bytes,
+            )
         })();
         return Class::FromBufferArgs(info);
     }
@@ -1622,7 +2288,10 @@ fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class {
                 Some(Kind::Bytes { len, .. }) => Source::Bytes { len },
                 _ => return Err(Reason::BadArrayData),
             };
-            place(dtype, shape, fortran, source, 0, None, true)
+            logical(
+                place(dtype, shape, fortran, source, 0, None, true)?,
+                max_bytes,
+            )
         })();
         return Class::ArrayState(info);
     }
@@ -1659,7 +2328,10 @@ fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class {
             if offset < 0 {
                 return Err(Reason::NegativeOffset);
             }
-            place(dtype, shape, fortran, source, offset, strides, strict)
+            logical(
+                place(dtype, shape, fortran, source, offset, strides, strict)?,
+                max_bytes,
+            )
         })();
         return Class::NdarrayArgs(info);
     }
@@ -1957,7 +2629,11 @@ mod tests {
         assert!(matches!(
             err,
             Err(Error::Rejected {
-                reason: Reason::TooLong,
+                reason: Reason::Limit {
+                    limit: Limit::Length,
+                    found: 4,
+                    max: 3
+                },
                 ..
             })
         ));

@@ -1,0 +1,222 @@
+//! CPython's hash of the values whose hash an attacker can choose.
+//!
+//! CPython's `hash()` of `str` and `bytes` is SipHash with a per-process random key, but the hash
+//! of ints, floats, complex numbers and tuples of them is a documented, deterministic function
+//! (`Python/pyhash.c`, `Objects/longobject.c`, `Objects/tupleobject.c`; the numeric part is
+//! stated in the language reference, "Hashing of numeric types"). A pickle can therefore hold
+//! thousands of distinct dict keys with one hash, and CPython's dict and set then probe the same
+//! slots for every insert: quadratic load time from plain data. The validator computes these
+//! hashes exactly (64-bit CPython 3.11 and later; unchanged up to 3.13) and bounds how many keys
+//! of one container share one.
+
+/// `sys.hash_info.modulus` on 64-bit builds: the Mersenne prime 2**61 - 1.
+pub const MODULUS: u64 = (1 << 61) - 1;
+const BITS: u32 = 61;
+/// `sys.hash_info.inf`.
+const INF: i64 = 314_159;
+/// `sys.hash_info.imag`.
+const IMAG: u64 = 1_000_003;
+
+const XXPRIME_1: u64 = 11_400_714_785_074_694_791;
+const XXPRIME_2: u64 = 14_029_467_366_897_019_727;
+const XXPRIME_5: u64 = 2_870_177_450_012_600_261;
+
+/// What the validator knows of a value's hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hash {
+    /// Not chosen by the pickle: `str`/`bytes` (SipHash with a random key), `None` and NaN
+    /// (the object's address), or a value that is not hashable at all.
+    Random,
+    /// Exactly CPython's `hash()`.
+    Known(i64),
+    /// Deterministic, but not computed here (a frozenset, a float made from a huge int): such
+    /// keys are counted as if they all shared one hash.
+    Opaque,
+}
+
+/// `-1` is CPython's error return; a hash that would be `-1` is `-2`.
+fn fix(h: i64) -> i64 {
+    if h == -1 {
+        -2
+    } else {
+        h
+    }
+}
+
+/// `hash(v)` for an int that fits an `i64`.
+///
+/// ```
+/// use dmapickle_core::validate::hash;
+/// assert_eq!(hash::int(-1), -2);
+/// assert_eq!(hash::int(2_i64.pow(61) - 1), 0); // the modulus hashes like 0
+/// assert_eq!(hash::float(1.5), Some(1152921504606846977));
+/// ```
+pub fn int(v: i64) -> i64 {
+    let m = v.unsigned_abs() % MODULUS;
+    // m < 2**61, so it fits an i64 with its sign.
+    let m = m as i64;
+    fix(if v < 0 { -m } else { m })
+}
+
+/// `hash(v)` for a little-endian two's-complement int of any length (`LONG1`/`LONG4`).
+pub fn long(bytes: &[u8]) -> i64 {
+    let negative = bytes.last().is_some_and(|b| b & 0x80 != 0);
+    // U mod P, U the bytes read as unsigned, most significant byte first.
+    let unsigned = bytes.iter().rev().fold(0u64, |acc, b| {
+        ((u128::from(acc) << 8 | u128::from(*b)) % u128::from(MODULUS)) as u64
+    });
+    if !negative {
+        return fix(unsigned as i64);
+    }
+    // |x| = 2**(8n) - U, and 2**61 = 1 (mod P), so 2**(8n) = 2**(8n mod 61).
+    let bits = ((bytes.len() as u64 * 8) % u64::from(BITS)) as u32;
+    let power = 1u64 << bits;
+    let magnitude = (power + MODULUS - unsigned) % MODULUS;
+    fix(-(magnitude as i64))
+}
+
+/// `x * 2**e (mod 2**61 - 1)` for `x < 2**61`: a 61-bit rotation.
+fn times_power_of_two(x: u64, e: i32) -> u64 {
+    let r = e.rem_euclid(BITS as i32) as u32;
+    if r == 0 {
+        return x;
+    }
+    ((x << r) & MODULUS) | (x >> (BITS - r))
+}
+
+/// `hash(v)` for a float (`_Py_HashDouble`); `None` for NaN, whose hash is its address.
+pub fn float(v: f64) -> Option<i64> {
+    if v.is_nan() {
+        return None;
+    }
+    if v.is_infinite() {
+        return Some(if v > 0.0 { INF } else { -INF });
+    }
+    let bits = v.to_bits();
+    let exponent = ((bits >> 52) & 0x7ff) as i32;
+    let fraction = bits & ((1 << 52) - 1);
+    // v = mantissa * 2**power exactly, mantissa < 2**53 < P.
+    let (mantissa, power) = if exponent == 0 {
+        (fraction, -1074)
+    } else {
+        (fraction | (1 << 52), exponent - 1075)
+    };
+    let x = times_power_of_two(mantissa % MODULUS, power) as i64;
+    Some(fix(if bits >> 63 == 1 { -x } else { x }))
+}
+
+/// `hash(complex(re, im))` from the hashes of its parts.
+pub fn complex(re: i64, im: i64) -> i64 {
+    fix((re as u64).wrapping_add(IMAG.wrapping_mul(im as u64)) as i64)
+}
+
+/// CPython's tuple hash (xxHash-based, 3.8 and later), fed one item hash at a time.
+///
+/// ```
+/// use dmapickle_core::validate::hash::{Hash, TupleHasher};
+/// let mut t = TupleHasher::new();
+/// t.item(Hash::Known(1));
+/// t.item(Hash::Known(2));
+/// assert_eq!(t.finish(), Hash::Known(-3550055125485641917)); // hash((1, 2))
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct TupleHasher {
+    acc: u64,
+    len: u64,
+    state: Hash,
+}
+
+impl Default for TupleHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TupleHasher {
+    /// The hasher of an empty tuple.
+    pub const fn new() -> Self {
+        TupleHasher {
+            acc: XXPRIME_5,
+            len: 0,
+            state: Hash::Known(0),
+        }
+    }
+
+    /// Feeds the next item's hash.
+    pub fn item(&mut self, h: Hash) {
+        self.len += 1;
+        match (self.state, h) {
+            (Hash::Random, _) | (_, Hash::Random) => self.state = Hash::Random,
+            (Hash::Opaque, _) | (_, Hash::Opaque) => self.state = Hash::Opaque,
+            (Hash::Known(_), Hash::Known(lane)) => {
+                self.acc = self.acc.wrapping_add((lane as u64).wrapping_mul(XXPRIME_2));
+                self.acc = self.acc.rotate_left(31);
+                self.acc = self.acc.wrapping_mul(XXPRIME_1);
+            }
+        }
+    }
+
+    /// The tuple's hash.
+    pub fn finish(self) -> Hash {
+        match self.state {
+            Hash::Known(_) => {
+                let acc = self.acc.wrapping_add(self.len ^ (XXPRIME_5 ^ 3_527_539));
+                Hash::Known(if acc == u64::MAX {
+                    1_546_275_796
+                } else {
+                    acc as i64
+                })
+            }
+            other => other,
+        }
+    }
+}
+
+/// Whether keys with this hash need counting: ints of magnitude below 2**61 - 2 have a hash
+/// equal to their value, so two distinct ones never share a hash (and at most one of them can
+/// share a float's or tuple's hash).
+pub fn is_unique_int(v: i64) -> bool {
+    v.unsigned_abs() < MODULUS - 1 && v != -1 && v != -2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Values printed by CPython 3.11 (`hash(...)`).
+    #[test]
+    fn matches_cpython() {
+        assert_eq!(int(0), 0);
+        assert_eq!(int(-1), -2);
+        assert_eq!(int(-2), -2);
+        assert_eq!(int((1 << 61) - 1), 0);
+        assert_eq!(int(i64::MAX), 3);
+        assert_eq!(int(i64::MIN), -4);
+        assert_eq!(long(&[0x01]), 1);
+        assert_eq!(long(&[0xff]), -2); // -1
+                                       // 2**64 -> 8; -(2**64) -> -8
+        assert_eq!(long(&[0, 0, 0, 0, 0, 0, 0, 0, 1]), 8);
+        assert_eq!(long(&[0, 0, 0, 0, 0, 0, 0, 0, 0xff]), -8);
+        assert_eq!(float(1.5), Some(1_152_921_504_606_846_977));
+        assert_eq!(float(-1.5), Some(-1_152_921_504_606_846_977));
+        assert_eq!(float(0.1), Some(230_584_300_921_369_408));
+        assert_eq!(float(3.0), Some(3));
+        assert_eq!(float(-1.0), Some(-2));
+        assert_eq!(float(f64::INFINITY), Some(314_159));
+        assert_eq!(float(5e-324), Some(16_777_216));
+        assert_eq!(float(1.5 * 2f64.powi(61)), float(1.5));
+        assert_eq!(float(f64::NAN), None);
+        assert_eq!(
+            complex(float(1.5).unwrap(), float(-2.0).unwrap()),
+            1_152_921_504_604_846_971
+        );
+        let mut t = TupleHasher::new();
+        t.item(Hash::Known(1));
+        t.item(Hash::Known(2));
+        assert_eq!(t.finish(), Hash::Known(-3_550_055_125_485_641_917));
+        assert_eq!(
+            TupleHasher::new().finish(),
+            Hash::Known(5_740_354_900_026_072_187)
+        );
+    }
+}
