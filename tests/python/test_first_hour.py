@@ -79,6 +79,14 @@ def test_record_interrupted_before_any_byte_leaves_the_file_alone(cli, tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["keep.rec"]
 
 
+def test_record_to_stdout_is_the_recording_only(cli, recording):
+    out = subprocess.run([cli, "record", str(recording), "-"], capture_output=True, timeout=60)
+    assert out.returncode == 0, out
+    assert out.stdout == recording.read_bytes(), "the summary line went to stderr, not into the recording"
+    size = len(out.stdout)
+    assert out.stderr.decode().startswith(f"recorded {size} B to - (source ended)"), out.stderr
+
+
 # --- a closed output pipe ends the CLI quietly ----------------------------------------------
 
 

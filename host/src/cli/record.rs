@@ -196,19 +196,25 @@ pub(crate) fn run(args: Args) -> ExitCode {
     } else {
         "source ended"
     };
-    if counters.bytes_read == 0 && args.out.as_os_str() != "-" {
-        println!(
+    let line = if counters.bytes_read == 0 && args.out.as_os_str() != "-" {
+        format!(
             "recorded nothing ({reason}): {} not written",
             args.out.display()
-        );
-        return code;
+        )
+    } else {
+        format!(
+            "recorded {} B to {} ({reason}): {}",
+            counters.bytes_read,
+            args.out.display(),
+            stats.line(&counters)
+        )
+    };
+    if args.out.as_os_str() == "-" {
+        // stdout is the recording: the summary must not end up in it.
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
     }
-    println!(
-        "recorded {} B to {} ({reason}): {}",
-        counters.bytes_read,
-        args.out.display(),
-        stats.line(&counters)
-    );
     code
 }
 
