@@ -604,8 +604,10 @@ enum Kind {
     Mark,
     None,
     Bool(bool),
-    /// An int; its value when it fits an i64.
+    /// An int that fits an i64 (`None` is not written any more; kept for matching).
     Int(Option<i64>),
+    /// An int that does not fit an i64; its CPython hash.
+    BigInt(i64),
     /// A float, its bits.
     Float(u64),
     /// A complex; its hash.
@@ -657,6 +659,7 @@ impl Kind {
             Kind::None
             | Kind::Bool(_)
             | Kind::Int(_)
+            | Kind::BigInt(_)
             | Kind::Float(_)
             | Kind::Complex(_)
             | Kind::Str(_)
@@ -672,6 +675,7 @@ impl Kind {
         match *self {
             Kind::Bool(b) => Hash::Known(i64::from(b)),
             Kind::Int(Some(v)) => Hash::Known(hash::int(v)),
+            Kind::BigInt(h) => Hash::Known(h),
             Kind::Int(None) | Kind::FrozenSet => Hash::Opaque,
             Kind::Float(bits) => {
                 hash::float(f64::from_bits(bits)).map_or(Hash::Random, Hash::Known)
@@ -683,7 +687,9 @@ impl Kind {
     }
 
     /// The hash to count collisions under, if this key's hash is the pickle's choice (an int
-    /// below 2**61 - 2 in magnitude hashes to itself: no two distinct ones collide).
+    /// below 2**61 - 2 in magnitude hashes to itself: no two distinct ones collide, so at most
+    /// one of them joins a class of counted keys, and a class holds at most
+    /// `max_collisions + 1` keys).
     fn chosen_hash(&self) -> Option<i64> {
         match self {
             Kind::Bool(_) => None,
@@ -721,7 +727,10 @@ impl Kind {
     }
 
     fn is_number(&self) -> bool {
-        matches!(self, Kind::Int(_) | Kind::Float(_) | Kind::Bool(_))
+        matches!(
+            self,
+            Kind::Int(_) | Kind::BigInt(_) | Kind::Float(_) | Kind::Bool(_)
+        )
     }
 }
 
@@ -816,7 +825,7 @@ fn describe(w: &mut dyn fmt::Write, _pickle: &[u8], kind: &Kind) -> fmt::Result 
     match kind {
         Kind::None => w.write_str("None"),
         Kind::Bool(_) => w.write_str("bool"),
-        Kind::Int(_) => w.write_str("int"),
+        Kind::Int(_) | Kind::BigInt(_) => w.write_str("int"),
         Kind::Float(_) => w.write_str("float"),
         Kind::Complex(_) => w.write_str("complex"),
         Kind::Str(_) => w.write_str("str"),
@@ -1371,11 +1380,16 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                     w.iter_mut().zip(b).for_each(|(w, b)| *w = *b);
                     i64::from_le_bytes(w)
                 });
-                self.charge(match value {
-                    Some(v) => limits::cost::int_small(v),
-                    None => limits::cost::int_bytes(b.len() as u64),
-                })?;
-                self.push(Kind::Int(value))?
+                match value {
+                    Some(v) => {
+                        self.charge(limits::cost::int_small(v))?;
+                        self.push(Kind::Int(Some(v)))?
+                    }
+                    None => {
+                        self.charge(limits::cost::int_bytes(b.len() as u64))?;
+                        self.push(Kind::BigInt(hash::long(b)))?
+                    }
+                }
             }
             (Opcode::Binfloat, Argument::Float(f)) => {
                 self.charge(limits::cost::FLOAT)?;
@@ -2310,7 +2324,7 @@ fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class {
             let offset = match k(3) {
                 None => 0,
                 Some(Kind::Int(Some(o))) => o,
-                Some(Kind::Int(None)) => return Err(Reason::ArrayOutsideBuffer),
+                Some(Kind::Int(None) | Kind::BigInt(_)) => return Err(Reason::ArrayOutsideBuffer),
                 _ => return Err(Reason::BadCallArguments),
             };
             let strides = match k(4) {
@@ -2342,7 +2356,7 @@ fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class {
 mod tests {
     extern crate std;
     use super::*;
-    use std::string::String;
+    use std::string::{String, ToString};
     use std::vec;
     use std::vec::Vec;
 
@@ -2637,5 +2651,280 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    fn run_limits(pickle: &[u8], buffers: &[usize], limits: Limits) -> Result<Validated> {
+        let mut stack = vec![Slot::EMPTY; 4096];
+        let mut memo = vec![Slot::EMPTY; 256];
+        let mut keys = vec![KeySlot::EMPTY; 4096];
+        let mut ws = Workspace::with_keys(&mut stack, &mut memo, &mut keys);
+        Validator::new(Profile::General)
+            .with_limits(limits)
+            .validate(pickle, buffers, &mut ws)
+    }
+
+    fn limit_of(r: Result<Validated>) -> (Limit, u64, u64) {
+        match r {
+            Err(Error::Rejected {
+                reason: Reason::Limit { limit, found, max },
+                ..
+            }) => (limit, found, max),
+            other => panic!("expected a limit, got {other:?}"),
+        }
+    }
+
+    fn long1(v: i128) -> Vec<u8> {
+        let b = v.to_le_bytes();
+        let mut n = 16;
+        while n > 1
+            && ((b[n - 1] == 0 && b[n - 2] & 0x80 == 0)
+                || (b[n - 1] == 0xff && b[n - 2] & 0x80 != 0))
+        {
+            n -= 1;
+        }
+        cat(&[&[0x8a, n as u8], &b[..n]])
+    }
+
+    #[test]
+    fn nesting_depth_is_bounded_on_the_stack_and_through_the_memo() {
+        let d = Limits::DEFAULT;
+        let chain = |n: usize| cat(&[b"\x80\x05)", &vec![0x85u8; n], b"."]);
+        assert_eq!(run_limits(&chain(100), &[], d).unwrap().depth, 100);
+        assert_eq!(
+            limit_of(run_limits(&chain(101), &[], d)),
+            (Limit::Depth, 101, 100)
+        );
+        assert_eq!(
+            limit_of(run_limits(&chain(300_000), &[], d)).0,
+            Limit::Depth
+        );
+        // TUPLE2 chains keep the stack at depth 2 too
+        let pairs = cat(&[b"\x80\x05N", &b"N\x86".repeat(101), b"."]);
+        assert_eq!(limit_of(run_limits(&pairs, &[], d)).0, Limit::Depth);
+        // lists nested through the memo at a constant stack depth: ] h0 a q0 POP ...
+        let memo_chain = cat(&[b"\x80\x05]q\x00", &b"]h\x00aq\x000".repeat(120), b"."]);
+        assert_eq!(
+            limit_of(run_limits(&memo_chain, &[], d)),
+            (Limit::Depth, 101, 100)
+        );
+        // a deep tuple appended through a memo alias deepens the list its other copies see
+        let deep = cat(&[b"\x80\x05]q\x00h\x00)", &vec![0x85u8; 99], b"a0]h\x00a."]);
+        assert_eq!(
+            limit_of(run_limits(&deep, &[], d)),
+            (Limit::Depth, 101, 100)
+        );
+        // CPython's own recursive list still loads: l = [1]; l.append(l)
+        run_limits(b"\x80\x05]q\x00(K\x01h\x00e.", &[], d).unwrap();
+    }
+
+    #[test]
+    fn keys_sharing_one_cpython_hash_are_bounded() {
+        let d = Limits::DEFAULT;
+        let m = (1i128 << 61) - 1;
+        let dict = |n: i128| {
+            // from 1: the int 0 hashes to itself (0, as i * m does) and is never counted
+            let items: Vec<u8> = (1..=n).flat_map(|i| cat(&[&long1(i * m), b"N"])).collect();
+            cat(&[b"\x80\x05}(", &items, b"u."])
+        };
+        run_limits(&dict(32), &[], d).unwrap();
+        assert_eq!(
+            limit_of(run_limits(&dict(33), &[], d)),
+            (Limit::Collisions, 33, 32)
+        );
+        // ints 0..1500 hash to themselves: never counted
+        let plain: Vec<u8> = (0..1500u16)
+            .flat_map(|i| cat(&[b"M", &i.to_le_bytes(), b"N"]))
+            .collect();
+        run_limits(&cat(&[b"\x80\x05}(", &plain, b"u."]), &[], d).unwrap();
+        // floats x * 2**(61k) share x's hash
+        let floats: Vec<u8> = (-16..=16)
+            .flat_map(|k| {
+                let x = 1.5 * 2f64.powi(61 * k);
+                assert_eq!(hash::float(x), hash::float(1.5));
+                cat(&[b"G", &x.to_be_bytes(), b"N"])
+            })
+            .collect();
+        assert_eq!(
+            limit_of(run_limits(&cat(&[b"\x80\x05}(", &floats, b"u."]), &[], d)).0,
+            Limit::Collisions
+        );
+        // ... and 1000 distinct sensor floats do not
+        let sensor: Vec<u8> = (0..1000)
+            .flat_map(|i| cat(&[b"G", &(20.0 + f64::from(i) * 0.01).to_be_bytes(), b"N"]))
+            .collect();
+        run_limits(&cat(&[b"\x80\x05}(", &sensor, b"u."]), &[], d).unwrap();
+        // set(list) of colliding ints (protocol 2's spelling of a set)
+        let items: Vec<u8> = (0..40).flat_map(|i| long1(i * m)).collect();
+        let set = cat(&[
+            b"\x80\x02c__builtin__\nset\n](",
+            &items,
+            b"e\x85R.",
+        ]);
+        assert_eq!(limit_of(run_limits(&set, &[], d)).0, Limit::Collisions);
+        // the same list as plain data is fine: lists may repeat values
+        run_limits(&cat(&[b"\x80\x02](", &items, b"e."]), &[], d).unwrap();
+        // a workspace without a key table refuses what it cannot check
+        let mut stack = [Slot::EMPTY; 128];
+        let mut memo = [Slot::EMPTY; 4];
+        let mut ws = Workspace::new(&mut stack, &mut memo);
+        let err = Validator::new(Profile::General).validate(&dict(33), &[], &mut ws);
+        assert_eq!(limit_of(err).0, Limit::KeyTable);
+    }
+
+    #[test]
+    fn allocation_is_bounded_with_every_copy_counted() {
+        let small = Limits {
+            max_alloc: 1 << 20,
+            ..Limits::DEFAULT
+        };
+        // 64 KiB of bytes, memoized once, then bytearray(GET) 20 times
+        let blob = cat(&[b"B", &65536u32.to_le_bytes(), &vec![b'x'; 65536], b"q\x00"]);
+        let copy = cat(&[b"h\x01h\x00\x85Ra"]);
+        let p = cat(&[
+            b"\x80\x05",
+            &blob,
+            b"0",
+            &sg("builtins", "bytearray"),
+            b"q\x010]",
+            &copy.repeat(20),
+            b".",
+        ]);
+        let (limit, found, max) = limit_of(run_limits(&p, &[], small));
+        assert_eq!((limit, max), (Limit::Alloc, 1 << 20));
+        assert!(found > 1 << 20);
+        let p = cat(&[
+            b"\x80\x05",
+            &blob,
+            b"0",
+            &sg("builtins", "bytearray"),
+            b"q\x010]",
+            &copy.repeat(10),
+            b".",
+        ]);
+        let v = run_limits(&p, &[], small).unwrap();
+        assert!(v.alloc > 10 * 65536 && v.alloc < 1 << 20, "{}", v.alloc);
+        // EMPTY_SET appended over and over: 224+ bytes each
+        let sets = cat(&[b"\x80\x05]", &b"\x8fa".repeat(5000), b"."]);
+        assert_eq!(limit_of(run_limits(&sets, &[], small)).0, Limit::Alloc);
+        // out-of-band buffers cost nothing
+        let big = run(Profile::Strict, STRICT_MESSAGE, &[8]).unwrap();
+        assert!(big.alloc < 16 << 10, "{}", big.alloc);
+    }
+
+    #[test]
+    fn arrays_are_bounded_in_logical_size_and_placed_for_every_size() {
+        let d = Limits::DEFAULT;
+        // shape (2**40,) stride 0 over 8 bytes
+        let p = ndarray(
+            b"\x8a\x06\x00\x00\x00\x00\x00\x01\x85",
+            "<i8",
+            b"K\x00",
+            b"K\x00\x85",
+            "C",
+        );
+        assert_eq!(
+            limit_of(run_limits(&p, &[8], d)),
+            (Limit::ArrayBytes, 8 << 40, 1 << 30)
+        );
+        // a zero-size array still needs its offset inside the buffer
+        let p = ndarray(
+            b"K\x00\x85",
+            "<i8",
+            b"\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x10",
+            b"K\x08\x85",
+            "C",
+        );
+        assert_eq!(
+            reason(Profile::General, &p, &[8]),
+            Reason::ArrayOutsideBuffer
+        );
+        let p = ndarray(b"K\x00\x85", "<i8", b"K\x08", b"K\x08\x85", "C");
+        run(Profile::General, &p, &[8]).unwrap();
+        // the encoder's MAX_NDIM validates under strict
+        let shape = cat(&[b"(", &b"K\x01".repeat(MAX_NDIM), b"t"]);
+        let strict = cat(&[
+            b"\x80\x05",
+            &sg("numpy", "ndarray"),
+            b"(",
+            &shape,
+            &su("<i2"),
+            b"\x97K\x00N",
+            &su("C"),
+            b"t\x81.",
+        ]);
+        run(Profile::Strict, &strict, &[2]).unwrap();
+    }
+
+    #[test]
+    fn calls_that_would_raise_are_refused() {
+        let complex = |args: &[u8]| cat(&[b"\x80\x05", &sg("builtins", "complex"), args, b"R."]);
+        run(
+            Profile::General,
+            &complex(b"G?\xf8\x00\x00\x00\x00\x00\x00K\x02\x86"),
+            &[],
+        )
+        .unwrap();
+        // complex(10**400): OverflowError in CPython
+        let huge = cat(&[b"\x8b", &167u32.to_le_bytes(), &[0x11; 167], b"\x85"]);
+        assert_eq!(
+            reason(Profile::General, &complex(&huge), &[]),
+            Reason::BadCallArguments
+        );
+        let encode = |text: &str| {
+            cat(&[
+                b"\x80\x05",
+                &sg("_codecs", "encode"),
+                &su(text),
+                &su("latin1"),
+                b"\x86R.",
+            ])
+        };
+        run(Profile::General, &encode("caf\u{e9}"), &[]).unwrap();
+        assert_eq!(
+            reason(Profile::General, &encode("\u{20ac}"), &[]),
+            Reason::BadCallArguments
+        );
+    }
+
+    #[test]
+    fn lone_surrogates_are_text_as_cpython_writes_them() {
+        // pickle.dumps('a\ud800b', protocol=5)
+        let p = b"\x80\x05\x8c\x05a\xed\xa0\x80b\x94.";
+        run(Profile::General, p, &[]).unwrap();
+        run(Profile::General, b"\x80\x05\x8c\x05a\xed\xa0\x80b.", &[]).unwrap();
+        assert_eq!(
+            reason(Profile::General, b"\x80\x05\x8c\x02\xed\xa0.", &[]),
+            Reason::BadUtf8
+        );
+        assert_eq!(
+            reason(Profile::General, b"\x80\x05\x8c\x03\xc0\x80x.", &[]),
+            Reason::BadUtf8
+        );
+    }
+
+    #[test]
+    fn length_limit_names_itself() {
+        let r = run_limits(
+            b"\x80\x05N.",
+            &[],
+            Limits {
+                max_len: 3,
+                ..Limits::DEFAULT
+            },
+        );
+        assert_eq!(limit_of(r), (Limit::Length, 4, 3));
+        let e = run_limits(
+            b"\x80\x05N.",
+            &[],
+            Limits {
+                max_len: 3,
+                ..Limits::DEFAULT
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "byte 0, PROTO: pickle length 4 B exceeds the limit 3 B (--max-len)"
+        );
     }
 }
