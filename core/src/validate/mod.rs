@@ -2708,7 +2708,7 @@ mod tests {
             (Limit::Depth, 101, 100)
         );
         // a deep tuple appended through a memo alias deepens the list its other copies see
-        let deep = cat(&[b"\x80\x05]q\x00h\x00)", &vec![0x85u8; 99], b"a0]h\x00a."]);
+        let deep = cat(&[b"\x80\x05]q\x00h\x00)", &[0x85u8; 99], b"a0]h\x00a."]);
         assert_eq!(
             limit_of(run_limits(&deep, &[], d)),
             (Limit::Depth, 101, 100)
