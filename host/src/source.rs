@@ -219,7 +219,7 @@ pub fn uri_hint(uri: &str) -> Option<String> {
     let rest = rest.split(',').next().unwrap_or(rest);
     Some(format!(
         "did you mean `{scheme}://{rest}`? dmapickle spells sources and sinks as URIs \
-         (`{scheme}:...` is QEMU's spelling); a file of that name is `./{uri}`"
+         (QEMU writes `tcp:HOST:PORT`); a file of that name is `./{uri}`"
     ))
 }
 

@@ -211,7 +211,7 @@ impl std::fmt::Display for ReadError {
             ),
             ReadError::UncheckedData { offset } => write!(
                 f,
-                "frame at byte {offset} has no data CRC and the link is not trusted (ReaderConfig::trust_link)"
+                "frame at byte {offset} has no data CRC and the link is not trusted (--trust-link, trust_link=True, ReaderConfig::trust_link)"
             ),
             ReadError::Region { offset, seq, error } => {
                 write!(f, "frame {seq} at byte {offset}: {error}")

@@ -24,9 +24,13 @@ pub(crate) struct Args {
     /// Also allow this global (repeatable).
     #[arg(long = "allow", value_name = "MODULE:NAME", value_parser = parse_global)]
     allow: Vec<(String, String)>,
-    /// Pickle file; `x.pkl` takes `x.buf0`, `x.buf1`, ... beside it as its buffers.
+    /// Pickle file; `x.pkl` takes `x.buf0`, `x.buf1`, ... beside it as its buffers. A recording
+    /// (a file starting with the frame sync word), a source URI or `-`: every message in it.
     #[arg(value_name = "FILE")]
     file: PathBuf,
+    /// For recordings and sources: shared regions, trust in the link, limits.
+    #[command(flatten)]
+    link: super::live::LinkArgs,
 }
 
 /// Writes the disassembly of `pickle` in the layout of `pickletools.dis`: offset, indented
@@ -89,7 +93,9 @@ pub(crate) fn disassemble(out: &mut impl Write, pickle: &[u8]) -> std::io::Resul
 
 pub(crate) fn run(args: Args) -> ExitCode {
     // Recordings and live sources (URIs, `-`): every message, see `live::inspect_stream`.
-    if let Some(code) = super::live::inspect_stream(&args.file, args.profile, &args.allow) {
+    if let Some(code) =
+        super::live::inspect_stream(&args.file, args.profile, &args.allow, &args.link)
+    {
         return code;
     }
     let files = match PickleFiles::read(&args.file) {

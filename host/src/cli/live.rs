@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dmapickle_host::region::RegionMap;
-use dmapickle_host::source::{Source, SourceOptions, SourceSpec};
-use dmapickle_host::stream::{Counters, FrameReader};
+use dmapickle_host::source::{Source, SourceEvent, SourceOptions, SourceSpec};
+use dmapickle_host::stream::{Counters, FrameReader, ReaderConfig};
 use dmapickle_host::validation::Checker;
 use dmapickle_host::Message;
 
@@ -23,9 +23,8 @@ pub(crate) struct SourceArgs {
     /// (stdin), rtt://CHIP?probe=VID:PID&channel=N (feature probe-rs).
     #[arg(value_name = "SOURCE")]
     pub source: String,
-    /// Map a shared region: frames naming region ID read their buffers from PATH (repeatable).
-    #[arg(long = "region", value_name = "ID=PATH", value_parser = parse_region)]
-    pub regions: Vec<(u16, PathBuf)>,
+    #[command(flatten)]
+    pub link: LinkArgs,
     /// End when a socket or serial connection drops, instead of reconnecting with backoff.
     #[arg(long)]
     pub no_reconnect: bool,
@@ -35,6 +34,55 @@ pub(crate) struct SourceArgs {
     /// Also allow this global (repeatable).
     #[arg(long = "allow", value_name = "MODULE:NAME", value_parser = parse_global)]
     pub allow: Vec<(String, String)>,
+}
+
+/// How frames are read (docs/wire-format.md, "Reading a stream"): shared regions, the trust in
+/// the link and the limits.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct LinkArgs {
+    /// Map a shared region: frames naming region ID read their buffers from PATH (repeatable).
+    #[arg(long = "region", value_name = "ID=PATH", value_parser = parse_region)]
+    pub regions: Vec<(u16, PathBuf)>,
+    /// Accept frames without a data CRC (NO_DATA_CRC), for links that check their own payload
+    /// (TCP, USB, PCIe); without it they are refused.
+    #[arg(long)]
+    pub trust_link: bool,
+    /// Largest whole frame accepted, in bytes (inclusive).
+    #[arg(long, value_name = "BYTES", default_value_t = ReaderConfig::default().max_frame)]
+    pub max_frame: u64,
+    /// Largest pickle accepted, in bytes (inclusive).
+    #[arg(long, value_name = "BYTES", default_value_t = ReaderConfig::default().max_pickle)]
+    pub max_pickle: u32,
+    /// Most buffers per message (inclusive).
+    #[arg(long, value_name = "N", default_value_t = ReaderConfig::default().max_buffers)]
+    pub max_buffers: u16,
+}
+
+impl LinkArgs {
+    /// The reader configuration these options ask for.
+    pub(crate) fn config(&self) -> ReaderConfig {
+        ReaderConfig {
+            max_frame: self.max_frame,
+            max_pickle: self.max_pickle,
+            max_buffers: self.max_buffers,
+            trust_link: self.trust_link,
+            ..ReaderConfig::default()
+        }
+    }
+
+    /// A frame reader over `src` with these options (no validator).
+    pub(crate) fn reader<R: io::Read>(&self, src: R) -> Result<FrameReader<R>, String> {
+        let mut map = RegionMap::new();
+        for (id, path) in &self.regions {
+            map.open(*id, path).map_err(|e| {
+                format!(
+                    "cannot map shared region {id} from {}: {e}; check --region ID=PATH",
+                    path.display()
+                )
+            })?;
+        }
+        Ok(FrameReader::with_config(src, self.config()).with_regions(map))
+    }
 }
 
 fn parse_region(s: &str) -> Result<(u16, PathBuf), String> {
@@ -90,7 +138,12 @@ pub(crate) fn open_source(args: &SourceArgs, stop: Arc<AtomicBool>) -> Result<So
         reconnect: !args.no_reconnect,
         stop,
         poll: Duration::from_millis(50),
-        on_event: Some(Arc::new(move |e| eprintln!("dmapickle: {name}: {e}"))),
+        on_event: Some(Arc::new(move |e| match e {
+            SourceEvent::Waiting { reason } => {
+                eprintln!("dmapickle: waiting for {name} ({reason}), retrying")
+            }
+            e => eprintln!("dmapickle: {name}: {e}"),
+        })),
     };
     Source::open(spec, opts).map_err(|e| e.to_string())
 }
@@ -111,19 +164,11 @@ pub(crate) fn checker(args: &SourceArgs) -> Checker {
     c
 }
 
-/// A validating frame reader over `src` with `args`' regions.
+/// A validating frame reader over `src` with `args`' regions, trust and limits.
 pub(crate) fn reader<R: io::Read>(args: &SourceArgs, src: R) -> Result<FrameReader<R>, String> {
-    let mut map = RegionMap::new();
-    for (id, path) in &args.regions {
-        map.open(*id, path).map_err(|e| {
-            format!(
-                "cannot map shared region {id} from {}: {e}; check --region ID=PATH",
-                path.display()
-            )
-        })?;
-    }
-    Ok(FrameReader::new(src)
-        .with_regions(map)
+    Ok(args
+        .link
+        .reader(src)?
         .with_validator(dmapickle_host::delivery::validator(
             args.profile.into(),
             &args.allow,
@@ -132,7 +177,8 @@ pub(crate) fn reader<R: io::Read>(args: &SourceArgs, src: R) -> Result<FrameRead
 
 /// Read messages until the source ends or Ctrl-C: each one is counted and goes to `each`,
 /// refused frames are reported on stderr, and every second `LABEL: STATS` goes to stderr.
-/// Returns exit code 0 (or 2 when the source failed) and the totals.
+/// Returns exit code 0 (or 2 when the source failed, or when a file or stdin held no dmapickle
+/// frame at all) and the totals.
 pub(crate) fn drive<R: io::Read>(
     reader: &mut FrameReader<R>,
     source: &str,
@@ -157,6 +203,16 @@ pub(crate) fn drive<R: io::Read>(
             eprintln!("{label}: {}", stats.line(&reader.counters()));
         }
     };
+    let c = reader.counters();
+    let finite = source.parse::<SourceSpec>().is_ok_and(|s| s.is_finite());
+    if finite && !stopped() && c.frames_ok + c.corrupt + c.refused == 0 {
+        eprintln!(
+            "dmapickle: {source}: no dmapickle frames found ({} B read, none of them a frame \
+             header); is it a recording of a dmapickle link?",
+            c.bytes_read
+        );
+        return (ExitCode::from(2), stats);
+    }
     (code, stats)
 }
 
@@ -204,17 +260,20 @@ impl Stats {
         }
     }
 
-    /// `stats: 120 msgs, 59.8 msg/s, 0.49 MB/s, corrupt 0, lost 0, refused 2, skipped 0 B`.
+    /// `120 msgs, 59.8 msg/s, 0.49 MB/s, corrupt 0, lost 0, refused 2, restarts 1, seq jumps 0,
+    /// skipped 0 B, read 61440 B in 2.0 s` (counters: docs/wire-format.md, "Counters").
     pub(crate) fn line(&self, c: &Counters) -> String {
         let secs = self.start.elapsed().as_secs_f64().max(1e-9);
         format!(
-            "{} msgs, {:.1} msg/s, {:.2} MB/s, corrupt {}, lost {}, refused {}, skipped {} B, read {} B in {:.1} s",
+            "{} msgs, {:.1} msg/s, {:.2} MB/s, corrupt {}, lost {}, refused {}, restarts {}, seq jumps {}, skipped {} B, read {} B in {:.1} s",
             self.messages,
             self.messages as f64 / secs,
             self.payload as f64 / secs / 1e6,
             c.corrupt,
             c.lost,
             c.refused,
+            c.restarts,
+            c.seq_jumps,
             c.bytes_skipped,
             c.bytes_read,
             secs
@@ -259,6 +318,7 @@ pub(crate) fn inspect_stream(
     file: &std::path::Path,
     profile: ProfileArg,
     allow: &[(String, String)],
+    link: &LinkArgs,
 ) -> Option<ExitCode> {
     use std::io::{Read, Write};
     let name = file.to_string_lossy();
@@ -275,7 +335,7 @@ pub(crate) fn inspect_stream(
     }
     let args = SourceArgs {
         source: name.into_owned(),
-        regions: Vec::new(),
+        link: link.clone(),
         no_reconnect: true,
         profile,
         allow: allow.to_vec(),
@@ -288,7 +348,13 @@ pub(crate) fn inspect_stream(
         }
     };
     // No validator in the reader: hostile pickles are disassembled too, then reported rejected.
-    let mut reader = FrameReader::new(src);
+    let mut reader = match link.reader(src) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dmapickle inspect: {e}");
+            return Some(ExitCode::from(2));
+        }
+    };
     let mut c = checker(&args);
     let stdout = io::stdout();
     let mut out = stdout.lock();
@@ -326,5 +392,11 @@ pub(crate) fn inspect_stream(
         };
         let _ = writeln!(out, "{line}");
     }
+    let c = reader.counters();
+    let _ = writeln!(
+        out,
+        "stream: {} delivered, corrupt {}, lost {}, refused {}, restarts {}, seq jumps {}, skipped {} B, read {} B",
+        c.frames_ok, c.corrupt, c.lost, c.refused, c.restarts, c.seq_jumps, c.bytes_skipped, c.bytes_read
+    );
     Some(code)
 }

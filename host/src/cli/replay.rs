@@ -31,6 +31,11 @@ pub(crate) struct Args {
     rate: Option<u64>,
 }
 
+/// Every sink `--to` takes, for error messages.
+const SINKS: &str =
+    "-, a path, file://PATH, tcp://HOST:PORT, tcp-listen://HOST:PORT, unix:///PATH \
+                     or serial:///DEV?baud=N";
+
 fn open_sink(to: &str) -> Result<Box<dyn Write>, String> {
     let err = |e: io::Error| format!("cannot open sink {to}: {e}");
     if to == "-" {
@@ -44,7 +49,15 @@ fn open_sink(to: &str) -> Result<Box<dyn Write>, String> {
         );
         return Ok(Box::new(l.accept().map_err(err)?.0));
     }
-    match to.parse::<SourceSpec>().map_err(|e| e.to_string())? {
+    let bad = |reason: &str| format!("bad sink `{to}`: {reason}");
+    if let Some((scheme, _)) = to.split_once("://") {
+        if !["tcp", "unix", "file", "serial"].contains(&scheme) {
+            return Err(bad(&format!("unknown sink scheme; use {SINKS}")));
+        }
+    }
+    // `tcp-listen:H:P` and the like get the URI they should be, never a file of that name.
+    let spec = to.parse::<SourceSpec>().map_err(|e| bad(&e.reason))?;
+    match spec {
         SourceSpec::Tcp(addr) => Ok(Box::new(TcpStream::connect(addr).map_err(err)?)),
         SourceSpec::Unix(p) => Ok(Box::new(UnixStream::connect(p).map_err(err)?)),
         SourceSpec::File(p) => Ok(Box::new(File::create(p).map_err(err)?)),
@@ -56,9 +69,7 @@ fn open_sink(to: &str) -> Result<Box<dyn Write>, String> {
                 .map_err(|e| format!("cannot open sink {to}: {e}"))?;
             Ok(Box::new(port))
         }
-        SourceSpec::Stdin | SourceSpec::Rtt { .. } => Err(format!(
-            "cannot replay to {to}; use -, a path, tcp://, tcp-listen://, unix:// or serial://"
-        )),
+        SourceSpec::Stdin | SourceSpec::Rtt { .. } => Err(bad(&format!("not a sink; use {SINKS}"))),
     }
 }
 
