@@ -33,7 +33,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::region::RegionMap;
 use crate::source::{Source, SourceEvent, SourceOptions, SourceSpec};
-use crate::stream::{Counters, FrameReader, ReadError};
+use crate::stream::{Counters, FrameReader, ReadError, ReaderConfig};
 use crate::validation::Checker;
 use crate::Message;
 
@@ -422,7 +422,9 @@ fn note_event(e: &SourceEvent, shared: &Mutex<Shared>) {
 #[pymethods]
 impl Stream {
     #[new]
-    #[pyo3(signature = (source, regions, allow, profile, reconnect, queue))]
+    #[pyo3(signature = (source, regions, allow, profile, reconnect, queue, trust_link=false,
+                        max_frame=None, max_pickle=None, max_buffers=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         source: &str,
@@ -431,7 +433,19 @@ impl Stream {
         profile: &str,
         reconnect: bool,
         queue: usize,
+        trust_link: bool,
+        max_frame: Option<u64>,
+        max_pickle: Option<u32>,
+        max_buffers: Option<u16>,
     ) -> PyResult<Self> {
+        let defaults = ReaderConfig::default();
+        let config = ReaderConfig {
+            trust_link,
+            max_frame: max_frame.unwrap_or(defaults.max_frame),
+            max_pickle: max_pickle.unwrap_or(defaults.max_pickle),
+            max_buffers: max_buffers.unwrap_or(defaults.max_buffers),
+            ..defaults
+        };
         let spec: SourceSpec = source
             .parse()
             .map_err(|e: crate::source::BadUri| PyValueError::new_err(e.to_string()))?;
@@ -456,7 +470,7 @@ impl Stream {
         let thread = std::thread::Builder::new()
             .name("dmapickle-reader".into())
             .spawn(move || {
-                let mut reader = FrameReader::new(src)
+                let mut reader = FrameReader::with_config(src, config)
                     .with_regions(map)
                     .with_validator(validator);
                 loop {

@@ -185,13 +185,20 @@ class Stream:
         profile: str = "general",
         reconnect: bool = True,
         queue: int = 64,
+        trust_link: bool = False,
+        max_frame: Optional[int] = None,
+        max_pickle: Optional[int] = None,
+        max_buffers: Optional[int] = None,
     ) -> None:
         extra = _globals(allow)
         if profile not in ALLOWED_GLOBALS:
             raise ValueError(f"profile must be 'general' or 'strict', not {profile!r}")
         self._unpickler = _unpickler(ALLOWED_GLOBALS[profile] | frozenset(extra))
         self.source = source
-        self._native = _native.Stream(source, _regions(regions), extra, profile, reconnect, queue)
+        self._native = _native.Stream(
+            source, _regions(regions), extra, profile, reconnect, queue, trust_link=trust_link,
+            max_frame=max_frame, max_pickle=max_pickle, max_buffers=max_buffers,
+        )
         self._ready: Deque[tuple] = collections.deque()  # received, not yet returned
 
     def next(self, timeout: Optional[float] = None) -> Optional[Message]:
@@ -229,7 +236,9 @@ class Stream:
 
     @property
     def stats(self) -> Dict[str, Any]:
-        """Reader counters: frames_ok, corrupt, lost, refused, bytes_read, reconnects, ..."""
+        """Reader counters (docs/wire-format.md, "Counters"): frames_ok, corrupt, refused, lost,
+        restarts, seq_jumps, bytes_skipped, bytes_read; and disconnects, reconnects,
+        last_refused, events."""
         return dict(self._native.stats())
 
     def __enter__(self) -> "Stream":
@@ -250,6 +259,10 @@ def open(  # noqa: A001 - the package's entry point, like io.open
     profile: str = "general",
     reconnect: bool = True,
     queue: int = 64,
+    trust_link: bool = False,
+    max_frame: Optional[int] = None,
+    max_pickle: Optional[int] = None,
+    max_buffers: Optional[int] = None,
 ) -> Stream:
     """Open a source and return an iterable :class:`Stream` of :class:`Message`.
 
@@ -259,9 +272,14 @@ def open(  # noqa: A001 - the package's entry point, like io.open
     ``allow``: extra globals (``"module:name"`` or tuples) for the validator and the unpickler.
     ``profile``: ``"general"`` (CPython/numpy pickles too) or ``"strict"`` (encoder grammar).
     ``reconnect``: retry dropped socket/serial connections with backoff.
+    ``trust_link``: accept frames without a data CRC (``NO_DATA_CRC``), for links that check
+    their own payload (TCP, USB, PCIe); refused otherwise.
+    ``max_frame`` (default 256 MiB), ``max_pickle`` (1 MiB), ``max_buffers`` (4096): the
+    reader's limits, inclusive; a frame over one is refused without being read.
     """
     return Stream(
-        source, regions=regions, allow=allow, profile=profile, reconnect=reconnect, queue=queue
+        source, regions=regions, allow=allow, profile=profile, reconnect=reconnect, queue=queue,
+        trust_link=trust_link, max_frame=max_frame, max_pickle=max_pickle, max_buffers=max_buffers,
     )
 
 

@@ -45,6 +45,10 @@ class Stream:
         profile: str = ...,
         reconnect: bool = ...,
         queue: int = ...,
+        trust_link: bool = ...,
+        max_frame: Optional[int] = ...,
+        max_pickle: Optional[int] = ...,
+        max_buffers: Optional[int] = ...,
     ) -> None: ...
     def next(self, timeout: Optional[float] = ...) -> Optional[Message]:
         """The next message or None at the end; TimeoutError after `timeout` s; OSError if the source fails."""
@@ -69,6 +73,10 @@ def open(
     profile: str = ...,
     reconnect: bool = ...,
     queue: int = ...,
+    trust_link: bool = ...,
+    max_frame: Optional[int] = ...,
+    max_pickle: Optional[int] = ...,
+    max_buffers: Optional[int] = ...,
 ) -> Stream:
     """Open tcp://HOST:PORT, unix:///PATH, serial:///dev/ttyX?baud=N, file://PATH or a path, `-`, rtt://CHIP."""
 
