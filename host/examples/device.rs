@@ -1,21 +1,6 @@
 //! A simulated instrument running the real device code on the host (core `Pickler` + hal
 //! `Publisher` over an `IoLink`): the stream source for the Python tests, the CLI tests and the
-//! Python delivery benchmark.
-//!
-//! ```text
-//! cargo run -p dmapickle-host --example device -- [--to TARGET] [--count N] [--rows R]
-//!     [--interval-ms MS] [--region ID=PATH] [--per-connection M] [--hostile-every K] [--readonly]
-//! ```
-//!
-//! Each message is `{'seq': i, 't': i / 1000, 'adc': ndarray<i2>(R, 4)}`, and sample `k` of
-//! message `i` is `(31 * i + k) mod 65536` as an `int16`, so a consumer can check every byte.
-//! TARGET: `-` (stdout, default), `file:PATH` (a file, FIFO or pty), `tcp-listen:HOST:PORT`,
-//! `unix-listen:PATH` (serve one connection at a time; port 0 prints the chosen port on stderr).
-//! `--region ID=PATH` keeps `adc` in a shared region file instead of sending it inline, waiting
-//! for the host's releases when every slot is lent. `--per-connection M` drops the connection
-//! after M messages and serves the rest on the next one (disconnect tests). `--hostile-every K`
-//! sends, after every K-th message, a frame whose pickle calls `os.system` or builds an object
-//! array; a correct host refuses them.
+//! Python delivery benchmark. `--help` prints the usage below.
 
 use std::io::{self, Write};
 use std::net::TcpListener;
@@ -30,6 +15,38 @@ use dmapickle_hal::{DmaBuf, Outgoing, Publisher};
 
 const OS_SYSTEM: &[u8] = b"\x80\x05\x8c\x02os\x8c\x06system\x93\x8c\x02id\x85R.";
 
+const USAGE: &str = "\
+device: a simulated instrument (the real core Pickler and hal Publisher) sending dmapickle frames
+
+usage: device [--to SINK] [--count N] [--rows R] [--buffers B] [--interval-ms MS]
+              [--region ID=PATH] [--per-connection M] [--hostile-every K] [--readonly]
+              [--no-data-crc]
+
+Message i is {'seq': i, 't': i / 1000, 'adc': ndarray<i2>(R, 4)} (and 'adc1' .. 'adc{B-1}' with
+--buffers B); sample k of array j is (31 * i + 7 * j + k) mod 65536 as an int16, so a consumer
+can check every byte.
+
+  --to SINK           - (stdout, default), file://PATH (a file, FIFO or pty),
+                      tcp-listen://HOST:PORT or unix-listen:///PATH: serve one connection at a
+                      time; port 0 prints the chosen port on stderr as `listening HOST:PORT`.
+                      (The older spellings file:PATH, tcp-listen:H:P, unix-listen:PATH work too.)
+  --count N           messages to send (default 10)
+  --rows R            rows of each array (default 256)
+  --buffers B         arrays (out-of-band buffers) per message, 1 to 8 (default 1)
+  --interval-ms MS    pause after each message (default 0)
+  --region ID=PATH    keep the arrays in a shared region file instead of sending them inline,
+                      waiting for the host's releases when every slot is lent
+  --per-connection M  drop the connection after M messages, serve the rest on the next one
+  --hostile-every K   after every K-th message, a frame whose pickle calls os.system or builds
+                      an object array (a correct host refuses them)
+  --readonly          mark the buffers read-only
+  --no-data-crc       frames without a data CRC (NO_DATA_CRC: the host needs --trust-link)
+  --help              this text
+";
+
+/// Most arrays per message.
+const MAX_BUFFERS: usize = 8;
+
 struct Opts {
     to: String,
     count: u64,
@@ -39,6 +56,8 @@ struct Opts {
     per_connection: u64,
     hostile_every: u64,
     readonly: bool,
+    buffers: usize,
+    no_data_crc: bool,
 }
 
 fn parse() -> Result<Opts, String> {
@@ -51,6 +70,8 @@ fn parse() -> Result<Opts, String> {
         per_connection: 0,
         hostile_every: 0,
         readonly: false,
+        buffers: 1,
+        no_data_crc: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -64,39 +85,62 @@ fn parse() -> Result<Opts, String> {
             "--per-connection" => o.per_connection = num(val("--per-connection")?)?,
             "--hostile-every" => o.hostile_every = num(val("--hostile-every")?)?,
             "--readonly" => o.readonly = true,
+            "--no-data-crc" => o.no_data_crc = true,
+            "--buffers" => {
+                o.buffers = num(val("--buffers")?)? as usize;
+                if !(1..=MAX_BUFFERS).contains(&o.buffers) {
+                    return Err(format!("--buffers must be 1 to {MAX_BUFFERS}"));
+                }
+            }
+            "--help" | "-h" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
             "--region" => {
                 let v = val("--region")?;
                 let (id, path) = v.split_once('=').ok_or("--region ID=PATH")?;
                 o.region = Some((id.parse().map_err(|_| "region id")?, path.into()));
             }
-            other => return Err(format!("unknown argument {other}")),
+            other => return Err(format!("unknown argument {other}; see --help")),
         }
     }
     Ok(o)
 }
 
-fn fill(seq: u64, out: &mut [u8]) {
+fn fill(seq: u64, array: usize, out: &mut [u8]) {
+    let base = 31u64.wrapping_mul(seq).wrapping_add(7 * array as u64);
     for (k, s) in out.chunks_exact_mut(2).enumerate() {
-        let v = (31u64.wrapping_mul(seq).wrapping_add(k as u64) & 0xffff) as u16;
+        let v = (base.wrapping_add(k as u64) & 0xffff) as u16;
         s.copy_from_slice(&v.to_le_bytes());
     }
 }
 
-/// Encode message `seq` whose array is described by `desc`.
-fn encode(buf: &mut [u8], seq: u64, rows: usize, desc: Descriptor) -> (&[u8], Descriptor) {
-    let mut p = Pickler::new(buf);
+/// Encode message `seq` whose arrays are described by `descs`; the descriptors the encoder
+/// emitted, in buffer order.
+fn encode<'b>(
+    buf: &'b mut [u8],
+    seq: u64,
+    rows: usize,
+    descs: &[Descriptor],
+) -> (&'b [u8], heapless::Vec<Descriptor, MAX_BUFFERS>) {
+    let mut p: Pickler<'_, MAX_BUFFERS> = Pickler::with_limits(buf);
     p.dict(|p| {
         p.str("seq")?;
         p.int(seq)?;
         p.str("t")?;
         p.f64(seq as f64 / 1000.0)?;
-        p.str("adc")?;
-        p.array::<i16>(desc, &[rows, 4])
+        for (j, d) in descs.iter().enumerate() {
+            match j {
+                0 => p.str("adc")?,
+                _ => p.str(&format!("adc{j}"))?,
+            }
+            p.array::<i16>(*d, &[rows, 4])?;
+        }
+        Ok::<(), dmapickle_core::Error>(())
     })
     .expect("message fits");
     let enc = p.finish().expect("one value");
-    let d = enc.descriptors[0];
-    (enc.pickle, d)
+    (enc.pickle, enc.descriptors.iter().copied().collect())
 }
 
 /// The hostile frame sent after message `seq`: `os.system('id')`, or an object array over raw
@@ -145,6 +189,12 @@ impl Target {
         if to == "-" {
             return Ok(Target::Once(Box::new(io::stdout().lock())));
         }
+        // `SCHEME://REST` like `dmapickle replay --to`; the older `SCHEME:REST` still works.
+        let to = match to.split_once("://") {
+            Some((scheme, rest)) => format!("{scheme}:{rest}"),
+            None => to.to_string(),
+        };
+        let to = to.as_str();
         if let Some(p) = to.strip_prefix("file:") {
             let f = std::fs::OpenOptions::new()
                 .write(true)
@@ -164,7 +214,9 @@ impl Target {
             eprintln!("listening {p}");
             return Ok(Target::Unix(l));
         }
-        Err(io::Error::other(format!("unknown target {to}")))
+        Err(io::Error::other(format!(
+            "unknown sink {to}; use -, file://PATH, tcp-listen://HOST:PORT or unix-listen:///PATH"
+        )))
     }
 
     fn next(&mut self) -> io::Result<Box<dyn Write>> {
@@ -177,30 +229,39 @@ impl Target {
 }
 
 fn run(o: Opts) -> io::Result<()> {
-    let publisher = Publisher::new();
+    let publisher = if o.no_data_crc {
+        Publisher::new().without_data_crc()
+    } else {
+        Publisher::new()
+    };
     let bytes = o.rows * 4 * 2;
     let region = match &o.region {
         Some((id, path)) => {
-            let len = dmapickle_core::release::control_len(8) + 8 * bytes.div_ceil(64) * 64;
-            Some(FileRegion::create(path, *id, len, bytes, 8)?)
+            // Eight messages' worth of slots, and a ring with room for all of their releases.
+            let slots = 8 * o.buffers;
+            let ring = slots.next_power_of_two() as u16;
+            let len = dmapickle_core::release::control_len(ring) + slots * bytes.div_ceil(64) * 64;
+            Some(FileRegion::create(path, *id, len, bytes, ring)?)
         }
         None => None,
     };
     let mut target = Target::open(&o.to)?;
     let mut link = IoLink::new(io::BufWriter::with_capacity(1 << 16, target.next()?));
-    let mut pbuf = vec![0u8; 512];
-    let mut dma = Some(DmaBuf::new(
-        0,
-        0,
-        Box::leak(vec![0u8; bytes].into_boxed_slice()),
-    ));
+    let mut pbuf = vec![0u8; 512 + 128 * o.buffers];
+    let mut dma: Vec<DmaBuf> = (0..o.buffers)
+        .map(|j| {
+            let mem: &'static mut [u8] = Box::leak(vec![0u8; bytes].into_boxed_slice());
+            DmaBuf::new(0, (j * bytes) as u32, mem)
+        })
+        .collect();
     let mut on_conn = 0;
-    // Fill a buffer (DmaBuf or SharedBuf) with message `seq`'s samples; its descriptor.
+    let full = || io::Error::other("more buffers than MAX_BUFFERS");
+    // Fill buffer `j` (DmaBuf or SharedBuf) with message `seq`'s samples; its descriptor.
     macro_rules! prepare {
-        ($b:expr, $seq:expr) => {{
+        ($b:expr, $seq:expr, $j:expr) => {{
             $b.set_len(bytes)
                 .map_err(|e| io::Error::other(format!("{e:?}")))?;
-            fill($seq, $b.as_mut_slice());
+            fill($seq, $j, $b.as_mut_slice());
             let d = $b.descriptor();
             if o.readonly {
                 d.read_only()
@@ -222,35 +283,45 @@ fn run(o: Opts) -> io::Result<()> {
             link = IoLink::new(io::BufWriter::with_capacity(1 << 16, target.next()?));
             on_conn = 0;
         }
+        let mut descs: heapless::Vec<Descriptor, MAX_BUFFERS> = heapless::Vec::new();
         let result = match &region {
             Some(r) => {
                 let region = r.region();
-                let mut sbuf = loop {
-                    region.poll_releases();
-                    if let Some(b) = region.acquire() {
-                        break b;
-                    }
-                    link.get_mut().flush()?;
-                    std::thread::sleep(Duration::from_millis(1));
-                };
-                let desc = prepare!(sbuf, seq);
-                let (pickle, desc) = encode(&mut pbuf, seq, o.rows, desc);
+                let mut out: heapless::Vec<Outgoing<'_, DmaBuf>, MAX_BUFFERS> =
+                    heapless::Vec::new();
+                for j in 0..o.buffers {
+                    let mut sbuf = loop {
+                        region.poll_releases();
+                        if let Some(b) = region.acquire() {
+                            break b;
+                        }
+                        link.get_mut().flush()?;
+                        std::thread::sleep(Duration::from_millis(1));
+                    };
+                    descs.push(prepare!(sbuf, seq, j)).map_err(|_| full())?;
+                    out.push(Outgoing::Shared(sbuf)).map_err(|_| full())?;
+                }
+                let (pickle, descs) = encode(&mut pbuf, seq, o.rows, &descs);
                 publisher
-                    .publish::<_, DmaBuf, 1>(&mut link, pickle, &[desc], [Outgoing::Shared(sbuf)])
+                    .publish_vec(&mut link, pickle, &descs, out)
                     .map(|_| ())
                     .map_err(|e| e.error)
             }
             None => {
-                let mut b = dma.take().expect("buffer back from the last transfer");
-                let desc = prepare!(b, seq);
-                let (pickle, desc) = encode(&mut pbuf, seq, o.rows, desc);
-                match publisher.publish(&mut link, pickle, &[desc], [Outgoing::Inline(b)]) {
-                    Ok(mut sent) => {
-                        dma = sent.inline.pop();
+                let mut out: heapless::Vec<Outgoing<'_, DmaBuf>, MAX_BUFFERS> =
+                    heapless::Vec::new();
+                for (j, mut b) in dma.drain(..).enumerate() {
+                    descs.push(prepare!(b, seq, j)).map_err(|_| full())?;
+                    out.push(Outgoing::Inline(b)).map_err(|_| full())?;
+                }
+                let (pickle, descs) = encode(&mut pbuf, seq, o.rows, &descs);
+                match publisher.publish_vec(&mut link, pickle, &descs, out) {
+                    Ok(sent) => {
+                        dma.extend(sent.inline);
                         Ok(())
                     }
-                    Err(mut e) => {
-                        dma = e.inline.pop();
+                    Err(e) => {
+                        dma.extend(e.inline);
                         Err(e.error)
                     }
                 }
