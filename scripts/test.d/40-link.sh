@@ -21,7 +21,9 @@ done
 echo "--- link: wire-format examples, round trip, faults, shared regions, hal proofs"
 cargo test --workspace --all-features --lib -- frame:: release:: ring::
 cargo test --workspace --all-features --test wire_format --test roundtrip --test faults \
-  --test spec_decoder --test shared --test publish --test compile_fail -- --nocapture
+  --test spec_decoder --test shared --test publish --test compile_fail --test cli_link -- --nocapture
+# The CLI without optional features: rtt:// must then fail at once, not retry forever.
+cargo test -p dmapickle-host --test cli_link
 
 echo "--- link: miri on dmapickle-hal (file mapping and trybuild tests are skipped under miri)"
 # The DMA buffers are leaked on purpose ('static, as on a device), hence -Zmiri-ignore-leaks.
