@@ -217,11 +217,20 @@ impl<'a> Cursor<'a> {
     }
 
     /// A `BINUNICODE*` argument: text as CPython decodes it (`'utf-8', 'surrogatepass'`).
+    #[inline]
     fn text(&self, bytes: &'a [u8]) -> Result<Argument<'a>> {
         match core::str::from_utf8(bytes) {
             Ok(s) => Ok(Argument::Str(s)),
-            Err(_) if is_surrogatepass_utf8(bytes) => Ok(Argument::StrWithSurrogates(bytes)),
-            Err(_) => Err(self.err(Reason::BadUtf8)),
+            Err(_) => self.surrogate_text(bytes),
+        }
+    }
+
+    #[cold]
+    fn surrogate_text(&self, bytes: &'a [u8]) -> Result<Argument<'a>> {
+        if is_surrogatepass_utf8(bytes) {
+            Ok(Argument::StrWithSurrogates(bytes))
+        } else {
+            Err(self.err(Reason::BadUtf8))
         }
     }
 

@@ -52,7 +52,8 @@ fn fix(h: i64) -> i64 {
 /// assert_eq!(hash::float(1.5), Some(1152921504606846977));
 /// ```
 pub fn int(v: i64) -> i64 {
-    let m = v.unsigned_abs() % MODULUS;
+    let a = v.unsigned_abs();
+    let m = if a < MODULUS { a } else { a % MODULUS };
     // m < 2**61, so it fits an i64 with its sign.
     let m = m as i64;
     fix(if v < 0 { -m } else { m })

@@ -672,15 +672,15 @@ impl Kind {
 
     /// What is known of CPython's `hash()` of this value.
     fn hash(&self) -> Hash {
-        match *self {
-            Kind::Bool(b) => Hash::Known(i64::from(b)),
-            Kind::Int(Some(v)) => Hash::Known(hash::int(v)),
-            Kind::BigInt(h) => Hash::Known(h),
+        match self {
+            Kind::Bool(b) => Hash::Known(i64::from(*b)),
+            Kind::Int(Some(v)) => Hash::Known(hash::int(*v)),
+            Kind::BigInt(h) => Hash::Known(*h),
             Kind::Int(None) | Kind::FrozenSet => Hash::Opaque,
             Kind::Float(bits) => {
-                hash::float(f64::from_bits(bits)).map_or(Hash::Random, Hash::Known)
+                hash::float(f64::from_bits(*bits)).map_or(Hash::Random, Hash::Known)
             }
-            Kind::Complex(h) => h,
+            Kind::Complex(h) => *h,
             Kind::Tuple(t) => t.hash,
             _ => Hash::Random,
         }
@@ -1165,6 +1165,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         self.next_id
     }
 
+    #[inline(always)]
     fn push(&mut self, kind: Kind) -> Check<()> {
         let id = self.new_id();
         let depth = match kind {
@@ -1179,6 +1180,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         })
     }
 
+    #[inline(always)]
     fn push_slot(&mut self, slot: Slot) -> Check<()> {
         let s = self.stack.get_mut(self.sp).ok_or(Reason::StackTooDeep)?;
         *s = slot;
@@ -1196,7 +1198,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             .checked_sub(1)
             .and_then(|i| self.stack.get(i))
             .ok_or(Reason::StackUnderflow)?;
-        if slot.kind == Kind::Mark {
+        if matches!(slot.kind, Kind::Mark) {
             return Err(Reason::MarkAsValue);
         }
         Ok(slot)
@@ -1211,22 +1213,21 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
     }
 
     fn pop(&mut self) -> Check<Slot> {
-        let slot = *self.top()?;
+        let slot = *self.current(self.top()?);
         self.sp -= 1;
-        Ok(self.current(slot))
+        Ok(slot)
     }
 
     /// A list, dict or set as its memo copy knows it now (every mutation through any copy is
     /// written back there), so a stale copy on the stack does not hide items added elsewhere.
-    fn current(&self, slot: Slot) -> Slot {
+    #[inline]
+    fn current<'s>(&'s self, slot: &'s Slot) -> &'s Slot {
         if slot.memo == 0 {
             return slot;
         }
+        // The memo copy carries the same link (`put` writes it there).
         match self.memo.get(slot.memo as usize - 1) {
-            Some(m) if m.id == slot.id => Slot {
-                memo: slot.memo,
-                ..*m
-            },
+            Some(m) if m.id == slot.id => m,
             _ => slot,
         }
     }
@@ -1237,7 +1238,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             .get(..self.sp)
             .unwrap_or(&[])
             .iter()
-            .rposition(|s| s.kind == Kind::Mark)
+            .rposition(|s| matches!(s.kind, Kind::Mark))
             .ok_or(Reason::NoMark)
     }
 
@@ -1245,7 +1246,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
     fn top_n(&self, n: usize) -> Check<core::ops::Range<usize>> {
         let start = self.sp.checked_sub(n).ok_or(Reason::StackUnderflow)?;
         let items = self.stack.get(start..self.sp).unwrap_or(&[]);
-        if items.iter().any(|s| s.kind == Kind::Mark) {
+        if items.iter().any(|s| matches!(s.kind, Kind::Mark)) {
             return Err(Reason::MarkAsValue);
         }
         Ok(start..self.sp)
@@ -1259,7 +1260,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
     fn items_depth(&self, range: core::ops::Range<usize>) -> u32 {
         self.items(range)
             .iter()
-            .map(|s| self.current(*s).depth)
+            .map(|s| self.current(s).depth)
             .max()
             .unwrap_or(0)
     }
@@ -1475,12 +1476,17 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                         .saturating_add(n.saturating_mul(limits::cost::SET_ITEM)),
                 )?;
                 for i in range.clone() {
-                    let kind = self.stack.get(i).map_or(Kind::Empty, |s| s.kind);
-                    kind.check_value()?;
-                    if !kind.hashable() {
-                        return Err(Reason::Unhashable);
-                    }
-                    self.key(id, &kind)?;
+                    let chosen = match self.stack.get(i) {
+                        Some(s) => {
+                            s.kind.check_value()?;
+                            if !s.kind.hashable() {
+                                return Err(Reason::Unhashable);
+                            }
+                            s.kind.chosen_hash()
+                        }
+                        None => return Err(Reason::StackUnderflow),
+                    };
+                    self.key(id, chosen)?;
                 }
                 let depth = self.nest(self.items_depth(range.clone()) + 1)?;
                 self.trace_items(id, range, false);
@@ -1545,7 +1551,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                     _ if self.strict() => return Err(Reason::OpcodeNotAllowed),
                     _ => {}
                 }
-                let slot = self.current(slot);
+                let slot = *self.current(&slot);
                 self.push_slot(slot)?
             }
             // ---- globals and calls
@@ -1725,7 +1731,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
     }
 
     fn put(&mut self, index: usize) -> Check<()> {
-        let top = self.current(*self.top()?);
+        let top = *self.current(self.top()?);
         if index >= self.memo.len() {
             return Err(Reason::MemoTooLarge);
         }
@@ -1751,7 +1757,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             self.top_mut()?.memo = link;
         }
         let slot = self.memo.get_mut(index).ok_or(Reason::MemoTooLarge)?;
-        if slot.kind == Kind::Empty {
+        if matches!(slot.kind, Kind::Empty) {
             self.memo_len += 1;
         }
         *slot = Slot {
@@ -1789,8 +1795,8 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
     }
 
     /// Counts a dict key or set item going into container `id`, if its hash is chosen.
-    fn key(&mut self, id: u64, kind: &Kind) -> Check<u32> {
-        let Some(hash) = kind.chosen_hash() else {
+    fn key(&mut self, id: u64, chosen: Option<i64>) -> Check<u32> {
+        let Some(hash) = chosen else {
             return Ok(0);
         };
         self.chosen_keys += 1;
@@ -1808,7 +1814,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         want: Want,
     ) -> Check<()> {
         let on_stack = *self.stack.get(container_at).ok_or(Reason::StackUnderflow)?;
-        let mut container = self.current(on_stack);
+        let mut container = *self.current(&on_stack);
         let pairs = want == Want::Dict;
         let n = range.len() as u64;
         if pairs && n % 2 != 0 {
@@ -1830,18 +1836,23 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         let mut hashable_all = true;
         let mut max_class = 0;
         for i in range.clone() {
-            let kind = self.stack.get(i).map_or(Kind::Empty, |s| s.kind);
-            kind.check_value()?;
+            let (hashable, chosen) = match self.stack.get(i) {
+                Some(s) => {
+                    s.kind.check_value()?;
+                    (s.kind.hashable(), s.kind.chosen_hash())
+                }
+                None => return Err(Reason::StackUnderflow),
+            };
             let key = want == Want::Set || (pairs && (i - range.start) % 2 == 0);
             if key {
-                if !kind.hashable() {
+                if !hashable {
                     return Err(Reason::Unhashable);
                 }
-                self.key(container.id, &kind)?;
+                self.key(container.id, chosen)?;
             }
             if want == Want::List {
-                hashable_all &= kind.hashable();
-                if let Some(hash) = kind.chosen_hash() {
+                hashable_all &= hashable;
+                if let Some(hash) = chosen {
                     self.chosen_list_items += 1;
                     if self.use_keys && self.count_lists {
                         max_class = max_class.max(self.count_key(container.id, hash)?);
@@ -2207,7 +2218,7 @@ fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class {
         }
         _ => {}
     }
-    match (items.len(), items.first().map(|s| m.current(*s))) {
+    match (items.len(), items.first().map(|s| *m.current(s))) {
         (
             1,
             Some(Slot {
@@ -2755,11 +2766,7 @@ mod tests {
         run_limits(&cat(&[b"\x80\x05}(", &sensor, b"u."]), &[], d).unwrap();
         // set(list) of colliding ints (protocol 2's spelling of a set)
         let items: Vec<u8> = (0..40).flat_map(|i| long1(i * m)).collect();
-        let set = cat(&[
-            b"\x80\x02c__builtin__\nset\n](",
-            &items,
-            b"e\x85R.",
-        ]);
+        let set = cat(&[b"\x80\x02c__builtin__\nset\n](", &items, b"e\x85R."]);
         assert_eq!(limit_of(run_limits(&set, &[], d)).0, Limit::Collisions);
         // the same list as plain data is fine: lists may repeat values
         run_limits(&cat(&[b"\x80\x02](", &items, b"e."]), &[], d).unwrap();
