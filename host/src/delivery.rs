@@ -11,12 +11,18 @@ use dmapickle_core::Profile;
 use crate::stream::Validator;
 use crate::validation::Checker;
 
-/// A frame-reader validator for `profile`, also allowing the `(module, name)` globals in `allow`.
+/// A frame-reader validator for `profile`, also allowing the `(module, name)` globals in `allow`,
+/// with the default limits.
 pub fn validator(profile: Profile, allow: &[(String, String)]) -> Validator {
     let mut checker = Checker::new(profile);
     for (m, n) in allow {
         checker.allow(m, n);
     }
+    checked(checker)
+}
+
+/// A frame-reader validator that runs `checker` (its profile, allowlist and limits).
+pub fn checked(mut checker: Checker) -> Validator {
     Box::new(move |pickle: &[u8], lens: &[usize]| {
         checker
             .check(pickle, lens)

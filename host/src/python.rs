@@ -20,7 +20,7 @@
 //! bytes); `next` waits on a bounded queue with the GIL released, waking every 50 ms to let
 //! Python handle Ctrl-C.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -211,8 +211,35 @@ fn parse_profile(profile: &str) -> PyResult<Profile> {
     }
 }
 
-fn checker(profile: &str, allow: &[(String, String)]) -> PyResult<Checker> {
+/// A checker for `profile`, `allow` and the validator limits given as Python keyword arguments
+/// (`max_len`, `max_depth`, `max_alloc`, `max_collisions`, `max_array_bytes`).
+fn checker(
+    profile: &str,
+    allow: &[(String, String)],
+    limits: Option<HashMap<String, u64>>,
+) -> PyResult<Checker> {
     let mut c = Checker::new(parse_profile(profile)?);
+    let mut l = dmapickle_core::validate::Limits::DEFAULT;
+    for (name, value) in limits.unwrap_or_default() {
+        let small = |v: u64| {
+            u32::try_from(v)
+                .map_err(|_| PyValueError::new_err(format!("{name} must be below 2**32")))
+        };
+        match name.as_str() {
+            "max_len" => l.max_len = usize::try_from(value).unwrap_or(usize::MAX),
+            "max_depth" => l.max_depth = small(value)?,
+            "max_alloc" => l.max_alloc = value,
+            "max_collisions" => l.max_collisions = small(value)?,
+            "max_array_bytes" => l.max_array_bytes = value,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown validator limit {other:?}: use max_len, max_depth, max_alloc, \
+                     max_collisions or max_array_bytes"
+                )))
+            }
+        }
+    }
+    c.limits(l);
     for (m, n) in allow {
         c.allow(m, n);
     }
@@ -423,7 +450,7 @@ fn note_event(e: &SourceEvent, shared: &Mutex<Shared>) {
 impl Stream {
     #[new]
     #[pyo3(signature = (source, regions, allow, profile, reconnect, queue, trust_link=false,
-                        max_frame=None, max_pickle=None, max_buffers=None))]
+                        max_frame=None, max_pickle=None, max_buffers=None, limits=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -437,6 +464,7 @@ impl Stream {
         max_frame: Option<u64>,
         max_pickle: Option<u32>,
         max_buffers: Option<u16>,
+        limits: Option<HashMap<String, u64>>,
     ) -> PyResult<Self> {
         let defaults = ReaderConfig::default();
         let config = ReaderConfig {
@@ -449,7 +477,7 @@ impl Stream {
         let spec: SourceSpec = source
             .parse()
             .map_err(|e: crate::source::BadUri| PyValueError::new_err(e.to_string()))?;
-        let validator = crate::delivery::validator(parse_profile(profile)?, &allow);
+        let validator = crate::delivery::checked(checker(profile, &allow, limits)?);
         let map = region_map(&regions)?;
         let shared = Arc::new(Mutex::new(Shared::default()));
         let sink = shared.clone();
@@ -677,14 +705,15 @@ impl Drop for Stream {
 
 /// Validate `pickle` with out-of-band buffers of `buffer_lens`; returns the summary line.
 #[pyfunction]
-#[pyo3(signature = (pickle, buffer_lens, allow, profile))]
+#[pyo3(signature = (pickle, buffer_lens, allow, profile, limits=None))]
 fn check(
     pickle: &[u8],
     buffer_lens: Vec<usize>,
     allow: Vec<(String, String)>,
     profile: &str,
+    limits: Option<HashMap<String, u64>>,
 ) -> PyResult<String> {
-    let mut c = checker(profile, &allow)?;
+    let mut c = checker(profile, &allow, limits)?;
     c.summarize(pickle, &buffer_lens)
         .map(|(_, s)| s)
         .map_err(|e| RejectedError::new_err(e.to_string()))
@@ -692,18 +721,19 @@ fn check(
 
 /// Decode and validate one complete frame; returns `(seq, pickle, buffers)` like `Stream.next`.
 #[pyfunction]
-#[pyo3(signature = (frame, regions, allow, profile))]
+#[pyo3(signature = (frame, regions, allow, profile, limits=None))]
 fn read_frame<'py>(
     py: Python<'py>,
     frame: &[u8],
     regions: Vec<(u16, String)>,
     allow: Vec<(String, String)>,
     profile: &str,
+    limits: Option<HashMap<String, u64>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let map = region_map(&regions)?;
     let mut reader = FrameReader::new(frame)
         .with_regions(map)
-        .with_validator(crate::delivery::validator(parse_profile(profile)?, &allow));
+        .with_validator(crate::delivery::checked(checker(profile, &allow, limits)?));
     match reader.next_message() {
         Ok(Some(m)) => message_tuple(py, m),
         Ok(None) => {

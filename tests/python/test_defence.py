@@ -100,3 +100,74 @@ def test_restricted_unpickler_alone_refuses_globals():
     # An extra allowed global is accepted by both lines of defence.
     p = pickle.dumps(complex(1, 2), protocol=5)
     assert dmapickle.check(p, allow=["builtins:complex"]) == "complex"
+
+
+# --- bounds on what loading costs (issue 10): the same limits as `dmapickle check --max-*` ---
+
+
+def _tuple_chain(depth: int) -> bytes:
+    return b"\x80\x05)" + b"\x85" * depth + b"."
+
+
+def test_check_bounds_nesting_allocation_collisions_and_arrays():
+    assert dmapickle.check(_tuple_chain(100)).startswith("tuple(")
+    with pytest.raises(dmapickle.RejectedError, match=r"nesting depth 101 exceeds the limit 100 \(--max-depth\)"):
+        dmapickle.check(_tuple_chain(101))
+    with pytest.raises(dmapickle.RejectedError, match="nesting depth 11 exceeds the limit 10"):
+        dmapickle.check(_tuple_chain(11), max_depth=10)
+    # a dict whose int keys all hash to 0 (CPython's hash is value mod 2**61 - 1)
+    colliding = pickle.dumps({i * (2**61 - 1): 0 for i in range(1, 40)}, protocol=5)
+    with pytest.raises(dmapickle.RejectedError, match="dict/set keys with one hash exceed the limit 32"):
+        dmapickle.check(colliding)
+    assert dmapickle.check(colliding, max_collisions=64).startswith("dict{")
+    assert dmapickle.check(pickle.dumps({i: 0 for i in range(200_000)}, protocol=5)).startswith("dict{")
+    bomb = b"\x80\x05]" + b"\x8fa" * 10_000 + b"."
+    with pytest.raises(dmapickle.RejectedError, match=r"allocation bound \d+ B exceeds the limit 1048576 B"):
+        dmapickle.check(bomb, max_alloc=1 << 20)
+    # numpy.ndarray((2**40,), '<i8', buffer, 0, (0,)): 8 TiB logically over 8 bytes
+    huge = (
+        b"\x80\x05\x8c\x05numpy\x8c\x07ndarray\x93(\x8a\x06\x00\x00\x00\x00\x00\x01\x85"
+        b"\x8c\x03<i8\x97K\x00K\x00\x85\x8c\x01Ct\x81."
+    )
+    with pytest.raises(dmapickle.RejectedError, match="array logical size 8796093022208 B exceeds"):
+        dmapickle.check(huge, [8])
+    with pytest.raises(TypeError, match="max_depht"):
+        dmapickle.check(_tuple_chain(1), max_depht=3)
+
+
+def test_an_accepted_pickle_loads_within_its_allocation_bound(tmp_path):
+    """The load's real peak (tracemalloc, in a fresh process) stays under the bound that
+    `dmapickle check --bounds` proved for the same bytes."""
+    import os
+    import subprocess
+    import sys
+
+    cli = os.environ.get("DMAPICKLE_BIN")
+    if not cli:
+        pytest.skip("DMAPICKLE_BIN (the dmapickle CLI) is set by scripts/test.d/50-python.sh")
+    cases = {
+        "big_list": pickle.dumps(list(range(100_000)), protocol=2),
+        "sets": b"\x80\x05]" + b"\x8fa" * 50_000 + b".",
+        "strings": pickle.dumps([str(i) * 3 for i in range(20_000)], protocol=4),
+        "float_keys": pickle.dumps({i + 0.5: (i, i) for i in range(20_000)}, protocol=5),
+        "numpy_p4": pickle.dumps([np.arange(10_000, dtype=">f8")] * 3, protocol=4),
+        "bytearrays": pickle.dumps([bytearray(b"x" * 1000) for _ in range(500)], protocol=5),
+    }
+    load = (
+        "import sys, pickle, tracemalloc, numpy\n"
+        "d = sys.stdin.buffer.read()\n"
+        "tracemalloc.start(); o = pickle.loads(d); print(tracemalloc.get_traced_memory()[1])"
+    )
+    for name, data in cases.items():
+        path = tmp_path / f"{name}.pkl"
+        path.write_bytes(data)
+        line = subprocess.run(
+            [cli, "check", "--bounds", str(path)], capture_output=True, text=True, check=True
+        ).stdout
+        bound = int(line.rsplit("alloc ", 1)[1].split(" ")[0])
+        peak = int(
+            subprocess.run(
+                [sys.executable, "-c", load], input=data, capture_output=True, check=True
+            ).stdout
+        )
+        assert peak <= bound, (name, peak, bound)

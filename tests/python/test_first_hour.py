@@ -103,6 +103,33 @@ def test_closed_output_pipes_end_quietly(cli, start_device):
     assert "panicked" not in out.stdout + out.stderr
 
 
+def test_listen_ends_when_its_stdout_reader_has_gone(cli, start_device):
+    # `listen | head -1` on a live source: the message lines have nowhere to go, so listen
+    # ends (SIGPIPE status) instead of reading the device forever.
+    dev = start_device(
+        "--to", "tcp-listen:127.0.0.1:0", "--count", "100000", "--rows", "4", "--interval-ms", "5"
+    )
+    script = f"{cli} listen tcp://{dev.address} 2>/dev/null | head -1 >/dev/null; echo ${{PIPESTATUS[0]}}"
+    out = run("bash", "-c", script)
+    assert out.stdout.splitlines()[-1] == "141", out
+
+
+def test_replay_waiting_for_a_reader_ends_on_ctrl_c(cli, recording):
+    port = free_port()
+    p = subprocess.Popen(
+        [str(cli), "replay", str(recording), "--to", f"tcp-listen://127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=10)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err
+    assert "interrupted before a reader connected" in err
+
+
 def test_a_closed_stderr_does_not_end_up_in_the_recording(cli, recording, tmp_path):
     # `2>&-`: the recording must not become file descriptor 2 and collect the CLI's messages.
     rec = tmp_path / "copy.rec"

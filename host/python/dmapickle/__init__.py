@@ -189,6 +189,7 @@ class Stream:
         max_frame: Optional[int] = None,
         max_pickle: Optional[int] = None,
         max_buffers: Optional[int] = None,
+        **limits: int,
     ) -> None:
         extra = _globals(allow)
         if profile not in ALLOWED_GLOBALS:
@@ -198,6 +199,7 @@ class Stream:
         self._native = _native.Stream(
             source, _regions(regions), extra, profile, reconnect, queue, trust_link=trust_link,
             max_frame=max_frame, max_pickle=max_pickle, max_buffers=max_buffers,
+            limits=_limits(limits),
         )
         self._ready: Deque[tuple] = collections.deque()  # received, not yet returned
 
@@ -263,6 +265,7 @@ def open(  # noqa: A001 - the package's entry point, like io.open
     max_frame: Optional[int] = None,
     max_pickle: Optional[int] = None,
     max_buffers: Optional[int] = None,
+    **limits: int,
 ) -> Stream:
     """Open a source and return an iterable :class:`Stream` of :class:`Message`.
 
@@ -276,11 +279,32 @@ def open(  # noqa: A001 - the package's entry point, like io.open
     their own payload (TCP, USB, PCIe); refused otherwise.
     ``max_frame`` (default 256 MiB), ``max_pickle`` (1 MiB), ``max_buffers`` (4096): the
     reader's limits, inclusive; a frame over one is refused without being read.
+    ``max_len``, ``max_depth``, ``max_alloc``, ``max_collisions``, ``max_array_bytes``: the
+    validator's bounds on what loading a pickle may cost (see :func:`check`).
     """
     return Stream(
         source, regions=regions, allow=allow, profile=profile, reconnect=reconnect, queue=queue,
         trust_link=trust_link, max_frame=max_frame, max_pickle=max_pickle, max_buffers=max_buffers,
+        **limits,
     )
+
+
+_LIMITS = ("max_len", "max_depth", "max_alloc", "max_collisions", "max_array_bytes")
+
+
+def _limits(limits: Mapping[str, Optional[int]]) -> Optional[dict]:
+    """The validator limits given as keyword arguments (None: the default), checked by name."""
+    unknown = sorted(set(limits) - set(_LIMITS))
+    if unknown:
+        raise TypeError(
+            f"unknown keyword argument(s) {', '.join(unknown)}; the validator's limits are "
+            + ", ".join(_LIMITS)
+        )
+    given = {k: int(v) for k, v in limits.items() if v is not None}
+    for k, v in given.items():
+        if v < 0:
+            raise ValueError(f"{k} must be >= 0, not {v}")
+    return given or None
 
 
 def _frame_bytes(frame: Any) -> bytes:
@@ -305,14 +329,18 @@ def read_frame(
     regions: Union[None, Mapping[int, str], Iterable[str]] = None,
     allow: Optional[Iterable[Global]] = None,
     profile: str = "general",
+    **limits: int,
 ) -> Message:
     """Decode and validate the first intact frame in ``frame``; raises ``RejectedError``.
 
     ``frame``: bytes-like, or a binary file object (anything with ``.read()``, such as
-    ``io.BytesIO`` or ``open(path, "rb")``), which is read to its end.
+    ``io.BytesIO`` or ``open(path, "rb")``), which is read to its end. ``limits``: as for
+    :func:`check`.
     """
     extra = _globals(allow)
-    raw = _native.read_frame(_frame_bytes(frame), _regions(regions), extra, profile)
+    raw = _native.read_frame(
+        _frame_bytes(frame), _regions(regions), extra, profile, limits=_limits(limits)
+    )
     return Message(raw, _unpickler(ALLOWED_GLOBALS[profile] | frozenset(extra)))
 
 
@@ -322,9 +350,10 @@ def loads(
     regions: Union[None, Mapping[int, str], Iterable[str]] = None,
     allow: Optional[Iterable[Global]] = None,
     profile: str = "general",
+    **limits: int,
 ) -> Any:
     """The object carried by one frame (``read_frame(frame).load()``)."""
-    return read_frame(frame, regions=regions, allow=allow, profile=profile).load()
+    return read_frame(frame, regions=regions, allow=allow, profile=profile, **limits).load()
 
 
 def check(
@@ -333,12 +362,22 @@ def check(
     *,
     allow: Optional[Iterable[Global]] = None,
     profile: str = "general",
+    **limits: int,
 ) -> str:
     """Validate a pickle and its out-of-band buffers (or their lengths).
 
     Returns a one-line summary of what it builds, e.g.
     ``dict{seq:int, adc:ndarray<i2>(1024,4) <- buffer 0 (8192 B, read-only)}``;
     raises :class:`RejectedError` naming the byte offset, opcode and reason.
+
+    Acceptance also bounds what loading the pickle costs; the limits are keyword arguments
+    (defaults in parentheses, all inclusive): ``max_len`` (64 MiB of pickle), ``max_depth``
+    (100 levels of nesting), ``max_alloc`` (256 MiB allocated by ``pickle.loads``),
+    ``max_collisions`` (32 keys of one dict/set sharing one hash), ``max_array_bytes`` (1 GiB
+    logical size of one array). A rejection by a limit names it and the value found, e.g.
+    ``nesting depth 101 exceeds the limit 100 (--max-depth)``.
     """
     lens = [b if isinstance(b, int) else memoryview(b).nbytes for b in buffers]
-    return _native.check(bytes(pickle_bytes), lens, _globals(allow), profile)
+    return _native.check(
+        bytes(pickle_bytes), lens, _globals(allow), profile, limits=_limits(limits)
+    )

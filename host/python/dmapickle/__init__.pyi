@@ -49,6 +49,11 @@ class Stream:
         max_frame: Optional[int] = ...,
         max_pickle: Optional[int] = ...,
         max_buffers: Optional[int] = ...,
+        max_len: Optional[int] = ...,
+        max_depth: Optional[int] = ...,
+        max_alloc: Optional[int] = ...,
+        max_collisions: Optional[int] = ...,
+        max_array_bytes: Optional[int] = ...,
     ) -> None: ...
     def next(self, timeout: Optional[float] = ...) -> Optional[Message]:
         """The next message or None at the end; TimeoutError after `timeout` s; OSError if the source fails."""
@@ -77,16 +82,39 @@ def open(
     max_frame: Optional[int] = ...,
     max_pickle: Optional[int] = ...,
     max_buffers: Optional[int] = ...,
+    max_len: Optional[int] = ...,
+    max_depth: Optional[int] = ...,
+    max_alloc: Optional[int] = ...,
+    max_collisions: Optional[int] = ...,
+    max_array_bytes: Optional[int] = ...,
 ) -> Stream:
     """Open tcp://HOST:PORT, unix:///PATH, serial:///dev/ttyX?baud=N, file://PATH or a path, `-`, rtt://CHIP."""
 
 def read_frame(
-    frame: Union[bytes, bytearray, memoryview, BinaryIO], *, regions: Regions = ..., allow: Optional[Iterable[Global]] = ..., profile: str = ...
+    frame: Union[bytes, bytearray, memoryview, BinaryIO],
+    *,
+    regions: Regions = ...,
+    allow: Optional[Iterable[Global]] = ...,
+    profile: str = ...,
+    max_len: Optional[int] = ...,
+    max_depth: Optional[int] = ...,
+    max_alloc: Optional[int] = ...,
+    max_collisions: Optional[int] = ...,
+    max_array_bytes: Optional[int] = ...,
 ) -> Message:
     """Decode and validate the first intact frame in `frame` (bytes-like, or a binary file read to its end)."""
 
 def loads(
-    frame: Union[bytes, bytearray, memoryview, BinaryIO], *, regions: Regions = ..., allow: Optional[Iterable[Global]] = ..., profile: str = ...
+    frame: Union[bytes, bytearray, memoryview, BinaryIO],
+    *,
+    regions: Regions = ...,
+    allow: Optional[Iterable[Global]] = ...,
+    profile: str = ...,
+    max_len: Optional[int] = ...,
+    max_depth: Optional[int] = ...,
+    max_alloc: Optional[int] = ...,
+    max_collisions: Optional[int] = ...,
+    max_array_bytes: Optional[int] = ...,
 ) -> Any:
     """The object carried by one frame."""
 
@@ -96,5 +124,12 @@ def check(
     *,
     allow: Optional[Iterable[Global]] = ...,
     profile: str = ...,
+    max_len: Optional[int] = ...,
+    max_depth: Optional[int] = ...,
+    max_alloc: Optional[int] = ...,
+    max_collisions: Optional[int] = ...,
+    max_array_bytes: Optional[int] = ...,
 ) -> str:
-    """Validate a pickle and its buffers (or their lengths); the summary line, or RejectedError."""
+    """Validate a pickle and its buffers (or their lengths); the summary line, or RejectedError.
+    Limits (inclusive): max_len 64 MiB, max_depth 100, max_alloc 256 MiB, max_collisions 32,
+    max_array_bytes 1 GiB."""

@@ -31,6 +31,8 @@ pub(crate) struct Args {
     /// For recordings and sources: shared regions, trust in the link, limits.
     #[command(flatten)]
     link: super::live::LinkArgs,
+    #[command(flatten)]
+    limits: super::check::LimitArgs,
 }
 
 /// Writes the disassembly of `pickle` in the layout of `pickletools.dis`: offset, indented
@@ -93,9 +95,13 @@ pub(crate) fn disassemble(out: &mut impl Write, pickle: &[u8]) -> std::io::Resul
 
 pub(crate) fn run(args: Args) -> ExitCode {
     // Recordings and live sources (URIs, `-`): every message, see `live::inspect_stream`.
-    if let Some(code) =
-        super::live::inspect_stream(&args.file, args.profile, &args.allow, &args.link)
-    {
+    if let Some(code) = super::live::inspect_stream(
+        &args.file,
+        args.profile,
+        &args.allow,
+        &args.link,
+        &args.limits,
+    ) {
         return code;
     }
     let files = match PickleFiles::read(&args.file) {
@@ -111,6 +117,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
         return ExitCode::from(2);
     }
     let mut checker = Checker::new(args.profile.into());
+    checker.limits(args.limits.limits());
     for (module, name) in &args.allow {
         checker.allow(module, name);
     }

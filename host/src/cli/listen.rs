@@ -29,8 +29,12 @@ pub(crate) fn run(args: Args) -> ExitCode {
     let (code, stats) = live::drive(&mut reader, &args.source.source, "stats", |m| {
         if !args.quiet {
             let mut out = stdout.lock();
-            let _ = writeln!(out, "{}", live::message_line(&m, &mut checker));
-            let _ = out.flush();
+            let written = writeln!(out, "{}", live::message_line(&m, &mut checker))
+                .and_then(|()| out.flush());
+            // `listen ... | head -1`: the reader has gone; end as `cat` does (SIGPIPE status).
+            if matches!(&written, Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe) {
+                std::process::exit(141);
+            }
         }
     });
     let reason = live::end_reason();

@@ -34,6 +34,8 @@ pub(crate) struct SourceArgs {
     /// Also allow this global (repeatable).
     #[arg(long = "allow", value_name = "MODULE:NAME", value_parser = parse_global)]
     pub allow: Vec<(String, String)>,
+    #[command(flatten)]
+    pub limits: super::check::LimitArgs,
 }
 
 /// How frames are read (docs/wire-format.md, "Reading a stream"): shared regions, the trust in
@@ -158,6 +160,7 @@ pub(crate) fn open_reader(args: &SourceArgs) -> Result<FrameReader<Source>, Stri
 /// A checker for `args`' profile and extra globals.
 pub(crate) fn checker(args: &SourceArgs) -> Checker {
     let mut c = Checker::new(args.profile.into());
+    c.limits(args.limits.limits());
     for (m, n) in &args.allow {
         c.allow(m, n);
     }
@@ -169,10 +172,7 @@ pub(crate) fn reader<R: io::Read>(args: &SourceArgs, src: R) -> Result<FrameRead
     Ok(args
         .link
         .reader(src)?
-        .with_validator(dmapickle_host::delivery::validator(
-            args.profile.into(),
-            &args.allow,
-        )))
+        .with_validator(dmapickle_host::delivery::checked(checker(args))))
 }
 
 /// Read messages until the source ends or Ctrl-C: each one is counted and goes to `each`,
@@ -319,6 +319,7 @@ pub(crate) fn inspect_stream(
     profile: ProfileArg,
     allow: &[(String, String)],
     link: &LinkArgs,
+    limits: &super::check::LimitArgs,
 ) -> Option<ExitCode> {
     use std::io::{Read, Write};
     let name = file.to_string_lossy();
@@ -339,6 +340,7 @@ pub(crate) fn inspect_stream(
         no_reconnect: true,
         profile,
         allow: allow.to_vec(),
+        limits: limits.clone(),
     };
     let src = match open_source(&args, stop_on_ctrl_c()) {
         Ok(s) => s,

@@ -36,6 +36,9 @@ const SINKS: &str =
     "-, a path, file://PATH, tcp://HOST:PORT, tcp-listen://HOST:PORT, unix:///PATH \
                      or serial:///DEV?baud=N";
 
+/// What `open_sink` returns when Ctrl-C ended the wait for a reader (not an error: exit 0).
+const INTERRUPTED: &str = "interrupted before a reader connected";
+
 fn open_sink(to: &str) -> Result<Box<dyn Write>, String> {
     let err = |e: io::Error| format!("cannot open sink {to}: {e}");
     if to == "-" {
@@ -47,7 +50,24 @@ fn open_sink(to: &str) -> Result<Box<dyn Write>, String> {
             "dmapickle: replay: waiting for a reader on tcp://{}",
             l.local_addr().map_err(err)?
         );
-        return Ok(Box::new(l.accept().map_err(err)?.0));
+        // Poll, so that Ctrl-C ends the wait (the handler only sets a flag, and accept()
+        // would restart after it).
+        l.set_nonblocking(true).map_err(err)?;
+        loop {
+            match l.accept() {
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(false).map_err(err)?;
+                    return Ok(Box::new(stream));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if super::live::stopped() {
+                        return Err(INTERRUPTED.to_owned());
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
     }
     let bad = |reason: &str| format!("bad sink `{to}`: {reason}");
     if let Some((scheme, _)) = to.split_once("://") {
@@ -86,6 +106,10 @@ pub(crate) fn run(args: Args) -> ExitCode {
     };
     let mut sink = match open_sink(&args.to) {
         Ok(s) => s,
+        Err(e) if e == INTERRUPTED => {
+            eprintln!("dmapickle: replay: {e}, nothing sent");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => return fail(&e),
     };
     let start = Instant::now();
