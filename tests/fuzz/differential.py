@@ -656,7 +656,7 @@ class Mutator:
                                "splice", "dup", "dup", "memo", "memo", "buffer", "copyop"))
             try:
                 data, what = getattr(self, kind)(data, offs)
-            except (struct.error, ValueError, IndexError):
+            except (struct.error, ValueError, IndexError, OverflowError, MemoryError):
                 data, what = self.flip(data)
             if kind == "buffer":
                 bufs = self.resize_buffers(bufs)
@@ -745,7 +745,7 @@ class Mutator:
         if rng.random() < 0.5:  # consistent: new content of another length
             n = rng.choice((0, 1, old + 1, max(0, old - 1), 255, 256, 4096, 70000))
             lim = {"B": 255, "<I": 2**32 - 1, "<i": 2**31 - 1, "<Q": 2**64 - 1}[fmt]
-            n = min(n, lim)
+            n = min(n, lim, 1 << 20)
             body = data[s + 1 + size:e]
             body = (body * (n // max(1, len(body)) + 1))[:n] if body else b"\x01" * n
             if name in ("LONG1", "LONG4") and n and rng.random() < 0.5:
@@ -965,6 +965,7 @@ class Stats:
         self.saved = collections.Counter()
         self.rejections = collections.Counter()
         self.peak_ratio = []  # (peak / bound) of loads with a bound
+        self.top_ratio = (0.0, "")
         self.out = out
         self.max_saved = max_saved
         self.printed = 0
@@ -1029,7 +1030,10 @@ def loader_thread(worker, q, stats, args):
                 if not res["failures"]:
                     stats.passed += 1
                 if m.get("alloc"):
-                    stats.peak_ratio.append(res["peak"] / m["alloc"])
+                    ratio = res["peak"] / m["alloc"]
+                    stats.peak_ratio.append(ratio)
+                    if ratio > stats.top_ratio[0]:
+                        stats.top_ratio = (ratio, "peak %d B, bound %d B: %s" % (res["peak"], m["alloc"], desc))
         for p in [m["pkl"]] + m["bufs"]:
             try:
                 os.unlink(p)
@@ -1180,8 +1184,8 @@ def run(args, rng, tmp, started):
         sum(stats.raised.values()), ", ".join("%s %d" % kv for kv in stats.raised.most_common(6))))
     if stats.peak_ratio:
         r = sorted(stats.peak_ratio)
-        print("tracemalloc peak / validator bound: median %.3f, max %.3f over %d loads" % (
-            r[len(r) // 2], r[-1], len(r)))
+        print("tracemalloc peak / validator bound: median %.3f, max %.4f over %d loads (max: %s)" % (
+            r[len(r) // 2], r[-1], len(r), stats.top_ratio[1][:200]))
     print("most common rejections: " + "; ".join("%s %d" % kv for kv in stats.rejections.most_common(5)))
     ndiv = sum(stats.divergences.values())
     if ndiv:
