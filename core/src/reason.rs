@@ -172,6 +172,11 @@ impl fmt::Display for Reason {
                         f,
                         "array logical size {found} B exceeds the limit {max} B ({flag})"
                     ),
+                    Limit::Expansion => write!(
+                        f,
+                        "expanded size {found} exceeds the limit {max} ({flag}: shared \
+                         references repeat a value more than the pickle's length allows)"
+                    ),
                     Limit::KeyTable => write!(
                         f,
                         "{found} hash-checked keys exceed the key table's {max} entries ({flag})"

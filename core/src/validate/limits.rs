@@ -8,6 +8,7 @@
 //! | [`max_alloc`](Limits::max_alloc) | 256 MiB | upper bound of the bytes `pickle.loads` allocates | `allocation bound N B exceeds the limit M B` |
 //! | [`max_collisions`](Limits::max_collisions) | 32 | keys of one dict/set (or items of one set) that share one CPython hash | `N dict/set keys with one hash exceed the limit M` |
 //! | [`max_array_bytes`](Limits::max_array_bytes) | 1 GiB | an array's logical size, elements x itemsize (a stride-0 view counts every element) | `array logical size N B exceeds the limit M B` |
+//! | [`max_expansion`](Limits::max_expansion) | 64 | expanded size of any value (nodes counted with multiplicity: `t = (t, t)` forty times is 2**41 nodes in 300 bytes) and the total expanded size of all keys hashed, both at most 64 x length + 65,536 | `expanded size N exceeds the limit M` |
 //!
 //! Every limit is inclusive: a value equal to the limit is accepted. Depth 100 is far below what
 //! CPython's C code survives (its unguarded recursion, `hash()` of nested tuples, dies between
@@ -64,16 +65,23 @@ pub struct Limits {
     pub max_collisions: u32,
     /// Largest logical size (elements x itemsize) of one numpy array, in bytes.
     pub max_array_bytes: u64,
+    /// How many times its own length a pickle may expand through shared references: every
+    /// value's expanded size (its nodes counted with multiplicity, what `hash()`, `repr()` and
+    /// `==` walk) and the total expanded size of all dict keys and set items hashed must stay
+    /// at most `max_expansion` x pickle length + 65,536.
+    pub max_expansion: u32,
 }
 
 impl Limits {
-    /// The defaults: 64 MiB, depth 100, 256 MiB allocated, 32 keys per hash, 1 GiB arrays.
+    /// The defaults: 64 MiB, depth 100, 256 MiB allocated, 32 keys per hash, 1 GiB arrays,
+    /// expansion 64x.
     pub const DEFAULT: Limits = Limits {
         max_len: 64 << 20,
         max_depth: 100,
         max_alloc: 256 << 20,
         max_collisions: 32,
         max_array_bytes: 1 << 30,
+        max_expansion: 64,
     };
 
     /// No bound at all except what the workspace holds (only for tests and trusted input: an
@@ -84,6 +92,7 @@ impl Limits {
         max_alloc: u64::MAX,
         max_collisions: u32::MAX,
         max_array_bytes: u64::MAX,
+        max_expansion: u32::MAX,
     };
 }
 
@@ -109,6 +118,8 @@ pub enum Limit {
     Collisions,
     /// [`Limits::max_array_bytes`].
     ArrayBytes,
+    /// [`Limits::max_expansion`].
+    Expansion,
     /// The workspace's key table (see `Workspace::with_keys`) is too small to check every key
     /// whose hash the pickle chooses.
     KeyTable,
@@ -123,6 +134,7 @@ impl Limit {
             Limit::Alloc => "--max-alloc",
             Limit::Collisions => "--max-collisions",
             Limit::ArrayBytes => "--max-array-bytes",
+            Limit::Expansion => "--max-expansion",
             Limit::KeyTable => "--max-keys",
         }
     }

@@ -137,6 +137,9 @@ pub struct Slot {
     /// For a list, dict or set: 1 + the memo index it was first stored at (0: never), so that
     /// every copy of it can find the current state.
     memo: u32,
+    /// Expanded size: the value's nodes counted with multiplicity (a tuple holding one
+    /// memoized tuple twice counts it twice), what `hash()`, `repr()` or `==` walk.
+    size: u64,
 }
 
 impl Slot {
@@ -146,6 +149,7 @@ impl Slot {
         id: 0,
         depth: 0,
         memo: 0,
+        size: 0,
     };
 }
 
@@ -410,6 +414,9 @@ enum Keys {
 
 const MAX_SUMMARY_ITEMS: usize = 32;
 
+/// What every pickle may expand to beyond `max_expansion` x its length.
+const EXPANSION_SLACK: u64 = 1 << 16;
+
 /// The collision class of keys whose hash is deterministic but not computed here.
 const OPAQUE_HASH: i64 = 0x4f50_4151_5545_0001;
 
@@ -420,6 +427,18 @@ const OPAQUE_HASH: i64 = 0x4f50_4151_5545_0001;
 struct Span {
     start: usize,
     len: usize,
+    /// For text: 1 + its length in chars if latin-1 can encode it (every char below U+0100),
+    /// else 0; worked out once when the str is read, so `_codecs.encode` of a memoized str
+    /// costs nothing per call.
+    latin1: u64,
+}
+
+/// [`Span::latin1`] of UTF-8 `text`: every byte below `C4` means every char below U+0100.
+fn latin1_chars(text: &[u8]) -> u64 {
+    if text.iter().any(|b| *b >= 0xc4) {
+        return 0;
+    }
+    1 + text.iter().filter(|b| *b & 0xc0 != 0x80).count() as u64
 }
 
 impl Span {
@@ -920,6 +939,10 @@ struct Machine<'v, 'p, 'w, 't, 'o> {
     next_id: u64,
     depth: u32,
     alloc: u64,
+    /// The expansion budget, and the hash work done so far (the expanded sizes of every key
+    /// hashed).
+    budget: u64,
+    hash_work: u64,
     prev: [Option<Opcode>; 2],
     tracer: Option<&'t mut Tracer<'o>>,
     at: usize,
@@ -982,6 +1005,10 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             next_id: 1,
             depth: 0,
             alloc: 0,
+            budget: (pickle.len() as u64)
+                .saturating_mul(u64::from(v.limits.max_expansion))
+                .saturating_add(EXPANSION_SLACK),
+            hash_work: 0,
             prev: [None, None],
             tracer,
             at: 0,
@@ -1146,6 +1173,19 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         })
     }
 
+    /// Adds the work of hashing a value of expanded size `size` (CPython caches no tuple hash).
+    fn hash(&mut self, size: u64) -> Check<()> {
+        self.hash_work = self.hash_work.saturating_add(size);
+        if self.hash_work > self.budget {
+            return Err(Reason::Limit {
+                limit: Limit::Expansion,
+                found: self.hash_work,
+                max: self.budget,
+            });
+        }
+        Ok(())
+    }
+
     fn collisions(&self, count: u32) -> Check<()> {
         let max = self.limits().max_collisions;
         if count > max {
@@ -1172,11 +1212,17 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             Kind::List { .. } | Kind::Dict | Kind::Set | Kind::Array(_) | Kind::Object => 1,
             _ => 0,
         };
+        let size = match kind {
+            // hashing a big int walks its digits every time (CPython caches no int hash)
+            Kind::BigInt(_) => 2,
+            _ => 1,
+        };
         self.push_slot(Slot {
             kind,
             id,
             depth,
             memo: 0,
+            size,
         })
     }
 
@@ -1256,13 +1302,27 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         self.stack.get(range).unwrap_or(&[])
     }
 
-    /// The deepest of these items, each as current as the memo knows it.
-    fn items_depth(&self, range: core::ops::Range<usize>) -> u32 {
-        self.items(range)
-            .iter()
-            .map(|s| self.current(s).depth)
-            .max()
-            .unwrap_or(0)
+    /// The deepest of these items and their summed expanded size, each as current as the memo
+    /// knows it.
+    fn items_depth(&self, range: core::ops::Range<usize>) -> (u32, u64) {
+        self.items(range).iter().fold((0, 0), |(d, n), s| {
+            let s = self.current(s);
+            (d.max(s.depth), n.saturating_add(s.size))
+        })
+    }
+
+    /// Checks a value's expanded size against the budget (`max_expansion` x pickle length +
+    /// 65,536): shared references may repeat a value, but the walk over the result stays
+    /// linear in the pickle.
+    fn expand(&self, size: u64) -> Check<u64> {
+        if size > self.budget {
+            return Err(Reason::Limit {
+                limit: Limit::Expansion,
+                found: size,
+                max: self.budget,
+            });
+        }
+        Ok(size)
     }
 
     // ---- opcodes -------------------------------------------------------------------------------
@@ -1353,6 +1413,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         let literal = |s: &str| Span {
             start: op.end - s.len(),
             len: s.len(),
+            latin1: latin1_chars(s.as_bytes()),
         };
         match (op.opcode, op.arg) {
             (Opcode::Frame, Argument::Uint(n)) => {
@@ -1405,12 +1466,14 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                 self.push(Kind::Str(Span {
                     start: op.end - b.len(),
                     len: b.len(),
+                    latin1: 0,
                 }))?
             }
             (_, Argument::Bytes(b)) => {
                 let span = Some(Span {
                     start: op.end - b.len(),
                     len: b.len(),
+                    latin1: 0,
                 });
                 self.charge(limits::cost::bytes(b.len() as u64))?;
                 self.push(Kind::Bytes {
@@ -1476,19 +1539,21 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                         .saturating_add(n.saturating_mul(limits::cost::SET_ITEM)),
                 )?;
                 for i in range.clone() {
-                    let chosen = match self.stack.get(i) {
+                    let (chosen, size) = match self.stack.get(i) {
                         Some(s) => {
                             s.kind.check_value()?;
                             if !s.kind.hashable() {
                                 return Err(Reason::Unhashable);
                             }
-                            s.kind.chosen_hash()
+                            (s.kind.chosen_hash(), s.size)
                         }
                         None => return Err(Reason::StackUnderflow),
                     };
-                    self.key(id, chosen)?;
+                    self.key(id, chosen, size)?;
                 }
-                let depth = self.nest(self.items_depth(range.clone()) + 1)?;
+                let (depth, size) = self.items_depth(range.clone());
+                let depth = self.nest(depth + 1)?;
+                let size = self.expand(size.saturating_add(1))?;
                 self.trace_items(id, range, false);
                 self.sp = mark;
                 self.push_slot(Slot {
@@ -1496,6 +1561,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                     id,
                     depth,
                     memo: 0,
+                    size,
                 })?
             }
             (Opcode::EmptyList, _) => {
@@ -1589,6 +1655,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                 let args = self.pop()?;
                 // set(list): the list's depth is the set's (its items are the set's).
                 let args_depth = args.depth.saturating_sub(1);
+                let args_size = args.size.saturating_sub(1);
                 let callable = self.pop()?;
                 let Kind::Tuple(args) = args.kind else {
                     return Err(Reason::BadCallArguments);
@@ -1601,11 +1668,14 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                     // set(list) keeps the list's id so the summary lists the list's items, and
                     // the collision counts of its items go on in the set.
                     Class::ListArg(_, id, _, _) if matches!(kind, Kind::Set | Kind::FrozenSet) => {
+                        // every item of the list is hashed into the set
+                        self.hash(args_size.saturating_sub(1))?;
                         self.push_slot(Slot {
                             kind,
                             id,
                             depth: args_depth.max(1),
                             memo: 0,
+                            size: args_size.max(1),
                         })?
                     }
                     _ => {
@@ -1619,6 +1689,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                             id,
                             depth,
                             memo: 0,
+                            size: 1,
                         })?
                     }
                 }
@@ -1794,8 +1865,10 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         }
     }
 
-    /// Counts a dict key or set item going into container `id`, if its hash is chosen.
-    fn key(&mut self, id: u64, chosen: Option<i64>) -> Check<u32> {
+    /// Counts the hash work of a dict key or set item of expanded size `size` going into
+    /// container `id`, and its collisions if its hash is chosen.
+    fn key(&mut self, id: u64, chosen: Option<i64>, size: u64) -> Check<u32> {
+        self.hash(size)?;
         let Some(hash) = chosen else {
             return Ok(0);
         };
@@ -1836,10 +1909,10 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         let mut hashable_all = true;
         let mut max_class = 0;
         for i in range.clone() {
-            let (hashable, chosen) = match self.stack.get(i) {
+            let (hashable, chosen, size) = match self.stack.get(i) {
                 Some(s) => {
                     s.kind.check_value()?;
-                    (s.kind.hashable(), s.kind.chosen_hash())
+                    (s.kind.hashable(), s.kind.chosen_hash(), s.size)
                 }
                 None => return Err(Reason::StackUnderflow),
             };
@@ -1848,7 +1921,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                 if !hashable {
                     return Err(Reason::Unhashable);
                 }
-                self.key(container.id, chosen)?;
+                self.key(container.id, chosen, size)?;
             }
             if want == Want::List {
                 hashable_all &= hashable;
@@ -1873,8 +1946,9 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             };
         }
         if n > 0 {
-            let depth = self.items_depth(range.clone()).saturating_add(1);
-            container.depth = self.nest(container.depth.max(depth))?;
+            let (depth, size) = self.items_depth(range.clone());
+            container.depth = self.nest(container.depth.max(depth.saturating_add(1)))?;
+            container.size = self.expand(container.size.saturating_add(size))?;
         }
         self.trace_items(container.id, range, pairs);
         if let Some(s) = self.stack.get_mut(container_at) {
@@ -1924,11 +1998,13 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             },
             class,
         };
+        let (depth, size) = self.items_depth(range.clone());
         let depth = if range.is_empty() {
             0
         } else {
-            self.nest(self.items_depth(range.clone()).saturating_add(1))?
+            self.nest(depth.saturating_add(1))?
         };
+        let size = self.expand(size.saturating_add(1))?;
         self.charge(limits::cost::tuple(range.len() as u64))?;
         let id = self.new_id();
         self.trace_items(id, range, false);
@@ -1938,6 +2014,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             id,
             depth,
             memo: 0,
+            size,
         })
     }
 
@@ -1986,17 +2063,14 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             }
             (Callee::CodecsEncode, Class::EncodeArgs(span)) => {
                 // Only text that latin-1 can encode (else UnicodeEncodeError); a str with
-                // lone surrogates is not UTF-8 and never latin-1.
-                let text = core::str::from_utf8(span.bytes(self.pickle))
-                    .map_err(|_| Reason::BadCallArguments)?;
-                if text.chars().any(|c| u32::from(c) > 0xff) {
-                    return Err(Reason::BadCallArguments);
-                }
-                let len = text.chars().count() as u64;
+                // lone surrogates is never latin-1.
+                let len = span.latin1.checked_sub(1).ok_or(Reason::BadCallArguments)?;
                 self.charge(cost::bytes(len))?;
+                // ASCII text is its own latin-1 bytes: the span stays usable as bytes.
+                let ascii = len == span.len as u64;
                 Kind::Bytes {
                     len,
-                    span: text.is_ascii().then_some(span),
+                    span: ascii.then_some(Span { latin1: 0, ..span }),
                 }
             }
             (Callee::Dtype, Class::DtypeArgs(code)) => {
@@ -2933,5 +3007,36 @@ mod tests {
             e.to_string(),
             "byte 0, PROTO: pickle length 4 B exceeds the limit 3 B (--max-len)"
         );
+    }
+
+    #[test]
+    fn shared_references_cannot_expand_past_the_budget() {
+        let d = Limits::DEFAULT;
+        // t = (None,); t = (t, t) forty times: 2**41 nodes in 300 bytes. As a dict key, CPython
+        // hashes all of them (no tuple caches its hash): the load never returns.
+        let dag = |n: usize| {
+            cat(&[
+                b"\x80\x05N\x85q\x000",
+                &b"h\x00h\x00\x86q\x000".repeat(n),
+                b"}h\x00Ns.",
+            ])
+        };
+        run_limits(&dag(10), &[], d).unwrap();
+        let (limit, found, max) = limit_of(run_limits(&dag(40), &[], d));
+        assert_eq!(limit, Limit::Expansion);
+        assert!(found > max && max < 100_000, "{found} {max}");
+        // the same shape with lists: loads at once, but repr() walks 2**40 nodes
+        let lists = cat(&[
+            b"\x80\x05]q\x000",
+            &b"](h\x00h\x00eq\x000".repeat(40),
+            b"h\x00.",
+        ]);
+        assert_eq!(limit_of(run_limits(&lists, &[], d)).0, Limit::Expansion);
+        // one shared tuple used as the key of many dicts: every insert hashes it again
+        let t = cat(&[b"(", &b"K\x01".repeat(1000), b"tq\x00"]);
+        let many = cat(&[b"\x80\x05", &t, b"0]", &b"}h\x00Nsa".repeat(2000), b"."]);
+        assert_eq!(limit_of(run_limits(&many, &[], d)).0, Limit::Expansion);
+        // CPython's own sharing stays well inside: ['shared'] * 3 and a recursive list
+        run_limits(b"\x80\x05]q\x00(\x8c\x06sharedq\x01h\x01h\x01e.", &[], d).unwrap();
     }
 }
