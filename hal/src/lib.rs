@@ -20,6 +20,8 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "async")]
+pub mod asynch;
 pub mod buffer;
 pub mod error;
 #[cfg(feature = "std")]

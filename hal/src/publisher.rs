@@ -160,8 +160,73 @@ impl Publisher {
         L: Link,
         B: ReadBuffer<Word = u8> + 'static,
     {
+        let Frame {
+            header,
+            entries,
+            inline: pending,
+        } = self.prepare(pickle, descriptors, buffers, inline_len)?;
+        let mut inline: Vec<B, N> = Vec::new();
+        let mut crc = Crc32c::new();
+        let mut meta = || -> Result<(), L::Error> {
+            link.write(&header.encode())?;
+            link.write(pickle)?;
+            crc.update(pickle);
+            for e in &entries {
+                let bytes = e.encode();
+                link.write(&bytes)?;
+                crc.update(&bytes);
+            }
+            link.write(&crc.finish().to_le_bytes())
+        };
+        if let Err(e) = meta() {
+            return Err(link_failed(e, inline, pending));
+        }
+        let mut data_crc = Crc32c::new();
+        let mut rest = pending.into_iter();
+        while let Some(b) = rest.next() {
+            if self.data_crc {
+                // SAFETY: `ReadBuffer` promises a valid, initialised `(ptr, len)` while `b`
+                // lives and is not written; the slice is dropped before `b` moves into the
+                // transfer.
+                let bytes = unsafe {
+                    let (ptr, len) = b.read_buffer();
+                    core::slice::from_raw_parts(ptr, len)
+                };
+                data_crc.update(bytes);
+            }
+            let (b, result) = link.transfer(b).wait();
+            let _ = inline.push(b);
+            if let Err(e) = result {
+                return Err(link_failed(e, inline, rest));
+            }
+        }
+        let data_crc = if self.data_crc { data_crc.finish() } else { 0 };
+        if let Err(e) = link.write(&data_crc.to_le_bytes()) {
+            return Err(link_failed(e, inline, None));
+        }
+        Ok(Sent {
+            seq: header.seq,
+            inline,
+        })
+    }
+
+    /// Whether frames carry a CRC over their inline bytes (see [`Publisher::without_data_crc`]).
+    pub(crate) fn data_crc(&self) -> bool {
+        self.data_crc
+    }
+
+    /// Everything before the first byte goes out, shared by the blocking and the async paths:
+    /// check the buffers against the descriptors (`len` gives an inline buffer's length), take
+    /// the sequence number, build the header, lend the shared buffers and fence their bytes.
+    pub(crate) fn prepare<E, B, const N: usize>(
+        &self,
+        pickle: &[u8],
+        descriptors: &[Descriptor],
+        buffers: Vec<Outgoing<'_, B>, N>,
+        len: impl Fn(&B) -> usize,
+    ) -> Result<Frame<B, N>, PublishError<E, B, N>> {
         let mut entries: Vec<Entry, N> = Vec::new();
-        let checked = check(pickle, descriptors, &buffers, &mut entries);
+        let checked = check(pickle, descriptors, &buffers, len, &mut entries);
         let (pickle_len, inline_len) = match checked {
             Ok(lens) => lens,
             Err(error) => return Err(give_back(error, None, buffers)),
@@ -180,62 +245,50 @@ impl Publisher {
         // Lend shared buffers before their descriptors leave, and make their bytes visible to
         // the host before the frame that names them.
         let mut inline: Vec<B, N> = Vec::new();
-        let mut pending: Vec<B, N> = Vec::new();
         for b in buffers {
             match b {
                 Outgoing::Inline(b) => {
                     // Cannot fail: at most N buffers into a Vec of capacity N.
-                    let _ = pending.push(b);
+                    let _ = inline.push(b);
                 }
                 Outgoing::Shared(s) => s.lend(),
             }
         }
         fence(Ordering::Release);
-        let fail = |e: L::Error, done: Vec<B, N>, rest: Vec<B, N>| PublishError {
-            error: Error::Link,
-            link: Some(e),
-            inline: done.into_iter().chain(rest).collect(),
-        };
-        let mut crc = Crc32c::new();
-        let mut meta = || -> Result<(), L::Error> {
-            link.write(&header.encode())?;
-            link.write(pickle)?;
-            crc.update(pickle);
-            for e in &entries {
-                let bytes = e.encode();
-                link.write(&bytes)?;
-                crc.update(&bytes);
-            }
-            link.write(&crc.finish().to_le_bytes())
-        };
-        if let Err(e) = meta() {
-            return Err(fail(e, inline, pending));
-        }
-        let mut data_crc = Crc32c::new();
-        let mut rest = pending.into_iter();
-        while let Some(b) = rest.next() {
-            if self.data_crc {
-                // SAFETY: `ReadBuffer` promises a valid, initialised `(ptr, len)` while `b`
-                // lives and is not written; the slice is dropped before `b` moves into the
-                // transfer.
-                let bytes = unsafe {
-                    let (ptr, len) = b.read_buffer();
-                    core::slice::from_raw_parts(ptr, len)
-                };
-                data_crc.update(bytes);
-            }
-            let (b, result) = link.transfer(b).wait();
-            let _ = inline.push(b);
-            if let Err(e) = result {
-                return Err(fail(e, inline, rest.collect()));
-            }
-        }
-        let data_crc = if self.data_crc { data_crc.finish() } else { 0 };
-        if let Err(e) = link.write(&data_crc.to_le_bytes()) {
-            return Err(fail(e, inline, Vec::new()));
-        }
-        Ok(Sent { seq, inline })
+        Ok(Frame {
+            header,
+            entries,
+            inline,
+        })
     }
+}
+
+/// A message checked, numbered and with its shared buffers lent: what is left is writing
+/// `header`, the pickle, `entries`, the body CRC, the `inline` buffers and the data CRC.
+pub(crate) struct Frame<B, const N: usize> {
+    pub(crate) header: Header,
+    pub(crate) entries: Vec<Entry, N>,
+    pub(crate) inline: Vec<B, N>,
+}
+
+/// The error of a frame cut off by the link: the buffers sent (`done`) and not yet sent, back in
+/// message order.
+pub(crate) fn link_failed<E, B, const N: usize>(
+    e: E,
+    done: Vec<B, N>,
+    rest: impl IntoIterator<Item = B>,
+) -> PublishError<E, B, N> {
+    PublishError {
+        error: Error::Link,
+        link: Some(e),
+        inline: done.into_iter().chain(rest).collect(),
+    }
+}
+
+/// The length of an inline DMA buffer (no memory is read).
+fn inline_len<B: ReadBuffer<Word = u8>>(b: &B) -> usize {
+    // SAFETY: only the length is used; no memory is read.
+    unsafe { b.read_buffer() }.1
 }
 
 impl Default for Publisher {
@@ -249,11 +302,9 @@ fn check<B, const N: usize>(
     pickle: &[u8],
     descriptors: &[Descriptor],
     buffers: &[Outgoing<'_, B>],
+    len: impl Fn(&B) -> usize,
     entries: &mut Vec<Entry, N>,
-) -> Result<(u32, u32), Error>
-where
-    B: ReadBuffer<Word = u8>,
-{
+) -> Result<(u32, u32), Error> {
     if descriptors.len() != buffers.len() {
         return Err(Error::BufferCount {
             descriptors: descriptors.len(),
@@ -269,9 +320,7 @@ where
     for (index, (d, b)) in descriptors.iter().zip(buffers.iter()).enumerate() {
         let entry = match b {
             Outgoing::Inline(b) => {
-                // SAFETY: only the length is used; no memory is read.
-                let (_, len) = unsafe { b.read_buffer() };
-                if len != d.len as usize {
+                if len(b) != d.len as usize {
                     return Err(Error::DescriptorMismatch { index });
                 }
                 inline_len = inline_len

@@ -1,0 +1,14 @@
+// An inline buffer given to `publish_async` cannot be written while the future exists (the
+// writer may be reading it, or its DMA may), whether the future is awaited later or dropped.
+use dmapickle_hal::{DmaBuf, Outgoing, Publisher};
+
+fn main() {
+    let publisher = Publisher::new();
+    let mut wire: Vec<u8> = Vec::new();
+    let mut buf = DmaBuf::new(1, 0, Box::leak(Box::new([0u8; 8])));
+    buf.fill_from(&[1, 2, 3]).unwrap();
+    let d = [buf.descriptor()];
+    let publishing = publisher.publish_async(&mut wire, b"\x80\x05\x97.", &d, [Outgoing::Inline(&buf)]);
+    buf.as_mut_slice()[0] = 9; // in flight: must not compile
+    let _ = embassy_futures::block_on(publishing);
+}
