@@ -231,10 +231,11 @@ fn checker(
             "max_alloc" => l.max_alloc = value,
             "max_collisions" => l.max_collisions = small(value)?,
             "max_array_bytes" => l.max_array_bytes = value,
+            "max_expansion" => l.max_expansion = small(value)?,
             other => {
                 return Err(PyValueError::new_err(format!(
                     "unknown validator limit {other:?}: use max_len, max_depth, max_alloc, \
-                     max_collisions or max_array_bytes"
+                     max_collisions, max_array_bytes or max_expansion"
                 )))
             }
         }

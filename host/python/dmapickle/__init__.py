@@ -289,7 +289,7 @@ def open(  # noqa: A001 - the package's entry point, like io.open
     )
 
 
-_LIMITS = ("max_len", "max_depth", "max_alloc", "max_collisions", "max_array_bytes")
+_LIMITS = ("max_len", "max_depth", "max_alloc", "max_collisions", "max_array_bytes", "max_expansion")
 
 
 def _limits(limits: Mapping[str, Optional[int]]) -> Optional[dict]:
@@ -374,7 +374,8 @@ def check(
     (defaults in parentheses, all inclusive): ``max_len`` (64 MiB of pickle), ``max_depth``
     (100 levels of nesting), ``max_alloc`` (256 MiB allocated by ``pickle.loads``),
     ``max_collisions`` (32 keys of one dict/set sharing one hash), ``max_array_bytes`` (1 GiB
-    logical size of one array). A rejection by a limit names it and the value found, e.g.
+    logical size of one array), ``max_expansion`` (64: what shared references may repeat, as a
+    multiple of the pickle's length). A rejection by a limit names it and the value found, e.g.
     ``nesting depth 101 exceeds the limit 100 (--max-depth)``.
     """
     lens = [b if isinstance(b, int) else memoryview(b).nbytes for b in buffers]

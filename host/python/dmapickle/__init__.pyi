@@ -54,6 +54,7 @@ class Stream:
         max_alloc: Optional[int] = ...,
         max_collisions: Optional[int] = ...,
         max_array_bytes: Optional[int] = ...,
+        max_expansion: Optional[int] = ...,
     ) -> None: ...
     def next(self, timeout: Optional[float] = ...) -> Optional[Message]:
         """The next message or None at the end; TimeoutError after `timeout` s; OSError if the source fails."""
@@ -87,6 +88,7 @@ def open(
     max_alloc: Optional[int] = ...,
     max_collisions: Optional[int] = ...,
     max_array_bytes: Optional[int] = ...,
+    max_expansion: Optional[int] = ...,
 ) -> Stream:
     """Open tcp://HOST:PORT, unix:///PATH, serial:///dev/ttyX?baud=N, file://PATH or a path, `-`, rtt://CHIP."""
 
@@ -101,6 +103,7 @@ def read_frame(
     max_alloc: Optional[int] = ...,
     max_collisions: Optional[int] = ...,
     max_array_bytes: Optional[int] = ...,
+    max_expansion: Optional[int] = ...,
 ) -> Message:
     """Decode and validate the first intact frame in `frame` (bytes-like, or a binary file read to its end)."""
 
@@ -115,6 +118,7 @@ def loads(
     max_alloc: Optional[int] = ...,
     max_collisions: Optional[int] = ...,
     max_array_bytes: Optional[int] = ...,
+    max_expansion: Optional[int] = ...,
 ) -> Any:
     """The object carried by one frame."""
 
@@ -129,7 +133,8 @@ def check(
     max_alloc: Optional[int] = ...,
     max_collisions: Optional[int] = ...,
     max_array_bytes: Optional[int] = ...,
+    max_expansion: Optional[int] = ...,
 ) -> str:
     """Validate a pickle and its buffers (or their lengths); the summary line, or RejectedError.
     Limits (inclusive): max_len 64 MiB, max_depth 100, max_alloc 256 MiB, max_collisions 32,
-    max_array_bytes 1 GiB."""
+    max_array_bytes 1 GiB, max_expansion 64."""

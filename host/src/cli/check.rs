@@ -50,6 +50,10 @@ pub(crate) struct LimitArgs {
     /// Largest logical size (elements x itemsize) of one numpy array, in bytes.
     #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = "1G")]
     max_array_bytes: u64,
+    /// How many times its length a pickle may expand through shared references (the expanded
+    /// size of any value, and of all keys hashed, at most this x length + 65536).
+    #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT.max_expansion)]
+    max_expansion: u32,
 }
 
 impl LimitArgs {
@@ -61,6 +65,7 @@ impl LimitArgs {
             max_alloc: self.max_alloc,
             max_collisions: self.max_collisions,
             max_array_bytes: self.max_array_bytes,
+            max_expansion: self.max_expansion,
         }
     }
 }
