@@ -314,22 +314,17 @@ impl<'g> Validator<'g> {
         buffers: &[usize],
         ws: &mut Workspace<'_>,
     ) -> Result<Validated> {
-        self.run(pickle, buffers, ws).map(|(v, _)| v)
+        self.run(pickle, buffers, ws)
     }
 
     /// Runs the machine, a second time with the key table if the first run saw more keys with
     /// a chosen hash than one hash may have (the common message has none, and pays nothing).
-    fn run(
-        &self,
-        pickle: &[u8],
-        buffers: &[usize],
-        ws: &mut Workspace<'_>,
-    ) -> Result<(Validated, Slot)> {
+    fn run(&self, pickle: &[u8], buffers: &[usize], ws: &mut Workspace<'_>) -> Result<Validated> {
         match Machine::new(self, pickle, buffers, ws, None, Keys::Off).run()? {
-            Run::Done(validated, top) => Ok((validated, top)),
+            Run::Done(validated) => Ok(validated),
             Run::NeedKeys { lists } => {
                 match Machine::new(self, pickle, buffers, ws, None, Keys::On { lists }).run()? {
-                    Run::Done(validated, top) => Ok((validated, top)),
+                    Run::Done(validated) => Ok(validated),
                     Run::NeedKeys { .. } => Err(Error::Rejected {
                         at: 0,
                         opcode: pickle.first().copied().unwrap_or(0),
@@ -355,7 +350,9 @@ impl<'g> Validator<'g> {
         ws: &mut Workspace<'_>,
         out: &mut dyn fmt::Write,
     ) -> Result<Validated> {
-        let (validated, top) = self.run(pickle, buffers, ws)?;
+        let validated = self.run(pickle, buffers, ws)?;
+        // An accepted pickle leaves its one value at the bottom of the stack.
+        let top = ws.stack.first().copied().unwrap_or(Slot::EMPTY);
         let mut tracer = Tracer {
             out,
             target: top.id,
@@ -393,11 +390,10 @@ impl<'g> Validator<'g> {
     }
 }
 
-/// How one run of the machine ended, if not with a rejection (moved once per validation, so
-/// its size does not matter).
-#[allow(clippy::large_enum_variant)]
+/// How one run of the machine ended, if not with a rejection (the value built is left at the
+/// bottom of the stack).
 enum Run {
-    Done(Validated, Slot),
+    Done(Validated),
     /// More keys with a chosen hash than `max_collisions`: run again with the key table (and
     /// count list items too if a list went to `set()`).
     NeedKeys {
@@ -1061,7 +1057,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             self.at = op.offset;
             self.op = op.opcode.byte();
             if op.opcode == Opcode::Stop {
-                let top = self.stop(&op).map_err(|r| self.reject(r))?;
+                self.stop(&op).map_err(|r| self.reject(r))?;
                 let max = u64::from(self.limits().max_collisions);
                 let chosen = self.chosen_keys
                     + if self.set_of_list {
@@ -1082,7 +1078,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                     depth: self.depth,
                     alloc: self.alloc,
                 };
-                return Ok(Run::Done(validated, top));
+                return Ok(Run::Done(validated));
             }
             self.step(&op).map_err(|r| self.reject(r))?;
             self.prev = [self.prev[1], Some(op.opcode)];
@@ -1770,22 +1766,24 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         Ok(())
     }
 
-    fn stop(&mut self, op: &Op<'p>) -> Check<Slot> {
+    fn stop(&mut self, op: &Op<'p>) -> Check<()> {
         if self.protocol.is_none() {
             return Err(Reason::BadProto);
         }
         if self.sp != 1 {
             return Err(Reason::NotOneValue);
         }
-        let top = *self.top().map_err(|_| Reason::NotOneValue)?;
-        top.kind.check_value()?;
+        self.top()
+            .map_err(|_| Reason::NotOneValue)?
+            .kind
+            .check_value()?;
         if op.end != self.pickle.len() {
             return Err(Reason::TrailingData);
         }
         if self.used_buffers != self.buffers.len() {
             return Err(Reason::UnusedBuffers);
         }
-        Ok(top)
+        Ok(())
     }
 
     fn resolve(&self, module: &str, name: &str) -> Check<Callee> {
