@@ -211,6 +211,7 @@ impl Publisher {
     }
 
     /// Whether frames carry a CRC over their inline bytes (see [`Publisher::without_data_crc`]).
+    #[cfg(feature = "async")]
     pub(crate) fn data_crc(&self) -> bool {
         self.data_crc
     }
