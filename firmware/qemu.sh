@@ -13,6 +13,8 @@
 #                   shared with the host: mode=shared puts its buffers and release ring there
 #   --log FILE      write the raw defmt stream (semihosting output) to FILE instead of decoding it
 #   --timeout SECS  stop QEMU after SECS seconds (exit status 124), default: no limit
+#   --nic HOSTPORT[:PORT]  the LAN9118 on QEMU's user network, host 127.0.0.1:HOSTPORT forwarded
+#                   to the guest's TCP PORT (default 4000): the Embassy build's Ethernet link
 #
 # Without --log the defmt stream is decoded with `defmt-print -e ELF` (installed by
 # scripts/setup.sh). The exit status is the firmware's: 0 after `count` messages, 2 for bad boot
@@ -25,13 +27,14 @@
 # without them it is refused, since the firmware would stop once every PSRAM slot is lent.
 # An ELF built for a real board (feature rtt, symbol _SEGGER_RTT) is refused: QEMU cannot run it.
 set -euo pipefail
-serial=null psram="" log="" limit="" elf="" params=()
+serial=null psram="" log="" limit="" nic="" elf="" params=()
 while [ $# -gt 0 ]; do
   case $1 in
     --serial) serial=$2; shift 2 ;;
     --psram) psram=$2; shift 2 ;;
     --log) log=$2; shift 2 ;;
     --timeout) limit=$2; shift 2 ;;
+    --nic) nic=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     --) shift; if [ -z "$elf" ] && [ $# -gt 0 ]; then elf=$1; shift; fi; params+=("$@"); break ;;
     -*) echo "qemu.sh: unknown option $1 (see --help)" >&2; exit 64 ;;
@@ -77,6 +80,9 @@ if [ -n "$psram" ]; then
 fi
 cmd=(qemu-system-arm "${machine[@]}" -cpu cortex-m4 -display none -monitor none
      -serial "$serial" -semihosting-config "$semi" -kernel "$elf")
+if [ -n "$nic" ]; then
+  cmd+=(-nic "user,model=lan9118,hostfwd=tcp:127.0.0.1:${nic%%:*}-:$([[ $nic == *:* ]] && echo "${nic#*:}" || echo 4000)")
+fi
 [ -n "$limit" ] && cmd=(timeout --kill-after=5 "$limit" "${cmd[@]}")
 
 if [ -n "$log" ]; then

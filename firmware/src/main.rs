@@ -16,6 +16,7 @@
 #[cfg(all(feature = "board", feature = "rtt"))]
 compile_error!("features `board` (QEMU) and `rtt` (probe) are exclusive: use --no-default-features --features rtt");
 
+mod paint;
 #[cfg(feature = "rtt")]
 mod rtt_link;
 #[cfg(feature = "board")]
@@ -35,8 +36,8 @@ use dmapickle_hal::{BufferRing, DmaBuf, Link, Outgoing, Publisher, SharedRegion}
 use dmapickle_firmware::adc::{Adc, Pool, SharedPool, SlotBuf};
 use dmapickle_firmware::config::{BootConfig, Fault, LinkMode, MAX_BLOCK};
 use dmapickle_firmware::message::{self, MAX_PICKLE};
-use dmapickle_firmware::stack;
 use dmapickle_firmware::waveform::ROW_BYTES;
+use paint::{paint_stack, stack_high_water};
 
 /// Core clock of mps2-an386 (SYSCLK), which drives SysTick.
 const CORE_HZ: u32 = 25_000_000;
@@ -118,13 +119,6 @@ defmt::timestamp!("{=u64:us}", {
         (ticks * (u64::from(reload) + 1) + u64::from(into_tick)) / u64::from(CORE_HZ / 1_000_000)
     }
 });
-
-extern "C" {
-    /// Lowest address of the stack area (cortex-m-rt's `link.x`).
-    static mut _stack_end: u32;
-    /// Initial stack pointer, one past the highest stack address.
-    static mut _stack_start: u32;
-}
 
 #[entry]
 fn main() -> ! {
@@ -429,32 +423,6 @@ fn set_resets(resets: u32) {
             .cast::<[u32; 2]>()
             .write_volatile([BOOT_MAGIC, resets])
     };
-}
-
-/// Paints the unused stack with `stack::PAINT`, from its lowest address up to 256 bytes below
-/// the current stack pointer. Returns the painted range as (lowest address, words).
-fn paint_stack() -> (*mut u32, usize) {
-    let low = addr_of_mut!(_stack_end);
-    let sp = cortex_m::register::msp::read() as usize;
-    let words = (sp.saturating_sub(256)).saturating_sub(low as usize) / 4;
-    for i in 0..words {
-        // SAFETY: [low, sp - 256) is the stack area below the live frames (link.x puts it between
-        // the end of .uninit and the initial stack pointer); nothing else lives there and
-        // interrupts are not enabled yet.
-        unsafe { low.add(i).write_volatile(stack::PAINT) };
-    }
-    (low, words)
-}
-
-/// Bytes of the stack that were ever used, measured from the top of the stack.
-fn stack_high_water((low, words): (*mut u32, usize)) -> usize {
-    let untouched = stack::untouched_words(words, |i| {
-        // SAFETY: i < words: inside the range `paint_stack` painted, which is stack memory that
-        // stays mapped; a volatile u32 read, no reference is formed.
-        unsafe { low.add(i).read_volatile() }
-    });
-    let top = addr_of_mut!(_stack_start) as usize;
-    top - (low as usize + untouched * 4)
 }
 
 /// QEMU: semihosting for logs, boot parameters and the exit status; UART0 for data.

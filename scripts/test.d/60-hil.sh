@@ -3,7 +3,8 @@
 # RTT build and the host unit-test build), its unit tests on the host, then the QEMU mps2-an386
 # runs in tests/hil/ (inline and shared-region links through dmapickle-host's reader, and the
 # shared region through the `dmapickle` Python package; >= 1000 messages each, every sample
-# checked in Python; faults and exit codes). Budget: 5 minutes. Every QEMU run has a timeout and is killed
+# checked in Python; faults and exit codes; the Embassy build over Ethernet, 4096 messages and a
+# connection dropped mid-frame). Budget: 5 minutes. Every QEMU run has a timeout and is killed
 # with its process group when its test ends, pass or fail.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -20,6 +21,7 @@ host=$(rustc -vV | sed -n 's/^host: //p')
 cargo fmt --check
 cargo clippy -q --release -- -D warnings
 cargo clippy -q --release --no-default-features --features rtt -- -D warnings
+cargo clippy -q --release --features embassy --bin dmapickle-embassy -- -D warnings
 cargo clippy -q --lib --tests --no-default-features --features std --target "$host" -- -D warnings
 # The firmware's logic on the host (the binary itself is thumb-only).
 cargo test -q --lib --no-default-features --features std --target "$host"
@@ -38,6 +40,9 @@ grep -aq 'dmapickle' "$rodata" || { echo "60-hil: RTT channel name 'dmapickle' m
 rm -f "$rodata"
 cargo build -q --release
 export DMAPICKLE_FIRMWARE_ELF=$target_dir/thumbv7em-none-eabihf/release/dmapickle-firmware
+# The Embassy build (async tasks, LAN9118 Ethernet, embassy-net TCP): hil_ethernet.py.
+cargo build -q --release --features embassy --bin dmapickle-embassy
+export DMAPICKLE_EMBASSY_ELF=$target_dir/thumbv7em-none-eabihf/release/dmapickle-embassy
 export DMAPICKLE_FIRMWARE_RTT_ELF=$rtt_elf  # qemu.sh must refuse it
 
 # The host end: dmapickle-host's frame reader feeding the Python checks, and the Python package.

@@ -46,9 +46,11 @@ def firmware_elf():
 class Board:
     """One QEMU run of the firmware with boot parameters `params` (a dict)."""
 
-    def __init__(self, workdir, params, *, serial=True, psram=False, timeout=240):
+    def __init__(self, workdir, params, *, serial=True, psram=False, timeout=240, elf=None, nic=None):
         self.dir = Path(workdir)
-        self.elf = firmware_elf()
+        self.elf = Path(elf) if elf else firmware_elf()
+        # `nic`: (host port, guest port) of the LAN9118 on QEMU's user network (Embassy build).
+        self.nic = nic
         self.params = params
         # A unix socket path must fit in 108 bytes, which a deep pytest tmp_path may not.
         self.sockdir = Path(tempfile.mkdtemp(prefix="dmapickle-hil-")) if serial else None
@@ -70,6 +72,8 @@ class Board:
             cmd += ["--serial", f"unix:{self.sock},server=on,wait=on"]
         if self.psram is not None:
             cmd += ["--psram", str(self.psram)]
+        if self.nic is not None:
+            cmd += ["--nic", f"{self.nic[0]}:{self.nic[1]}"]
         cmd += [str(self.elf)] + [f"{k}={v}" for k, v in self.params.items()]
         self.proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.PIPE)
         track(self.proc.pid)

@@ -1,0 +1,291 @@
+//! A driver for the SMSC LAN9118 Ethernet controller of mps2-an386 (0x4020_0000, IRQ 13),
+//! implementing `embassy-net-driver`. Written against QEMU's model (`hw/net/lan9118.c`), which
+//! is what it has run on: 32-bit PIO through the TX and RX data FIFOs, no DMA.
+//!
+//! | offset | register | use here |
+//! |---|---|---|
+//! | 0x00 | RX_DATA_FIFO | read: the next word of the current received frame |
+//! | 0x20 | TX_DATA_FIFO | write: TX command A, TX command B, then the frame's words |
+//! | 0x40 | RX_STATUS_FIFO | read: pop a frame's status, length (frame + 4 CRC bytes) in 29:16 |
+//! | 0x54 | IRQ_CFG | bit 8 IRQ_EN; bits 4 and 0: active-high, push-pull |
+//! | 0x58 | INT_STS | write 1 to clear; bit 3 RSFL (a frame's status arrived) |
+//! | 0x5C | INT_EN | the same bits, enabling the IRQ line |
+//! | 0x64 | BYTE_TEST | reads 0x8765_4321 |
+//! | 0x70 | TX_CFG | bit 1 TX_ON, bit 2 TXSAO (TX status FIFO may overrun: never read) |
+//! | 0x74 | HW_CFG | bit 0 soft reset |
+//! | 0x7C | RX_FIFO_INF | 23:16 frames waiting in the RX status FIFO |
+//! | 0x80 | TX_FIFO_INF | 15:0 free bytes in the TX data FIFO |
+//! | 0xA4, 0xA8 | MAC_CSR_CMD, MAC_CSR_DATA | MAC registers: 1 MAC_CR, 2 ADDRH, 3 ADDRL |
+//!
+//! Transmit: command A = first and last segment (bits 13, 12) and the byte count (10:0), command
+//! B = a tag (31:16) and the frame length (10:0), then `ceil(len / 4)` little-endian words; the
+//! frame leaves when its last word is written. Receive: the RSFL interrupt wakes the stack's
+//! runner, which pops one status and reads `ceil(len / 4)` words (the last 4 bytes are the
+//! frame's CRC, dropped).
+
+use core::ptr::{read_volatile, write_volatile};
+use core::task::Context;
+
+use embassy_net_driver::{Capabilities, HardwareAddress, LinkState, RxToken, TxToken};
+use embassy_sync::waitqueue::AtomicWaker;
+
+/// Base address on mps2-an385/an386.
+pub const BASE: usize = 0x4020_0000;
+/// NVIC interrupt number on mps2-an385/an386.
+pub const IRQ: u16 = 13;
+/// Largest Ethernet frame handled, without its CRC (1500-byte MTU + 14-byte header).
+pub const MAX_FRAME: usize = 1514;
+
+const RX_DATA: usize = 0x00;
+const TX_DATA: usize = 0x20;
+const RX_STATUS: usize = 0x40;
+const IRQ_CFG: usize = 0x54;
+const INT_STS: usize = 0x58;
+const INT_EN: usize = 0x5C;
+const BYTE_TEST: usize = 0x64;
+const TX_CFG: usize = 0x70;
+const HW_CFG: usize = 0x74;
+const RX_FIFO_INF: usize = 0x7C;
+const TX_FIFO_INF: usize = 0x80;
+const MAC_CSR_CMD: usize = 0xA4;
+const MAC_CSR_DATA: usize = 0xA8;
+
+const IRQ_EN: u32 = 1 << 8;
+const IRQ_POL_HIGH: u32 = 1 << 4;
+const IRQ_PUSH_PULL: u32 = 1 << 0;
+const INT_RSFL: u32 = 1 << 3;
+const TX_ON: u32 = 1 << 1;
+const TXSAO: u32 = 1 << 2;
+const MAC_CR: u32 = 1;
+const MAC_ADDRH: u32 = 2;
+const MAC_ADDRL: u32 = 3;
+const MAC_CR_TXEN: u32 = 1 << 3;
+const MAC_CR_RXEN: u32 = 1 << 2;
+const MAC_CR_FDPX: u32 = 1 << 20;
+const CSR_BUSY: u32 = 1 << 31;
+const CSR_READ: u32 = 1 << 30;
+const TX_FIRST: u32 = 1 << 13;
+const TX_LAST: u32 = 1 << 12;
+
+/// Woken by the IRQ when a frame arrives.
+static RX_WAKER: AtomicWaker = AtomicWaker::new();
+
+/// The controller's registers. Only one [`Lan9118`] exists (made by [`Lan9118::take`]); its
+/// tokens use copies of this handle, one at a time, because the driver hands out at most one
+/// RX and one TX token, each borrowing it.
+#[derive(Clone, Copy)]
+struct Regs;
+
+impl Regs {
+    fn write(self, offset: usize, value: u32) {
+        // SAFETY: `BASE + offset` is an aligned LAN9118 register (module table; mps2.c maps the
+        // controller at BASE); only the one `Lan9118` and its IRQ handler access them.
+        unsafe { write_volatile((BASE + offset) as *mut u32, value) }
+    }
+
+    fn read(self, offset: usize) -> u32 {
+        // SAFETY: as in `write`.
+        unsafe { read_volatile((BASE + offset) as *const u32) }
+    }
+
+    fn mac_read(self, reg: u32) -> u32 {
+        self.write(MAC_CSR_CMD, CSR_BUSY | CSR_READ | reg);
+        while self.read(MAC_CSR_CMD) & CSR_BUSY != 0 {}
+        self.read(MAC_CSR_DATA)
+    }
+
+    fn mac_write(self, reg: u32, value: u32) {
+        self.write(MAC_CSR_DATA, value);
+        self.write(MAC_CSR_CMD, CSR_BUSY | reg);
+        while self.read(MAC_CSR_CMD) & CSR_BUSY != 0 {}
+    }
+}
+
+/// Why the controller could not be brought up.
+#[derive(Debug, defmt::Format)]
+pub enum InitError {
+    /// BYTE_TEST did not read 0x8765_4321: no LAN9118 at [`BASE`] (QEMU started without
+    /// `-nic ...,model=lan9118`?).
+    NoController(u32),
+}
+
+/// The LAN9118 as an `embassy-net` driver.
+pub struct Lan9118 {
+    regs: Regs,
+    mac: [u8; 6],
+    rx: [u8; MAX_FRAME + 4],
+    tx: [u8; MAX_FRAME],
+    /// Frames received and sent, and received frames dropped as too long.
+    pub counters: Counters,
+}
+
+/// What the driver has moved.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counters {
+    /// Frames handed to the stack.
+    pub rx_frames: u32,
+    /// Frames transmitted.
+    pub tx_frames: u32,
+    /// Received frames longer than [`MAX_FRAME`], dropped.
+    pub rx_dropped: u32,
+}
+
+impl Lan9118 {
+    /// Resets the controller, reads its MAC address and turns transmitter, receiver and the
+    /// receive interrupt on. Call once, then unmask [`IRQ`].
+    pub fn take() -> Result<Lan9118, InitError> {
+        let regs = Regs;
+        let test = regs.read(BYTE_TEST);
+        if test != 0x8765_4321 {
+            return Err(InitError::NoController(test));
+        }
+        regs.write(HW_CFG, 1);
+        while regs.read(HW_CFG) & 1 != 0 {}
+        let low = regs.mac_read(MAC_ADDRL).to_le_bytes();
+        let high = regs.mac_read(MAC_ADDRH).to_le_bytes();
+        let mac = [low[0], low[1], low[2], low[3], high[0], high[1]];
+        regs.write(TX_CFG, TX_ON | TXSAO);
+        regs.mac_write(MAC_CR, MAC_CR_TXEN | MAC_CR_RXEN | MAC_CR_FDPX);
+        regs.write(INT_STS, u32::MAX);
+        regs.write(INT_EN, INT_RSFL);
+        regs.write(IRQ_CFG, IRQ_EN | IRQ_POL_HIGH | IRQ_PUSH_PULL);
+        Ok(Lan9118 {
+            regs,
+            mac,
+            rx: [0; MAX_FRAME + 4],
+            tx: [0; MAX_FRAME],
+            counters: Counters::default(),
+        })
+    }
+
+    /// The MAC address (QEMU's default 52:54:00:12:34:56 unless `-nic ...,mac=` says otherwise).
+    pub fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    /// The receive interrupt: acknowledge it and wake the stack's runner.
+    pub fn on_interrupt() {
+        Regs.write(INT_STS, INT_RSFL);
+        RX_WAKER.wake();
+    }
+
+    /// Pops the next received frame into `self.rx`; its length, or `None` if none is waiting.
+    fn pop_frame(&mut self) -> Option<usize> {
+        loop {
+            if (self.regs.read(RX_FIFO_INF) >> 16) & 0xFF == 0 {
+                return None;
+            }
+            let status = self.regs.read(RX_STATUS);
+            let len = ((status >> 16) & 0x3FFF) as usize;
+            let words = len.div_ceil(4);
+            if len < 4 || len > self.rx.len() {
+                for _ in 0..words {
+                    self.regs.read(RX_DATA);
+                }
+                self.counters.rx_dropped = self.counters.rx_dropped.wrapping_add(1);
+                continue;
+            }
+            for chunk in self.rx[..words * 4].chunks_exact_mut(4) {
+                chunk.copy_from_slice(&self.regs.read(RX_DATA).to_le_bytes());
+            }
+            self.counters.rx_frames = self.counters.rx_frames.wrapping_add(1);
+            return Some(len - 4);
+        }
+    }
+}
+
+/// A received frame, in the driver's RX buffer.
+pub struct Rx<'a> {
+    frame: &'a mut [u8],
+}
+
+impl RxToken for Rx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, f: F) -> R {
+        f(self.frame)
+    }
+}
+
+/// Room for one frame to send, in the driver's TX buffer.
+pub struct Tx<'a> {
+    regs: Regs,
+    buf: &'a mut [u8; MAX_FRAME],
+    sent: &'a mut u32,
+}
+
+impl TxToken for Tx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let len = len.min(MAX_FRAME);
+        let frame = &mut self.buf[..len];
+        let result = f(frame);
+        // The TX FIFO holds 4.5 KiB, more than a frame and its two command words: wait only if
+        // a previous frame is still in it (never, on QEMU's model).
+        while (self.regs.read(TX_FIFO_INF) & 0xFFFF) < (len + 8) as u32 {}
+        self.regs.write(TX_DATA, TX_FIRST | TX_LAST | len as u32);
+        self.regs
+            .write(TX_DATA, ((*self.sent & 0xFFFF) << 16) | len as u32);
+        let mut words = frame.chunks_exact(4);
+        for w in &mut words {
+            self.regs
+                .write(TX_DATA, u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 4];
+            last[..rest.len()].copy_from_slice(rest);
+            self.regs.write(TX_DATA, u32::from_le_bytes(last));
+        }
+        *self.sent = self.sent.wrapping_add(1);
+        result
+    }
+}
+
+impl embassy_net_driver::Driver for Lan9118 {
+    type RxToken<'a> = Rx<'a>;
+    type TxToken<'a> = Tx<'a>;
+
+    fn receive(&mut self, cx: &mut Context) -> Option<(Rx<'_>, Tx<'_>)> {
+        RX_WAKER.register(cx.waker());
+        let len = self.pop_frame()?;
+        let Lan9118 {
+            regs,
+            rx,
+            tx,
+            counters,
+            ..
+        } = self;
+        Some((
+            Rx {
+                frame: &mut rx[..len],
+            },
+            Tx {
+                regs: *regs,
+                buf: tx,
+                sent: &mut counters.tx_frames,
+            },
+        ))
+    }
+
+    fn transmit(&mut self, _cx: &mut Context) -> Option<Tx<'_>> {
+        Some(Tx {
+            regs: self.regs,
+            buf: &mut self.tx,
+            sent: &mut self.counters.tx_frames,
+        })
+    }
+
+    fn link_state(&mut self, _cx: &mut Context) -> LinkState {
+        // QEMU's user network is always up (the PHY model reports link and autonegotiation
+        // complete from reset).
+        LinkState::Up
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let mut caps = Capabilities::default();
+        caps.max_transmission_unit = MAX_FRAME;
+        caps
+    }
+
+    fn hardware_address(&self) -> HardwareAddress {
+        HardwareAddress::Ethernet(self.mac)
+    }
+}

@@ -1,0 +1,409 @@
+//! dmapickle instrument firmware on Embassy, for QEMU `mps2-an386` (Cortex-M4F), over Ethernet.
+//!
+//! The same instrument as `src/main.rs` (the same `{"seq", "t_us", "rate_hz", "adc": (N, 4)
+//! int16}` message and exact-sample waveform, the same `dmapickle-hal` buffers and ring), as two
+//! async tasks on `embassy-executor`'s thread-mode executor:
+//! - `adc`: the simulated ADC, woken by an `embassy-time` ticker (CMSDK timers,
+//!   [`time_driver`]), fills block buffers and signals each complete block;
+//! - `publisher`: serves one TCP client at a time on `port=` (default 4000) through
+//!   `embassy-net` on the LAN9118 ([`lan9118`]), publishing each block with
+//!   `Publisher::publish_async` straight from its buffer into the socket.
+//!
+//! While no client is connected the ring fills and the ADC stalls (counted), so no block is
+//! skipped; a frame cut by a dropped connection is the only loss, and the host sees it as one
+//! lost sequence number. Network: QEMU's user network, static 10.0.2.15/24, gateway 10.0.2.2;
+//! `-nic user,model=lan9118,hostfwd=tcp:127.0.0.1:HOSTPORT-:4000` (firmware/qemu.sh `--nic`).
+//!
+//! Boot parameters: `n=`, `count=`, `rate=` as in `dmapickle_firmware::config` (`mode=inline`
+//! only), plus `port=P` and `drop=K` (cut frame K+1 of the first connection in the middle, by
+//! dropping the `publish_async` future, then abort the connection: the host's reconnect and
+//! resynchronisation test).
+#![no_std]
+#![no_main]
+
+mod lan9118;
+#[path = "../paint.rs"]
+mod paint;
+mod time_driver;
+
+use core::cell::RefCell;
+use core::ptr::addr_of_mut;
+
+use cortex_m::peripheral::NVIC;
+use cortex_m_rt::{entry, exception, ExceptionFrame};
+use critical_section::Mutex;
+use defmt_semihosting as _;
+use dmapickle_hal::{BufferRing, DmaBuf, Outgoing, Publisher};
+use embassy_executor::{Executor, Spawner};
+use embassy_futures::select::{select, Either};
+use embassy_net::tcp::TcpSocket;
+use embassy_net::{Ipv4Address, Ipv4Cidr, Stack, StackResources, StaticConfigV4};
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::signal::Signal;
+use embassy_time::{Duration, Instant, Ticker, Timer};
+use embedded_io_async::Write;
+use static_cell::{ConstStaticCell, StaticCell};
+
+use dmapickle_firmware::adc::Adc;
+use dmapickle_firmware::config::{BootConfig, LinkMode, MAX_BLOCK};
+use dmapickle_firmware::message::{self, MAX_PICKLE};
+use dmapickle_firmware::waveform::ROW_BYTES;
+
+use lan9118::Lan9118;
+use paint::{paint_stack, stack_high_water};
+
+/// Block buffers in RAM.
+const SLOTS: usize = 8;
+const BLOCK_BYTES: usize = MAX_BLOCK as usize * ROW_BYTES;
+/// Region id of the RAM buffers (inline only; diagnostics for the host).
+const RAM_REGION: u16 = 1;
+/// TCP send buffer: what may be in flight unacknowledged.
+const TCP_TX: usize = 64 * 1024;
+const TCP_RX: usize = 1024;
+const EXIT_CONFIG: i32 = 2;
+const EXIT_PUBLISH: i32 = 3;
+const EXIT_PANIC: i32 = 101;
+const EXIT_HARDFAULT: i32 = 102;
+
+static mut BLOCKS_RAM: [[u8; BLOCK_BYTES]; SLOTS] = [[0; BLOCK_BYTES]; SLOTS];
+static RING: BufferRing<SLOTS> = BufferRing::new();
+static ADC: Mutex<RefCell<Adc<DmaBuf>>> = Mutex::new(RefCell::new(Adc::new(256)));
+/// Raised by the ADC task when a block is on the ready queue.
+static READY: Signal<CriticalSectionRawMutex, ()> = Signal::new();
+static TCP_TX_BUF: ConstStaticCell<[u8; TCP_TX]> = ConstStaticCell::new([0; TCP_TX]);
+static TCP_RX_BUF: ConstStaticCell<[u8; TCP_RX]> = ConstStaticCell::new([0; TCP_RX]);
+static EXECUTOR: StaticCell<Executor> = StaticCell::new();
+static RESOURCES: StaticCell<StackResources<2>> = StaticCell::new();
+static NIC: StaticCell<Lan9118> = StaticCell::new();
+
+defmt::timestamp!("{=u64:us}", Instant::now().as_micros());
+
+/// What the Ethernet build adds to the boot parameters.
+#[derive(Clone, Copy, defmt::Format)]
+struct NetParams {
+    port: u16,
+    drop_after: Option<u32>,
+}
+
+#[entry]
+fn main() -> ! {
+    let painted = paint_stack();
+    time_driver::init();
+    let (cfg, net) = boot_config();
+    defmt::info!("dmapickle firmware (embassy, ethernet): {} {}", cfg, net);
+    if cfg.mode != LinkMode::Inline {
+        defmt::error!(
+            "mode=shared is the UART build's (PSRAM file); the Ethernet build sends arrays inline"
+        );
+        exit(EXIT_CONFIG);
+    }
+    let nic = match Lan9118::take() {
+        Ok(nic) => NIC.init(nic),
+        Err(e) => {
+            defmt::error!("LAN9118: {} (start QEMU with firmware/qemu.sh --nic)", e);
+            exit(EXIT_CONFIG)
+        }
+    };
+    // SAFETY: runs once, before any interrupt is unmasked: the only reference to BLOCKS_RAM ever
+    // made, split into disjoint `'static` buffers the ring owns from now on.
+    let blocks: &'static mut [[u8; BLOCK_BYTES]; SLOTS] = unsafe { &mut *addr_of_mut!(BLOCKS_RAM) };
+    for (i, mem) in blocks.iter_mut().enumerate() {
+        let _ = RING.give(DmaBuf::new(RAM_REGION, (i * BLOCK_BYTES) as u32, mem));
+    }
+    critical_section::with(|cs| *ADC.borrow_ref_mut(cs) = Adc::new(cfg.block));
+    for irq in [
+        time_driver::TIMER0_IRQ,
+        time_driver::TIMER1_IRQ,
+        lan9118::IRQ,
+    ] {
+        // SAFETY: the handlers (DefaultHandler below) only touch state behind critical sections
+        // or atomics, so unmasking cannot break a critical section in progress.
+        unsafe { NVIC::unmask(Irq(irq)) };
+    }
+    let executor = EXECUTOR.init(Executor::new());
+    executor.run(move |spawner: Spawner| {
+        let mac = nic.mac();
+        let config = embassy_net::Config::ipv4_static(StaticConfigV4 {
+            address: Ipv4Cidr::new(Ipv4Address::new(10, 0, 2, 15), 24),
+            gateway: Some(Ipv4Address::new(10, 0, 2, 2)),
+            dns_servers: heapless09::Vec::new(),
+        });
+        let resources = RESOURCES.init(StackResources::new());
+        // QEMU is deterministic; so is this seed (TCP initial sequence numbers, ports).
+        let seed = u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0x13, 0x5e]);
+        let (stack, runner) = embassy_net::new(nic, config, resources, seed);
+        spawner.spawn(net_task(runner).expect("one net task"));
+        spawner.spawn(adc_task(cfg.block, cfg.rate_hz).expect("one adc task"));
+        spawner.spawn(publisher_task(stack, cfg, net, painted).expect("one publisher task"));
+    })
+}
+
+#[embassy_executor::task]
+async fn net_task(mut runner: embassy_net::Runner<'static, &'static mut Lan9118>) -> ! {
+    runner.run().await
+}
+
+/// The simulated ADC: every wake delivers the rows due since the last one (a DMA half
+/// transfer, say), at most a block.
+#[embassy_executor::task]
+async fn adc_task(block: u32, rate_hz: u32) {
+    let rows = (rate_hz / 2000).clamp(32.min(block), block);
+    let period = Duration::from_micros((u64::from(rows) * 1_000_000 / u64::from(rate_hz)).max(1));
+    defmt::info!(
+        "ADC: {=u32} rows per wake every {=u64} us, blocks of {=u32} rows",
+        rows,
+        period.as_micros(),
+        block
+    );
+    let mut ticker = Ticker::every(period);
+    loop {
+        ticker.next().await;
+        if critical_section::with(|cs| ADC.borrow_ref_mut(cs).tick(&RING, rows)) {
+            READY.signal(());
+        }
+    }
+}
+
+/// The next complete block.
+async fn next_block() -> DmaBuf {
+    loop {
+        if let Some(buf) = RING.pop_ready() {
+            return buf;
+        }
+        READY.wait().await;
+    }
+}
+
+/// An `embedded-io-async` writer that passes `budget` bytes on, then never completes: how the
+/// `drop=` test cuts a frame in the middle (the future is then dropped).
+struct Cut<'a, W> {
+    inner: &'a mut W,
+    budget: usize,
+}
+
+impl<W: Write> embedded_io_async::ErrorType for Cut<'_, W> {
+    type Error = W::Error;
+}
+
+impl<W: Write> Write for Cut<'_, W> {
+    async fn write(&mut self, bytes: &[u8]) -> Result<usize, W::Error> {
+        if self.budget == 0 && !bytes.is_empty() {
+            core::future::pending::<()>().await;
+        }
+        let n = self
+            .inner
+            .write(&bytes[..bytes.len().min(self.budget)])
+            .await?;
+        self.budget -= n;
+        Ok(n)
+    }
+
+    async fn flush(&mut self) -> Result<(), W::Error> {
+        self.inner.flush().await
+    }
+}
+
+#[embassy_executor::task]
+async fn publisher_task(
+    stack: Stack<'static>,
+    cfg: BootConfig,
+    net: NetParams,
+    painted: (*mut u32, usize),
+) {
+    let mut socket = TcpSocket::new(stack, TCP_RX_BUF.take(), TCP_TX_BUF.take());
+    let publisher = Publisher::new();
+    let limit = cfg.messages();
+    let mut seq: u32 = 0;
+    let mut connections = 0u32;
+    stack.wait_config_up().await;
+    'serve: while limit.is_none_or(|n| seq < n) {
+        defmt::info!("listening on tcp port {=u16}", net.port);
+        if let Err(e) = socket.accept(net.port).await {
+            defmt::warn!("accept: {}", e);
+            socket.abort();
+            continue;
+        }
+        connections += 1;
+        defmt::info!(
+            "connection {=u32} from {}",
+            connections,
+            socket.remote_endpoint()
+        );
+        let mut on_this = 0u32;
+        while limit.is_none_or(|n| seq < n) {
+            let buf = next_block().await;
+            let mut out = [0u8; MAX_PICKLE];
+            let msg = match message::encode(&mut out, seq, cfg.block, cfg.rate_hz, buf.descriptor())
+            {
+                Ok(msg) => msg,
+                Err(e) => {
+                    defmt::error!("encoding message {=u32}: {}", seq, e);
+                    exit(EXIT_PUBLISH);
+                }
+            };
+            let inline = [Outgoing::Inline(&buf)];
+            let cut_here = connections == 1 && net.drop_after == Some(on_this);
+            let result = if cut_here {
+                let mut cut = Cut {
+                    inner: &mut socket,
+                    budget: (buf.len() + msg.pickle.len()) / 2,
+                };
+                let publishing =
+                    publisher.publish_async(&mut cut, msg.pickle, &msg.descriptors, inline);
+                match select(publishing, Timer::after_millis(200)).await {
+                    Either::First(_) => defmt::panic!("the cut link cannot complete a frame"),
+                    Either::Second(()) => None,
+                }
+            } else {
+                let sent =
+                    publisher.publish_async(&mut socket, msg.pickle, &msg.descriptors, inline);
+                // The outcome without the buffer references it carries.
+                Some(sent.await.map(|_| ()).map_err(|e| e.error))
+            };
+            // The future is gone: the buffer is ours again, back to the ADC.
+            let _ = RING.give(buf);
+            if seq % 256 == 0 {
+                defmt::info!("published seq {=u32}", seq);
+            }
+            seq = seq.wrapping_add(1);
+            on_this += 1;
+            match result {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    defmt::warn!(
+                        "connection {=u32} failed at seq {=u32}: {}",
+                        connections,
+                        seq - 1,
+                        e
+                    );
+                    socket.abort();
+                    let _ = socket.flush().await;
+                    continue 'serve;
+                }
+                None => {
+                    defmt::info!(
+                        "dropped connection {=u32} in the middle of seq {=u32}",
+                        connections,
+                        seq - 1
+                    );
+                    socket.abort();
+                    let _ = socket.flush().await;
+                    continue 'serve;
+                }
+            }
+        }
+    }
+    let _ = socket.flush().await;
+    socket.close();
+    let _ = select(socket.flush(), Timer::after_secs(2)).await;
+    Timer::after_millis(100).await;
+    let (stalls, overflows) = critical_section::with(|cs| {
+        let adc = ADC.borrow_ref(cs);
+        (adc.stalls(), adc.overflows())
+    });
+    defmt::info!(
+        "done: {=u32} messages, {=u32} ADC stalls, {=u32} overflows, stack high water {=usize} bytes",
+        seq,
+        stalls,
+        overflows,
+        stack_high_water(painted)
+    );
+    defmt::info!("ethernet: {=u32} connections", connections);
+    exit(0)
+}
+
+/// Boot parameters from the semihosting command line: `port=` and `drop=` here, the rest as in
+/// the UART build.
+fn boot_config() -> (BootConfig, NetParams) {
+    let mut cfg = BootConfig::default();
+    let mut net = NetParams {
+        port: 4000,
+        drop_after: None,
+    };
+    let Ok(args) = semihosting::experimental::env::args::<512>() else {
+        return (cfg, net);
+    };
+    for (i, arg) in (&args).enumerate() {
+        let Ok(word) = arg else {
+            defmt::error!("boot parameter {=usize} is not UTF-8", i);
+            exit(EXIT_CONFIG);
+        };
+        if i == 0 && !word.contains('=') {
+            continue;
+        }
+        let number = |v: &str| v.parse::<u32>().ok();
+        match word.split_once('=') {
+            Some(("port", v)) => match v.parse::<u16>() {
+                Ok(p) if p > 0 => net.port = p,
+                _ => {
+                    defmt::error!(
+                        "bad value in boot parameter `{=str}`: port takes 1..=65535",
+                        word
+                    );
+                    exit(EXIT_CONFIG);
+                }
+            },
+            Some(("drop", v)) => match number(v) {
+                Some(k) => net.drop_after = Some(k),
+                None => {
+                    defmt::error!(
+                        "bad value in boot parameter `{=str}`: drop takes a message count",
+                        word
+                    );
+                    exit(EXIT_CONFIG);
+                }
+            },
+            _ => {
+                if let Err(e) = cfg.apply(word) {
+                    defmt::error!("{}", defmt::Display2Format(&e));
+                    exit(EXIT_CONFIG);
+                }
+            }
+        }
+    }
+    (cfg, net)
+}
+
+fn exit(code: i32) -> ! {
+    semihosting::process::exit(code)
+}
+
+/// An external interrupt line of this board.
+#[derive(Clone, Copy)]
+struct Irq(u16);
+
+// SAFETY: the numbers used are the board's interrupt lines (mps2.c: timers 8 and 9, LAN9118 13),
+// all below the 32 lines the AN386 NVIC has.
+unsafe impl cortex_m::interrupt::InterruptNumber for Irq {
+    fn number(self) -> u16 {
+        self.0
+    }
+}
+
+/// No device crate, so cortex-m-rt routes every interrupt here; dispatch by number.
+#[exception]
+unsafe fn DefaultHandler(irqn: i16) {
+    match irqn {
+        8 => time_driver::on_timer0(),
+        9 => time_driver::on_timer1(),
+        13 => Lan9118::on_interrupt(),
+        _ => {}
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    cortex_m::interrupt::disable();
+    defmt::error!("panic: {}", defmt::Display2Format(info));
+    exit(EXIT_PANIC)
+}
+
+#[exception]
+unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
+    defmt::error!(
+        "HardFault: pc={=u32:#010x} lr={=u32:#010x}",
+        frame.pc(),
+        frame.lr()
+    );
+    exit(EXIT_HARDFAULT)
+}
