@@ -45,6 +45,66 @@
 //! price: a message needs up to one byte per nesting level (and one for `STOP`) more room than its
 //! final length while it is being written. A container must also begin within the first 4 GiB of
 //! the output (its position is kept in 32 bits); beyond that, beginning one is `BufferFull`.
+//!
+//! # Closures and `?`
+//! The closure helpers are generic over the closure's error type `E` (any `From<Error>`), so a
+//! closure may also `?` its own errors (a hal `Error`, an application enum). Rust infers `E` from
+//! the closure's last expression: end it with the last write, whose type is [`Result<()>`](crate::Result),
+//! and nothing needs naming:
+//!
+//! ```
+//! # use dmapickle_core::Pickler;
+//! # let mut out = [0u8; 64];
+//! let mut p = Pickler::new(&mut out);
+//! p.dict(|p| {
+//!     p.str("seq")?;
+//!     p.int(7u8)?;
+//!     p.str("ok")?;
+//!     p.bool(true) // the last write is the closure's value: E = dmapickle_core::Error
+//! })?;
+//! # Ok::<(), dmapickle_core::Error>(())
+//! ```
+//!
+//! A closure that ends in `Ok(())` (after a loop, say) does not say which `E`. In a function
+//! whose error type converts from more than one type (`dmapickle_hal::Error`, your own enum),
+//! `rustc` then stops with `E0283 type annotations needed`, and its suggestion, `Ok::<(), E>`,
+//! names no real type. Give the closure a return type; `E` is then whatever it names:
+//!
+//! ```
+//! # use dmapickle_core::Pickler;
+//! # let mut out = [0u8; 64];
+//! let mut p = Pickler::new(&mut out);
+//! p.dict(|p| -> dmapickle_core::Result<()> {
+//!     for (i, key) in ["a", "b"].into_iter().enumerate() {
+//!         p.str(key)?;
+//!         p.int(i)?;
+//!     }
+//!     Ok(())
+//! })?;
+//! # Ok::<(), dmapickle_core::Error>(())
+//! ```
+//!
+//! ```compile_fail,E0283
+//! # use dmapickle_core::Pickler;
+//! enum AppError {
+//!     Encode(dmapickle_core::Error),
+//!     Sensor,
+//! }
+//! impl From<dmapickle_core::Error> for AppError {
+//!     fn from(e: dmapickle_core::Error) -> Self {
+//!         AppError::Encode(e)
+//!     }
+//! }
+//! fn encode(out: &mut [u8]) -> Result<usize, AppError> {
+//!     let mut p = Pickler::new(out);
+//!     p.dict(|p| {
+//!         p.str("a")?;
+//!         p.int(1u8)?;
+//!         Ok(()) // E0283: AppError or dmapickle_core::Error? `|p| -> dmapickle_core::Result<()>`
+//!     })?;
+//!     Ok(p.finish()?.pickle.len())
+//! }
+//! ```
 
 use heapless::Vec;
 
@@ -826,7 +886,8 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     }
 
     /// Writes a dict whose keys and values `f` writes, alternately; on error the whole dict is
-    /// rolled back.
+    /// rolled back. A closure ending in `Ok(())` needs a return type:
+    /// `|p| -> dmapickle_core::Result<()> { ...; Ok(()) }` ([module docs](self#closures-and-)).
     ///
     /// ```
     /// # use dmapickle_core::Pickler;
