@@ -24,8 +24,12 @@ pub enum Error {
     },
     /// The link failed while sending; the link's own error is returned alongside.
     Link,
-    /// A length beyond a buffer's capacity.
+    /// A length beyond a buffer's capacity, an array shape that does not fit it, or filled
+    /// bytes that are not a whole number of elements.
     BufferLength,
+    /// A typed view of memory that is not aligned for the element type (a [`crate::DmaBuf`]
+    /// over plain bytes; one over [`crate::Block`]s is always aligned).
+    BufferAlignment,
     /// A shared region is too small for its control block and one slot, or has more slots than
     /// [`crate::shared::MAX_SLOTS`].
     RegionSize,
@@ -52,6 +56,9 @@ impl fmt::Display for Error {
             }
             Error::Link => f.write_str("link write or transfer failed"),
             Error::BufferLength => f.write_str("length beyond the buffer's capacity"),
+            Error::BufferAlignment => {
+                f.write_str("buffer memory not aligned for the element type (use a Block)")
+            }
             Error::RegionSize => f.write_str("shared region too small or too many slots"),
             Error::RegionAlignment => f.write_str("shared region not 64-byte aligned"),
         }

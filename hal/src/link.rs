@@ -13,6 +13,44 @@ use embedded_dma::ReadBuffer;
 ///
 /// Implemented for `&mut T` so drivers compose (a publisher can borrow a link).
 ///
+/// A link the CPU feeds (a UART FIFO, an RTT channel, a socket) needs no `Link` impl of its own:
+/// implement `embedded_io::Write` (or take your HAL's) and wrap it in
+/// [`WriteLink`](crate::WriteLink). Implement `Link` for a real DMA engine, whose transfer runs
+/// while the CPU does other work. Repeat the associated type's `where` clause exactly: without
+/// it, rustc asks for `stable_deref_trait::StableDeref` on `B`, a bound of `embedded-dma`'s
+/// blanket `ReadBuffer` impl.
+///
+/// ```
+/// use dmapickle_hal::{send_blocking, Completed, Link, ReadBuffer};
+///
+/// struct Uart; // a register-level UART; `write_all` feeds its FIFO
+/// impl Uart {
+///     fn write_all(&mut self, _bytes: &[u8]) {}
+/// }
+///
+/// impl Link for Uart {
+///     type Error = core::convert::Infallible;
+///     type Transfer<'a, B>
+///         = Completed<B, Self::Error>
+///     where
+///         Self: 'a,
+///         B: ReadBuffer<Word = u8> + 'static; // this clause is required
+///
+///     fn write(&mut self, bytes: &[u8]) -> Result<(), Self::Error> {
+///         self.write_all(bytes);
+///         Ok(())
+///     }
+///
+///     fn transfer<B>(&mut self, buffer: B) -> Self::Transfer<'_, B>
+///     where
+///         B: ReadBuffer<Word = u8> + 'static,
+///     {
+///         send_blocking(&buffer, |bytes| self.write_all(bytes));
+///         Completed::new(buffer, Ok(()))
+///     }
+/// }
+/// ```
+///
 /// # Contract
 /// - `write` returns when all bytes are queued on the link, in order, or with an error; after an
 ///   error the frame on the wire is cut off, which the host detects by CRC and resynchronises.

@@ -43,6 +43,40 @@ pub struct PublishError<E, B, const N: usize> {
     pub inline: Vec<B, N>,
 }
 
+impl<E, B, const N: usize> PublishError<E, B, N> {
+    /// What went wrong, the link's own error (when [`Error::Link`]) and the inline buffers, in
+    /// message order, to give back to their ring.
+    pub fn into_parts(self) -> (Error, Option<E>, Vec<B, N>) {
+        (self.error, self.link, self.inline)
+    }
+}
+
+/// `publishing failed: <what>` and, for a link error, the link's own error.
+impl<E: core::fmt::Debug, B, const N: usize> core::fmt::Display for PublishError<E, B, N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "publishing failed: {}", self.error)?;
+        match &self.link {
+            Some(link) => write!(f, " ({link:?})"),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl<E: core::fmt::Debug, B: core::fmt::Debug, const N: usize> std::error::Error
+    for PublishError<E, B, N>
+{
+}
+
+/// `?` on [`Publisher::publish`] in a function returning [`Error`]: the buffers are dropped
+/// with the error (a `DmaBuf` is then gone from its ring). To keep them, match the error and
+/// [`PublishError::into_parts`] it instead.
+impl<E, B, const N: usize> From<PublishError<E, B, N>> for Error {
+    fn from(e: PublishError<E, B, N>) -> Self {
+        e.error
+    }
+}
+
 /// Frames messages and puts them on a link, numbering them with a wrapping sequence counter.
 ///
 /// The counter lives in a `critical_section::Mutex`, so a `static` publisher can be used from
@@ -53,10 +87,11 @@ pub struct PublishError<E, B, const N: usize> {
 /// # #[cfg(feature = "std")]
 /// # fn main() {
 /// use dmapickle_core::frame::{Body, Header, HEADER_LEN};
-/// use dmapickle_hal::{io::IoLink, DmaBuf, Outgoing, Publisher};
+/// use dmapickle_hal::{io::IoLink, Block, DmaBuf, Outgoing, Publisher};
 /// let publisher = Publisher::new();
 /// let mut link = IoLink::new(Vec::new());
-/// let mut buf = DmaBuf::new(1, 0x100, Box::leak(Box::new([0u8; 16])));
+/// static BLOCK: static_cell::ConstStaticCell<Block<16>> = static_cell::ConstStaticCell::new(Block::ZERO);
+/// let mut buf = DmaBuf::from_block(1, 0x100, BLOCK.take());
 /// buf.fill_from(&[1, 2, 3, 4]).unwrap();
 /// let descriptors = [buf.descriptor()];
 /// let pickle = [0x80, 0x05, 0x97, 0x2E]; // NEXT_BUFFER: loads as the buffer itself

@@ -20,6 +20,7 @@ use critical_section::Mutex;
 use dmapickle_core::{release::control_len, Descriptor};
 
 use crate::ring::ReleaseRing;
+use crate::view::{self, Pod};
 use crate::Error;
 
 /// Most slots one region manages (one bit each in a `u32`).
@@ -290,6 +291,24 @@ impl SharedBuf<'_> {
     /// The descriptor of the filled bytes: `(region id, offset in region, len)`.
     pub fn descriptor(&self) -> Descriptor {
         Descriptor::new(self.region.id, self.offset, self.len as u32)
+    }
+
+    /// The whole slot as `T`s, to fill in place. Slots start 64-byte aligned, so this never
+    /// fails for alignment (see [`DmaBuf::as_mut_slice_of`](crate::DmaBuf::as_mut_slice_of)).
+    pub fn as_mut_slice_of<T: Pod>(&mut self) -> Result<&mut [T], Error> {
+        view::view_mut(self.as_mut_slice())
+    }
+
+    /// The filled bytes as `T`s ([`Error::BufferLength`] if they are not a whole number of `T`s).
+    pub fn filled_of<T: Pod>(&self) -> Result<&[T], Error> {
+        view::view(self.filled())
+    }
+
+    /// Mark as filled exactly the bytes an array of `T` with `shape` takes and return their
+    /// descriptor (see [`DmaBuf::array_descriptor`](crate::DmaBuf::array_descriptor)).
+    pub fn array_descriptor<T: Pod>(&mut self, shape: &[usize]) -> Result<Descriptor, Error> {
+        self.len = view::shaped_len::<T>(shape, self.region.slot_len)?;
+        Ok(self.descriptor())
     }
 
     /// Hand the slot to the host (publisher only): the `SharedBuf` is consumed.

@@ -1,7 +1,9 @@
-//! Misuse of DMA buffers must not compile: writing a buffer while its transfer is in flight, or
-//! while the host holds it (shared region, not yet released), or giving DMA a non-`'static`
-//! buffer. Each file in `tests/cfail/` is one misuse, with the compiler's error pinned in its
-//! `.stderr`. The misuse files use the `std` link, so this runs with `--features std`.
+//! Misuse of DMA buffers must not compile: writing a buffer (or a typed view of it) while its
+//! transfer is in flight, or while the host holds it (shared region, not yet released), giving
+//! DMA a non-`'static` buffer (or splitting a local array into buffers), or viewing DMA bytes as
+//! a type not every bit pattern is a value of (`bool`). Each file in `tests/cfail/` is one
+//! misuse, with the compiler's error pinned in its `.stderr`; each error names the fix. The
+//! misuse files use the `std` link, so this runs with `--features std`.
 #![cfg(feature = "std")]
 
 #[test]
