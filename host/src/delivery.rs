@@ -23,12 +23,12 @@ pub fn validator(profile: Profile, allow: &[(String, String)]) -> Validator {
 
 /// A frame-reader validator that runs `checker` (its profile, allowlist and limits).
 pub fn checked(mut checker: Checker) -> Validator {
-    Box::new(move |pickle: &[u8], lens: &[usize]| {
-        checker
-            .check(pickle, lens)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    })
+    Box::new(
+        move |pickle: &[u8], lens: &[usize]| match checker.check(pickle, lens) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(checker.explain(&e, pickle)),
+        },
+    )
 }
 
 #[cfg(test)]
@@ -58,7 +58,7 @@ mod tests {
         let evil = b"\x80\x05\x8c\x02os\x8c\x06system\x93\x8c\x02id\x85R.";
         assert_eq!(
             v(evil, &[]),
-            Err("byte 14, STACK_GLOBAL: global not in the allowlist".to_string())
+            Err("byte 14, STACK_GLOBAL: global not in the allowlist: os.system (to trust it: --allow os:system)".to_string())
         );
     }
 }

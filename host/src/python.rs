@@ -282,8 +282,9 @@ fn framed<'py>(
     }
 }
 
-/// `(seq, pickle: bytes, framed: bytes, [memoryview], [shared: bool])` for the Python side; each
-/// memoryview is over a `BufferView`; `framed`: see [`framed`].
+/// `(seq, pickle: bytes, framed: bytes, [memoryview], [shared: bool], host_ns: int)` for the
+/// Python side; each memoryview is over a `BufferView`; `framed`: see [`framed`]; `host_ns`:
+/// [`Message::host_ns`].
 fn message_tuple<'py>(py: Python<'py>, m: Message) -> PyResult<Bound<'py, PyTuple>> {
     let tp = VIEW_TYPE
         .get_or_try_init(py, || view::make_type(py))?
@@ -303,7 +304,7 @@ fn message_tuple<'py>(py: Python<'py>, m: Message) -> PyResult<Bound<'py, PyTupl
         }?;
         views.append(mv)?;
     }
-    (m.seq, pickle, framed, views, shared).into_pyobject(py)
+    (m.seq, pickle, framed, views, shared, m.host_ns).into_pyobject(py)
 }
 
 /// What the reader thread sends to `next`.
@@ -717,7 +718,7 @@ fn check(
     let mut c = checker(profile, &allow, limits)?;
     c.summarize(pickle, &buffer_lens)
         .map(|(_, s)| s)
-        .map_err(|e| RejectedError::new_err(e.to_string()))
+        .map_err(|e| RejectedError::new_err(c.explain(&e, pickle)))
 }
 
 /// Decode and validate one complete frame; returns `(seq, pickle, buffers)` like `Stream.next`.

@@ -39,6 +39,8 @@ pub struct Checker {
     max_keys: usize,
     max_memo: usize,
     workspace: OwnedWorkspace,
+    /// Where the last rejection's refused global is in its pickle.
+    refused: Option<(std::ops::Range<usize>, std::ops::Range<usize>)>,
 }
 
 impl Checker {
@@ -55,6 +57,7 @@ impl Checker {
             limits: Limits::DEFAULT,
             max_keys: DEFAULT_MAX_KEYS,
             max_memo: memo.max(DEFAULT_MAX_MEMO),
+            refused: None,
             workspace: OwnedWorkspace::new(stack, memo),
         }
     }
@@ -80,6 +83,28 @@ impl Checker {
     /// The limits enforced.
     pub fn current_limits(&self) -> Limits {
         self.limits
+    }
+
+    /// After a [`Reason::GlobalNotAllowed`] rejection of `pickle`: the `module` and `name` it
+    /// refused, so that a message can say what to `allow` (if the sender is trusted).
+    pub fn refused_global<'p>(&self, pickle: &'p [u8]) -> Option<(&'p str, &'p str)> {
+        let (module, name) = self.refused.clone()?;
+        let text = |r: std::ops::Range<usize>| std::str::from_utf8(pickle.get(r)?).ok();
+        Some((text(module)?, text(name)?))
+    }
+
+    /// `e` as one line, naming the refused global and the flag that would allow it.
+    pub fn explain(&self, e: &Error, pickle: &[u8]) -> String {
+        match (e, self.refused_global(pickle)) {
+            (
+                Error::Rejected {
+                    reason: Reason::GlobalNotAllowed,
+                    ..
+                },
+                Some((module, name)),
+            ) => format!("{e}: {module}.{name} (to trust it: --allow {module}:{name})"),
+            _ => e.to_string(),
+        }
     }
 
     /// Largest memo the checker may grow to (default [`DEFAULT_MAX_MEMO`]).
@@ -130,7 +155,9 @@ impl Checker {
             .with_allowed(&allowed)
             .with_limits(self.limits);
         loop {
-            let result = f(&validator, &mut self.workspace.workspace());
+            let mut ws = self.workspace.workspace();
+            let result = f(&validator, &mut ws);
+            self.refused = ws.refused_at();
             let have = self.workspace.keys();
             match result {
                 Err(Error::Rejected {

@@ -58,7 +58,10 @@ fn check_prints_one_line_per_file_and_exits_by_the_worst_result() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         stdout(&o),
-        format!("{ok}: ok\n{evil}: rejected: byte 14, STACK_GLOBAL: global not in the allowlist\n")
+        format!(
+            "{ok}: ok\n{evil}: rejected: byte 14, STACK_GLOBAL: global not in the allowlist: \
+             os.system (to trust it: --allow os:system)\n"
+        )
     );
 }
 

@@ -84,7 +84,7 @@ def test_check_api():
     assert "ndarray" in dmapickle.check(p, [b.raw() for b in bufs])
     with pytest.raises(dmapickle.RejectedError) as e:
         dmapickle.check(OS_SYSTEM)
-    assert str(e.value) == "byte 14, STACK_GLOBAL: global not in the allowlist"
+    assert str(e.value) == "byte 14, STACK_GLOBAL: global not in the allowlist: os.system (to trust it: --allow os:system)"
     assert isinstance(e.value, ValueError)
     with pytest.raises(dmapickle.RejectedError):
         dmapickle.check(p, [])  # buffer count must match

@@ -185,6 +185,8 @@ pub struct Workspace<'w> {
     memo: &'w mut [Slot],
     /// Entry 0 holds the epoch (in `count`); the rest is the table.
     keys: &'w mut [KeySlot],
+    /// The (module, name) byte ranges of the last global refused, for the caller's message.
+    refused: Option<[usize; 4]>,
 }
 
 impl<'w> Workspace<'w> {
@@ -200,7 +202,27 @@ impl<'w> Workspace<'w> {
     pub fn with_keys(stack: &'w mut [Slot], memo: &'w mut [Slot], keys: &'w mut [KeySlot]) -> Self {
         memo.iter_mut().for_each(|s| *s = Slot::EMPTY);
         keys.iter_mut().for_each(|s| *s = KeySlot::EMPTY);
-        Workspace { stack, memo, keys }
+        Workspace {
+            stack,
+            memo,
+            keys,
+            refused: None,
+        }
+    }
+
+    /// After a rejection for [`Reason::GlobalNotAllowed`]: the `(module, name)` that was refused,
+    /// read from `pickle` (the same bytes), so that a message can say what to allow.
+    pub fn refused_global<'p>(&self, pickle: &'p [u8]) -> Option<(&'p str, &'p str)> {
+        let (module, name) = self.refused_at()?;
+        let text = |r: core::ops::Range<usize>| core::str::from_utf8(pickle.get(r)?).ok();
+        Some((text(module)?, text(name)?))
+    }
+
+    /// After a rejection for [`Reason::GlobalNotAllowed`]: where the refused module and name
+    /// are in the pickle (byte ranges).
+    pub fn refused_at(&self) -> Option<(core::ops::Range<usize>, core::ops::Range<usize>)> {
+        let [ms, ml, ns, nl] = self.refused?;
+        Some((ms..ms.checked_add(ml)?, ns..ns.checked_add(nl)?))
     }
 }
 
@@ -258,6 +280,7 @@ impl OwnedWorkspace {
             stack: &mut self.stack,
             memo: &mut self.memo,
             keys: &mut self.keys,
+            refused: None,
         }
     }
 }
@@ -917,6 +940,7 @@ struct Machine<'v, 'p, 'w, 't, 'o> {
     memo_len: usize,
     memo_high: usize,
     keys: &'w mut [KeySlot],
+    refused: &'w mut Option<[usize; 4]>,
     /// Whether this run counts collisions in the key table (the second run, if any).
     use_keys: bool,
     /// ... and list items too (the first run saw a `set(list)`).
@@ -987,6 +1011,10 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             memo_len: 0,
             memo_high: 0,
             keys: &mut *ws.keys,
+            refused: {
+                ws.refused = None;
+                &mut ws.refused
+            },
             use_keys,
             count_lists,
             epoch,
@@ -1786,7 +1814,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         Ok(())
     }
 
-    fn resolve(&self, module: &str, name: &str) -> Check<Callee> {
+    fn resolve(&mut self, module: &str, name: &str) -> Check<Callee> {
         let builtin = GLOBALS
             .iter()
             .find(|(m, n, _, strict)| *m == module && *n == name && (*strict || !self.strict()));
@@ -1796,6 +1824,9 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         if self.v.extra.iter().any(|(m, n)| *m == module && *n == name) {
             return Ok(Callee::Custom);
         }
+        // Both texts are slices of the pickle: remember where, for the caller's message.
+        let at = |s: &str| (s.as_ptr() as usize).wrapping_sub(self.pickle.as_ptr() as usize);
+        *self.refused = Some([at(module), module.len(), at(name), name.len()]);
         Err(Reason::GlobalNotAllowed)
     }
 
@@ -3036,5 +3067,23 @@ mod tests {
         assert_eq!(limit_of(run_limits(&many, &[], d)).0, Limit::Expansion);
         // CPython's own sharing stays well inside: ['shared'] * 3 and a recursive list
         run_limits(b"\x80\x05]q\x00(\x8c\x06sharedq\x01h\x01h\x01e.", &[], d).unwrap();
+    }
+
+    #[test]
+    fn a_refused_global_is_named() {
+        let mut stack = [Slot::EMPTY; 16];
+        let mut memo = [Slot::EMPTY; 16];
+        let mut ws = Workspace::new(&mut stack, &mut memo);
+        let v = Validator::new(Profile::General);
+        for pickle in [
+            &b"\x80\x05\x8c\x02os\x8c\x06system\x93\x8c\x02id\x85R."[..],
+            &b"\x80\x02cos\nsystem\n."[..],
+        ] {
+            assert!(v.validate(pickle, &[], &mut ws).is_err());
+            assert_eq!(ws.refused_global(pickle), Some(("os", "system")));
+        }
+        // a rejection for another reason names no global
+        assert!(v.validate(b"\x80\x05N", &[], &mut ws).is_err());
+        assert_eq!(ws.refused_global(b"\x80\x05N"), None);
     }
 }

@@ -109,7 +109,21 @@ pub(crate) fn run(args: Args) -> ExitCode {
                 Ok(_) => println!("{}: ok", path.display()),
                 Err(e) => {
                     rejected = true;
-                    println!("{}: rejected: {e}", path.display());
+                    let mut line = checker.explain(&e, &files.pickle);
+                    if let dmapickle_core::Error::Rejected {
+                        reason: dmapickle_core::Reason::TooManyBuffers,
+                        ..
+                    } = e
+                    {
+                        // Say which file is missing: a pickle with out-of-band buffers needs
+                        // them beside it.
+                        let next = files.buffers.len();
+                        line.push_str(&format!(
+                            " ({} not found beside it)",
+                            super::buffer_path(path, next).display()
+                        ));
+                    }
+                    println!("{}: rejected: {line}", path.display());
                 }
             },
             Err(e) => {

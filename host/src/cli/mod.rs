@@ -74,19 +74,24 @@ pub(crate) struct PickleFiles {
     pub buffers: Vec<Vec<u8>>,
 }
 
+/// The file of out-of-band buffer `i` of the pickle file `path`: `x.pkl` -> `x.buf{i}`.
+pub(crate) fn buffer_path(path: &Path, i: usize) -> PathBuf {
+    let stem: PathBuf = if path.extension().is_some_and(|e| e == "pkl") {
+        path.with_extension("")
+    } else {
+        path.to_path_buf()
+    };
+    let mut name = stem.into_os_string();
+    name.push(format!(".buf{i}"));
+    PathBuf::from(name)
+}
+
 impl PickleFiles {
     pub(crate) fn read(path: &Path) -> Result<Self, String> {
         let pickle = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let stem: PathBuf = if path.extension().is_some_and(|e| e == "pkl") {
-            path.with_extension("")
-        } else {
-            path.to_path_buf()
-        };
         let mut buffers = Vec::new();
         loop {
-            let mut name = stem.clone().into_os_string();
-            name.push(format!(".buf{}", buffers.len()));
-            let buf_path = PathBuf::from(name);
+            let buf_path = buffer_path(path, buffers.len());
             match std::fs::read(&buf_path) {
                 Ok(b) => buffers.push(b),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
