@@ -44,6 +44,12 @@ export DMAPICKLE_FIRMWARE_ELF=$target_dir/thumbv7em-none-eabihf/release/dmapickl
 cargo build -q --release --features embassy --bin dmapickle-embassy
 export DMAPICKLE_EMBASSY_ELF=$target_dir/thumbv7em-none-eabihf/release/dmapickle-embassy
 export DMAPICKLE_FIRMWARE_RTT_ELF=$rtt_elf  # qemu.sh must refuse it
+# The hal guide's minimal firmware (its own crate, public API only): fmt, clippy, the release ELF
+# tests/hil/hil_minimal.py runs.
+(cd "$root/tests/minimal-firmware" && cargo fmt --check && cargo clippy -q --release -- -D warnings \
+  && cargo build -q --release)
+minimal_target=${CARGO_TARGET_DIR:-$root/tests/minimal-firmware/target}
+export DMAPICKLE_MINIMAL_ELF=$minimal_target/thumbv7em-none-eabihf/release/minimal-firmware
 
 # The host end: dmapickle-host's frame reader feeding the Python checks, and the Python package.
 cd "$root"
