@@ -137,3 +137,32 @@ def test_a_connection_dropped_mid_frame_is_reconnected_and_resynchronised(tmp_pa
     assert re.search(r"ethernet: 2 connections", log), log
     assert done_line(log)[0] == count
     print(f"\n[hil] ethernet drop: {stats}")
+
+
+def test_the_host_drops_the_connection_and_a_new_one_resynchronises(tmp_path, dmapickle):
+    # Python closes its connection mid-stream (whatever frame was in flight is cut on the wire);
+    # the device's next write fails, it aborts and accepts again, and a new connection starts
+    # on a frame boundary. What was in flight in between is lost, never delivered corrupt.
+    count, block, rate, first = 2048, 256, 1_024_000, 600
+    board, port = net_board(tmp_path, {"n": block, "count": count, "rate": rate})
+    with board:
+        wait_listening(board)
+        with dmapickle.open(f"tcp://127.0.0.1:{port}", profile="strict", reconnect=False) as stream:
+            msgs = [m for batch in receive(stream, first) for m in batch]
+            check(msgs, block, rate)
+            assert [m.seq for m in msgs] == list(range(first))
+        with dmapickle.open(f"tcp://127.0.0.1:{port}", profile="strict", reconnect=True) as stream:
+            got = []
+            while not got or got[-1] < count - 1:
+                m = stream.next(timeout=60)
+                assert m is not None, (got[-1:], stream.stats)
+                check([m], block, rate)
+                got.append(m.seq)
+            stats = stream.stats
+        assert got == list(range(got[0], count)), "after the first frame, nothing lost"
+        assert got[0] > first - 1
+        assert (stats["corrupt"], stats["lost"], stats["refused"]) == (0, 0, 0), stats
+        assert board.wait() == 0, board.log()
+        log = board.log()
+    assert "connection 1 failed at seq" in log, log
+    print(f"\n[hil] ethernet host drop: {got[0] - first} messages lost in flight, then {len(got)} exact")

@@ -143,11 +143,12 @@ async fn net_task(mut runner: embassy_net::Runner<'static, &'static mut Lan9118>
     runner.run().await
 }
 
-/// The simulated ADC: every wake delivers the rows due since the last one (a DMA half
-/// transfer, say), at most a block.
+/// The simulated ADC: it wakes about every millisecond (a DMA half transfer, say) and delivers
+/// the rows due since the last wake, block after block; when no buffer is free it stalls for
+/// the rest of the wake (counted), so the signal stays continuous and no block is skipped.
 #[embassy_executor::task]
 async fn adc_task(block: u32, rate_hz: u32) {
-    let rows = (rate_hz / 2000).clamp(32.min(block), block);
+    let rows = (rate_hz / 1000).max(1);
     let period = Duration::from_micros((u64::from(rows) * 1_000_000 / u64::from(rate_hz)).max(1));
     defmt::info!(
         "ADC: {=u32} rows per wake every {=u64} us, blocks of {=u32} rows",
@@ -156,10 +157,25 @@ async fn adc_task(block: u32, rate_hz: u32) {
         block
     );
     let mut ticker = Ticker::every(period);
+    let mut done = 0; // rows of the block being filled
     loop {
         ticker.next().await;
-        if critical_section::with(|cs| ADC.borrow_ref_mut(cs).tick(&RING, rows)) {
-            READY.signal(());
+        let mut left = rows;
+        while left > 0 {
+            let step = left.min(block - done);
+            let (complete, stalled) = critical_section::with(|cs| {
+                let mut adc = ADC.borrow_ref_mut(cs);
+                let stalls = adc.stalls();
+                (adc.tick(&RING, step), adc.stalls() != stalls)
+            });
+            if stalled {
+                break;
+            }
+            left -= step;
+            done = (done + step) % block;
+            if complete {
+                READY.signal(());
+            }
         }
     }
 }

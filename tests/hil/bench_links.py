@@ -1,0 +1,103 @@
+"""Array MB/s reaching numpy over the three links, one run, side by side (issue 13):
+
+    bench_links.py [--repeat R]
+
+For (256, 4) and (1024, 4) int16 blocks: the UART build's inline link (CMSDK UART0 on a unix
+socket), its shared-region link (frames on the UART, arrays lent from the PSRAM file) and the
+Embassy build over Ethernet (LAN9118, embassy-net TCP, QEMU user network, hostfwd). Each is read
+with `dmapickle.open` and every message is loaded into numpy (`Message.load()`); the time runs
+from the first to the last message Python receives. The simulated ADC runs fast enough that the
+link, not the ADC, is the limit (the firmware's ADC stalls when every buffer is in flight).
+Same environment as the HIL tests (DMAPICKLE_FIRMWARE_ELF, DMAPICKLE_EMBASSY_ELF).
+"""
+import argparse
+import gc
+import os
+import tempfile
+import time
+
+import dmapickle
+
+from board import Board
+from hil_ethernet import GUEST_PORT, embassy_elf, free_port, wait_listening
+
+# (link, block, messages, ADC rows/s)
+RUNS = [
+    ("uart inline", 256, 120, 256_000),
+    ("uart inline", 1024, 30, 1_024_000),
+    ("uart shared", 256, 600, 1_024_000),
+    ("uart shared", 1024, 300, 1_024_000),
+    ("ethernet", 256, 4000, 4_096_000),
+    ("ethernet", 1024, 2000, 4_096_000),
+]
+
+
+def timed(stream, count):
+    first = stream.next(timeout=120)
+    assert first is not None, stream.stats
+    first.load()
+    t0 = time.monotonic()
+    n = 1
+    while n < count:
+        m = stream.next(timeout=120)
+        assert m is not None, (n, stream.stats)
+        obj = m.load()
+        assert obj["adc"].shape[1] == 4
+        n += 1
+        del m, obj
+    dt = time.monotonic() - t0
+    del first
+    gc.collect()
+    return dt, stream.stats
+
+
+def run(link, block, count, rate):
+    params = {"n": block, "count": count, "rate": rate}
+    with tempfile.TemporaryDirectory() as tmp:
+        if link == "ethernet":
+            port = free_port()
+            board = Board(tmp, params, serial=False, timeout=600, elf=embassy_elf(), nic=(port, GUEST_PORT))
+            with board:
+                wait_listening(board)
+                with dmapickle.open(f"tcp://127.0.0.1:{port}", reconnect=False) as stream:
+                    dt, stats = timed(stream, count)
+                assert board.wait() == 0
+        else:
+            shared = link == "uart shared"
+            params["mode"] = "shared" if shared else "inline"
+            with Board(tmp, params, psram=shared, timeout=600) as board:
+                sock = board.wait_socket()
+                regions = {2: str(board.psram)} if shared else {}
+                with dmapickle.open(f"unix://{sock}", regions=regions, reconnect=False) as stream:
+                    dt, stats = timed(stream, count)
+                assert board.wait() == 0
+    assert stats["frames_ok"] == count and stats["lost"] == 0 and stats["corrupt"] == 0, stats
+    payload = (count - 1) * block * 8
+    return {"msg/s": (count - 1) / dt, "MB/s": payload / dt / 1e6,
+            "link MB/s": stats["bytes_read"] * (count - 1) / count / dt / 1e6}
+
+
+def main():
+    only = os.environ.get("BENCH_ONLY")
+    if only:
+        RUNS[:] = [r for r in RUNS if r[0] == only]
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=1, help="rounds (interleaved); the table gives the median")
+    args = ap.parse_args()
+    load = open("/proc/loadavg").read().strip()
+    rounds = [[run(*r) for r in RUNS] for _ in range(args.repeat)]
+    print(f"/proc/loadavg at start: {load}; at end: {open('/proc/loadavg').read().strip()}")
+    print("| link | block | messages | ADC rows/s | messages/s | array MB/s to numpy | link bytes MB/s |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    table = {}
+    for i, (link, block, count, rate) in enumerate(RUNS):
+        rs = sorted((r[i] for r in rounds), key=lambda r: r["MB/s"])
+        med = rs[len(rs) // 2]
+        table[(link, block)] = med["MB/s"]
+        print(f"| {link} | ({block}, 4) | {count} | {rate} | {med['msg/s']:.0f} | {med['MB/s']:.3f} | {med['link MB/s']:.3f} |")
+    for block in (256, 1024) if not only else ():
+        print(f"ethernet / uart inline, ({block}, 4): {table[('ethernet', block)] / table[('uart inline', block)]:.0f}x")
+
+
+if __name__ == "__main__":
+    main()
