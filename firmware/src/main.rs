@@ -237,8 +237,16 @@ where
             cortex_m::asm::wfi();
             continue;
         };
+        if cfg.drops(seq) {
+            // `drop=`: this seq is never published, so the host sees a gap.
+            pool.recycle(buf);
+            seq = seq.wrapping_add(1);
+            continue;
+        }
         let mut out = [0u8; MAX_PICKLE];
-        let msg = match message::encode(&mut out, seq, cfg.block, cfg.rate_hz, buf.descriptor()) {
+        let (t_us, descriptor) = (cfg.t_us(seq), buf.descriptor());
+        let msg = match message::encode_at(&mut out, seq, t_us, cfg.block, cfg.rate_hz, descriptor)
+        {
             Ok(msg) => msg,
             Err(e) => {
                 defmt::error!("encoding message {=u32}: {}", seq, e);
@@ -433,10 +441,11 @@ mod board {
 
     use super::EXIT_CONFIG;
     use crate::uart::Uart;
+    use dmapickle_hal::WriteLink;
 
     /// The data link and the boot parameters.
-    pub fn start() -> (Uart, BootConfig) {
-        (Uart::uart0(16), boot_config())
+    pub fn start() -> (WriteLink<Uart>, BootConfig) {
+        (WriteLink::new(Uart::uart0(16)), boot_config())
     }
 
     /// Reads the boot parameters from the semihosting command line; defaults if there is none.
@@ -475,10 +484,11 @@ mod board {
     use dmapickle_firmware::config::BootConfig;
     use rtt_target::ChannelMode::{BlockIfFull, NoBlockSkip};
 
-    use crate::rtt_link::RttLink;
+    use crate::rtt_link::RttWriter;
+    use dmapickle_hal::WriteLink;
 
     /// The data link and the boot parameters.
-    pub fn start() -> (RttLink, BootConfig) {
+    pub fn start() -> (WriteLink<RttWriter>, BootConfig) {
         let channels = rtt_target::rtt_init! {
             up: {
                 0: { size: 1024, mode: NoBlockSkip, name: "defmt" }
@@ -486,7 +496,10 @@ mod board {
             }
         };
         rtt_target::set_defmt_channel(channels.up.0);
-        (RttLink(channels.up.1), BootConfig::default())
+        (
+            WriteLink::new(RttWriter(channels.up.1)),
+            BootConfig::default(),
+        )
     }
 
     /// Stops at a breakpoint (the probe sees the halt); `code` was logged.

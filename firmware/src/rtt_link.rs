@@ -6,41 +6,33 @@
 
 use core::convert::Infallible;
 
-use dmapickle_hal::{send_blocking, Completed, Link};
-use embedded_dma::ReadBuffer;
+use dmapickle_hal::embedded_io::{ErrorType, Write};
 use rtt_target::UpChannel;
 
-/// An RTT up channel as a [`Link`].
-pub struct RttLink(pub UpChannel);
+/// An RTT up channel as an `embedded_io::Write`; `dmapickle_hal::WriteLink` makes it the link
+/// (RTT is a memory copy into the channel's ring: a transfer is done when it returns).
+pub struct RttWriter(pub UpChannel);
 
-impl RttLink {
-    fn write_all(&mut self, mut bytes: &[u8]) {
-        while !bytes.is_empty() {
-            let n = self.0.write(bytes);
-            bytes = bytes.get(n..).unwrap_or(&[]);
-        }
-    }
+impl ErrorType for RttWriter {
+    type Error = Infallible;
 }
 
-impl Link for RttLink {
-    type Error = Infallible;
-    type Transfer<'a, B>
-        = Completed<B, Infallible>
-    where
-        Self: 'a,
-        B: ReadBuffer<Word = u8> + 'static;
-
-    fn write(&mut self, bytes: &[u8]) -> Result<(), Infallible> {
-        self.write_all(bytes);
-        Ok(())
+impl Write for RttWriter {
+    /// Writes what the channel takes, at least one byte: a full `BlockIfFull` channel waits for
+    /// the probe to read.
+    fn write(&mut self, bytes: &[u8]) -> Result<usize, Infallible> {
+        if bytes.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let n = self.0.write(bytes);
+            if n > 0 {
+                return Ok(n);
+            }
+        }
     }
 
-    /// RTT is a memory copy into the channel's ring: done when this returns.
-    fn transfer<B>(&mut self, buffer: B) -> Self::Transfer<'_, B>
-    where
-        B: ReadBuffer<Word = u8> + 'static,
-    {
-        send_blocking(&buffer, |bytes| self.write_all(bytes));
-        Completed::new(buffer, Ok(()))
+    fn flush(&mut self) -> Result<(), Infallible> {
+        Ok(())
     }
 }

@@ -13,8 +13,7 @@
 use core::convert::Infallible;
 use core::ptr::{read_volatile, write_volatile};
 
-use dmapickle_hal::{send_blocking, Completed, Link};
-use embedded_dma::ReadBuffer;
+use dmapickle_hal::embedded_io::{ErrorType, Write};
 
 const DATA: usize = 0x00;
 const STATE: usize = 0x04;
@@ -27,6 +26,11 @@ const CTRL_TX_ENABLE: u32 = 1 << 0;
 pub const UART0_BASE: usize = 0x4000_4000;
 
 /// The transmit half of one CMSDK UART. Only one value exists per UART (see [`Uart::uart0`]).
+///
+/// An `embedded_io::Write`, so `dmapickle_hal::WriteLink` makes it the data link. The CMSDK UART
+/// has no DMA request line, so a "DMA" transfer is programmed I/O: the CPU feeds the buffer to
+/// the UART, throttled by TX-full; the acquisition ISR keeps preempting it, so the next block
+/// still fills while this one is sent.
 pub struct Uart {
     base: usize,
 }
@@ -69,27 +73,17 @@ impl Uart {
     }
 }
 
-impl Link for Uart {
+impl ErrorType for Uart {
     type Error = Infallible;
-    type Transfer<'a, B>
-        = Completed<B, Infallible>
-    where
-        Self: 'a,
-        B: ReadBuffer<Word = u8> + 'static;
+}
 
-    fn write(&mut self, bytes: &[u8]) -> Result<(), Infallible> {
+impl Write for Uart {
+    fn write(&mut self, bytes: &[u8]) -> Result<usize, Infallible> {
         self.write_all(bytes);
-        Ok(())
+        Ok(bytes.len())
     }
 
-    /// The CMSDK UART has no DMA request line, so the "DMA" transfer is programmed I/O: the CPU
-    /// feeds the buffer to the UART, throttled by TX-full, and gives the buffer back at once. The
-    /// acquisition ISR keeps preempting it, so the next block still fills while this one is sent.
-    fn transfer<B>(&mut self, buffer: B) -> Self::Transfer<'_, B>
-    where
-        B: ReadBuffer<Word = u8> + 'static,
-    {
-        send_blocking(&buffer, |bytes| self.write_all(bytes));
-        Completed::new(buffer, Ok(()))
+    fn flush(&mut self) -> Result<(), Infallible> {
+        Ok(())
     }
 }
