@@ -463,9 +463,9 @@ def bound_cases():
         P(4) + EMPTY_DICT + memo_nest(NONE + T1, MARK + BG(0) + FROZENSET + T1, 2000) + NONE + SETITEM + STOP)
     # CPython does not cache tuple hashes: t = (t, t) built 40 times through the memo is 41
     # deep (under the depth limit) but hashing it visits 2**40 tuples, as a dict key: SETITEM
-    # never returns. Any rejection reason will do (a hash-cost bound or a sharing limit).
+    # never returns. The expansion bound (nodes counted with multiplicity) refuses it.
     add("h126_shared_tuple_dag_dict_key", "t = (t, t) x 40 through the memo as a dict key: 2**40 hash steps",
-        None, P(4) + EMPTY_DICT + memo_nest(NONE + T1, BG(0) + BG(0) + T2, 40) + NONE + SETITEM + STOP)
+        "expanded size", P(4) + EMPTY_DICT + memo_nest(NONE + T1, BG(0) + BG(0) + T2, 40) + NONE + SETITEM + STOP)
     # allocation: plain-data bombs and copies of one memoized value
     add("h109_empty_set_bomb", "1.3 M EMPTY_SET appended to one list: ~290 MB from 1.3 MB",
         "allocation bound", P(4) + appends([EMPTY_SET] * 1_300_000) + STOP)
