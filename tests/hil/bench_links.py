@@ -27,8 +27,8 @@ RUNS = [
     ("uart inline", 1024, 30, 1_024_000),
     ("uart shared", 256, 600, 1_024_000),
     ("uart shared", 1024, 300, 1_024_000),
-    ("ethernet", 256, 4000, 4_096_000),
-    ("ethernet", 1024, 2000, 4_096_000),
+    ("ethernet", 256, 16000, 4_096_000),
+    ("ethernet", 1024, 6000, 4_096_000),
 ]
 
 
@@ -87,14 +87,14 @@ def main():
     load = open("/proc/loadavg").read().strip()
     rounds = [[run(*r) for r in RUNS] for _ in range(args.repeat)]
     print(f"/proc/loadavg at start: {load}; at end: {open('/proc/loadavg').read().strip()}")
-    print("| link | block | messages | ADC rows/s | messages/s | array MB/s to numpy | link bytes MB/s |")
+    print(f"| link (median of {args.repeat}) | block | messages | ADC rows/s | messages/s | array MB/s to numpy (range) | link bytes MB/s |")
     print("|---|---|---:|---:|---:|---:|---:|")
     table = {}
     for i, (link, block, count, rate) in enumerate(RUNS):
         rs = sorted((r[i] for r in rounds), key=lambda r: r["MB/s"])
         med = rs[len(rs) // 2]
         table[(link, block)] = med["MB/s"]
-        print(f"| {link} | ({block}, 4) | {count} | {rate} | {med['msg/s']:.0f} | {med['MB/s']:.3f} | {med['link MB/s']:.3f} |")
+        print(f"| {link} | ({block}, 4) | {count} | {rate} | {med['msg/s']:.0f} | {med['MB/s']:.3f} ({rs[0]['MB/s']:.3f}-{rs[-1]['MB/s']:.3f}) | {med['link MB/s']:.3f} |")
     for block in (256, 1024) if not only else ():
         print(f"ethernet / uart inline, ({block}, 4): {table[('ethernet', block)] / table[('uart inline', block)]:.0f}x")
 

@@ -15,7 +15,8 @@
 //! `-nic user,model=lan9118,hostfwd=tcp:127.0.0.1:HOSTPORT-:4000` (firmware/qemu.sh `--nic`).
 //!
 //! Boot parameters: `n=`, `count=`, `rate=` as in `dmapickle_firmware::config` (`mode=inline`
-//! only), plus `port=P` and `drop=K` (cut frame K+1 of the first connection in the middle, by
+//! only), plus `port=P`, `sink=null` (no network: the device's own rate), `crc=off` (frames without the data CRC, for a host that trusts TCP) and
+//! `drop=K` (cut frame K+1 of the first connection in the middle, by
 //! dropping the `publish_async` future, then abort the connection: the host's reconnect and
 //! resynchronisation test).
 #![no_std]
@@ -70,6 +71,8 @@ static RING: BufferRing<SLOTS> = BufferRing::new();
 static ADC: Mutex<RefCell<Adc<DmaBuf>>> = Mutex::new(RefCell::new(Adc::new(256)));
 /// Raised by the ADC task when a block is on the ready queue.
 static READY: Signal<CriticalSectionRawMutex, ()> = Signal::new();
+/// Raised by the publisher when it gave a buffer back to the free queue.
+static FREED: Signal<CriticalSectionRawMutex, ()> = Signal::new();
 static TCP_TX_BUF: ConstStaticCell<[u8; TCP_TX]> = ConstStaticCell::new([0; TCP_TX]);
 static TCP_RX_BUF: ConstStaticCell<[u8; TCP_RX]> = ConstStaticCell::new([0; TCP_RX]);
 static EXECUTOR: StaticCell<Executor> = StaticCell::new();
@@ -83,6 +86,11 @@ defmt::timestamp!("{=u64:us}", Instant::now().as_micros());
 struct NetParams {
     port: u16,
     drop_after: Option<u32>,
+    /// `crc=off`: frames with `NO_DATA_CRC` (TCP checks the payload; the host must trust the
+    /// link), which saves the CPU a pass over every array byte.
+    data_crc: bool,
+    /// `sink=null`: publish into a writer that drops the bytes (see [`Null`]), then exit.
+    null_sink: bool,
 }
 
 #[entry]
@@ -144,8 +152,10 @@ async fn net_task(mut runner: embassy_net::Runner<'static, &'static mut Lan9118>
 }
 
 /// The simulated ADC: it wakes about every millisecond (a DMA half transfer, say) and delivers
-/// the rows due since the last wake, block after block; when no buffer is free it stalls for
-/// the rest of the wake (counted), so the signal stays continuous and no block is skipped.
+/// the rows due since the last wake, block after block. When no buffer is free it stalls
+/// (counted) and keeps what is due, up to a ring's worth, for when the publisher gives a buffer
+/// back (`FREED`), so a slow wake never idles the link; the signal stays continuous and no
+/// block is skipped.
 #[embassy_executor::task]
 async fn adc_task(block: u32, rate_hz: u32) {
     let rows = (rate_hz / 1000).max(1);
@@ -156,13 +166,15 @@ async fn adc_task(block: u32, rate_hz: u32) {
         period.as_micros(),
         block
     );
+    let most = block * SLOTS as u32;
     let mut ticker = Ticker::every(period);
-    let mut done = 0; // rows of the block being filled
+    let (mut done, mut due) = (0, 0); // rows of the block being filled; rows due
     loop {
-        ticker.next().await;
-        let mut left = rows;
-        while left > 0 {
-            let step = left.min(block - done);
+        if let Either::First(()) = select(ticker.next(), FREED.wait()).await {
+            due = (due + rows).min(most.max(rows));
+        }
+        while due > 0 {
+            let step = due.min(block - done);
             let (complete, stalled) = critical_section::with(|cs| {
                 let mut adc = ADC.borrow_ref_mut(cs);
                 let stalls = adc.stalls();
@@ -171,13 +183,20 @@ async fn adc_task(block: u32, rate_hz: u32) {
             if stalled {
                 break;
             }
-            left -= step;
+            due -= step;
             done = (done + step) % block;
             if complete {
                 READY.signal(());
             }
         }
     }
+}
+
+/// Gives a published block's buffer back to the ADC.
+fn give_back(buf: DmaBuf) {
+    // The ring held this buffer before, so it has room for it again.
+    let _ = RING.give(buf);
+    FREED.signal(());
 }
 
 /// The next complete block.
@@ -227,10 +246,17 @@ async fn publisher_task(
     painted: (*mut u32, usize),
 ) {
     let mut socket = TcpSocket::new(stack, TCP_RX_BUF.take(), TCP_TX_BUF.take());
-    let publisher = Publisher::new();
+    let publisher = if net.data_crc {
+        Publisher::new()
+    } else {
+        Publisher::new().without_data_crc()
+    };
     let limit = cfg.messages();
     let mut seq: u32 = 0;
     let mut connections = 0u32;
+    if net.null_sink {
+        seq = null_sink_run(&publisher, &cfg).await;
+    }
     stack.wait_config_up().await;
     'serve: while limit.is_none_or(|n| seq < n) {
         defmt::info!("listening on tcp port {=u16}", net.port);
@@ -248,36 +274,23 @@ async fn publisher_task(
         let mut on_this = 0u32;
         while limit.is_none_or(|n| seq < n) {
             let buf = next_block().await;
-            let mut out = [0u8; MAX_PICKLE];
-            let msg = match message::encode(&mut out, seq, cfg.block, cfg.rate_hz, buf.descriptor())
-            {
-                Ok(msg) => msg,
-                Err(e) => {
-                    defmt::error!("encoding message {=u32}: {}", seq, e);
-                    exit(EXIT_PUBLISH);
-                }
-            };
-            let inline = [Outgoing::Inline(&buf)];
             let cut_here = connections == 1 && net.drop_after == Some(on_this);
             let result = if cut_here {
+                let budget = buf.len() / 2;
                 let mut cut = Cut {
                     inner: &mut socket,
-                    budget: (buf.len() + msg.pickle.len()) / 2,
+                    budget,
                 };
-                let publishing =
-                    publisher.publish_async(&mut cut, msg.pickle, &msg.descriptors, inline);
+                let publishing = publish_block(&publisher, &mut cut, seq, &cfg, &buf);
                 match select(publishing, Timer::after_millis(200)).await {
                     Either::First(_) => defmt::panic!("the cut link cannot complete a frame"),
                     Either::Second(()) => None,
                 }
             } else {
-                let sent =
-                    publisher.publish_async(&mut socket, msg.pickle, &msg.descriptors, inline);
-                // The outcome without the buffer references it carries.
-                Some(sent.await.map(|_| ()).map_err(|e| e.error))
+                Some(publish_block(&publisher, &mut socket, seq, &cfg, &buf).await)
             };
             // The future is gone: the buffer is ours again, back to the ADC.
-            let _ = RING.give(buf);
+            give_back(buf);
             if seq % 256 == 0 {
                 defmt::info!("published seq {=u32}", seq);
             }
@@ -328,13 +341,76 @@ async fn publisher_task(
     exit(0)
 }
 
-/// Boot parameters from the semihosting command line: `port=` and `drop=` here, the rest as in
-/// the UART build.
+/// Encodes block `seq` (in `buf`) and publishes it on `link`, `buf` borrowed for the call.
+async fn publish_block<W: Write>(
+    publisher: &Publisher,
+    link: &mut W,
+    seq: u32,
+    cfg: &BootConfig,
+    buf: &DmaBuf,
+) -> Result<(), dmapickle_hal::Error> {
+    let mut out = [0u8; MAX_PICKLE];
+    let msg = match message::encode(&mut out, seq, cfg.block, cfg.rate_hz, buf.descriptor()) {
+        Ok(msg) => msg,
+        Err(e) => {
+            defmt::error!("encoding message {=u32}: {}", seq, e);
+            exit(EXIT_PUBLISH);
+        }
+    };
+    let inline = [Outgoing::Inline(buf)];
+    let sent = publisher.publish_async(link, msg.pickle, &msg.descriptors, inline);
+    // The outcome without the buffer references it carries.
+    sent.await.map(|_| ()).map_err(|e| e.error)
+}
+
+/// An `embedded-io-async` writer that drops every byte: `sink=null` measures what the device
+/// alone (ADC, encoding, CRC, framing) can produce, without the network.
+struct Null;
+
+impl embedded_io_async::ErrorType for Null {
+    type Error = core::convert::Infallible;
+}
+
+impl Write for Null {
+    async fn write(&mut self, bytes: &[u8]) -> Result<usize, Self::Error> {
+        Ok(bytes.len())
+    }
+
+    async fn flush(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// `sink=null`: publish `count` messages into [`Null`] and log the rate; returns the count.
+async fn null_sink_run(publisher: &Publisher, cfg: &BootConfig) -> u32 {
+    let count = cfg.messages().unwrap_or(1000);
+    let start = Instant::now();
+    for seq in 0..count {
+        let buf = next_block().await;
+        let _ = publish_block(publisher, &mut Null, seq, cfg, &buf).await;
+        give_back(buf);
+    }
+    let us = start.elapsed().as_micros().max(1);
+    defmt::info!(
+        "null sink: {=u32} messages of {=u32} rows in {=u64} us: {=u64} messages/s, {=u64} kB/s of arrays",
+        count,
+        cfg.block,
+        us,
+        u64::from(count) * 1_000_000 / us,
+        u64::from(count) * u64::from(cfg.block) * 8 * 1000 / us
+    );
+    count
+}
+
+/// Boot parameters from the semihosting command line: `port=`, `drop=` and `crc=` here, the rest
+/// as in the UART build.
 fn boot_config() -> (BootConfig, NetParams) {
     let mut cfg = BootConfig::default();
     let mut net = NetParams {
         port: 4000,
         drop_after: None,
+        data_crc: true,
+        null_sink: false,
     };
     let Ok(args) = semihosting::experimental::env::args::<512>() else {
         return (cfg, net);
@@ -369,6 +445,8 @@ fn boot_config() -> (BootConfig, NetParams) {
                     exit(EXIT_CONFIG);
                 }
             },
+            Some(("crc", "on" | "off")) => net.data_crc = word == "crc=on",
+            Some(("sink", "null" | "tcp")) => net.null_sink = word == "sink=null",
             _ => {
                 if let Err(e) = cfg.apply(word) {
                     defmt::error!("{}", defmt::Display2Format(&e));
