@@ -194,6 +194,14 @@ impl Lan9118 {
     }
 }
 
+/// Reads BYTE_TEST `n` times: a register access costs what a TX or RX FIFO word costs, so
+/// timing this gives the price of the PIO data path (`sink=null` logs it).
+pub fn read_byte_test(n: u32) {
+    for _ in 0..n {
+        Regs.read(BYTE_TEST);
+    }
+}
+
 /// A received frame, in the driver's RX buffer.
 pub struct Rx<'a> {
     frame: &'a mut [u8],

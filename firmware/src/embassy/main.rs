@@ -391,6 +391,13 @@ async fn null_sink_run(publisher: &Publisher, cfg: &BootConfig) -> u32 {
         give_back(buf);
     }
     let us = start.elapsed().as_micros().max(1);
+    let reads = 200_000;
+    let mmio = Instant::now();
+    lan9118::read_byte_test(reads);
+    defmt::info!(
+        "LAN9118 register access: {=u64} ns",
+        mmio.elapsed().as_micros() * 1000 / u64::from(reads)
+    );
     defmt::info!(
         "null sink: {=u32} messages of {=u32} rows in {=u64} us: {=u64} messages/s, {=u64} kB/s of arrays",
         count,
