@@ -1,6 +1,7 @@
 //! `dmapickle`: the host command line. Subcommands live in `cli/`, one file each.
 
 mod cli;
+mod progress;
 
 fn main() -> std::process::ExitCode {
     std_fds_open();

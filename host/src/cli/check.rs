@@ -12,6 +12,7 @@ use dmapickle_core::validate::Limits;
 use dmapickle_host::validation::Checker;
 
 use super::{parse_global, PickleFiles, ProfileArg};
+use crate::progress::{Progress, Unit};
 
 /// Arguments of `dmapickle check`.
 #[derive(Debug, clap::Args)]
@@ -27,6 +28,9 @@ pub(crate) struct Args {
     /// Print the proved nesting depth and allocation bound of each accepted file.
     #[arg(long)]
     bounds: bool,
+    /// No progress on stderr (shown for more than one file when stdout is not the terminal).
+    #[arg(long, short)]
+    quiet: bool,
     /// Pickle files; `x.pkl` takes `x.buf0`, `x.buf1`, ... beside it as its buffers.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
@@ -97,7 +101,11 @@ pub(crate) fn run(args: Args) -> ExitCode {
         checker.allow(module, name);
     }
     let (mut rejected, mut io_error) = (false, false);
+    let many = Some(args.files.len() as u64).filter(|&n| n > 1);
+    let mut progress =
+        Progress::new("check", many, Unit::Files, args.quiet).unless_stdout_terminal();
     for path in &args.files {
+        progress.inc(1);
         match PickleFiles::read(path) {
             Ok(files) => match checker.check(&files.pickle, &files.buffer_lens()) {
                 Ok(v) if args.bounds => println!(

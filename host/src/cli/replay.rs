@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use dmapickle_host::source::SourceSpec;
 
 use super::live;
+use crate::progress::{Progress, Unit};
 
 /// Arguments of `dmapickle replay`.
 #[derive(Debug, clap::Args)]
@@ -29,6 +30,9 @@ pub(crate) struct Args {
     /// Pace the replay to this many bytes per second (default: as fast as the sink takes it).
     #[arg(long, value_name = "BYTES_PER_S")]
     rate: Option<u64>,
+    /// No progress on stderr.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// Every sink `--to` takes, for error messages.
@@ -112,6 +116,8 @@ pub(crate) fn run(args: Args) -> ExitCode {
         }
         Err(e) => return fail(&e),
     };
+    let size = crate::progress::file_size(&args.file);
+    let mut progress = Progress::new("replay", size, Unit::Bytes, args.quiet);
     let start = Instant::now();
     let mut sent: u64 = 0;
     let mut buf = vec![0u8; 64 << 10];
@@ -135,6 +141,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
             ));
         }
         sent += n as u64;
+        progress.set(sent);
         if let Some(r) = args.rate {
             let due = Duration::from_secs_f64(sent as f64 / r.max(1) as f64);
             if let Some(wait) = due.checked_sub(start.elapsed()) {
@@ -142,6 +149,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
             }
         }
     }
+    drop(progress);
     if let Err(e) = sink.flush() {
         return fail(&format!("writing to {}: {e}", args.to));
     }
