@@ -63,5 +63,7 @@ mkvenv() { # name, numpy spec
   fi
 }
 mkvenv np2 'numpy>=2,<3'
+# The export extra (host/pyproject.toml), for tests/python/test_export.py and bench/export.py.
+.venv/np2/bin/python -c "import h5py, zarr" 2>/dev/null || .venv/np2/bin/pip install -q --disable-pip-version-check 'h5py>=3.8' 'zarr>=3'
 mkvenv np1 'numpy==1.26.*'
 log "ok: $(.venv/np2/bin/python -c 'import numpy;print("numpy",numpy.__version__)'), $(.venv/np1/bin/python -c 'import numpy;print("numpy",numpy.__version__)')"

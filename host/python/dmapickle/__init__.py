@@ -35,6 +35,7 @@ __all__ = [
     "Stream",
     "WaitingWarning",
     "check",
+    "export",
     "loads",
     "open",
     "read_frame",
@@ -382,3 +383,7 @@ def check(
     return _native.check(
         bytes(pickle_bytes), lens, _globals(allow), profile, limits=_limits(limits)
     )
+
+
+# HDF5 / Zarr / plain-pickle export (h5py and zarr are imported only when used): see _export.py.
+from ._export import export  # noqa: E402

@@ -138,3 +138,21 @@ def check(
     """Validate a pickle and its buffers (or their lengths); the summary line, or RejectedError.
     Limits (inclusive): max_len 64 MiB, max_depth 100, max_alloc 256 MiB, max_collisions 32,
     max_array_bytes 1 GiB, max_expansion 64."""
+
+def export(
+    source: Union[str, Stream],
+    path: str,
+    *,
+    format: Optional[str] = ...,
+    pickle: bool = ...,
+    overwrite: bool = ...,
+    count: Optional[int] = ...,
+    strict_layout: bool = ...,
+    host_time: Optional[bool] = ...,
+    chunk_bytes: int = ...,
+    flush_interval: float = ...,
+    quiet: bool = ...,
+    **open_kw: Any,
+) -> Dict[str, Any]:
+    """Export every message to OUT.h5 (h5py), OUT.zarr (zarr 3) or a directory of plain pickles
+    (pickle=True); returns messages, layouts, bytes, seconds, interrupted, stats."""

@@ -11,6 +11,8 @@ use dmapickle_core::Profile;
 
 mod bridge;
 mod check;
+mod export;
+mod import;
 mod inspect;
 mod listen;
 mod live;
@@ -39,6 +41,11 @@ enum Command {
     Replay(replay::Args),
     /// Publish validated messages on ZeroMQ as multipart [pickle, buf0, buf1, ...].
     Bridge(bridge::Args),
+    /// Export a recording or source to HDF5 (OUT.h5), Zarr v3 (OUT.zarr) or plain pickles
+    /// (DIR --pickle), through the Python package (`pip install './host[export]'`).
+    Export(export::Args),
+    /// Make a recording from a directory of pickles (validated), e.g. from `export --pickle`.
+    Import(import::Args),
 }
 
 /// Validation profile on the command line.
@@ -116,5 +123,7 @@ pub fn main() -> ExitCode {
         Command::Record(args) => record::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Bridge(args) => bridge::run(args),
+        Command::Export(args) => export::run(args),
+        Command::Import(args) => import::run(args),
     }
 }
