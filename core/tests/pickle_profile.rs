@@ -33,7 +33,7 @@ fn blocks() -> HashMap<String, (Vec<u8>, String)> {
     out
 }
 
-fn encode(f: impl FnOnce(&mut Pickler<'_>) -> dmapickle_core::Result<()>) -> (Vec<u8>, Vec<usize>) {
+fn encode(f: impl FnOnce(&mut Pickler<'_>) -> dmapickle_core::Result<()>) -> Encoded {
     let mut buf = [0u8; 512];
     let mut p = Pickler::new(&mut buf);
     f(&mut p).unwrap();
@@ -54,7 +54,10 @@ fn strict(pickle: &[u8], lens: &[usize]) -> Result<(), Error> {
 }
 
 /// The value each accept block shows, built with the public encoder API.
-fn values() -> Vec<(&'static str, (Vec<u8>, Vec<usize>))> {
+/// A pickle and the lengths of its out-of-band buffers.
+type Encoded = (Vec<u8>, Vec<usize>);
+
+fn values() -> Vec<(&'static str, Encoded)> {
     vec![
         ("none", encode(|p| p.none())),
         (
