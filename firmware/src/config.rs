@@ -13,6 +13,8 @@
 //! | `rate` | 1 ..= 10^7 | 64000 | simulated sample rate in Hz (rows per second); sets the SysTick period |
 //! | `fault` | `none`, `panic`, `hardfault`, optionally `@N` | `none` | raise this fault instead of exiting cleanly (tests the failure path): after `N` messages with `@N`, else after `count` messages, or after the first one when `count=0` |
 //! | `reboot` | 0 ..= [`MAX_REBOOTS`] | 0 | after `count` messages, reset the chip (SYSRESETREQ) this many times before exiting: each boot publishes `count` messages from seq 0 with `SEQ_RESTART` |
+//! | `skew_ppm` | -[`MAX_SKEW_PPM`] ..= [`MAX_SKEW_PPM`] | 0 | the `t_us` clock runs this many parts per million fast (negative: slow) against the sample clock, as a crystal that far off would: `t_us = floor(nominal * (10^6 + skew_ppm) / 10^6)` (see [`BootConfig::t_us`]); tests the host's clock alignment |
+//! | `drop` | `SEQ` or `SEQ+K` | none | never send block `SEQ` (or the `K` blocks from `SEQ`): each goes back to the pool and its frame number is used up unsent, so the host sees a gap in the frames' seq (tests loss reporting) |
 //!
 //! A word the firmware cannot use is a [`ConfigError`] whose message names the word and what the
 //! key takes (`bad value in boot parameter `n=5000`: n takes 1..=1024`), or lists every key.
@@ -32,6 +34,9 @@ pub const MAX_REBOOTS: u32 = 16;
 
 /// The highest simulated sample rate accepted, in Hz.
 pub const MAX_RATE_HZ: u32 = 10_000_000;
+
+/// The largest clock skew `skew_ppm=` accepts either way (10%).
+pub const MAX_SKEW_PPM: i32 = 100_000;
 
 /// How array bytes reach the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +62,9 @@ pub enum Fault {
 }
 
 /// Every key [`BootConfig::apply`] knows, in the order the docs list them.
-pub const KEYS: [&str; 6] = ["mode", "n", "count", "rate", "fault", "reboot"];
+pub const KEYS: [&str; 8] = [
+    "mode", "n", "count", "rate", "fault", "reboot", "skew_ppm", "drop",
+];
 
 /// Everything the firmware reads at boot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +84,10 @@ pub struct BootConfig {
     pub fault_after: Option<u32>,
     /// Resets before the final exit (each boot publishes `count` messages).
     pub reboot: u32,
+    /// How fast the `t_us` clock runs against the sample clock, in parts per million.
+    pub skew_ppm: i32,
+    /// `drop=SEQ+K`: `(SEQ, K)`, the seqs never published.
+    pub drop: Option<(u32, u32)>,
 }
 
 impl Default for BootConfig {
@@ -89,6 +100,8 @@ impl Default for BootConfig {
             fault: Fault::None,
             fault_after: None,
             reboot: 0,
+            skew_ppm: 0,
+            drop: None,
         }
     }
 }
@@ -124,6 +137,8 @@ impl core::fmt::Display for ConfigError<'_> {
                         f.write_str("none, panic or hardfault, optionally @N (after N messages)")
                     }
                     "reboot" => write!(f, "0..={MAX_REBOOTS}"),
+                    "skew_ppm" => write!(f, "-{MAX_SKEW_PPM}..={MAX_SKEW_PPM} (ppm)"),
+                    "drop" => f.write_str("SEQ or SEQ+K (K >= 1 seqs from SEQ)"),
                     _ => f.write_str("another value"),
                 }
             }
@@ -175,6 +190,26 @@ impl BootConfig {
         }
     }
 
+    /// The `t_us` of block `seq`: [`crate::waveform::block_time_us`] of its first sample, run
+    /// `skew_ppm` fast. Exact integer arithmetic (floor), the same in the Python tests.
+    ///
+    /// ```
+    /// use dmapickle_firmware::config::BootConfig;
+    /// let cfg = BootConfig::parse("n=256 rate=64000 skew_ppm=500").unwrap();
+    /// assert_eq!(cfg.t_us(1000), 4_002_000); // 4 s of samples, 2 ms (500 ppm) early
+    /// ```
+    pub fn t_us(&self, seq: u32) -> u64 {
+        let nominal = crate::waveform::block_time_us(seq, self.block, self.rate_hz);
+        let scaled = i128::from(nominal) * i128::from(1_000_000 + self.skew_ppm) / 1_000_000;
+        scaled as u64
+    }
+
+    /// Whether block `seq` is one `drop=` leaves out.
+    pub fn drops(&self, seq: u32) -> bool {
+        self.drop
+            .is_some_and(|(first, k)| seq.wrapping_sub(first) < k)
+    }
+
     /// Applies one `key=value` word.
     pub fn apply<'a>(&mut self, word: &'a str) -> Result<(), ConfigError<'a>> {
         let Some((key, value)) = word.split_once('=') else {
@@ -197,6 +232,19 @@ impl BootConfig {
             "count" => self.count = number(0, u32::MAX)?,
             "rate" => self.rate_hz = number(1, MAX_RATE_HZ)?,
             "reboot" => self.reboot = number(0, MAX_REBOOTS)?,
+            "skew_ppm" => {
+                self.skew_ppm = match value.parse::<i32>() {
+                    Ok(v) if (-MAX_SKEW_PPM..=MAX_SKEW_PPM).contains(&v) => v,
+                    _ => return Err(bad),
+                }
+            }
+            "drop" => {
+                let (first, k) = value.split_once('+').unwrap_or((value, "1"));
+                match (first.parse::<u32>(), k.parse::<u32>()) {
+                    (Ok(first), Ok(k)) if k >= 1 => self.drop = Some((first, k)),
+                    _ => return Err(bad),
+                }
+            }
             "fault" => {
                 let (kind, after) = match value.split_once('@') {
                     Some((kind, n)) => (kind, Some(n.parse::<u32>().map_err(|_| bad)?)),
@@ -243,6 +291,8 @@ mod tests {
                 fault: Fault::HardFault,
                 fault_after: None,
                 reboot: 0,
+                skew_ppm: 0,
+                drop: None,
             }
         );
         let cfg = BootConfig::parse("mode=inline fault=panic").unwrap();
@@ -294,16 +344,48 @@ mod tests {
         );
         assert_eq!(
             show("fw speed=9"),
-            "unknown boot parameter `speed=9` (keys: mode n count rate fault reboot)"
+            "unknown boot parameter `speed=9` (keys: mode n count rate fault reboot skew_ppm drop)"
         );
         assert!(show("rate=0").ends_with("rate takes 1..=10000000 (Hz)"));
         assert!(show("reboot=99").ends_with("reboot takes 0..=16"));
         assert!(show("fault=boom").contains("none, panic or hardfault, optionally @N"));
         // The listed keys are exactly the ones `apply` takes.
-        let sample = ["inline", "4", "1", "1000", "panic", "1"];
+        let sample = ["inline", "4", "1", "1000", "panic", "1", "-500", "3+2"];
         for (key, value) in KEYS.iter().zip(sample) {
             let word = std::format!("{key}={value}");
             assert!(BootConfig::default().apply(&word).is_ok(), "{word}");
+        }
+    }
+
+    #[test]
+    fn skew_scales_t_us_exactly() {
+        let at = |line, seq| BootConfig::parse(line).unwrap().t_us(seq);
+        assert_eq!(at("n=256 rate=64000", 1000), 4_000_000);
+        assert_eq!(at("n=256 rate=64000 skew_ppm=500", 1000), 4_002_000);
+        assert_eq!(at("n=256 rate=64000 skew_ppm=-500", 1000), 3_998_000);
+        // floor(4_000 * 1.0000_07) = 4_000: below a microsecond, the nominal time.
+        assert_eq!(at("n=256 rate=64000 skew_ppm=7", 1), 4_000);
+        assert_eq!(at("n=1024 rate=1 skew_ppm=100000", u32::MAX), {
+            let nominal = u64::from(u32::MAX) * 1024 * 1_000_000;
+            (u128::from(nominal) * 1_100_000 / 1_000_000) as u64
+        });
+        assert_eq!(
+            BootConfig::parse("skew_ppm=100001"),
+            Err(ConfigError::BadValue("skew_ppm=100001"))
+        );
+        assert!(BootConfig::parse("skew_ppm=-100000").is_ok());
+    }
+
+    #[test]
+    fn drop_leaves_out_the_seqs_named() {
+        let cfg = BootConfig::parse("drop=17+3").unwrap();
+        let dropped: std::vec::Vec<u32> = (0..40).filter(|&s| cfg.drops(s)).collect();
+        assert_eq!(dropped, [17, 18, 19]);
+        assert!(BootConfig::parse("drop=5").unwrap().drops(5));
+        assert!(!BootConfig::parse("drop=5").unwrap().drops(6));
+        assert!(!BootConfig::default().drops(0));
+        for word in ["drop=5+0", "drop=x", "drop=5+", "drop=-1"] {
+            assert_eq!(BootConfig::parse(word), Err(ConfigError::BadValue(word)));
         }
     }
 

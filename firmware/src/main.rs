@@ -238,8 +238,11 @@ where
             continue;
         };
         if cfg.drops(seq) {
-            // `drop=`: this seq is never published, so the host sees a gap.
+            // `drop=`: the block goes back to the pool and its frame number is used up on a link
+            // to nowhere, so the host sees a gap in the frames' seq.
             pool.recycle(buf);
+            let _ = publisher
+                .publish_pickle(&mut dmapickle_hal::WriteLink::new(Discard), b"\x80\x05N.");
             seq = seq.wrapping_add(1);
             continue;
         }
@@ -266,6 +269,23 @@ where
         seq = seq.wrapping_add(1);
     }
     seq
+}
+
+/// A link to nowhere, for the frames `drop=` numbers but never sends.
+struct Discard;
+
+impl dmapickle_hal::embedded_io::ErrorType for Discard {
+    type Error = core::convert::Infallible;
+}
+
+impl dmapickle_hal::embedded_io::Write for Discard {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
 }
 
 /// Ticks in a row the ISR has found no free buffer.

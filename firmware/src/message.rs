@@ -36,12 +36,32 @@ pub fn encode(
     rate_hz: u32,
     buffer: Descriptor,
 ) -> Result<Encoded<'_, 1>> {
+    encode_at(
+        out,
+        seq,
+        block_time_us(seq, block, rate_hz),
+        block,
+        rate_hz,
+        buffer,
+    )
+}
+
+/// [`encode`] with the device clock's `t_us` given (e.g. [`crate::config::BootConfig::t_us`],
+/// which applies `skew_ppm=`) instead of the nominal sample time.
+pub fn encode_at(
+    out: &mut [u8],
+    seq: u32,
+    t_us: u64,
+    block: u32,
+    rate_hz: u32,
+    buffer: Descriptor,
+) -> Result<Encoded<'_, 1>> {
     let mut p = Pickler::<1>::with_limits(out);
     p.dict(|p| {
         p.str("seq")?;
         p.int(seq)?;
         p.str("t_us")?;
-        p.int(block_time_us(seq, block, rate_hz))?;
+        p.int(t_us)?;
         p.str("rate_hz")?;
         p.int(rate_hz)?;
         p.str("adc")?;
