@@ -970,6 +970,7 @@ class Stats:
         self.max_saved = max_saved
         self.printed = 0
         self.by_tag = collections.Counter()
+        self.unreproduced = 0  # deaths that a fresh worker did not repeat (not divergences)
 
     def divergence(self, kind, detail, mutant):
         with self.lock:
@@ -1009,6 +1010,17 @@ def loader_thread(worker, q, stats, args):
         wall = 60 + 30 * (0.5 + 2e-6 * size)  # a safety net: RLIMIT_CPU ends a slow phase first
         try:
             res = worker.run(req, wall)
+            if "died" in res:
+                # A long-lived worker can die of its history (a CPU limit reached across tasks,
+                # memory fragmentation): a death counts only if a fresh worker dies too.
+                worker.kill()
+                again = worker.run(req, wall)
+                if "died" not in again:
+                    with stats.lock:
+                        stats.unreproduced += 1
+                    print("note: %s during %s not reproduced in a fresh worker: %s"
+                          % (res["died"], res["phase"], os.path.basename(m["pkl"])), flush=True)
+                res = again
         except Exception as e:  # a worker that cannot start: count, re-spawn next time
             res = {"died": "worker error %s" % e, "phase": "start", "timeout": False}
             worker.kill()
@@ -1187,6 +1199,8 @@ def run(args, rng, tmp, started):
         print("tracemalloc peak / validator bound: median %.3f, max %.4f over %d loads (max: %s)" % (
             r[len(r) // 2], r[-1], len(r), stats.top_ratio[1][:200]))
     print("most common rejections: " + "; ".join("%s %d" % kv for kv in stats.rejections.most_common(5)))
+    if stats.unreproduced:
+        print("%d worker deaths not reproduced in a fresh worker (not counted)" % stats.unreproduced)
     ndiv = sum(stats.divergences.values())
     if ndiv:
         print("divergences by kind: " + ", ".join("%s %d" % kv for kv in stats.divergences.most_common())
