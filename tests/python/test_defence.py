@@ -135,16 +135,12 @@ def test_check_bounds_nesting_allocation_collisions_and_arrays():
         dmapickle.check(_tuple_chain(1), max_depht=3)
 
 
-def test_an_accepted_pickle_loads_within_its_allocation_bound(tmp_path):
+def test_an_accepted_pickle_loads_within_its_allocation_bound(cli, tmp_path):
     """The load's real peak (tracemalloc, in a fresh process) stays under the bound that
     `dmapickle check --bounds` proved for the same bytes."""
-    import os
     import subprocess
     import sys
 
-    cli = os.environ.get("DMAPICKLE_BIN")
-    if not cli:
-        pytest.skip("DMAPICKLE_BIN (the dmapickle CLI) is set by scripts/test.d/50-python.sh")
     cases = {
         "big_list": pickle.dumps(list(range(100_000)), protocol=2),
         "sets": b"\x80\x05]" + b"\x8fa" * 50_000 + b".",
