@@ -2278,13 +2278,13 @@ fn place(
 
 /// `hash(complex(a[, b]))` for number arguments, or why `complex()` would fail (an int too
 /// large for a float raises `OverflowError`).
-fn complex_hash(a: Option<Kind>, b: Option<Kind>) -> Check<Hash> {
-    let part = |k: Option<Kind>| -> Check<Option<i64>> {
+fn complex_hash(a: Option<&Kind>, b: Option<&Kind>) -> Check<Hash> {
+    let part = |k: Option<&Kind>| -> Check<Option<i64>> {
         Ok(match k {
             None => Some(0),
-            Some(Kind::Bool(b)) => Some(i64::from(b)),
-            Some(Kind::Int(Some(v))) => hash::float(v as f64),
-            Some(Kind::Float(bits)) => hash::float(f64::from_bits(bits)),
+            Some(Kind::Bool(b)) => Some(i64::from(*b)),
+            Some(Kind::Int(Some(v))) => hash::float(*v as f64),
+            Some(Kind::Float(bits)) => hash::float(f64::from_bits(*bits)),
             _ => return Err(Reason::BadCallArguments),
         })
     };
@@ -2309,7 +2309,7 @@ fn logical(info: ArrayInfo, max_bytes: u64) -> Check<ArrayInfo> {
 }
 
 fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class {
-    let k = |i: usize| items.get(i).map(|s| s.kind);
+    let k = |i: usize| items.get(i).map(|s| &s.kind);
     let strict = m.strict();
     let max_bytes = m.limits().max_array_bytes;
     if let Some(d) = ints(items) {
@@ -2357,12 +2357,12 @@ fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class {
         let tail = [k(2), k(3), k(4), k(5), k(6), k(7)];
         let plain = tail
             == [
-                Some(Kind::None),
-                Some(Kind::None),
-                Some(Kind::None),
-                Some(Kind::Int(Some(-1))),
-                Some(Kind::Int(Some(-1))),
-                Some(Kind::Int(Some(0))),
+                Some(&Kind::None),
+                Some(&Kind::None),
+                Some(&Kind::None),
+                Some(&Kind::Int(Some(-1))),
+                Some(&Kind::Int(Some(-1))),
+                Some(&Kind::Int(Some(0))),
             ];
         let order = match (plain, order.str(m.pickle)) {
             (true, "<") => Ok(Some(false)),
@@ -2375,7 +2375,7 @@ fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class {
     // _codecs.encode(str, 'latin1')
     if let (2, Some(Kind::Str(text)), Some(Kind::Str(enc))) = (items.len(), k(0), k(1)) {
         if enc.str(m.pickle) == "latin1" {
-            return Class::EncodeArgs(text);
+            return Class::EncodeArgs(*text);
         }
     }
     // _reconstruct(numpy.ndarray, (0,), b'b')
@@ -2395,11 +2395,11 @@ fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class {
     // _frombuffer(buffer, dtype, shape, order)
     if let (4, Some(Kind::Dtype(dtype))) = (items.len(), k(1)) {
         let info = (|| {
-            let source = source_of(&k(0).unwrap_or(Kind::None))?;
-            let shape = shape_of(&k(2).unwrap_or(Kind::None))?;
-            let fortran = order_of(k(3).as_ref().and_then(|s| str_of(m, s)))?;
+            let source = source_of(k(0).unwrap_or(&Kind::None))?;
+            let shape = shape_of(k(2).unwrap_or(&Kind::None))?;
+            let fortran = order_of(k(3).and_then(|s| str_of(m, s)))?;
             logical(
-                place(dtype, shape, fortran, source, 0, None, true)?,
+                place(*dtype, shape, fortran, source, 0, None, true)?,
                 max_bytes,
             )
         })();
@@ -2408,16 +2408,16 @@ fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class {
     // _reconstruct state (1, shape, dtype, is_fortran, rawdata)
     if let (5, Some(Kind::Int(Some(1))), Some(Kind::Dtype(dtype))) = (items.len(), k(0), k(2)) {
         let info = (|| {
-            let shape = shape_of(&k(1).unwrap_or(Kind::None))?;
+            let shape = shape_of(k(1).unwrap_or(&Kind::None))?;
             let Some(Kind::Bool(fortran)) = k(3) else {
                 return Err(Reason::BadOrder);
             };
             let source = match k(4) {
-                Some(Kind::Bytes { len, .. }) => Source::Bytes { len },
+                Some(Kind::Bytes { len, .. }) => Source::Bytes { len: *len },
                 _ => return Err(Reason::BadArrayData),
             };
             logical(
-                place(dtype, shape, fortran, source, 0, None, true)?,
+                place(*dtype, shape, *fortran, source, 0, None, true)?,
                 max_bytes,
             )
         })();
@@ -2429,15 +2429,15 @@ fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class {
             if strict && items.len() != 6 {
                 return Err(Reason::BadCallArguments);
             }
-            let shape = shape_of(&k(0).unwrap_or(Kind::None))?;
+            let shape = shape_of(k(0).unwrap_or(&Kind::None))?;
             let dtype = dtype_str(dtype.str(m.pickle), strict)?;
-            let source = source_of(&k(2).unwrap_or(Kind::None))?;
+            let source = source_of(k(2).unwrap_or(&Kind::None))?;
             if strict && !matches!(source, Source::Buffer { .. }) {
                 return Err(Reason::BadArrayData);
             }
             let offset = match k(3) {
                 None => 0,
-                Some(Kind::Int(Some(o))) => o,
+                Some(Kind::Int(Some(o))) => *o,
                 Some(Kind::Int(None) | Kind::BigInt(_)) => return Err(Reason::ArrayOutsideBuffer),
                 _ => return Err(Reason::BadCallArguments),
             };
@@ -2446,12 +2446,12 @@ fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class {
                 Some(Kind::Tuple(Tuple {
                     class: Class::Ints(d),
                     ..
-                })) if !strict => Some(d),
+                })) if !strict => Some(*d),
                 _ => return Err(Reason::BadStrides),
             };
             let fortran = match k(5) {
                 None => false,
-                Some(s) => order_of(str_of(m, &s))?,
+                Some(s) => order_of(str_of(m, s))?,
             };
             if offset < 0 {
                 return Err(Reason::NegativeOffset);
