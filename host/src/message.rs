@@ -40,6 +40,10 @@ pub struct Message {
     pub buffers: Vec<Buffer>,
     /// Byte offset of the frame's header in the stream.
     pub stream_offset: u64,
+    /// When the frame's last byte was read: [`crate::stream::monotonic_ns`] as the read that
+    /// returned it came back (frames that arrive in one read share it). For a frame found again
+    /// after a corrupt one was rescanned, the latest read instead, which is later.
+    pub host_ns: u64,
 }
 
 impl Message {

@@ -233,6 +233,21 @@ impl From<io::Error> for ReadError {
     }
 }
 
+/// Nanoseconds of the host's monotonic clock (`CLOCK_MONOTONIC`, the clock of Python's
+/// `time.monotonic_ns()` on Linux): what [`Message::host_ns`] is measured in.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists, so the call
+    // cannot fail, and on failure `ts` would stay zero (a valid value).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
 /// Checks a pickle and its buffer lengths before delivery; `Err` carries the reason.
 pub type Validator = Box<dyn FnMut(&[u8], &[usize]) -> Result<(), String> + Send>;
 
@@ -255,6 +270,8 @@ pub struct FrameReader<R> {
     read_hint: Option<usize>,
     /// While a frame is read: the search for a rebooted device's header inside it.
     scan: Option<RestartScan>,
+    /// [`monotonic_ns`] when the latest read from the source returned: a message's `host_ns`.
+    last_read_ns: u64,
 }
 
 impl<R> std::fmt::Debug for FrameReader<R> {
@@ -300,6 +317,7 @@ impl<R: Read> FrameReader<R> {
             pool: Arc::new(Pool::default()),
             read_hint: None,
             scan: None,
+            last_read_ns: 0,
         }
     }
 
@@ -444,7 +462,10 @@ impl<R: Read> FrameReader<R> {
             };
             let got = match self.src.read(&mut self.stage[self.len..self.len + want]) {
                 Ok(0) => return Ok(false),
-                Ok(k) => k,
+                Ok(k) => {
+                    self.last_read_ns = monotonic_ns();
+                    k
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.into()),
             };
@@ -476,6 +497,7 @@ impl<R: Read> FrameReader<R> {
             match self.src.read(&mut dst[done..]) {
                 Ok(0) => break,
                 Ok(k) => {
+                    self.last_read_ns = monotonic_ns();
                     if let Some(crc) = crc.as_deref_mut() {
                         *crc = crc32c::crc32c_append(*crc, &dst[done..done + k]);
                     }
@@ -681,6 +703,8 @@ impl<R: Read> FrameReader<R> {
             pickle,
             buffers,
             stream_offset: at,
+            // The read that brought the data CRC (the frame's last bytes) was the latest one.
+            host_ns: self.last_read_ns,
         }))
     }
 

@@ -26,9 +26,12 @@ import pickle
 from typing import Any, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _native
+from .clock import ClockEstimate, DeviceClock
 
 __all__ = [
     "ALLOWED_GLOBALS",
+    "ClockEstimate",
+    "DeviceClock",
     "Message",
     "RejectedError",
     "RestrictedUnpickler",
@@ -145,17 +148,24 @@ def _regions(regions: Union[None, Mapping[int, str], Iterable[str]]) -> List[Tup
 
 
 class Message:
-    """One delivered message: ``seq``, ``pickle`` (bytes), ``buffers`` (list of memoryview).
+    """One delivered message: ``seq``, ``pickle`` (bytes), ``buffers`` (list of memoryview),
+    ``host_ns``.
 
     ``buffers[i]`` is a zero-copy view of the i-th out-of-band buffer, read-only when the
     frame's descriptor says so. ``load()`` unpickles with those buffers.
     """
 
-    __slots__ = ("seq", "pickle", "buffers", "shared", "_framed", "_unpickler")
+    __slots__ = ("seq", "pickle", "buffers", "shared", "host_ns", "_framed", "_unpickler", "_clock")
 
-    def __init__(self, raw: Tuple[int, bytes, bytes, list, list], unpickler: type) -> None:
-        seq, pkl, framed, views, shared = raw
+    def __init__(
+        self, raw: Tuple[int, bytes, bytes, list, list, int], unpickler: type,
+        clock: Optional[DeviceClock] = None,
+    ) -> None:
+        seq, pkl, framed, views, shared, host_ns = raw
         self.seq: int = seq
+        #: When the frame's last byte was read, in ns of the host's monotonic clock (the clock of
+        #: ``time.monotonic_ns()`` on Linux), taken in Rust as the read returned.
+        self.host_ns: int = host_ns
         self.pickle: bytes = pkl
         # Each view exports the received bytes (or the shared region) without a copy, read-only
         # when the descriptor says so, and keeps them alive while any view or array exists.
@@ -164,10 +174,15 @@ class Message:
         self.shared: List[bool] = shared
         self._framed = framed  # the same pickle inside one FRAME: one read() for the Unpickler
         self._unpickler = unpickler
+        self._clock = clock
 
     def load(self) -> Any:
-        """Unpickle with this message's buffers, through ``RestrictedUnpickler``."""
-        return self._unpickler(io.BytesIO(self._framed), buffers=self.buffers).load()
+        """Unpickle with this message's buffers, through ``RestrictedUnpickler``; a dict with
+        the stream clock's field (``t_us``) also feeds :attr:`Stream.clock`."""
+        obj = self._unpickler(io.BytesIO(self._framed), buffers=self.buffers).load()
+        if self._clock is not None:
+            self._clock.observe(self.seq, self.host_ns, obj)
+        return obj
 
     def __repr__(self) -> str:
         sizes = ", ".join(str(b.nbytes) for b in self.buffers)
@@ -203,6 +218,11 @@ class Stream:
             limits=_limits(limits),
         )
         self._ready: Deque[tuple] = collections.deque()  # received, not yet returned
+        #: The device clock against ``host_ns``, fitted from the ``t_us`` of every loaded
+        #: message (``clock.estimate``: offset, drift and their uncertainty; see
+        #: :mod:`dmapickle.clock`). Replace it with ``DeviceClock(field, unit_s)`` for another
+        #: timestamp field.
+        self.clock = DeviceClock()
 
     def next(self, timeout: Optional[float] = None) -> Optional[Message]:
         """The next message, or None at the end of the stream.
@@ -216,7 +236,7 @@ class Stream:
             if batch is None:
                 return None
             ready.extend(batch)
-        return Message(ready.popleft(), self._unpickler)
+        return Message(ready.popleft(), self._unpickler, self.clock)
 
     def __iter__(self) -> Iterator[Message]:
         return self

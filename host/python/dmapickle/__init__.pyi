@@ -1,6 +1,7 @@
 """Type hints for dmapickle (see the package docstring for the story)."""
 
 import pickle
+from .clock import ClockEstimate as ClockEstimate, DeviceClock as DeviceClock
 from typing import BinaryIO, Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 Global = Union[str, Tuple[str, str]]
@@ -29,6 +30,8 @@ class Message:
     """Zero-copy views of the out-of-band buffers, read-only where the descriptor says so."""
     shared: List[bool]
     """Per buffer: whether it lies in a shared region (released when its last view dies)."""
+    host_ns: int
+    """When the frame's last byte was read: ns of the host's monotonic clock (``time.monotonic_ns()``)."""
     def load(self) -> Any:
         """Unpickle with this message's buffers through RestrictedUnpickler."""
 
@@ -36,6 +39,8 @@ class Stream:
     """Messages from a source, read by a background thread; iterable, a context manager."""
 
     source: str
+    clock: DeviceClock
+    """The device clock (``t_us`` of loaded messages) fitted against ``host_ns``."""
     def __init__(
         self,
         source: str,
