@@ -1,0 +1,340 @@
+//! Tuple classification (which callable's arguments a tuple can be) and the numpy checks: dtype
+//! strings, shapes, strides, offsets and where an array's bytes lie.
+
+use super::*;
+
+pub(super) fn str_of<'p>(m: &Machine<'_, 'p, '_, '_, '_>, k: &Kind) -> Option<&'p str> {
+    match k {
+        Kind::Str(s) => Some(s.str(m.pickle)),
+        _ => None,
+    }
+}
+
+pub(super) fn ints(items: &[Slot]) -> Option<Dims> {
+    if items.len() > MAX_NDIM {
+        return None;
+    }
+    let mut d = Dims {
+        len: items.len() as u8,
+        v: [0; MAX_NDIM],
+    };
+    for (slot, out) in items.iter().zip(d.v.iter_mut()) {
+        match slot.kind {
+            Kind::Int(Some(v)) => *out = v,
+            _ => return None,
+        }
+    }
+    Some(d)
+}
+
+pub(super) fn shape_of(k: &Kind) -> Check<Dims> {
+    match k {
+        Kind::Tuple(Tuple {
+            class: Class::Ints(d),
+            ..
+        }) if d.as_slice().iter().all(|v| *v >= 0) => Ok(*d),
+        _ => Err(Reason::BadShape),
+    }
+}
+
+pub(super) fn source_of(k: &Kind) -> Check<Source> {
+    match *k {
+        Kind::Buffer {
+            index,
+            len,
+            readonly,
+        } => Ok(Source::Buffer {
+            index,
+            len,
+            readonly,
+        }),
+        Kind::Bytes { len, .. } => Ok(Source::Bytes { len }),
+        Kind::ByteArray { len } => Ok(Source::ByteArray { len }),
+        _ => Err(Reason::BadArrayData),
+    }
+}
+
+pub(super) fn order_of(s: Option<&str>) -> Check<bool> {
+    match s {
+        Some("C") => Ok(false),
+        Some("F") => Ok(true),
+        _ => Err(Reason::BadOrder),
+    }
+}
+
+/// Parses a numpy dtype string such as `<i2`, `|u1`, `>f8` (general also: `i2`, `=i2`).
+pub(super) fn dtype_str(s: &str, strict: bool) -> Check<Dtype> {
+    let (prefix, code) = match s.as_bytes().first() {
+        Some(b'<' | b'>' | b'|' | b'=') => (s.get(..1), s.get(1..).unwrap_or("")),
+        _ => (None, s),
+    };
+    let code = Code::parse(code).ok_or(Reason::DtypeNotAllowed)?;
+    let one = code.itemsize() == 1;
+    let big_endian = match prefix {
+        Some(">") if !one || !strict => true,
+        Some("<") if !one || !strict => false,
+        Some("|") if one || !strict => false,
+        Some("=") | None if !strict => false,
+        _ => return Err(Reason::DtypeNotAllowed),
+    };
+    Ok(Dtype { code, big_endian })
+}
+
+/// nbytes of an array, or the reason it overflows.
+pub(super) fn nbytes(dtype: &Dtype, shape: &Dims) -> Check<u64> {
+    shape
+        .as_slice()
+        .iter()
+        .try_fold(dtype.code.itemsize(), |acc, d| {
+            acc.checked_mul(u64::try_from(*d).map_err(|_| Reason::BadShape)?)
+                .filter(|n| *n <= i64::MAX as u64)
+                .ok_or(Reason::ShapeOverflow)
+        })
+}
+
+/// Checks that the array's bytes lie inside its source. `exact`: the array must cover its
+/// source exactly (what `_frombuffer`, `_reconstruct` and strict `ndarray` require).
+pub(super) fn place(
+    dtype: Dtype,
+    shape: Dims,
+    fortran: bool,
+    source: Source,
+    offset: i64,
+    strides: Option<Dims>,
+    exact: bool,
+) -> Check<ArrayInfo> {
+    let size = nbytes(&dtype, &shape)?;
+    let offset = u64::try_from(offset).map_err(|_| Reason::NegativeOffset)?;
+    let len = source.len();
+    // The offset lies inside (or at the end of) the buffer for every size, empty arrays too.
+    if offset > len {
+        return Err(Reason::ArrayOutsideBuffer);
+    }
+    match strides {
+        None => {
+            let end = offset.checked_add(size).ok_or(Reason::ArrayOutsideBuffer)?;
+            if end > len || (exact && (offset != 0 || end != len)) {
+                return Err(Reason::ArrayOutsideBuffer);
+            }
+        }
+        Some(strides) => {
+            if strides.len != shape.len || exact {
+                return Err(Reason::BadStrides);
+            }
+            if size != 0 {
+                let (mut lo, mut hi) = (i128::from(offset), i128::from(offset));
+                for (d, s) in shape.as_slice().iter().zip(strides.as_slice()) {
+                    let reach = i128::from(*s)
+                        .checked_mul(i128::from(*d) - 1)
+                        .ok_or(Reason::BadStrides)?;
+                    let side = if reach < 0 { &mut lo } else { &mut hi };
+                    *side = side.checked_add(reach).ok_or(Reason::BadStrides)?;
+                }
+                hi = hi
+                    .checked_add(i128::from(dtype.code.itemsize()))
+                    .ok_or(Reason::BadStrides)?;
+                if lo < 0 || hi > i128::from(len) {
+                    return Err(Reason::BadStrides);
+                }
+            }
+        }
+    }
+    Ok(ArrayInfo {
+        dtype,
+        shape,
+        fortran,
+        source,
+        offset,
+        strided: strides.is_some(),
+    })
+}
+
+/// `hash(complex(a[, b]))` for number arguments, or why `complex()` would fail (an int too
+/// large for a float raises `OverflowError`).
+pub(super) fn complex_hash(a: Option<&Kind>, b: Option<&Kind>) -> Check<Hash> {
+    let part = |k: Option<&Kind>| -> Check<Option<i64>> {
+        Ok(match k {
+            None => Some(0),
+            Some(Kind::Bool(b)) => Some(i64::from(*b)),
+            Some(Kind::Int(Some(v))) => hash::float(*v as f64),
+            Some(Kind::Float(bits)) => hash::float(f64::from_bits(*bits)),
+            _ => return Err(Reason::BadCallArguments),
+        })
+    };
+    Ok(match (part(a)?, part(b)?) {
+        (Some(re), Some(im)) => Hash::Known(hash::complex(re, im)),
+        _ => Hash::Random,
+    })
+}
+
+/// Checks an array's logical size: what `a + 1` or `a.copy()` allocates, whatever the strides
+/// (a stride-0 view of 8 bytes may claim 8 TiB).
+pub(super) fn logical(info: ArrayInfo, max_bytes: u64) -> Check<ArrayInfo> {
+    let size = nbytes(&info.dtype, &info.shape)?;
+    if size > max_bytes {
+        return Err(Reason::Limit {
+            limit: Limit::ArrayBytes,
+            found: size,
+            max: max_bytes,
+        });
+    }
+    Ok(info)
+}
+
+pub(super) fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class {
+    let k = |i: usize| items.get(i).map(|s| &s.kind);
+    let strict = m.strict();
+    let max_bytes = m.limits().max_array_bytes;
+    if let Some(d) = ints(items) {
+        return Class::Ints(d);
+    }
+    match items.len() {
+        1 | 2 if items.iter().all(|s| s.kind.is_number()) => {
+            return Class::Numbers(complex_hash(k(0), k(1)));
+        }
+        _ => {}
+    }
+    match (items.len(), items.first().map(|s| *m.current(s))) {
+        (
+            1,
+            Some(Slot {
+                kind:
+                    Kind::List {
+                        hashable_items,
+                        len,
+                        max_class,
+                    },
+                id,
+                ..
+            }),
+        ) => {
+            return Class::ListArg(hashable_items, id, len, max_class);
+        }
+        (
+            1,
+            Some(Slot {
+                kind: Kind::Bytes { len, .. },
+                ..
+            }),
+        ) => return Class::BytesArg(len),
+        _ => {}
+    }
+    // numpy.dtype(code, False, True)
+    if let (3, Some(Kind::Str(code)), Some(Kind::Bool(false)), Some(Kind::Bool(true))) =
+        (items.len(), k(0), k(1), k(2))
+    {
+        return Class::DtypeArgs(Code::parse(code.str(m.pickle)).ok_or(Reason::DtypeNotAllowed));
+    }
+    // dtype state (3, byteorder, None, None, None, -1, -1, 0)
+    if let (8, Some(Kind::Int(Some(3))), Some(Kind::Str(order))) = (items.len(), k(0), k(1)) {
+        let tail = [k(2), k(3), k(4), k(5), k(6), k(7)];
+        let plain = tail
+            == [
+                Some(&Kind::None),
+                Some(&Kind::None),
+                Some(&Kind::None),
+                Some(&Kind::Int(Some(-1))),
+                Some(&Kind::Int(Some(-1))),
+                Some(&Kind::Int(Some(0))),
+            ];
+        let order = match (plain, order.str(m.pickle)) {
+            (true, "<") => Ok(Some(false)),
+            (true, ">") => Ok(Some(true)),
+            (true, "|") => Ok(None),
+            _ => Err(Reason::DtypeNotAllowed),
+        };
+        return Class::DtypeState(order);
+    }
+    // _codecs.encode(str, 'latin1')
+    if let (2, Some(Kind::Str(text)), Some(Kind::Str(enc))) = (items.len(), k(0), k(1)) {
+        if enc.str(m.pickle) == "latin1" {
+            return Class::EncodeArgs(*text);
+        }
+    }
+    // _reconstruct(numpy.ndarray, (0,), b'b')
+    if let (
+        3,
+        Some(Kind::Global(Callee::Ndarray)),
+        Some(Kind::Tuple(shape)),
+        Some(Kind::Bytes { span: Some(b), .. }),
+    ) = (items.len(), k(0), k(1), k(2))
+    {
+        let zero = matches!(shape.class, Class::Ints(d) if d.as_slice() == [0]);
+        if zero && b.bytes(m.pickle) == b"b" {
+            return Class::ReconstructArgs;
+        }
+        return Class::Plain;
+    }
+    // _frombuffer(buffer, dtype, shape, order)
+    if let (4, Some(Kind::Dtype(dtype))) = (items.len(), k(1)) {
+        let info = (|| {
+            let source = source_of(k(0).unwrap_or(&Kind::None))?;
+            let shape = shape_of(k(2).unwrap_or(&Kind::None))?;
+            let fortran = order_of(k(3).and_then(|s| str_of(m, s)))?;
+            logical(
+                place(*dtype, shape, fortran, source, 0, None, true)?,
+                max_bytes,
+            )
+        })();
+        return Class::FromBufferArgs(info);
+    }
+    // _reconstruct state (1, shape, dtype, is_fortran, rawdata)
+    if let (5, Some(Kind::Int(Some(1))), Some(Kind::Dtype(dtype))) = (items.len(), k(0), k(2)) {
+        let info = (|| {
+            let shape = shape_of(k(1).unwrap_or(&Kind::None))?;
+            let Some(Kind::Bool(fortran)) = k(3) else {
+                return Err(Reason::BadOrder);
+            };
+            let source = match k(4) {
+                Some(Kind::Bytes { len, .. }) => Source::Bytes { len: *len },
+                _ => return Err(Reason::BadArrayData),
+            };
+            logical(
+                place(*dtype, shape, *fortran, source, 0, None, true)?,
+                max_bytes,
+            )
+        })();
+        return Class::ArrayState(info);
+    }
+    // numpy.ndarray(shape, dtype_str, buffer[, offset[, strides[, order]]])
+    if let (3..=6, Some(Kind::Tuple(_)), Some(Kind::Str(dtype))) = (items.len(), k(0), k(1)) {
+        let info = (|| {
+            if strict && items.len() != 6 {
+                return Err(Reason::BadCallArguments);
+            }
+            let shape = shape_of(k(0).unwrap_or(&Kind::None))?;
+            let dtype = dtype_str(dtype.str(m.pickle), strict)?;
+            let source = source_of(k(2).unwrap_or(&Kind::None))?;
+            if strict && !matches!(source, Source::Buffer { .. }) {
+                return Err(Reason::BadArrayData);
+            }
+            let offset = match k(3) {
+                None => 0,
+                Some(Kind::Int(Some(o))) => *o,
+                Some(Kind::Int(None) | Kind::BigInt(_)) => return Err(Reason::ArrayOutsideBuffer),
+                _ => return Err(Reason::BadCallArguments),
+            };
+            let strides = match k(4) {
+                None | Some(Kind::None) => None,
+                Some(Kind::Tuple(Tuple {
+                    class: Class::Ints(d),
+                    ..
+                })) if !strict => Some(*d),
+                _ => return Err(Reason::BadStrides),
+            };
+            let fortran = match k(5) {
+                None => false,
+                Some(s) => order_of(str_of(m, s))?,
+            };
+            if offset < 0 {
+                return Err(Reason::NegativeOffset);
+            }
+            logical(
+                place(dtype, shape, fortran, source, offset, strides, strict)?,
+                max_bytes,
+            )
+        })();
+        return Class::NdarrayArgs(info);
+    }
+    Class::Plain
+}

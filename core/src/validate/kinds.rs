@@ -1,0 +1,341 @@
+//! What the abstract machine tracks instead of objects: the kind of each stack and memo
+//! entry (an int with its value, a str with its span, a tuple with its class and hash, an array
+//! with dtype, shape and source, ...), and numpy's scalar codes.
+
+use super::*;
+
+/// The collision class of keys whose hash is deterministic but not computed here.
+pub(super) const OPAQUE_HASH: i64 = 0x4f50_4151_5545_0001;
+
+// ------------------------------------------------------------------------------------------------
+// Kinds
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Span {
+    pub(super) start: usize,
+    pub(super) len: usize,
+    /// For text: 1 + its length in chars if latin-1 can encode it (every char below U+0100),
+    /// else 0; worked out once when the str is read, so `_codecs.encode` of a memoized str
+    /// costs nothing per call.
+    pub(super) latin1: u64,
+}
+
+/// [`Span::latin1`] of UTF-8 `text`: every byte below `C4` means every char below U+0100.
+pub(super) fn latin1_chars(text: &[u8]) -> u64 {
+    if text.iter().any(|b| *b >= 0xc4) {
+        return 0;
+    }
+    1 + text.iter().filter(|b| *b & 0xc0 != 0x80).count() as u64
+}
+
+impl Span {
+    pub(super) fn bytes<'p>(&self, pickle: &'p [u8]) -> &'p [u8] {
+        pickle
+            .get(self.start..self.start.saturating_add(self.len))
+            .unwrap_or(&[])
+    }
+    pub(super) fn str<'p>(&self, pickle: &'p [u8]) -> &'p str {
+        core::str::from_utf8(self.bytes(pickle)).unwrap_or("")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Want {
+    List,
+    Dict,
+    Set,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Callee {
+    Complex,
+    Set,
+    FrozenSet,
+    Bytes,
+    ByteArray,
+    CodecsEncode,
+    Dtype,
+    FromBuffer,
+    Reconstruct,
+    Ndarray,
+    Custom,
+}
+
+/// numpy scalar types the validator allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Code {
+    B1,
+    I1,
+    I2,
+    I4,
+    I8,
+    U1,
+    U2,
+    U4,
+    U8,
+    F2,
+    F4,
+    F8,
+    C8,
+    C16,
+}
+
+pub(super) const CODES: [(&str, Code, u64); 14] = [
+    ("b1", Code::B1, 1),
+    ("i1", Code::I1, 1),
+    ("i2", Code::I2, 2),
+    ("i4", Code::I4, 4),
+    ("i8", Code::I8, 8),
+    ("u1", Code::U1, 1),
+    ("u2", Code::U2, 2),
+    ("u4", Code::U4, 4),
+    ("u8", Code::U8, 8),
+    ("f2", Code::F2, 2),
+    ("f4", Code::F4, 4),
+    ("f8", Code::F8, 8),
+    ("c8", Code::C8, 8),
+    ("c16", Code::C16, 16),
+];
+
+impl Code {
+    pub(super) fn parse(s: &str) -> Option<Code> {
+        CODES.iter().find(|(n, _, _)| *n == s).map(|(_, c, _)| *c)
+    }
+    pub(super) fn name(self) -> &'static str {
+        CODES
+            .iter()
+            .find(|(_, c, _)| *c == self)
+            .map_or("?", |(n, _, _)| n)
+    }
+    pub(super) fn itemsize(self) -> u64 {
+        CODES
+            .iter()
+            .find(|(_, c, _)| *c == self)
+            .map_or(1, |(_, _, s)| *s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Dtype {
+    pub(super) code: Code,
+    pub(super) big_endian: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Dims {
+    pub(super) len: u8,
+    pub(super) v: [i64; MAX_NDIM],
+}
+
+impl Dims {
+    pub(super) fn as_slice(&self) -> &[i64] {
+        self.v.get(..usize::from(self.len)).unwrap_or(&[])
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    Buffer {
+        index: u32,
+        len: u64,
+        readonly: bool,
+    },
+    Bytes {
+        len: u64,
+    },
+    ByteArray {
+        len: u64,
+    },
+}
+
+impl Source {
+    pub(super) fn len(&self) -> u64 {
+        match *self {
+            Source::Buffer { len, .. } | Source::Bytes { len } | Source::ByteArray { len } => len,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ArrayInfo {
+    pub(super) dtype: Dtype,
+    pub(super) shape: Dims,
+    pub(super) fortran: bool,
+    pub(super) source: Source,
+    pub(super) offset: u64,
+    pub(super) strided: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Class {
+    /// Nothing the validator calls with.
+    Plain,
+    /// Only small ints (a shape or strides).
+    Ints(Dims),
+    /// One or two numbers (`complex` arguments): the complex's hash, or why `complex()` would
+    /// fail.
+    Numbers(core::result::Result<Hash, Reason>),
+    /// `(list,)` (`set`/`frozenset` arguments): whether its items are hashable, the list's id,
+    /// its length and the most of its items with one chosen hash.
+    ListArg(bool, u64, u64, u32),
+    /// `(bytes,)` (`bytearray` arguments): their length.
+    BytesArg(u64),
+    /// `(code, False, True)`: `numpy.dtype` arguments.
+    DtypeArgs(core::result::Result<Code, Reason>),
+    /// `(3, byteorder, None, None, None, -1, -1, 0)`: a dtype's `BUILD` state; big-endian?
+    DtypeState(core::result::Result<Option<bool>, Reason>),
+    /// `(str, 'latin1')`: `_codecs.encode` arguments; the str's span.
+    EncodeArgs(Span),
+    /// `(numpy.ndarray, (0,), b'b')`: `_reconstruct` arguments.
+    ReconstructArgs,
+    /// `(buffer, dtype, shape, order)`: `_frombuffer` arguments.
+    FromBufferArgs(core::result::Result<ArrayInfo, Reason>),
+    /// `(1, shape, dtype, is_fortran, rawdata)`: a `_reconstruct`ed array's `BUILD` state.
+    ArrayState(core::result::Result<ArrayInfo, Reason>),
+    /// `(shape, dtype_str, buffer[, offset[, strides[, order]]])`: `numpy.ndarray` arguments.
+    NdarrayArgs(core::result::Result<ArrayInfo, Reason>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Tuple {
+    pub(super) len: usize,
+    pub(super) hashable: bool,
+    pub(super) hash: Hash,
+    pub(super) class: Class,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Empty,
+    Mark,
+    None,
+    Bool(bool),
+    /// An int that fits an i64 (`None` is not written any more; kept for matching).
+    Int(Option<i64>),
+    /// An int that does not fit an i64; its CPython hash.
+    BigInt(i64),
+    /// A float, its bits.
+    Float(u64),
+    /// A complex; its hash.
+    Complex(Hash),
+    Str(Span),
+    /// Bytes; their span in the pickle when known (literal or ASCII `_codecs.encode`).
+    Bytes {
+        len: u64,
+        span: Option<Span>,
+    },
+    ByteArray {
+        len: u64,
+    },
+    Buffer {
+        index: u32,
+        len: u64,
+        readonly: bool,
+    },
+    Tuple(Tuple),
+    List {
+        hashable_items: bool,
+        /// Items appended (through every copy of the list that the memo links).
+        len: u64,
+        /// Most items seen with one chosen hash (only counted when a `set(list)` needs it).
+        max_class: u32,
+    },
+    Dict,
+    Set,
+    FrozenSet,
+    Global(Callee),
+    /// A `numpy.dtype` awaiting its `BUILD`; where it was memoized.
+    DtypeNew {
+        code: Code,
+        memo: Option<usize>,
+    },
+    Dtype(Dtype),
+    /// A `_reconstruct`ed array awaiting its `BUILD`; where it was memoized.
+    ArrayNew {
+        memo: Option<usize>,
+    },
+    Array(ArrayInfo),
+    /// An object made by a caller-allowed global.
+    Object,
+}
+
+impl Kind {
+    pub(super) fn hashable(&self) -> bool {
+        match self {
+            Kind::None
+            | Kind::Bool(_)
+            | Kind::Int(_)
+            | Kind::BigInt(_)
+            | Kind::Float(_)
+            | Kind::Complex(_)
+            | Kind::Str(_)
+            | Kind::Bytes { .. }
+            | Kind::FrozenSet => true,
+            Kind::Tuple(t) => t.hashable,
+            _ => false,
+        }
+    }
+
+    /// What is known of CPython's `hash()` of this value.
+    pub(super) fn hash(&self) -> Hash {
+        match self {
+            Kind::Bool(b) => Hash::Known(i64::from(*b)),
+            Kind::Int(Some(v)) => Hash::Known(hash::int(*v)),
+            Kind::BigInt(h) => Hash::Known(*h),
+            Kind::Int(None) | Kind::FrozenSet => Hash::Opaque,
+            Kind::Float(bits) => {
+                hash::float(f64::from_bits(*bits)).map_or(Hash::Random, Hash::Known)
+            }
+            Kind::Complex(h) => *h,
+            Kind::Tuple(t) => t.hash,
+            _ => Hash::Random,
+        }
+    }
+
+    /// The hash to count collisions under, if this key's hash is the pickle's choice (an int
+    /// below 2**61 - 2 in magnitude hashes to itself: no two distinct ones collide, so at most
+    /// one of them joins a class of counted keys, and a class holds at most
+    /// `max_collisions + 1` keys).
+    pub(super) fn chosen_hash(&self) -> Option<i64> {
+        match self {
+            Kind::Bool(_) => None,
+            Kind::Int(Some(v)) if hash::is_unique_int(*v) => None,
+            _ => match self.hash() {
+                Hash::Random => None,
+                Hash::Known(h) => Some(h),
+                // Opaque hashes are counted as one class per container.
+                Hash::Opaque => Some(OPAQUE_HASH),
+            },
+        }
+    }
+
+    /// Whether this may be stored in a container, passed as an argument or returned.
+    pub(super) fn check_value(&self) -> core::result::Result<(), Reason> {
+        match self {
+            Kind::Mark | Kind::Empty => Err(Reason::MarkAsValue),
+            Kind::Global(_) => Err(Reason::GlobalAsValue),
+            Kind::Dtype(_) => Err(Reason::DtypeAsValue),
+            Kind::DtypeNew { .. } | Kind::ArrayNew { .. } => Err(Reason::Unbuilt),
+            Kind::Tuple(Tuple {
+                class: Class::ReconstructArgs,
+                ..
+            }) => Err(Reason::GlobalAsValue),
+            Kind::Tuple(Tuple {
+                class: Class::FromBufferArgs(_) | Class::ArrayState(_),
+                ..
+            }) => Err(Reason::DtypeAsValue),
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) fn is_mutable_container(&self) -> bool {
+        matches!(self, Kind::List { .. } | Kind::Dict | Kind::Set)
+    }
+
+    pub(super) fn is_number(&self) -> bool {
+        matches!(
+            self,
+            Kind::Int(_) | Kind::BigInt(_) | Kind::Float(_) | Kind::Bool(_)
+        )
+    }
+}
