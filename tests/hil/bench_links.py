@@ -23,10 +23,10 @@ from hil_ethernet import GUEST_PORT, embassy_elf, free_port, wait_listening
 
 # (link, block, messages, ADC rows/s)
 RUNS = [
-    ("uart inline", 256, 120, 256_000),
-    ("uart inline", 1024, 30, 1_024_000),
-    ("uart shared", 256, 600, 1_024_000),
-    ("uart shared", 1024, 300, 1_024_000),
+    ("uart inline", 256, 400, 128_000),
+    ("uart inline", 1024, 100, 128_000),
+    ("uart shared", 256, 2000, 512_000),
+    ("uart shared", 1024, 1000, 512_000),
     ("ethernet", 256, 16000, 4_096_000),
     ("ethernet", 1024, 6000, 4_096_000),
 ]
@@ -51,6 +51,18 @@ def timed(stream, count):
     return dt, stream.stats
 
 
+def open_unix(sock, regions):
+    """The socket file appears a moment before QEMU listens on it: retry a refused connect."""
+    for _ in range(50):
+        try:
+            return dmapickle.open(f"unix://{sock}", regions=regions, reconnect=False)
+        except OSError as e:
+            if "Connection refused" not in str(e):
+                raise
+            time.sleep(0.05)
+    return dmapickle.open(f"unix://{sock}", regions=regions, reconnect=False)
+
+
 def run(link, block, count, rate):
     params = {"n": block, "count": count, "rate": rate}
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,7 +80,7 @@ def run(link, block, count, rate):
             with Board(tmp, params, psram=shared, timeout=600) as board:
                 sock = board.wait_socket()
                 regions = {2: str(board.psram)} if shared else {}
-                with dmapickle.open(f"unix://{sock}", regions=regions, reconnect=False) as stream:
+                with open_unix(sock, regions) as stream:
                     dt, stats = timed(stream, count)
                 assert board.wait() == 0
     assert stats["frames_ok"] == count and stats["lost"] == 0 and stats["corrupt"] == 0, stats

@@ -115,11 +115,11 @@ def test_ethernet_delivers_4096_messages_with_every_sample(tmp_path, dmapickle):
 
 
 def test_a_connection_dropped_mid_frame_is_reconnected_and_resynchronised(tmp_path, dmapickle):
-    # drop=K: the device cuts frame K (0-based) of its first connection halfway, by dropping the
+    # cut=K: the device cuts frame K (0-based) of its first connection halfway, by dropping the
     # publish_async future, and aborts the connection; the host reconnects, finds the next frame
     # and counts the cut one as lost. Nothing corrupt is delivered: every sample is checked.
     count, block, rate, cut = 1536, 256, 1_024_000, 700
-    board, port = net_board(tmp_path, {"n": block, "count": count, "rate": rate, "drop": cut})
+    board, port = net_board(tmp_path, {"n": block, "count": count, "rate": rate, "cut": cut})
     with board:
         wait_listening(board)
         with dmapickle.open(f"tcp://127.0.0.1:{port}", profile="strict", reconnect=True) as stream:
@@ -166,3 +166,18 @@ def test_the_host_drops_the_connection_and_a_new_one_resynchronises(tmp_path, dm
         log = board.log()
     assert "connection 1 failed at seq" in log, log
     print(f"\n[hil] ethernet host drop: {got[0] - first} messages lost in flight, then {len(got)} exact")
+
+
+def test_drop_leaves_a_gap_the_host_counts(tmp_path, dmapickle):
+    # drop=SEQ+K as in the UART build: K frame numbers used up on a link to nowhere.
+    count, block, rate = 300, 64, 256_000
+    board, port = net_board(tmp_path, {"n": block, "count": count, "rate": rate, "drop": "100+3"})
+    with board:
+        wait_listening(board)
+        with dmapickle.open(f"tcp://127.0.0.1:{port}", profile="strict", reconnect=False) as stream:
+            msgs = [m for batch in receive(stream, count - 3) for m in batch]
+            stats = stream.stats
+        check(msgs, block, rate)
+        assert [m.seq for m in msgs] == [s for s in range(count) if not 100 <= s < 103]
+        assert (stats["lost"], stats["corrupt"]) == (3, 0), stats
+        assert board.wait() == 0, board.log()

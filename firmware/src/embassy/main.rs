@@ -10,15 +10,15 @@
 //!   `Publisher::publish_async` straight from its buffer into the socket.
 //!
 //! While no client is connected the ring fills and the ADC stalls (counted), so no block is
-//! skipped; a frame cut by a dropped connection is the only loss, and the host sees it as one
-//! lost sequence number. Network: QEMU's user network, static 10.0.2.15/24, gateway 10.0.2.2;
+//! skipped; a frame cut by a dropped connection is the only loss (besides `drop=`), and the host
+//! sees it as one lost sequence number. Network: QEMU's user network, static 10.0.2.15/24, gateway 10.0.2.2;
 //! `-nic user,model=lan9118,hostfwd=tcp:127.0.0.1:HOSTPORT-:4000` (firmware/qemu.sh `--nic`).
 //!
-//! Boot parameters: `n=`, `count=`, `rate=` as in `dmapickle_firmware::config` (`mode=inline`
-//! only), plus `port=P`, `sink=null` (no network: the device's own rate), `crc=off` (frames without the data CRC, for a host that trusts TCP) and
-//! `drop=K` (cut frame K+1 of the first connection in the middle, by
-//! dropping the `publish_async` future, then abort the connection: the host's reconnect and
-//! resynchronisation test).
+//! Boot parameters: as in `dmapickle_firmware::config` (`n=`, `count=`, `rate=`, `skew_ppm=`,
+//! `drop=`; `mode=inline` only), plus `port=P`, `sink=null` (no network: the device's own
+//! rate), `crc=off` (frames without the data CRC, for a host that trusts TCP) and `cut=K` (cut
+//! frame K+1 of the first connection in the middle, by dropping the `publish_async` future,
+//! then abort the connection: the host's reconnect and resynchronisation test).
 #![no_std]
 #![no_main]
 
@@ -85,7 +85,7 @@ defmt::timestamp!("{=u64:us}", Instant::now().as_micros());
 #[derive(Clone, Copy, defmt::Format)]
 struct NetParams {
     port: u16,
-    drop_after: Option<u32>,
+    cut_after: Option<u32>,
     /// `crc=off`: frames with `NO_DATA_CRC` (TCP checks the payload; the host must trust the
     /// link), which saves the CPU a pass over every array byte.
     data_crc: bool,
@@ -210,7 +210,7 @@ async fn next_block() -> DmaBuf {
 }
 
 /// An `embedded-io-async` writer that passes `budget` bytes on, then never completes: how the
-/// `drop=` test cuts a frame in the middle (the future is then dropped).
+/// `cut=` test cuts a frame in the middle (the future is then dropped).
 struct Cut<'a, W> {
     inner: &'a mut W,
     budget: usize,
@@ -274,8 +274,12 @@ async fn publisher_task(
         let mut on_this = 0u32;
         while limit.is_none_or(|n| seq < n) {
             let buf = next_block().await;
-            let cut_here = connections == 1 && net.drop_after == Some(on_this);
-            let result = if cut_here {
+            let cut_here = connections == 1 && net.cut_after == Some(on_this);
+            let result = if cfg.drops(seq) {
+                // `drop=` (as in the UART build): the frame number is used up on a link to
+                // nowhere, so the host sees a gap.
+                Some(publish_block(&publisher, &mut Null, seq, &cfg, &buf).await)
+            } else if cut_here {
                 let budget = buf.len() / 2;
                 let mut cut = Cut {
                     inner: &mut socket,
@@ -350,7 +354,15 @@ async fn publish_block<W: Write>(
     buf: &DmaBuf,
 ) -> Result<(), dmapickle_hal::Error> {
     let mut out = [0u8; MAX_PICKLE];
-    let msg = match message::encode(&mut out, seq, cfg.block, cfg.rate_hz, buf.descriptor()) {
+    let t_us = cfg.t_us(seq);
+    let msg = match message::encode_at(
+        &mut out,
+        seq,
+        t_us,
+        cfg.block,
+        cfg.rate_hz,
+        buf.descriptor(),
+    ) {
         Ok(msg) => msg,
         Err(e) => {
             defmt::error!("encoding message {=u32}: {}", seq, e);
@@ -409,13 +421,13 @@ async fn null_sink_run(publisher: &Publisher, cfg: &BootConfig) -> u32 {
     count
 }
 
-/// Boot parameters from the semihosting command line: `port=`, `drop=` and `crc=` here, the rest
-/// as in the UART build.
+/// Boot parameters from the semihosting command line: `port=`, `cut=`, `crc=` and `sink=` here,
+/// the rest as in the UART build.
 fn boot_config() -> (BootConfig, NetParams) {
     let mut cfg = BootConfig::default();
     let mut net = NetParams {
         port: 4000,
-        drop_after: None,
+        cut_after: None,
         data_crc: true,
         null_sink: false,
     };
@@ -442,11 +454,11 @@ fn boot_config() -> (BootConfig, NetParams) {
                     exit(EXIT_CONFIG);
                 }
             },
-            Some(("drop", v)) => match number(v) {
-                Some(k) => net.drop_after = Some(k),
+            Some(("cut", v)) => match number(v) {
+                Some(k) => net.cut_after = Some(k),
                 None => {
                     defmt::error!(
-                        "bad value in boot parameter `{=str}`: drop takes a message count",
+                        "bad value in boot parameter `{=str}`: cut takes a message count",
                         word
                     );
                     exit(EXIT_CONFIG);
