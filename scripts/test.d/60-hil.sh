@@ -69,7 +69,10 @@ trap cleanup EXIT
 cd "$root/tests/hil"
 # hil_*.py, not test_*.py: a plain `pytest tests/` elsewhere does not pick up the QEMU runs.
 status=0
-"$py" -m pytest -q -s -p no:cacheprovider -o python_files='hil_*.py' . || status=$?
+# The dmapickle pytest plugin (installed with the package) runs the firmware for hil_plugin.py
+# (its own pytester tests), hil_clock.py and hil_python.py; pytester for the first.
+"$py" -m pytest -q -s -p no:cacheprovider -p pytester -o python_files='hil_*.py' \
+  --dmapickle-firmware "$DMAPICKLE_FIRMWARE_ELF" . || status=$?
 # numpy 1.26 loads the same arrays zero-copy: the shared-region run once more under it.
 "$py1" -m pytest -q -s -p no:cacheprovider -o python_files='hil_*.py' hil_link.py -k shared || status=$?
 left=0
