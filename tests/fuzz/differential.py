@@ -262,6 +262,10 @@ def stress(obj, bufs, req, res, fail, emit, limit_cpu, n, np):
         repr(obj)
     except RecursionError:
         pass
+    except MemoryError as e:
+        fail("memory-error-repr", repr(e))
+    except Exception as e:  # e.g. an int past sys.get_int_max_str_digits(): safe, it raises
+        res["notes"].append("repr raised %s" % type(e).__name__)
     emit({"phase": "deepcopy"})
     limit_cpu(budget)
     if logical_total > (256 << 20):
