@@ -78,23 +78,31 @@ def test_too_few_messages_give_no_estimate():
 
 
 # One block every 50 ms (one SysTick per block): QEMU under load coalesces timer ticks that are
-# closer together, which moves the device clock by whole ticks (see dmapickle/clock.py).
+# closer together, which moves the device clock by whole ticks (see dmapickle/clock.py). A host
+# so loaded that even these are lost shows as a floor jitter of milliseconds: such a run is
+# repeated (at most 3 runs), and the bounds hold for the last one.
 @pytest.mark.dmapickle(mode="inline", n=32, rate=640, count=200, skew_ppm=SKEW_PPM, targets=("qemu",))
-def test_clock_recovers_a_500_ppm_skew_on_the_qemu_stream(dmapickle_stream, dmapickle_target):
-    pairs = []
-    for msg in dmapickle_stream.drain(timeout=60):
-        obj = msg.load()  # feeds dmapickle_stream.clock
-        pairs.append((obj["t_us"], msg.host_ns))
-    dmapickle_stream.assert_continuity()
-    assert len(pairs) == 200
-    est = dmapickle_stream.clock.estimate
-    print(f"\n[hil] clock, t_us skewed {SKEW_PPM:+} ppm: {est}")
+def test_clock_recovers_a_500_ppm_skew_on_the_qemu_stream(dmapickle_start):
+    for attempt in range(3):
+        target = dmapickle_start()
+        stream = target.stream()
+        pairs = []
+        for msg in stream.drain(timeout=60):
+            obj = msg.load()  # feeds stream.clock
+            pairs.append((obj["t_us"], msg.host_ns))
+        stream.assert_continuity()
+        assert len(pairs) == 200
+        est = stream.clock.estimate
+        print(f"\n[hil] clock, t_us skewed {SKEW_PPM:+} ppm (run {attempt + 1}): {est}")
+        if est.floor_sigma_ns < 1e6:
+            break
+        target.close()
     assert abs(est.drift_ppm - SKEW_PPM) < 100, est
     assert abs(est.drift_ppm - SKEW_PPM) < 4 * est.drift_sigma_ppm + 15, est
     first_t, first_host = pairs[0]
     assert first_t == 0
     fill_ns = 32 / 640 * 1e9  # the first block's samples, before it can be sent
-    assert dmapickle_target.started_ns + fill_ns < est.offset_ns < first_host + 3 * est.offset_sigma_ns, est
+    assert target.started_ns + fill_ns < est.offset_ns < first_host + 3 * est.offset_sigma_ns, est
     # The line is the floor: no message much earlier than it, most within a few ms above it.
     lat = sorted(est.latency_ns(t, h) for t, h in pairs)
     assert lat[0] > -4 * est.floor_sigma_ns - 200_000, (lat[:3], est)

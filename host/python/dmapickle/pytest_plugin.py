@@ -210,7 +210,16 @@ class Target:
 
         kwargs.setdefault("reconnect", False)
         kwargs.setdefault("regions", self.regions)
-        raw = dmapickle.open(self.source, **kwargs)
+        deadline = time.monotonic() + 5.0
+        while True:
+            try:
+                raw = dmapickle.open(self.source, **kwargs)
+                break
+            except OSError as e:
+                # QEMU's socket file appears when it binds, a moment before it listens.
+                if self.kind != "qemu" or "refused" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
         s = HilStream(raw, self)
         self.streams.append(s)
         return s
