@@ -2,7 +2,8 @@
 //!
 //! The same instrument as `src/main.rs` (the same `{"seq", "t_us", "rate_hz", "adc": (N, 4)
 //! int16}` message and exact-sample waveform, the same `dmapickle-hal` buffers and ring), as two
-//! async tasks on `embassy-executor`'s thread-mode executor:
+//! async tasks on `embassy-executor` in thread mode (its raw executor, sleeping with WFI:
+//! [`executor`]):
 //! - `adc`: the simulated ADC, woken by an `embassy-time` ticker (CMSDK timers,
 //!   [`time_driver`]), fills block buffers and signals each complete block;
 //! - `publisher`: serves one TCP client at a time on `port=` (default 4000) through
@@ -22,6 +23,7 @@
 #![no_std]
 #![no_main]
 
+mod executor;
 mod lan9118;
 #[path = "../paint.rs"]
 mod paint;
@@ -35,7 +37,7 @@ use cortex_m_rt::{entry, exception, ExceptionFrame};
 use critical_section::Mutex;
 use defmt_semihosting as _;
 use dmapickle_hal::{BufferRing, DmaBuf, Outgoing, Publisher};
-use embassy_executor::{Executor, Spawner};
+use embassy_executor::{raw, Spawner};
 use embassy_futures::select::{select, Either};
 use embassy_net::tcp::TcpSocket;
 use embassy_net::{Ipv4Address, Ipv4Cidr, Stack, StackResources, StaticConfigV4};
@@ -75,7 +77,7 @@ static READY: Signal<CriticalSectionRawMutex, ()> = Signal::new();
 static FREED: Signal<CriticalSectionRawMutex, ()> = Signal::new();
 static TCP_TX_BUF: ConstStaticCell<[u8; TCP_TX]> = ConstStaticCell::new([0; TCP_TX]);
 static TCP_RX_BUF: ConstStaticCell<[u8; TCP_RX]> = ConstStaticCell::new([0; TCP_RX]);
-static EXECUTOR: StaticCell<Executor> = StaticCell::new();
+static EXECUTOR: StaticCell<raw::Executor> = StaticCell::new();
 static RESOURCES: StaticCell<StackResources<2>> = StaticCell::new();
 static NIC: StaticCell<Lan9118> = StaticCell::new();
 
@@ -128,8 +130,8 @@ fn main() -> ! {
         // or atomics, so unmasking cannot break a critical section in progress.
         unsafe { NVIC::unmask(Irq(irq)) };
     }
-    let executor = EXECUTOR.init(Executor::new());
-    executor.run(move |spawner: Spawner| {
+    let executor = EXECUTOR.init(raw::Executor::new(core::ptr::null_mut()));
+    executor::run(executor, move |spawner: Spawner| {
         let mac = nic.mac();
         let config = embassy_net::Config::ipv4_static(StaticConfigV4 {
             address: Ipv4Cidr::new(Ipv4Address::new(10, 0, 2, 15), 24),
