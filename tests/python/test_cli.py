@@ -123,7 +123,7 @@ def test_bridge_to_a_stock_pyzmq_subscriber(cli, start_device):
     )
     ctx = zmq.Context()
     sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.SUBSCRIBE, b"data/")  # the header frame's topic: data, every source
     sub.setsockopt(zmq.RCVTIMEO, 20000)
     sub.connect(f"tcp://127.0.0.1:{port}")
     try:
@@ -131,8 +131,8 @@ def test_bridge_to_a_stock_pyzmq_subscriber(cli, start_device):
         while not got or got[-1] < 199:
             frames = sub.recv_multipart(copy=False)
             # Exactly what the README tells users to do.
-            obj = pickle.loads(frames[0], buffers=[f.buffer for f in frames[1:]])
-            assert len(frames) == 2
+            obj = pickle.loads(frames[1], buffers=[f.buffer for f in frames[2:]])
+            assert len(frames) == 3
             np.testing.assert_array_equal(obj["adc"], expected_adc(obj["seq"], 256))
             got.append(obj["seq"])
         # A subscriber may join late (PUB/SUB), but what it gets is in order and complete after.

@@ -246,12 +246,12 @@ def test_bridge_waits_for_a_subscriber_before_publishing_a_recording(cli, start_
         ctx = zmq.Context()
         sub = ctx.socket(zmq.SUB)
         sub.connect(endpoint)
-        sub.subscribe(b"")
+        sub.subscribe(b"data/")
         sub.rcvtimeo = 10_000
         seqs = []
         for _ in range(50):
             frames = sub.recv_multipart(copy=False)
-            msg = pickle.loads(frames[0], buffers=[f.buffer for f in frames[1:]])
+            msg = pickle.loads(frames[1], buffers=[f.buffer for f in frames[2:]])
             seqs.append(msg["seq"])
         sub.close(0)
         ctx.term()

@@ -185,12 +185,23 @@ pub(crate) fn drive<R: io::Read>(
     label: &str,
     mut each: impl FnMut(Message),
 ) -> (ExitCode, Stats) {
+    drive_counted(reader, source, label, |m, _| each(m))
+}
+
+/// [`drive`], with the reader's counters as they stand after each message (for `bridge`, whose
+/// header frame carries the link's loss count).
+pub(crate) fn drive_counted<R: io::Read>(
+    reader: &mut FrameReader<R>,
+    source: &str,
+    label: &str,
+    mut each: impl FnMut(Message, &Counters),
+) -> (ExitCode, Stats) {
     let mut stats = Stats::new();
     let code = loop {
         match reader.next_message() {
             Ok(Some(m)) => {
                 stats.add(&m);
-                each(m);
+                each(m, &reader.counters());
             }
             Ok(None) => break ExitCode::SUCCESS,
             Err(e) if e.is_fatal() => {
