@@ -66,4 +66,11 @@ mkvenv np2 'numpy>=2,<3'
 # The export extra (host/pyproject.toml), for tests/python/test_export.py and bench/export.py.
 .venv/np2/bin/python -c "import h5py, zarr" 2>/dev/null || .venv/np2/bin/pip install -q --disable-pip-version-check 'h5py>=3.8' 'zarr>=3'
 mkvenv np1 'numpy==1.26.*'
+# dmapickle.dask (tests/python/test_bridge.py, bench/bridge.py): a real dask.distributed
+# cluster in numpy 2.x's venv; wheels only (distributed and its dependencies are pure Python
+# or ship wheels).
+if ! .venv/np2/bin/python -c "import distributed" 2>/dev/null; then
+  log "pip install distributed into .venv/np2"
+  .venv/np2/bin/pip install -q --disable-pip-version-check --only-binary=:all: 'distributed>=2024.1'
+fi
 log "ok: $(.venv/np2/bin/python -c 'import numpy;print("numpy",numpy.__version__)'), $(.venv/np1/bin/python -c 'import numpy;print("numpy",numpy.__version__)')"

@@ -24,6 +24,6 @@ done
 export DMAPICKLE_BIN="$target/debug/dmapickle"
 export DMAPICKLE_DEVICE="$target/debug/examples/device"
 cd tests/python
-"$py" -m pytest -q -p no:cacheprovider test_sources.py test_defence.py test_cli.py test_link.py test_first_hour.py test_export.py
+"$py" -m pytest -q -p no:cacheprovider test_sources.py test_defence.py test_cli.py test_link.py test_first_hour.py test_export.py test_bridge.py
 # numpy 1.26: the same zero-copy loads from every source kind.
 "$py1" -m pytest -q -p no:cacheprovider test_sources.py
