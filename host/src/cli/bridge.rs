@@ -250,8 +250,11 @@ mod run_zmq {
             loop {
                 match socket.send(*part, flags) {
                     Ok(()) => break,
-                    Err(zmq::Error::EAGAIN) if i == 0 && live::stopped() => return Ok(false),
-                    Err(zmq::Error::EAGAIN) => continue,
+                    // EINTR: Ctrl-C came while libzmq waited.
+                    Err(zmq::Error::EAGAIN | zmq::Error::EINTR) if i == 0 && live::stopped() => {
+                        return Ok(false)
+                    }
+                    Err(zmq::Error::EAGAIN | zmq::Error::EINTR) => continue,
                     Err(e) => return Err(e),
                 }
             }
@@ -385,6 +388,7 @@ mod run_zmq {
         }
         drop(tx);
         let result = pump(&socket, &rx, &mut sources, args.stats_interval);
+        drop(rx); // after a send error, readers still sending end instead of waiting
         for t in threads {
             let _ = t.join();
         }
