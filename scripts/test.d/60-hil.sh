@@ -43,6 +43,8 @@ export DMAPICKLE_FIRMWARE_ELF=$target_dir/thumbv7em-none-eabihf/release/dmapickl
 # The Embassy build (async tasks, LAN9118 Ethernet, embassy-net TCP): hil_ethernet.py.
 cargo build -q --release --features embassy --bin dmapickle-embassy
 export DMAPICKLE_EMBASSY_ELF=$target_dir/thumbv7em-none-eabihf/release/dmapickle-embassy
+# A real Embassy chip, compile-checked: the RP2040 (thumbv6m, embassy-rp, DMA UART) example.
+(cd boards/rp2040 && cargo fmt --check && cargo clippy -q --release -- -D warnings)
 export DMAPICKLE_FIRMWARE_RTT_ELF=$rtt_elf  # qemu.sh must refuse it
 # The hal guide's minimal firmware (its own crate, public API only): fmt, clippy, the release ELF
 # tests/hil/hil_minimal.py runs.
