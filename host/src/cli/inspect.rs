@@ -33,6 +33,9 @@ pub(crate) struct Args {
     link: super::live::LinkArgs,
     #[command(flatten)]
     limits: super::check::LimitArgs,
+    /// For recordings: no progress line on stderr.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// Writes the disassembly of `pickle` in the layout of `pickletools.dis`: offset, indented
@@ -101,6 +104,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
         &args.allow,
         &args.link,
         &args.limits,
+        args.quiet,
     ) {
         return code;
     }

@@ -331,6 +331,7 @@ pub(crate) fn inspect_stream(
     allow: &[(String, String)],
     link: &LinkArgs,
     limits: &super::check::LimitArgs,
+    quiet: bool,
 ) -> Option<ExitCode> {
     use std::io::{Read, Write};
     let name = file.to_string_lossy();
@@ -369,10 +370,21 @@ pub(crate) fn inspect_stream(
         }
     };
     let mut c = checker(&args);
+    // A recording of known size shows how far it is (on stderr; not while stdout, where the
+    // disassembly goes, is the same terminal).
+    let size = crate::progress::file_size(file);
+    let mut progress = crate::progress::Progress::new(
+        "inspect",
+        size,
+        crate::progress::Unit::Bytes,
+        quiet || size.is_none(),
+    )
+    .unless_stdout_terminal();
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let mut code = ExitCode::SUCCESS;
     loop {
+        progress.set(reader.counters().bytes_read);
         let m = match reader.next_message() {
             Ok(Some(m)) => m,
             Ok(None) => break,
@@ -400,11 +412,12 @@ pub(crate) fn inspect_stream(
             Ok((_, summary)) => format!("summary: {summary}"),
             Err(e) => {
                 code = ExitCode::from(1);
-                format!("rejected: {e}")
+                format!("rejected: {}", c.explain(&e, &m.pickle))
             }
         };
         let _ = writeln!(out, "{line}");
     }
+    drop(progress);
     let c = reader.counters();
     let _ = writeln!(
         out,
