@@ -67,7 +67,7 @@ def test_bad_boot_parameters_say_what_is_valid(tmp_path):
     assert status == 2, log
     assert "bad value in boot parameter `n=5000`: n takes 1..=1024 (rows per block)" in log, log
     status, log = run(tmp_path, {"speed": 9})
-    assert "(keys: mode n count rate fault reboot)" in log, log
+    assert "(keys: mode n count rate fault reboot skew_ppm drop)" in log, log
 
 
 def test_shared_mode_without_a_host_is_refused_with_the_command_that_works(tmp_path):
