@@ -127,12 +127,13 @@ fn framed<'py>(
     p: &[u8],
     original: &Bound<'py, PyBytes>,
 ) -> PyResult<Bound<'py, PyBytes>> {
+    use dmapickle_core::opcode::{FRAME, PROTO};
     match p {
-        [0x80, proto, first, ..] if *proto >= 4 && *first != 0x95 => {
+        [PROTO, proto, first, ..] if *proto >= 4 && *first != FRAME => {
             let body = p.len() as u64 - 2;
             PyBytes::new_with(py, p.len() + 9, |b| {
                 b[..2].copy_from_slice(&p[..2]);
-                b[2] = 0x95;
+                b[2] = FRAME;
                 b[3..11].copy_from_slice(&body.to_le_bytes());
                 b[11..].copy_from_slice(&p[2..]);
                 Ok(())

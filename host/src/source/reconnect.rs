@@ -135,6 +135,23 @@ impl Source {
         std::mem::take(&mut self.events)
     }
 
+    /// A writer to the device on the current connection (a duplicate of its file descriptor),
+    /// for commands (`crate::control`). Fails when not connected or when the source has no down
+    /// direction (files, stdin, RTT).
+    pub fn down_link(&self) -> io::Result<std::fs::File> {
+        match &self.conn {
+            Some(conn) if self.spec.has_down_link() => conn.down_link(),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the source is not connected yet",
+            )),
+            Some(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this source has no way to send commands (use tcp://, unix:// or serial://)",
+            )),
+        }
+    }
+
     /// The stop flag: set it (from any thread or a signal handler) to end the source.
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         self.opts.stop.clone()

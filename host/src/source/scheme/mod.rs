@@ -42,6 +42,11 @@ pub trait Scheme: Sized + Clone + fmt::Debug + fmt::Display + PartialEq + Eq {
         Ok(())
     }
 
+    /// Whether the device can be sent commands over this source's connection
+    /// ([`Source::down_link`](super::Source::down_link), `crate::control`): sockets and serial
+    /// ports can, files, stdin and RTT cannot.
+    const DOWN_LINK: bool = false;
+
     /// What to check when connecting failed with `kind`, if this scheme knows better than the
     /// generic hints ("check the path", "check permissions", "check the source URI").
     fn hint(&self, kind: io::ErrorKind) -> Option<&'static str> {
@@ -58,6 +63,11 @@ pub trait Connection: Send {
     /// Reads into `buf` (not empty), waiting at most `timeout` for bytes: `Ok(0)` is the end
     /// of the connection, `WouldBlock` (or `TimedOut`, `Interrupted`) that nothing came.
     fn read_within(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize>;
+
+    /// A writer to the device on this connection (for [`Scheme::DOWN_LINK`] schemes).
+    fn down_link(&self) -> io::Result<std::fs::File> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
 }
 
 /// A connection over a readable file descriptor (socket, file, pipe, serial port): waits for
@@ -71,6 +81,13 @@ impl<T: Read + AsRawFd + Send> Connection for Fd<T> {
         } else {
             Err(io::ErrorKind::WouldBlock.into())
         }
+    }
+
+    fn down_link(&self) -> io::Result<std::fs::File> {
+        // SAFETY: the fd belongs to the open connection `self.0`, alive for this borrow;
+        // `BorrowedFd` only lends it to `try_clone_to_owned`, which dups it.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.0.as_raw_fd()) };
+        Ok(std::fs::File::from(fd.try_clone_to_owned()?))
     }
 }
 
@@ -145,6 +162,10 @@ macro_rules! schemes {
 
             pub(crate) fn supported(&self) -> io::Result<()> {
                 match self { $(SourceSpec::$variant(s) => s.supported(),)+ }
+            }
+
+            pub(crate) fn has_down_link(&self) -> bool {
+                match self { $(SourceSpec::$variant(_) => <$module::$ty as Scheme>::DOWN_LINK,)+ }
             }
 
             pub(crate) fn hint(&self, kind: io::ErrorKind) -> Option<&'static str> {

@@ -23,6 +23,7 @@ pub struct Serial {
 
 impl Scheme for Serial {
     const NAME: &'static str = "serial";
+    const DOWN_LINK: bool = true;
 
     fn parse(rest: &str) -> Result<Self, String> {
         let (path, query) = split_query(rest);

@@ -17,6 +17,7 @@ pub struct Tcp {
 
 impl Scheme for Tcp {
     const NAME: &'static str = "tcp";
+    const DOWN_LINK: bool = true;
 
     fn parse(path: &str) -> Result<Self, String> {
         let addr = path.trim_end_matches('/');

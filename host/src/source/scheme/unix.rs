@@ -17,6 +17,7 @@ pub struct Unix {
 
 impl Scheme for Unix {
     const NAME: &'static str = "unix";
+    const DOWN_LINK: bool = true;
 
     fn parse(path: &str) -> Result<Self, String> {
         if path.starts_with('/') {
