@@ -34,7 +34,7 @@ use dmapickle_core::release::control_len;
 use dmapickle_hal::{BufferRing, DmaBuf, Link, Outgoing, Publisher, SharedRegion};
 
 use dmapickle_firmware::adc::{Adc, Pool, SharedPool, SlotBuf};
-use dmapickle_firmware::config::{BootConfig, Fault, LinkMode, MAX_BLOCK};
+use dmapickle_firmware::config::{BootConfig, Fault, Placement, MAX_BLOCK};
 use dmapickle_firmware::message::{self, MAX_PICKLE};
 use dmapickle_firmware::waveform::ROW_BYTES;
 use paint::{paint_stack, stack_high_water};
@@ -131,9 +131,9 @@ fn main() -> ! {
         defmt::error!("core peripherals already taken");
         board::exit(EXIT_CONFIG);
     };
-    match cfg.mode {
-        LinkMode::Inline => init_inline(cfg.block),
-        LinkMode::Shared => init_shared(cfg.block),
+    match cfg.placement {
+        Placement::Inline => init_inline(cfg.block),
+        Placement::Shared => init_shared(cfg.block),
     }
     let rows_per_tick = ROWS_PER_TICK.min(cfg.block);
     let tick_hz = (cfg.rate_hz / rows_per_tick).max(1);
@@ -153,8 +153,8 @@ fn main() -> ! {
     );
 
     let publisher = Publisher::new();
-    let published = match cfg.mode {
-        LinkMode::Inline => run(
+    let published = match cfg.placement {
+        Placement::Inline => run(
             &cfg,
             tick_hz,
             &publisher,
@@ -162,7 +162,7 @@ fn main() -> ! {
             &RING,
             Outgoing::Inline,
         ),
-        LinkMode::Shared => {
+        Placement::Shared => {
             let pool = shared_pool();
             run(&cfg, tick_hz, &publisher, &mut link, pool, |b| {
                 Outgoing::<DmaBuf>::Shared(b.0)
@@ -171,17 +171,17 @@ fn main() -> ! {
     };
     MODE.store(MODE_IDLE, Ordering::Release);
 
-    let (stalls, overflows) = critical_section::with(|cs| match cfg.mode {
-        LinkMode::Inline => {
+    let (stalls, overflows) = critical_section::with(|cs| match cfg.placement {
+        Placement::Inline => {
             let adc = ADC_INLINE.borrow_ref(cs);
             (adc.stalls(), adc.overflows())
         }
-        LinkMode::Shared => {
+        Placement::Shared => {
             let adc = ADC_SHARED.borrow_ref(cs);
             (adc.stalls(), adc.overflows())
         }
     });
-    if cfg.mode == LinkMode::Shared {
+    if cfg.placement == Placement::Shared {
         drain_releases(
             shared_pool().region(),
             tick_hz.saturating_mul(DRAIN_SECONDS),
@@ -230,9 +230,9 @@ where
     let mut warned = false;
     while limit.is_none_or(|n| seq < n) {
         let Some(buf) = pool.pop_ready() else {
-            if !warned && stall_streak(cfg.mode) >= tick_hz {
+            if !warned && stall_streak(cfg.placement) >= tick_hz {
                 warned = true;
-                warn_stalled(cfg.mode, seq);
+                warn_stalled(cfg.placement, seq);
             }
             cortex_m::asm::wfi();
             continue;
@@ -289,22 +289,22 @@ impl dmapickle_hal::embedded_io::Write for Discard {
 }
 
 /// Ticks in a row the ISR has found no free buffer.
-fn stall_streak(mode: LinkMode) -> u32 {
-    critical_section::with(|cs| match mode {
-        LinkMode::Inline => ADC_INLINE.borrow_ref(cs).stall_streak(),
-        LinkMode::Shared => ADC_SHARED.borrow_ref(cs).stall_streak(),
+fn stall_streak(placement: Placement) -> u32 {
+    critical_section::with(|cs| match placement {
+        Placement::Inline => ADC_INLINE.borrow_ref(cs).stall_streak(),
+        Placement::Shared => ADC_SHARED.borrow_ref(cs).stall_streak(),
     })
 }
 
 /// What a stalled ADC waits for, logged once.
-fn warn_stalled(mode: LinkMode, published: u32) {
-    match mode {
-        LinkMode::Shared => defmt::warn!(
+fn warn_stalled(placement: Placement, published: u32) {
+    match placement {
+        Placement::Shared => defmt::warn!(
             "all {=usize} slots lent after {=u32} messages, waiting for the host to release one (is a host reading the frames and mapping the PSRAM region? see README, troubleshooting)",
             SHARED_SLOTS,
             published
         ),
-        LinkMode::Inline => defmt::warn!(
+        Placement::Inline => defmt::warn!(
             "no free buffer for 1 s after {=u32} messages, waiting for the link to complete a transfer",
             published
         ),
