@@ -31,12 +31,13 @@ use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::{entry, exception, ExceptionFrame};
 use critical_section::Mutex;
 use dmapickle_core::release::control_len;
-use dmapickle_hal::{BufferRing, DmaBuf, Link, Outgoing, Publisher, SharedRegion};
+use dmapickle_hal::{BufferRing, DmaBuf, Link, Outgoing, Publisher, SharedBuf, SharedRegion};
 
-use dmapickle_firmware::adc::{Adc, Pool, SharedPool, SlotBuf};
+use dmapickle_firmware::adc::Adc;
 use dmapickle_firmware::config::{BootConfig, Fault, Placement, MAX_BLOCK};
 use dmapickle_firmware::message::{self, MAX_PICKLE};
 use dmapickle_firmware::waveform::ROW_BYTES;
+use dmapickle_hal::pool::{Pool, SharedPool};
 use paint::{paint_stack, stack_high_water};
 
 /// Core clock of mps2-an386 (SYSCLK), which drives SysTick.
@@ -91,7 +92,8 @@ static ADC_INLINE: Mutex<RefCell<Adc<DmaBuf>>> = Mutex::new(RefCell::new(Adc::ne
 /// The shared-region pool, once created at boot.
 static POOL: Mutex<Cell<Option<&'static SharedPool<SHARED_SLOTS>>>> = Mutex::new(Cell::new(None));
 /// The ISR's state for the shared-region link.
-static ADC_SHARED: Mutex<RefCell<Adc<SlotBuf>>> = Mutex::new(RefCell::new(Adc::new(256)));
+static ADC_SHARED: Mutex<RefCell<Adc<SharedBuf<'static>>>> =
+    Mutex::new(RefCell::new(Adc::new(256)));
 /// Which of the two the ISR feeds (`MODE_*`).
 static MODE: AtomicU8 = AtomicU8::new(MODE_IDLE);
 /// Marks `BOOTS` as written by this firmware (RAM holds garbage after a power-on).
@@ -164,9 +166,14 @@ fn main() -> ! {
         ),
         Placement::Shared => {
             let pool = shared_pool();
-            run(&cfg, tick_hz, &publisher, &mut link, pool, |b| {
-                Outgoing::<DmaBuf>::Shared(b.0)
-            })
+            run(
+                &cfg,
+                tick_hz,
+                &publisher,
+                &mut link,
+                pool,
+                Outgoing::<DmaBuf>::Shared,
+            )
         }
     };
     MODE.store(MODE_IDLE, Ordering::Release);
@@ -322,9 +329,9 @@ impl Describe for DmaBuf {
     }
 }
 
-impl Describe for SlotBuf {
+impl Describe for SharedBuf<'static> {
     fn descriptor(&self) -> dmapickle_core::Descriptor {
-        self.0.descriptor()
+        SharedBuf::descriptor(self)
     }
 }
 
