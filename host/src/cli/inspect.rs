@@ -119,7 +119,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
             ExitCode::SUCCESS,
         ),
         Err(e) => (
-            format!("rejected: {}", checker.explain(&e, &files.pickle)),
+            format!("rejected: {e}"),
             ExitCode::from(1),
         ),
     };
@@ -216,7 +216,7 @@ fn inspect_stream(
             Ok((_, summary)) => format!("summary: {summary}"),
             Err(e) => {
                 code = ExitCode::from(1);
-                format!("rejected: {}", c.explain(&e, &m.pickle))
+                format!("rejected: {e}")
             }
         };
         let _ = writeln!(out, "{line}");
