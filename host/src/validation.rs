@@ -336,7 +336,8 @@ mod tests {
     #[test]
     fn large_cpython_pickles_still_pass_and_hostile_ones_fail() {
         let mut c = Checker::new(Profile::General);
-        let mut v = |p: &[u8], lens: &[usize]| c.check(p, lens).map(|_| ()).map_err(|e| e.to_string());
+        let mut v =
+            |p: &[u8], lens: &[usize]| c.check(p, lens).map(|_| ()).map_err(|e| e.to_string());
         // list(range(300)) with protocol 2: MARK + 300 BININT2/BININT1, one APPENDS batch.
         let mut p = b"\x80\x02]q\x00(".to_vec();
         for i in 0..300u16 {

@@ -89,7 +89,10 @@ fn a_hostile_pickle_is_refused_and_the_next_frame_still_arrives() {
             assert_eq!(rejected.offset(), Some(14));
             assert_eq!(rejected.opcode(), Some(0x93));
             assert_eq!(rejected.opcode_name(), Some("STACK_GLOBAL"));
-            assert_eq!(rejected.reason(), Some(dmapickle_core::Reason::GlobalNotAllowed));
+            assert_eq!(
+                rejected.reason(),
+                Some(dmapickle_core::Reason::GlobalNotAllowed)
+            );
             assert_eq!(rejected.global(), Some(("os", "system")));
             assert_eq!(rejected.limit(), None);
         }
@@ -117,7 +120,10 @@ fn a_pickle_over_a_bound_is_refused_with_the_limit_as_data() {
         ..Limits::DEFAULT
     });
     let mut reader = FrameReader::new(&stream[..]).with_checker(checker);
-    let Err(ReadError::Invalid { seq: 7, rejected, .. }) = reader.next_message() else {
+    let Err(ReadError::Invalid {
+        seq: 7, rejected, ..
+    }) = reader.next_message()
+    else {
         panic!("a pickle over max_depth was not refused")
     };
     // The APPEND at byte 7 puts [[]] into a list: depth 3, over the limit of 2.

@@ -118,10 +118,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
             ),
             ExitCode::SUCCESS,
         ),
-        Err(e) => (
-            format!("rejected: {e}"),
-            ExitCode::from(1),
-        ),
+        Err(e) => (format!("rejected: {e}"), ExitCode::from(1)),
     };
     match writeln!(out, "{line}") {
         Ok(()) => code,
