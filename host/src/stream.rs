@@ -272,7 +272,12 @@ pub struct FrameReader<R> {
     scan: Option<RestartScan>,
     /// [`monotonic_ns`] when the latest read from the source returned: a message's `host_ns`.
     last_read_ns: u64,
+    /// Sees every byte skipped while hunting (control replies travel there).
+    skip_tap: Option<SkipTap>,
 }
+
+/// Receives the bytes a [`FrameReader`] skips while hunting, in stream order.
+pub type SkipTap = Box<dyn FnMut(&[u8]) + Send>;
 
 impl<R> std::fmt::Debug for FrameReader<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -318,7 +323,16 @@ impl<R: Read> FrameReader<R> {
             read_hint: None,
             scan: None,
             last_read_ns: 0,
+            skip_tap: None,
         }
+    }
+
+    /// Hand every byte skipped while hunting for a frame to `tap`, in stream order: how the
+    /// control client finds the device's replies between data frames
+    /// (`dmapickle_host::control`).
+    pub fn with_skip_tap(mut self, tap: SkipTap) -> Self {
+        self.skip_tap = Some(tap);
+        self
     }
 
     /// Resolve shared descriptors against `regions`.
@@ -433,6 +447,11 @@ impl<R: Read> FrameReader<R> {
     }
 
     fn skip_hunting(&mut self, n: usize) {
+        if let (Some(tap), Some(bytes)) =
+            (&mut self.skip_tap, self.stage.get(self.pos..self.pos + n))
+        {
+            tap(bytes);
+        }
         self.counters.bytes_skipped += n as u64;
         self.skip(n);
     }
