@@ -261,7 +261,7 @@ where
                 board::exit(EXIT_PUBLISH);
             }
         }
-        if seq % 256 == 0 {
+        if seq.is_multiple_of(256) {
             defmt::info!("published seq {=u32}", seq);
         }
         seq = seq.wrapping_add(1);
