@@ -17,8 +17,6 @@
 compile_error!("features `board` (QEMU) and `rtt` (probe) are exclusive: use --no-default-features --features rtt");
 
 mod paint;
-#[cfg(feature = "rtt")]
-mod rtt_link;
 #[cfg(feature = "board")]
 mod uart;
 
@@ -509,9 +507,9 @@ mod board {
 #[cfg(feature = "rtt")]
 mod board {
     use dmapickle_firmware::config::BootConfig;
-    use rtt_target::ChannelMode::{BlockIfFull, NoBlockSkip};
+    use rtt_target::ChannelMode::NoBlockSkip;
 
-    use crate::rtt_link::RttWriter;
+    use dmapickle_firmware::rtt_link::RttWriter;
     use dmapickle_hal::WriteLink;
 
     /// The data link and the boot parameters.
@@ -519,14 +517,13 @@ mod board {
         let channels = rtt_target::rtt_init! {
             up: {
                 0: { size: 1024, mode: NoBlockSkip, name: "defmt" }
-                1: { size: 16384, mode: BlockIfFull, name: "dmapickle" }
+                // Non-blocking until the host attaches and sets BlockIfFull (rtt_link's docs).
+                1: { size: 16384, mode: NoBlockSkip, name: "dmapickle" }
             }
         };
         rtt_target::set_defmt_channel(channels.up.0);
-        (
-            WriteLink::new(RttWriter(channels.up.1)),
-            BootConfig::default(),
-        )
+        let frames = RttWriter::new(channels.up.1, 1).expect("rtt_init! made up channel 1");
+        (WriteLink::new(frames), BootConfig::default())
     }
 
     /// Stops at a breakpoint (the probe sees the halt); `code` was logged.
