@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 // Sources, live delivery, the Python module and RTT (source.rs, delivery.rs, python.rs, rtt.rs).
+mod data_crc;
 pub mod delivery;
 #[cfg(feature = "python")]
 mod python;
