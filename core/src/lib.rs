@@ -12,6 +12,8 @@
     )
 )]
 
+#[cfg(feature = "control")]
+pub mod control;
 pub mod descriptor;
 pub mod error;
 pub mod frame;

@@ -9,6 +9,8 @@ extern crate std;
 #[cfg(feature = "async")]
 pub mod asynch;
 pub mod buffer;
+#[cfg(feature = "control")]
+pub mod control;
 pub mod error;
 #[cfg(feature = "std")]
 pub mod file_region;

@@ -11,6 +11,9 @@ mod python;
 mod rtt;
 pub mod source;
 
+// Host -> device control: commands down the link, replies found among the data (control/).
+pub mod control;
+
 // Validation: a reusable checker over core's validator (the `dmapickle check` engine).
 pub mod validation;
 

@@ -485,6 +485,31 @@ impl Source {
         std::mem::take(&mut self.events)
     }
 
+    /// A writer to the device on the current connection (a duplicate of its file descriptor),
+    /// for commands (`crate::control`). Fails when not connected or when the source has no down
+    /// direction (files, stdin, RTT).
+    pub fn down_link(&self) -> io::Result<File> {
+        match (&self.conn, &self.spec) {
+            (
+                Some(Conn::Fd(r)),
+                SourceSpec::Tcp(_) | SourceSpec::Unix(_) | SourceSpec::Serial { .. },
+            ) => {
+                // SAFETY: the fd belongs to the open connection `r`, alive for this borrow;
+                // `BorrowedFd` only lends it to `try_clone_to_owned`, which dups it.
+                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(r.fd()) };
+                Ok(File::from(fd.try_clone_to_owned()?))
+            }
+            (None, _) => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the source is not connected yet",
+            )),
+            _ => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this source has no way to send commands (use tcp://, unix:// or serial://)",
+            )),
+        }
+    }
+
     /// The stop flag: set it (from any thread or a signal handler) to end the source.
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         self.opts.stop.clone()

@@ -276,6 +276,8 @@ pub struct FrameReader<R> {
     /// The thread that checks the data CRC of large payloads, and from what size it does.
     crc_helper: CrcHelper,
     crc_helper_min: usize,
+    /// Sees every byte skipped while hunting (control replies travel there).
+    skip_tap: Option<SkipTap>,
 }
 
 /// Direct payload reads of at least this many bytes have their data CRC folded on a helper
@@ -325,6 +327,9 @@ impl Landing for crate::data_crc::Frame<'_> {
         crate::data_crc::Frame::bytes(self, range)
     }
 }
+
+/// Receives the bytes a [`FrameReader`] skips while hunting, in stream order.
+pub type SkipTap = Box<dyn FnMut(&[u8]) + Send>;
 
 impl<R> std::fmt::Debug for FrameReader<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -376,7 +381,16 @@ impl<R: Read> FrameReader<R> {
                 Err(_) if CrcHelper::available() => CRC_HELPER_MIN,
                 Err(_) => usize::MAX,
             },
+            skip_tap: None,
         }
+    }
+
+    /// Hand every byte skipped while hunting for a frame to `tap`, in stream order: how the
+    /// control client finds the device's replies between data frames
+    /// (`dmapickle_host::control`).
+    pub fn with_skip_tap(mut self, tap: SkipTap) -> Self {
+        self.skip_tap = Some(tap);
+        self
     }
 
     /// Resolve shared descriptors against `regions`.
@@ -491,6 +505,11 @@ impl<R: Read> FrameReader<R> {
     }
 
     fn skip_hunting(&mut self, n: usize) {
+        if let (Some(tap), Some(bytes)) =
+            (&mut self.skip_tap, self.stage.get(self.pos..self.pos + n))
+        {
+            tap(bytes);
+        }
         self.counters.bytes_skipped += n as u64;
         self.skip(n);
     }

@@ -209,3 +209,48 @@ fn every_reading_rule_over_its_stream() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn example_7_a_command() {
+    use dmapickle_core::control::{encode_request, parse, Direction, Parsed, Request};
+    let ex = &examples()["example-7"];
+    let Parsed::Frame {
+        version,
+        id,
+        payload,
+        len,
+    } = parse(Direction::Down, ex)
+    else {
+        panic!("example-7 is not a command frame");
+    };
+    assert_eq!((version, id, len), (1, 7, ex.len()));
+    let req = Request::decode(payload).unwrap();
+    assert_eq!(req, Request::SetRate { rate_hz: 32_000 });
+    let mut out = [0u8; 32];
+    assert_eq!(encode_request(7, &req, &mut out).unwrap(), &ex[..]);
+    // A reply reader does not take a command for a reply.
+    assert_eq!(parse(Direction::Up, ex), Parsed::Skip(ex.len()));
+}
+
+#[test]
+fn example_8_a_reply_among_data_frames() {
+    use dmapickle_core::control::{encode_reply, Reply};
+    use dmapickle_host::control::ReplyScanner;
+    let ex = examples()["example-8"].clone();
+    let mut r = FrameReader::new(Cursor::new(ex.clone()));
+    let m = r.next_message().unwrap().unwrap();
+    assert_eq!((m.seq, &m.pickle[..]), (0, &b"\x80\x05K\x2a."[..]));
+    assert!(r.next_message().unwrap().is_none());
+    let c = r.counters();
+    assert_eq!((c.frames_ok, c.corrupt, c.refused, c.lost), (1, 0, 0, 0));
+    assert_eq!(c.bytes_skipped, 17);
+    // The reply is exactly the skipped bytes, and the control client finds it there.
+    let mut scan = ReplyScanner::default();
+    scan.feed(&ex[..17]);
+    assert_eq!(scan.take(7), Some(Reply::Applied { at_seq: 300 }));
+    let mut out = [0u8; 32];
+    assert_eq!(
+        encode_reply(7, &Reply::Applied { at_seq: 300 }, &mut out).unwrap(),
+        &ex[..17]
+    );
+}

@@ -8,7 +8,7 @@ for target in thumbv7em-none-eabihf riscv32imac-unknown-none-elf; do
   cargo clippy -p dmapickle-core -p dmapickle-hal --target "$target" -- -D warnings
 done
 for target in thumbv6m-none-eabi thumbv7em-none-eabihf riscv32imac-unknown-none-elf; do
-  for features in "" defmt std serde; do
+  for features in "" defmt std serde control; do
     if [ "$features" = std ]; then continue; fi  # std is host-only by definition
     if [ -n "$features" ] && ! cargo metadata --no-deps --format-version 1 \
         | python3 -c "import json,sys;m=json.load(sys.stdin);p=[p for p in m['packages'] if p['name']=='dmapickle-core'][0];sys.exit(0 if '$features' in p['features'] else 1)"; then

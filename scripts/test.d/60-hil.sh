@@ -57,6 +57,7 @@ export DMAPICKLE_MINIMAL_ELF=$minimal_target/thumbv7em-none-eabihf/release/minim
 cd "$root"
 cargo build -q -p dmapickle-hil-feeder
 bash tests/hil/ensure-package.sh "$py"
+bash tests/hil/ensure-package.sh "$py1"  # its pytest plugin starts QEMU for the numpy 1.26 run
 export DMAPICKLE_HIL_FEEDER=${CARGO_TARGET_DIR:-$root/target}/debug/dmapickle-hil-feeder
 
 # Every QEMU and feeder process group the tests start is listed here; whatever happens to
@@ -71,12 +72,13 @@ trap cleanup EXIT
 cd "$root/tests/hil"
 # hil_*.py, not test_*.py: a plain `pytest tests/` elsewhere does not pick up the QEMU runs.
 status=0
-# The dmapickle pytest plugin (installed with the package) runs the firmware for hil_plugin.py
-# (its own pytester tests), hil_clock.py and hil_python.py; pytester for the first.
+# The dmapickle pytest plugin (installed with the package) starts every QEMU run of every
+# hil_*.py (hil_plugin.py tests the plugin itself with pytester).
 "$py" -m pytest -q -s -p no:cacheprovider -p pytester -o python_files='hil_*.py' \
   --dmapickle-firmware "$DMAPICKLE_FIRMWARE_ELF" . || status=$?
 # numpy 1.26 loads the same arrays zero-copy: the shared-region run once more under it.
-"$py1" -m pytest -q -s -p no:cacheprovider -o python_files='hil_*.py' hil_link.py -k shared || status=$?
+"$py1" -m pytest -q -s -p no:cacheprovider -o python_files='hil_*.py' \
+  --dmapickle-firmware "$DMAPICKLE_FIRMWARE_ELF" hil_link.py -k shared || status=$?
 left=0
 while read -r pgid; do
   if kill -0 -- "-$pgid" 2>/dev/null; then echo "60-hil: process group $pgid outlived its test"; left=1; fi

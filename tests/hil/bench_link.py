@@ -10,18 +10,19 @@ and lends the arrays from the PSRAM file. Same environment as the HIL tests (run
 or set DMAPICKLE_FIRMWARE_ELF and DMAPICKLE_HIL_FEEDER).
 """
 import argparse
-import tempfile
 import time
 
-from board import Board
+from dmapickle.pytest_plugin import QemuTarget
+
+from builds import firmware_elf
 from feed import Feed
 
 
 def run(mode, count, block, rate):
     params = {"mode": mode, "n": block, "count": count, "rate": rate}
     shared = mode == "shared"
-    with tempfile.TemporaryDirectory() as tmp, Board(tmp, params, psram=shared, timeout=300) as board:
-        feed = Feed(board.wait_socket(), region_id=2 if shared else None,
+    with QemuTarget(firmware_elf(), params, psram=shared, timeout=300) as board:
+        feed = Feed(str(board.sock), region_id=2 if shared else None,
                     region_path=board.psram if shared else None, timeout=300)
         try:
             first = feed.next()

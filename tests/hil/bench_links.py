@@ -13,13 +13,12 @@ Same environment as the HIL tests (DMAPICKLE_FIRMWARE_ELF, DMAPICKLE_EMBASSY_ELF
 import argparse
 import gc
 import os
-import tempfile
 import time
 
-import dmapickle
+from dmapickle.pytest_plugin import QemuTarget
 
-from board import Board
-from hil_ethernet import GUEST_PORT, embassy_elf, free_port, wait_listening
+from builds import embassy_elf, firmware_elf
+from hil_ethernet import ETHERNET
 
 # (link, block, messages, ADC rows/s)
 RUNS = [
@@ -51,38 +50,18 @@ def timed(stream, count):
     return dt, stream.stats
 
 
-def open_unix(sock, regions):
-    """The socket file appears a moment before QEMU listens on it: retry a refused connect."""
-    for _ in range(50):
-        try:
-            return dmapickle.open(f"unix://{sock}", regions=regions, reconnect=False)
-        except OSError as e:
-            if "Connection refused" not in str(e):
-                raise
-            time.sleep(0.05)
-    return dmapickle.open(f"unix://{sock}", regions=regions, reconnect=False)
-
-
 def run(link, block, count, rate):
     params = {"n": block, "count": count, "rate": rate}
-    with tempfile.TemporaryDirectory() as tmp:
-        if link == "ethernet":
-            port = free_port()
-            board = Board(tmp, params, serial=False, timeout=600, elf=embassy_elf(), nic=(port, GUEST_PORT))
-            with board:
-                wait_listening(board)
-                with dmapickle.open(f"tcp://127.0.0.1:{port}", reconnect=False) as stream:
-                    dt, stats = timed(stream, count)
-                assert board.wait() == 0
-        else:
-            shared = link == "uart shared"
-            params["mode"] = "shared" if shared else "inline"
-            with Board(tmp, params, psram=shared, timeout=600) as board:
-                sock = board.wait_socket()
-                regions = {2: str(board.psram)} if shared else {}
-                with open_unix(sock, regions) as stream:
-                    dt, stats = timed(stream, count)
-                assert board.wait() == 0
+    if link == "ethernet":
+        board = QemuTarget(embassy_elf(), params, timeout=600, **ETHERNET)
+    else:
+        shared = link == "uart shared"
+        params["mode"] = "shared" if shared else "inline"
+        board = QemuTarget(firmware_elf(), params, psram=shared, timeout=600)
+    with board:
+        with board.stream() as stream:
+            dt, stats = timed(stream, count)
+        assert board.wait() == 0
     assert stats["frames_ok"] == count and stats["lost"] == 0 and stats["corrupt"] == 0, stats
     payload = (count - 1) * block * 8
     return {"msg/s": (count - 1) / dt, "MB/s": payload / dt / 1e6,

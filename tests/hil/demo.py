@@ -9,13 +9,12 @@ block goes back to the device when its last array is dropped.
 """
 import argparse
 import sys
-import tempfile
 import time
 
 import numpy as np
+from dmapickle.pytest_plugin import QemuTarget
 
-import dmapickle
-from board import Board
+from builds import firmware_elf
 from waveform import expected_blocks
 
 SPARK = " ▁▂▃▄▅▆▇█"
@@ -39,14 +38,11 @@ def main():
 
     params = {"mode": args.mode, "n": args.block, "count": args.count, "rate": args.rate}
     print(f"booting the firmware in QEMU: {' '.join(f'{k}={v}' for k, v in params.items())}")
-    with tempfile.TemporaryDirectory() as tmp, Board(tmp, params, psram=args.mode == "shared", timeout=300) as board:
-        shared = args.mode == "shared"
-        regions = {2: str(board.psram)} if shared else None
+    with QemuTarget(firmware_elf(), params, psram=args.mode == "shared", timeout=300) as board:
         start = time.monotonic()
         checked = 0
-        with dmapickle.open(f"unix://{board.wait_socket()}", regions=regions, profile="strict",
-                            reconnect=False) as stream:
-            for msg in stream:
+        with board.stream(profile="strict") as stream:
+            while (msg := stream.next()) is not None:
                 obj = msg.load()
                 adc = obj["adc"]
                 ok = np.array_equal(adc, expected_blocks([obj["seq"]], args.block)[0])

@@ -11,32 +11,18 @@ import mmap
 import os
 import pickle
 import select
-import signal
 import struct
 import subprocess
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from board import ROOT, track
+from dmapickle.pytest_plugin import kill_process_group, track_process_group
+
+from builds import feeder_exe
 
 _ENTRY = struct.Struct("<BBHII")
 _HEAD = struct.Struct("<IBIH")
 END_FIELDS = ("frames_ok", "corrupt", "lost", "bytes_skipped", "restarts", "refused", "bytes_read")
-
-
-def feeder_exe():
-    exe = os.environ.get("DMAPICKLE_HIL_FEEDER")
-    if not exe:
-        target = os.environ.get("CARGO_TARGET_DIR") or ROOT / "target"
-        exe = Path(target) / "debug" / "dmapickle-hil-feeder"
-    exe = Path(exe)
-    if not exe.is_file():
-        raise RuntimeError(
-            f"{exe} missing: build it with `cargo build -p dmapickle-hil-feeder` "
-            "(scripts/test.d/60-hil.sh does) or set DMAPICKLE_HIL_FEEDER"
-        )
-    return exe
 
 
 @dataclass
@@ -77,7 +63,7 @@ class Feed:
         self.proc = subprocess.Popen(
             args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
         )
-        track(self.proc.pid)
+        track_process_group(self.proc.pid)
         self.fd = self.proc.stdout.fileno()
         self.deadline = time.monotonic() + timeout
         self.pending = bytearray()
@@ -141,8 +127,7 @@ class Feed:
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+                kill_process_group(self.proc)
         if self.map is not None:
             try:
                 self.view.release()

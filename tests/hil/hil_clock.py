@@ -1,10 +1,11 @@
 """Device-clock alignment (dmapickle.clock): the fit on synthetic streams with known offset and
 drift, then on the firmware in QEMU whose t_us clock is skewed +500 ppm by a boot parameter.
 
-Bounds, stated once: on QEMU over 10 s of messages (200, one per 50 ms) the drift is recovered
-within 100 ppm of the skew and within 4 of its own sigma (+ 15 ppm), and the offset lies between
-QEMU's start plus the first block's fill time and the first message's arrival (+ 3 sigma).
-Measured on a loaded 2-core machine: errors of 6 to 33 ppm, sigmas of 4 to 36 ppm.
+Bounds, stated once (and in the README): on QEMU over 10 s of shared-region messages (200, one
+per 50 ms) the drift is recovered within 100 ppm of the skew and within 4 of its own sigma
+(+ 15 ppm), and the offset lies between QEMU's start plus the first block's fill time and the
+first message's arrival (+ 3 sigma); one run, no retry. Measured on the 2-core machine at load
+10-11: errors of -2 to +7 ppm, sigmas of 9 to 27 ppm (see the test for why shared mode).
 """
 import random
 
@@ -77,32 +78,31 @@ def test_too_few_messages_give_no_estimate():
     assert clock.estimate is None and "no estimate yet" in repr(clock)
 
 
-# One block every 50 ms (one SysTick per block): QEMU under load coalesces timer ticks that are
-# closer together, which moves the device clock by whole ticks (see dmapickle/clock.py). A host
-# so loaded that even these are lost shows as a floor jitter of milliseconds: such a run is
-# repeated (at most 3 runs), and the bounds hold for the last one.
-@pytest.mark.dmapickle(mode="inline", n=32, rate=640, count=200, skew_ppm=SKEW_PPM, targets=("qemu",))
-def test_clock_recovers_a_500_ppm_skew_on_the_qemu_stream(dmapickle_start):
-    for attempt in range(3):
-        target = dmapickle_start()
-        stream = target.stream()
-        pairs = []
-        for msg in stream.drain(timeout=60):
-            obj = msg.load()  # feeds stream.clock
-            pairs.append((obj["t_us"], msg.host_ns))
-        stream.assert_continuity()
-        assert len(pairs) == 200
-        est = stream.clock.estimate
-        print(f"\n[hil] clock, t_us skewed {SKEW_PPM:+} ppm (run {attempt + 1}): {est}")
-        if est.floor_sigma_ns < 1e6:
-            break
-        target.close()
+# Why shared mode: host_ns is when the frame's last byte was read, and QEMU's CMSDK UART moves
+# one byte per emulated store and host write(); on a loaded host the vCPU is descheduled in the
+# middle of a frame, so the last byte of an inline frame (~380 bytes with its (32, 4) array) is
+# late by milliseconds, and the minimum of a segment's messages with it. In shared mode the
+# array stays in the PSRAM file and only the ~130-byte frame crosses the UART: measured on this
+# 2-core machine at load 10-11, floor jitter 0.1-0.3 ms against 0.5-1.5 ms inline, drift errors
+# of -2..+7 ppm against +-70..120 ppm. One block every 50 ms (one SysTick per block): QEMU under
+# load coalesces timer ticks that are closer together, which moves the device clock by whole
+# ticks (see dmapickle/clock.py).
+@pytest.mark.dmapickle(mode="shared", n=32, rate=640, count=200, skew_ppm=SKEW_PPM, targets=("qemu",))
+def test_clock_recovers_a_500_ppm_skew_on_the_qemu_stream(dmapickle_target, dmapickle_stream):
+    stream, pairs = dmapickle_stream, []
+    while (msg := stream.next(timeout=60)) is not None:
+        # load() feeds stream.clock; the array is dropped at once, which releases its slot.
+        pairs.append((msg.load()["t_us"], msg.host_ns))
+    stream.assert_continuity()
+    assert len(pairs) == 200
+    est = stream.clock.estimate
+    print(f"\n[hil] clock, t_us skewed {SKEW_PPM:+} ppm: {est} (load {open('/proc/loadavg').read().split()[0]})")
     assert abs(est.drift_ppm - SKEW_PPM) < 100, est
     assert abs(est.drift_ppm - SKEW_PPM) < 4 * est.drift_sigma_ppm + 15, est
     first_t, first_host = pairs[0]
     assert first_t == 0
     fill_ns = 32 / 640 * 1e9  # the first block's samples, before it can be sent
-    assert target.started_ns + fill_ns < est.offset_ns < first_host + 3 * est.offset_sigma_ns, est
+    assert dmapickle_target.started_ns + fill_ns < est.offset_ns < first_host + 3 * est.offset_sigma_ns, est
     # The line is the floor: no message much earlier than it, most within a few ms above it.
     lat = sorted(est.latency_ns(t, h) for t, h in pairs)
     assert lat[0] > -4 * est.floor_sigma_ns - 200_000, (lat[:3], est)

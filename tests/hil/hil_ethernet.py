@@ -6,61 +6,28 @@ recomputed waveform; a device that drops the connection in the middle of a frame
 `publish_async` future dropped, then the connection aborted) is reconnected to by the host,
 which resynchronises on the next frame and counts exactly one lost message.
 """
-import os
 import re
-import socket
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from board import ROOT, Board
+from builds import embassy_elf
 from hil_link import DTYPE, done_line
 from waveform import block_time_us, expected_blocks
 
 GUEST_PORT = 4000
+#: The plugin's QEMU target for the Embassy build: the LAN9118 on QEMU's user network, a free
+#: host port forwarded to GUEST_PORT (the stream is tcp://127.0.0.1:PORT), started once the
+#: firmware logs that it listens (before that, QEMU's forwarder accepts and drops).
+ETHERNET = {"hostfwd": GUEST_PORT, "ready": "listening on tcp port"}
+pytestmark = pytest.mark.dmapickle(targets=("qemu",), timeout=240, profile="strict", **ETHERNET)
 
 
-def embassy_elf():
-    elf = os.environ.get("DMAPICKLE_EMBASSY_ELF")
-    if not elf:
-        target = os.environ.get("CARGO_TARGET_DIR") or ROOT / "firmware" / "target"
-        elf = Path(target) / "thumbv7em-none-eabihf" / "release" / "dmapickle-embassy"
-    if not Path(elf).is_file():
-        raise RuntimeError(f"Embassy ELF {elf} missing: build it with `cd firmware && cargo build "
-                           "--release --features embassy --bin dmapickle-embassy` (60-hil.sh does)")
-    return elf
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def dmapickle():
-    import dmapickle as package  # a missing package is a broken setup: fail, never skip
-    return package
-
-
-def net_board(tmp_path, params, timeout=240):
-    port = free_port()
-    board = Board(tmp_path, params, serial=False, timeout=timeout, elf=embassy_elf(), nic=(port, GUEST_PORT))
-    return board, port
-
-
-def wait_listening(board, limit=60.0):
-    """Until the firmware logs that it listens (before that, QEMU's forwarder accepts and drops)."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if board.proc.poll() is not None:
-            raise RuntimeError(f"QEMU exited with {board.proc.returncode}: {board.log()}")
-        if board.log_path.exists() and "listening on tcp port" in board.log():
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"firmware not listening after {limit}s: {board.log()}")
+@pytest.fixture
+def net_board(dmapickle_start):
+    """`net_board(**boot_params)`: the Embassy build in QEMU, listening."""
+    return lambda **params: dmapickle_start(firmware=embassy_elf(), **params)
 
 
 def check(msgs, block, rate):
@@ -89,95 +56,87 @@ def receive(stream, n, batch=256):
         yield msgs
 
 
-def test_ethernet_delivers_4096_messages_with_every_sample(tmp_path, dmapickle):
+def test_ethernet_delivers_4096_messages_with_every_sample(net_board):
     count, block, rate = 4096, 256, 1_024_000
-    board, port = net_board(tmp_path, {"n": block, "count": count, "rate": rate})
-    with board:
-        wait_listening(board)
-        t0 = time.monotonic()
-        with dmapickle.open(f"tcp://127.0.0.1:{port}", profile="strict", reconnect=False) as stream:
-            seq = 0
-            for msgs in receive(stream, count):
-                assert [m.seq for m in msgs] == list(range(seq, seq + len(msgs)))
-                check(msgs, block, rate)
-                seq += len(msgs)
-            dt = time.monotonic() - t0
-            assert stream.next(timeout=60) is None, "the device closes after `count` messages"
-            stats = stream.stats
-        assert stats["frames_ok"] == count, stats
-        assert (stats["corrupt"], stats["lost"], stats["refused"], stats["bytes_skipped"]) == (0, 0, 0, 0), stats
-        assert board.wait() == 0, board.log()
-        log = board.log()
+    board = net_board(n=block, count=count, rate=rate)
+    t0 = time.monotonic()
+    with board.stream() as stream:
+        seq = 0
+        for msgs in receive(stream, count):
+            assert [m.seq for m in msgs] == list(range(seq, seq + len(msgs)))
+            check(msgs, block, rate)
+            seq += len(msgs)
+        dt = time.monotonic() - t0
+        assert stream.next(timeout=60) is None, "the device closes after `count` messages"
+        stats = stream.stats
+    assert stats["frames_ok"] == count, stats
+    assert (stats["corrupt"], stats["lost"], stats["refused"], stats["bytes_skipped"]) == (0, 0, 0, 0), stats
+    assert board.wait() == 0, board.log()
+    log = board.log()
     messages, stalls, overflows, stack = done_line(log)
     assert (messages, overflows) == (count, 0), log
     print(f"\n[hil] ethernet: {count} messages of ({block}, 4) in {dt:.1f} s "
           f"({count * block * 8 / dt / 1e6:.2f} MB/s of arrays), stack {stack} bytes, {stalls} ADC stalls")
 
 
-def test_a_connection_dropped_mid_frame_is_reconnected_and_resynchronised(tmp_path, dmapickle):
+def test_a_connection_dropped_mid_frame_is_reconnected_and_resynchronised(net_board):
     # cut=K: the device cuts frame K (0-based) of its first connection halfway, by dropping the
     # publish_async future, and aborts the connection; the host reconnects, finds the next frame
     # and counts the cut one as lost. Nothing corrupt is delivered: every sample is checked.
     count, block, rate, cut = 1536, 256, 1_024_000, 700
-    board, port = net_board(tmp_path, {"n": block, "count": count, "rate": rate, "cut": cut})
-    with board:
-        wait_listening(board)
-        with dmapickle.open(f"tcp://127.0.0.1:{port}", profile="strict", reconnect=True) as stream:
-            got = []
-            for msgs in receive(stream, count - 1):
-                check(msgs, block, rate)
-                got.extend(m.seq for m in msgs)
-            stats = stream.stats
-        assert got == [s for s in range(count) if s != cut], [s for s in range(count) if s not in got]
-        assert stats["frames_ok"] == count - 1 and stats["lost"] == 1, stats
-        assert stats["refused"] == 0 and stats["reconnects"] >= 1, stats
-        assert board.wait() == 0, board.log()
-        log = board.log()
+    board = net_board(n=block, count=count, rate=rate, cut=cut)
+    with board.stream(reconnect=True) as stream:
+        got = []
+        for msgs in receive(stream, count - 1):
+            check(msgs, block, rate)
+            got.extend(m.seq for m in msgs)
+        stats = stream.stats
+    assert got == [s for s in range(count) if s != cut], [s for s in range(count) if s not in got]
+    assert stats["frames_ok"] == count - 1 and stats["lost"] == 1, stats
+    assert stats["refused"] == 0 and stats["reconnects"] >= 1, stats
+    assert board.wait() == 0, board.log()
+    log = board.log()
     assert f"dropped connection 1 in the middle of seq {cut}" in log, log
     assert re.search(r"ethernet: 2 connections", log), log
     assert done_line(log)[0] == count
     print(f"\n[hil] ethernet drop: {stats}")
 
 
-def test_the_host_drops_the_connection_and_a_new_one_resynchronises(tmp_path, dmapickle):
+def test_the_host_drops_the_connection_and_a_new_one_resynchronises(net_board):
     # Python closes its connection mid-stream (whatever frame was in flight is cut on the wire);
     # the device's next write fails, it aborts and accepts again, and a new connection starts
     # on a frame boundary. What was in flight in between is lost, never delivered corrupt.
     count, block, rate, first = 2048, 256, 1_024_000, 600
-    board, port = net_board(tmp_path, {"n": block, "count": count, "rate": rate})
-    with board:
-        wait_listening(board)
-        with dmapickle.open(f"tcp://127.0.0.1:{port}", profile="strict", reconnect=False) as stream:
-            msgs = [m for batch in receive(stream, first) for m in batch]
-            check(msgs, block, rate)
-            assert [m.seq for m in msgs] == list(range(first))
-        with dmapickle.open(f"tcp://127.0.0.1:{port}", profile="strict", reconnect=True) as stream:
-            got = []
-            while not got or got[-1] < count - 1:
-                m = stream.next(timeout=60)
-                assert m is not None, (got[-1:], stream.stats)
-                check([m], block, rate)
-                got.append(m.seq)
-            stats = stream.stats
-        assert got == list(range(got[0], count)), "after the first frame, nothing lost"
-        assert got[0] > first - 1
-        assert (stats["corrupt"], stats["lost"], stats["refused"]) == (0, 0, 0), stats
-        assert board.wait() == 0, board.log()
-        log = board.log()
+    board = net_board(n=block, count=count, rate=rate)
+    with board.stream() as stream:
+        msgs = [m for batch in receive(stream, first) for m in batch]
+        check(msgs, block, rate)
+        assert [m.seq for m in msgs] == list(range(first))
+    with board.stream(reconnect=True) as stream:
+        got = []
+        while not got or got[-1] < count - 1:
+            m = stream.next(timeout=60)
+            assert m is not None, (got[-1:], stream.stats)
+            check([m], block, rate)
+            got.append(m.seq)
+        stats = stream.stats
+    assert got == list(range(got[0], count)), "after the first frame, nothing lost"
+    assert got[0] > first - 1
+    assert (stats["corrupt"], stats["lost"], stats["refused"]) == (0, 0, 0), stats
+    assert board.wait() == 0, board.log()
+    log = board.log()
     assert "connection 1 failed at seq" in log, log
     print(f"\n[hil] ethernet host drop: {got[0] - first} messages lost in flight, then {len(got)} exact")
 
 
-def test_drop_leaves_a_gap_the_host_counts(tmp_path, dmapickle):
+def test_drop_leaves_a_gap_the_host_counts(net_board):
     # drop=SEQ+K as in the UART build: K frame numbers used up on a link to nowhere.
     count, block, rate = 300, 64, 256_000
-    board, port = net_board(tmp_path, {"n": block, "count": count, "rate": rate, "drop": "100+3"})
-    with board:
-        wait_listening(board)
-        with dmapickle.open(f"tcp://127.0.0.1:{port}", profile="strict", reconnect=False) as stream:
-            msgs = [m for batch in receive(stream, count - 3) for m in batch]
-            stats = stream.stats
-        check(msgs, block, rate)
-        assert [m.seq for m in msgs] == [s for s in range(count) if not 100 <= s < 103]
-        assert (stats["lost"], stats["corrupt"]) == (3, 0), stats
-        assert board.wait() == 0, board.log()
+    board = net_board(n=block, count=count, rate=rate, drop="100+3")
+    with board.stream() as stream:
+        msgs = [m for batch in receive(stream, count - 3) for m in batch]
+        stats = stream.stats
+    check(msgs, block, rate)
+    assert [m.seq for m in msgs] == [s for s in range(count) if not 100 <= s < 103]
+    assert (stats["lost"], stats["corrupt"]) == (3, 0), stats
+    assert board.wait() == 0, board.log()

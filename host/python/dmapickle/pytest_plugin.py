@@ -22,8 +22,14 @@ counters, clock fit).
 Marker ``@pytest.mark.dmapickle(KEY=VALUE..., targets=("qemu",), psram=False, timeout=S,
 profile="strict")``: KEY=VALUE are boot parameters (the firmware's ``mode=``, ``n=``,
 ``count=``, ``fault=`` ...; ``mode=shared`` maps the PSRAM); ``targets`` skips the test on
-other kinds (fault injection only makes sense in QEMU). ``--dmapickle-param KEY=VALUE`` and
-``--dmapickle-link inline|shared`` set defaults for every test of the run.
+other kinds (fault injection only makes sense in QEMU). For QEMU also ``firmware=ELF`` (this
+test's own build), ``serial=False`` (UART0 not connected: a run that only logs), ``hostfwd=PORT``
+(the LAN9118 NIC, a free host port forwarded to the guest's TCP PORT: the stream is ``tcp://``)
+and ``ready="TEXT"`` (start returns once the defmt log says TEXT). ``--dmapickle-param
+KEY=VALUE`` and ``--dmapickle-link inline|shared`` set defaults for every test of the run.
+
+Outside pytest (a benchmark, a demo), :class:`QemuTarget` is a context manager that cleans up
+the same way: ``with QemuTarget(elf, {"mode": "shared"}, psram=True) as t: t.stream()``.
 """
 
 from __future__ import annotations
@@ -32,12 +38,13 @@ import atexit
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import pytest
 
@@ -53,7 +60,7 @@ EXIT_MEANING = {
 }
 KINDS = ("qemu", "board", "replay")
 _MARKER = "dmapickle"
-_MARKER_KEYS = ("targets", "psram", "timeout", "profile")
+_MARKER_KEYS = ("targets", "psram", "timeout", "profile", "firmware", "serial", "hostfwd", "ready")
 _LIVE = {}  # id -> target: whatever is still running, killed at exit if pytest dies early
 
 
@@ -133,19 +140,31 @@ class Settings:
             self.params.setdefault("mode", opt("dmapickle_link"))
         self.timeout = opt("dmapickle_timeout")
         self.log = opt("dmapickle_log")
-        self.qemu = [opt("dmapickle_qemu"), opt("dmapickle_qemu_machine"), opt("dmapickle_qemu_cpu"),
-                     list(opt("dmapickle_qemu_arg")), opt("dmapickle_psram_size")]
-        self.region = opt("dmapickle_region")
+        self.qemu = {"exe": opt("dmapickle_qemu"), "machine": opt("dmapickle_qemu_machine"),
+                     "cpu": opt("dmapickle_qemu_cpu"), "extra": list(opt("dmapickle_qemu_arg")),
+                     "psram_size": opt("dmapickle_psram_size"), "region": opt("dmapickle_region")}
 
-    def missing(self) -> Optional[str]:
-        if self.kind is None:
+    def missing(self, firmware: Optional[str] = None) -> Optional[str]:
+        if self.kind is None and not firmware:
             return ("no dmapickle target: pass --dmapickle-firmware ELF (QEMU) or --dmapickle-source "
                     "URI (a board or a recording)")
-        if self.kind == "qemu" and not self.firmware:
+        if self.kind == "qemu" and not (firmware or self.firmware):
             return "--dmapickle-target qemu needs --dmapickle-firmware ELF"
-        if self.kind != "qemu" and not self.source:
+        if self.kind not in (None, "qemu") and not self.source:
             return f"--dmapickle-target {self.kind} needs --dmapickle-source URI"
         return None
+
+    def target(self, params: Dict[str, Any], opts: Dict[str, Any]) -> "Target":
+        """A target of the run's kind (not started) for one test's boot parameters and options."""
+        timeout = float(opts.get("timeout") or self.timeout)
+        profile = opts.get("profile", "general")
+        elf = opts.get("firmware") or self.firmware
+        if self.kind in (None, "qemu"):
+            return QemuTarget(elf, params, psram=bool(opts.get("psram")) or params.get("mode") == "shared",
+                              serial=opts.get("serial"), hostfwd=opts.get("hostfwd"),
+                              ready=opts.get("ready"), timeout=timeout, profile=profile, **self.qemu)
+        cls = BoardTarget if self.kind == "board" else Target
+        return cls(self.source, params, elf=elf, timeout=timeout, profile=profile, log=self.log)
 
 
 def _describe_exit(status: Optional[int]) -> str:
@@ -171,21 +190,32 @@ def decode_defmt(raw: Path, elf: Optional[str]) -> str:
 
 
 class Target:
-    """A started target: where its stream is (``source``, ``regions``) and what it logged."""
+    """A target: where its stream is (``source``, ``regions``) and what it logged. This base
+    class is a recording replayed (or any source read as it is); :class:`QemuTarget` and
+    :class:`BoardTarget` start or attach to a device. A context manager outside pytest:
+    ``with QemuTarget(elf, {"count": 10}) as t: ...`` starts it and always cleans up."""
 
     kind = "replay"
 
-    def __init__(self, settings: Settings, params: Dict[str, Any], psram: bool, timeout: float,
-                 profile: str = "general") -> None:
-        self.settings = settings
+    def __init__(self, source: Optional[str], params: Optional[Dict[str, Any]] = None, *,
+                 elf: Optional[str] = None, timeout: float = 120.0, profile: str = "general",
+                 log: Optional[str] = None) -> None:
         self.profile = profile
-        self.params = params
-        self.source = settings.source
+        self.params = dict(params or {})
+        self.source = source
         self.regions: Dict[int, str] = {}
-        self.elf = settings.firmware
+        self.elf = str(elf) if elf else None
         self.timeout = timeout
+        self.raw_log: Optional[Path] = Path(log) if log else None
         self.streams: List["HilStream"] = []
         _LIVE[id(self)] = self
+
+    def __enter__(self) -> "Target":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> bool:
+        self.close()
+        return False
 
     def start(self) -> "Target":
         return self
@@ -200,9 +230,23 @@ class Target:
 
     def log(self) -> str:
         """The device's defmt log so far, decoded, each line with the device's timestamp."""
-        if self.settings.log:
-            return decode_defmt(Path(self.settings.log), self.elf)
+        if self.raw_log is not None:
+            return decode_defmt(self.raw_log, self.elf)
         return f"(no defmt log for a {self.kind} target; --dmapickle-log FILE gives one)"
+
+    def wait_log(self, text: str, timeout: float = 60.0) -> str:
+        """The decoded log once it contains ``text`` (a device saying it is ready, say);
+        fails naming the log after ``timeout`` seconds or if the firmware exits first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self.log()
+            if text in log:
+                return log
+            status = self.status()
+            if status is not None or time.monotonic() > deadline:
+                why = _describe_exit(status) if status is not None else f"{timeout} s passed"
+                raise ExpectTimeout(f"the device did not log {text!r} ({why}); its log:\n{log}")
+            time.sleep(0.2)
 
     def stream(self, **kwargs: Any) -> "HilStream":
         """A :class:`HilStream` on this target (``dmapickle.open`` keywords; no reconnecting)."""
@@ -210,6 +254,7 @@ class Target:
 
         kwargs.setdefault("reconnect", False)
         kwargs.setdefault("regions", self.regions)
+        kwargs.setdefault("profile", self.profile)
         deadline = time.monotonic() + 5.0
         while True:
             try:
@@ -239,30 +284,57 @@ class Target:
         _LIVE.pop(id(self), None)
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class QemuTarget(Target):
-    """The firmware in QEMU. Killed (its whole process group) and its files removed by close()."""
+    """The firmware ``elf`` in QEMU with boot parameters ``params`` (semihosting arguments).
+
+    UART0 is the stream (``serial``, the default without ``hostfwd``: a unix socket QEMU waits
+    on, so the firmware runs once the host connects; ``serial=False``: not connected); with
+    ``psram`` the machine's RAM (the PSRAM at 0x21000000 on mps2-an386) is a file the host maps
+    as region ``region``; ``hostfwd=PORT``: the LAN9118 NIC on QEMU's user network with a free
+    host port forwarded to the guest's TCP PORT, and the stream is ``tcp://127.0.0.1:HOSTPORT``;
+    ``ready=TEXT``: :meth:`start` returns once the defmt log contains TEXT (before a TCP server
+    listens, QEMU's forwarder accepts and drops). A reset (SYSRESETREQ) reboots the firmware in
+    the same run. Killed (its whole process group: ``timeout`` seconds at most) and its files
+    removed by :meth:`close`.
+    """
 
     kind = "qemu"
 
-    def __init__(self, settings: Settings, params: Dict[str, Any], psram: bool, timeout: float,
-                 profile: str = "general") -> None:
-        super().__init__(settings, params, psram, timeout, profile)
+    def __init__(self, elf: str, params: Optional[Dict[str, Any]] = None, *, psram: bool = False,
+                 serial: Optional[bool] = None, hostfwd: Optional[int] = None,
+                 ready: Optional[str] = None, timeout: float = 120.0, profile: str = "general",
+                 exe: str = "qemu-system-arm", machine: str = "mps2-an386", cpu: str = "cortex-m4",
+                 extra: Sequence[str] = (), psram_size: str = "16M", region: int = 2) -> None:
         # A unix socket path must fit in 108 bytes: a short directory of our own, not tmp_path.
         self.dir = Path(tempfile.mkdtemp(prefix="dmapickle-qemu-"))
-        self.sock = self.dir / "uart0.sock"
-        self.raw_log = self.dir / "defmt.bin"
+        super().__init__(None, params, elf=elf, timeout=timeout, profile=profile,
+                         log=str(self.dir / "defmt.bin"))
+        self.serial = hostfwd is None if serial is None else serial
+        self.sock = self.dir / "uart0.sock" if self.serial else None
         self.stderr_path = self.dir / "qemu.stderr"
         shm = Path("/dev/shm")
         self.psram = (shm if shm.is_dir() else self.dir) / f"{self.dir.name}.psram" if psram else None
-        self.source = f"unix://{self.sock}"
+        self.hostfwd = None if hostfwd is None else (_free_port(), int(hostfwd))
+        if self.hostfwd is not None:
+            self.source = f"tcp://127.0.0.1:{self.hostfwd[0]}"
+        elif self.sock is not None:
+            self.source = f"unix://{self.sock}"
         if self.psram is not None:
-            self.regions = {settings.region: str(self.psram)}
+            self.regions = {region: str(self.psram)}
+        self.ready = ready
+        self.qemu = (exe, machine, cpu, list(extra), psram_size)
         self.proc: Optional[subprocess.Popen] = None
         self.started_ns = 0
         self._watchdog: Optional[threading.Timer] = None
 
     def command(self) -> List[str]:
-        exe, machine, cpu, extra, psram_size = self.settings.qemu
+        exe, machine, cpu, extra, psram_size = self.qemu
         semi = "enable=on,target=native,arg=" + Path(self.elf).name
         for k, v in self.params.items():
             word = f"{k}={v}"
@@ -273,13 +345,16 @@ class QemuTarget(Target):
         if self.psram is not None:
             cmd = [exe, "-machine", f"{machine},memory-backend=psram", "-object",
                    f"memory-backend-file,id=psram,size={psram_size},mem-path={self.psram},share=on"]
-        cmd += ["-cpu", cpu, "-display", "none", "-monitor", "none",
-                "-serial", f"unix:{self.sock},server=on,wait=on",
-                "-semihosting-config", semi, "-kernel", str(self.elf), *extra]
-        return cmd
+        serial = f"unix:{self.sock},server=on,wait=on" if self.sock is not None else "null"
+        cmd += ["-cpu", cpu, "-display", "none", "-monitor", "none", "-serial", serial,
+                "-semihosting-config", semi, "-kernel", str(self.elf)]
+        if self.hostfwd is not None:
+            host, guest = self.hostfwd
+            cmd += ["-nic", f"user,model=lan9118,hostfwd=tcp:127.0.0.1:{host}-:{guest}"]
+        return cmd + extra
 
     def start(self) -> "QemuTarget":
-        elf = Path(self.elf)
+        elf = Path(self.elf or "")
         if not elf.is_file():
             raise FileNotFoundError(f"--dmapickle-firmware {elf}: no such ELF")
         if b"_SEGGER_RTT" in elf.read_bytes():
@@ -288,16 +363,19 @@ class QemuTarget(Target):
         if self.psram is not None:
             # QEMU would create it too; made first (zeroed, full size) the host can map it at once.
             with open(self.psram, "wb") as f:
-                f.truncate(_size(self.settings.qemu[4]))
+                f.truncate(_size(self.qemu[4]))
         self.started_ns = time.monotonic_ns()
         with open(self.raw_log, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(self.command(), stdout=out, stderr=err,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
-        _track(self.proc.pid)
+        track_process_group(self.proc.pid)
         self._watchdog = threading.Timer(self.timeout, self._kill)
         self._watchdog.daemon = True
         self._watchdog.start()
-        self._wait_socket(min(30.0, self.timeout))
+        if self.sock is not None:
+            self._wait_socket(min(30.0, self.timeout))
+        if self.ready:
+            self.wait_log(self.ready, min(60.0, self.timeout))
         return self
 
     def _wait_socket(self, limit: float) -> None:
@@ -311,6 +389,7 @@ class QemuTarget(Target):
             time.sleep(0.01)
 
     def qemu_stderr(self) -> str:
+        """What QEMU wrote to its stderr (its own errors; the firmware logs through defmt)."""
         try:
             return self.stderr_path.read_text(errors="replace").strip()
         except OSError:
@@ -325,9 +404,6 @@ class QemuTarget(Target):
         except subprocess.TimeoutExpired:
             return None
 
-    def log(self) -> str:
-        return decode_defmt(self.raw_log, self.elf)
-
     def describe(self) -> str:
         text = super().describe()
         err = self.qemu_stderr()
@@ -335,11 +411,7 @@ class QemuTarget(Target):
 
     def _kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(timeout=10)
+            kill_process_group(self.proc)
 
     def close(self) -> None:
         super().close()
@@ -356,13 +428,22 @@ def _size(text: str) -> int:
     return int(text[:-1]) * units[text[-1].upper()] if text[-1:].upper() in units else int(text)
 
 
-def _track(pid: int) -> None:
+def track_process_group(pid: int) -> None:
     """Lists a started process group in $DMAPICKLE_HIL_PIDFILE, if set, for a rig's own check
     that nothing outlived the run (scripts/test.d/60-hil.sh uses it)."""
     path = os.environ.get("DMAPICKLE_HIL_PIDFILE")
     if path:
         with open(path, "a") as f:
             f.write(f"{pid}\n")
+
+
+def kill_process_group(proc: subprocess.Popen) -> None:
+    """SIGKILL to the process group ``proc`` leads (started with ``start_new_session``), reaped."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)
 
 
 class BoardTarget(Target):
@@ -568,6 +649,13 @@ class HilStream:
         return (f"stream {self.raw.source}: {self._where()}; missing: {_ranges(self.missing()) or 'none'}"
                 f"\ncounters: {stats}\nclock: {est if est else 'no estimate'}")
 
+    def __enter__(self) -> "HilStream":
+        return self
+
+    def __exit__(self, *exc: Any) -> bool:
+        self.close()
+        return False
+
     def close(self) -> None:
         if not self.raw.closed:
             self._stats = self.raw.stats
@@ -588,15 +676,18 @@ def _marker(request: pytest.FixtureRequest) -> Dict[str, Any]:
 def dmapickle_start(request: pytest.FixtureRequest) -> Callable[..., Target]:
     """Factory: ``dmapickle_start(mode="shared", count=64, ...)`` starts a target with these boot
     parameters (over the run's ``--dmapickle-param`` and the marker's) and returns it; each one
-    is stopped, and its files removed, when the test ends."""
+    is stopped, and its files removed, when the test ends. Marker keywords (``psram``,
+    ``timeout``, ``profile``, ``firmware``, ``serial``, ``hostfwd``, ``ready``: see
+    :class:`QemuTarget`) may be given here too, and win over the marker's."""
     settings = Settings(request.config)
-    problem = settings.missing()
+    mark = _marker(request)
+    problem = settings.missing(mark.get("firmware"))
     if problem:
         pytest.fail(problem, pytrace=False)
-    mark = _marker(request)
+    kind = settings.kind or "qemu"  # only a marker's firmware= names one
     targets = mark.get("targets")
-    if targets is not None and settings.kind not in targets:
-        pytest.skip(f"runs on {', '.join(targets)} targets, not {settings.kind}")
+    if targets is not None and kind not in targets:
+        pytest.skip(f"runs on {', '.join(targets)} targets, not {kind}")
     started: List[Target] = []
     request.node.stash[_TARGETS_KEY] = started
 
@@ -608,10 +699,7 @@ def dmapickle_start(request: pytest.FixtureRequest) -> Callable[..., Target]:
         boot = dict(settings.params)
         boot.update({k: v for k, v in mark.items() if k not in _MARKER_KEYS})
         boot.update(params)
-        psram = bool(opts.get("psram")) or boot.get("mode") == "shared"
-        cls = {"qemu": QemuTarget, "board": BoardTarget, "replay": Target}[settings.kind]
-        timeout = float(opts.get("timeout") or settings.timeout)
-        target = cls(settings, boot, psram, timeout, opts.get("profile", "general"))
+        target = settings.target(boot, opts)
         started.append(target)
         return target.start()
 
@@ -632,9 +720,8 @@ def dmapickle_stream(dmapickle_target: Target) -> HilStream:
     """A :class:`HilStream` on ``dmapickle_target``: ``expect(predicate, timeout=)``, ``take(n)``,
     ``drain()``, ``assert_no_loss()`` / ``assert_no_corrupt()`` / ``assert_no_refused()``,
     ``clock`` (device clock fit), ``stats``. Closed when the test ends."""
-    s = dmapickle_target.stream(profile=dmapickle_target.profile)
-    yield s
-    s.close()
+    with dmapickle_target.stream() as s:
+        yield s
 
 
 @pytest.hookimpl(wrapper=True)
