@@ -2,13 +2,10 @@
 //! them, and hands `(pickle, buffers)` to Python.
 #![deny(missing_docs)]
 
-// Sources, live delivery, the Python module and RTT (source.rs, delivery.rs, python.rs, rtt.rs).
-mod data_crc;
+// Sources, live delivery and the Python module (source/, delivery.rs, python/).
 pub mod delivery;
 #[cfg(feature = "python")]
 mod python;
-#[cfg(feature = "probe-rs")]
-mod rtt;
 pub mod source;
 
 // Host -> device control: commands down the link, replies found among the data (control/).
@@ -17,7 +14,9 @@ pub mod control;
 // Validation: a reusable checker over core's validator (the `dmapickle check` engine).
 pub mod validation;
 
-// The link: frame reader, messages and shared regions (docs/wire-format.md).
+// The link: frame reader, messages and shared regions (docs/wire-format.md), and the data
+// CRC of large payloads on a second core (data_crc.rs).
+mod data_crc;
 pub mod message;
 pub mod region;
 pub mod stream;
