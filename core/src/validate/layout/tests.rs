@@ -186,7 +186,6 @@ fn a_layout_is_kept_across_a_rejection_and_bound_to_its_settings() {
     let proved = strict.validate(&msg, &lens, &mut ws).unwrap();
     assert!(strict.validate(&msg[..msg.len() - 1], &lens, &mut ws).is_err());
     let caps = ws.capacities();
-    drop(ws);
     assert_eq!(layout.matches(&strict, &next, &lens, caps), Some(proved));
     // other buffer lengths, limits, profile, capacities or extra globals: no match
     assert_eq!(layout.matches(&strict, &next, &[8190], caps), None);
