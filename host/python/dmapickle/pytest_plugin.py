@@ -211,7 +211,11 @@ class Target:
         _LIVE[id(self)] = self
 
     def __enter__(self) -> "Target":
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()  # a start that failed halfway (QEMU up, no socket) leaves nothing either
+            raise
 
     def __exit__(self, *exc: Any) -> bool:
         self.close()
