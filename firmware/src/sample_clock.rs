@@ -3,8 +3,8 @@
 //!
 //! SysTick's exception is a pending bit: when the emulator (QEMU on a loaded host) runs the
 //! core late, two expiries can fall on one pending exception, and an ADC that counts
-//! interrupts then falls behind real time for good (a 2 % slow clock was measured at load 8 on
-//! 2 cores). A real ADC's sample clock is a hardware timer that never skips; here the board's
+//! interrupts then falls behind real time for good (a clock 2 % slow was measured at load 8 on
+//! 2 cores, with no ADC stall). A real ADC's sample clock is a hardware timer that never skips; here the board's
 //! free-running timer (mps2-an386's CMSDK TIMER0, at the SysTick clock's 25 MHz) plays that
 //! part: each SysTick handler delivers the rows of every period elapsed since the last one.
 //!
