@@ -1046,7 +1046,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         let mut container = *self.current(&on_stack);
         let pairs = want == Want::Dict;
         let n = range.len() as u64;
-        if pairs && n % 2 != 0 {
+        if pairs && !n.is_multiple_of(2) {
             return Err(Reason::OddItems);
         }
         match (container.kind, want) {
@@ -1072,7 +1072,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                 }
                 None => return Err(Reason::StackUnderflow),
             };
-            let key = want == Want::Set || (pairs && (i - range.start) % 2 == 0);
+            let key = want == Want::Set || (pairs && (i - range.start).is_multiple_of(2));
             if pairs && !key {
                 if let (Some(r), Some(s)) = (self.recorder.as_deref_mut(), self.stack.get(i)) {
                     r.dict_value(s.id);

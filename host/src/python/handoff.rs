@@ -138,7 +138,6 @@ pub(super) fn note_event(e: &SourceEvent, shared: &Mutex<Shared>) {
     }
 }
 
-
 /// Starts the thread that runs `reader` until its source ends (or the consumer closes the
 /// handoff), keeping `shared`'s counters and last refusal current.
 pub(super) fn spawn_reader(

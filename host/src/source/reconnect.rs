@@ -302,7 +302,6 @@ impl Read for Source {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

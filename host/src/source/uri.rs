@@ -129,11 +129,15 @@ mod tests {
         let p = |s: &str| s.parse::<SourceSpec>().unwrap();
         assert_eq!(
             p("tcp://127.0.0.1:4000"),
-            SourceSpec::Tcp(Tcp { addr: "127.0.0.1:4000".into() })
+            SourceSpec::Tcp(Tcp {
+                addr: "127.0.0.1:4000".into()
+            })
         );
         assert_eq!(
             p("unix:///tmp/x.sock"),
-            SourceSpec::Unix(Unix { path: "/tmp/x.sock".into() })
+            SourceSpec::Unix(Unix {
+                path: "/tmp/x.sock".into()
+            })
         );
         assert_eq!(
             p("serial:///dev/ttyUSB0?baud=921600"),
@@ -151,9 +155,16 @@ mod tests {
         );
         assert_eq!(
             p("file:///tmp/a.rec"),
-            SourceSpec::File(File { path: "/tmp/a.rec".into() })
+            SourceSpec::File(File {
+                path: "/tmp/a.rec".into()
+            })
         );
-        assert_eq!(p("rec/a.rec"), SourceSpec::File(File { path: "rec/a.rec".into() }));
+        assert_eq!(
+            p("rec/a.rec"),
+            SourceSpec::File(File {
+                path: "rec/a.rec".into()
+            })
+        );
         assert_eq!(p("-"), SourceSpec::Stdin(Stdin));
         assert_eq!(
             p("rtt://nRF52840_xxAA?probe=1366:1015&channel=1"),
@@ -173,7 +184,10 @@ mod tests {
             ("unix://rel/path", "absolute path"),
             ("serial:///dev/ttyS0?baud=fast", "baud must be"),
             ("serial:///dev/ttyS0?parity=odd", "only baud"),
-            ("http://x", "unknown scheme; use tcp://, unix://, serial://, file://, rtt://, a path or `-`"),
+            (
+                "http://x",
+                "unknown scheme; use tcp://, unix://, serial://, file://, rtt://, a path or `-`",
+            ),
             ("rtt://", "rtt://CHIP"),
             ("", "empty"),
         ] {
@@ -200,11 +214,15 @@ mod tests {
         // Paths stay paths, a `./` prefix included.
         assert_eq!(
             "./tcp:1".parse::<SourceSpec>(),
-            Ok(SourceSpec::File(File { path: "./tcp:1".into() }))
+            Ok(SourceSpec::File(File {
+                path: "./tcp:1".into()
+            }))
         );
         assert_eq!(
             "C:data.rec".parse::<SourceSpec>(),
-            Ok(SourceSpec::File(File { path: "C:data.rec".into() }))
+            Ok(SourceSpec::File(File {
+                path: "C:data.rec".into()
+            }))
         );
     }
 }
