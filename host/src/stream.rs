@@ -186,6 +186,15 @@ impl ReadError {
         }
     }
 
+    /// For [`ReadError::Invalid`]: why the validator refused the pickle, as data (its offset in
+    /// the pickle, opcode, reason and, for a bound, the limit).
+    pub fn rejection(&self) -> Option<&Rejection> {
+        match self {
+            ReadError::Invalid { rejected, .. } => Some(rejected),
+            _ => None,
+        }
+    }
+
     /// Stream offset of the refused frame's header (`None` for `Io`).
     pub fn offset(&self) -> Option<u64> {
         match self {

@@ -440,13 +440,7 @@ fn read_frame<'py>(
             Err(rejected_error(py, message, None))
         }
         Err(ReadError::Io(e)) => Err(PyOSError::new_err(e.to_string())),
-        Err(e) => {
-            let rejected = match &e {
-                ReadError::Invalid { rejected, .. } => Some(rejected),
-                _ => None,
-            };
-            Err(rejected_error(py, e.to_string(), rejected))
-        }
+        Err(e) => Err(rejected_error(py, e.to_string(), e.rejection())),
     }
 }
 
