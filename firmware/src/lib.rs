@@ -14,5 +14,6 @@ pub mod config;
 pub mod message;
 #[cfg(any(feature = "rtt", test))]
 pub mod rtt_link;
+pub mod sample_clock;
 pub mod stack;
 pub mod waveform;

@@ -34,6 +34,7 @@ use dmapickle_hal::{BufferRing, DmaBuf, Link, Outgoing, Publisher, SharedBuf, Sh
 use dmapickle_firmware::adc::Adc;
 use dmapickle_firmware::config::{BootConfig, Fault, Placement, MAX_BLOCK};
 use dmapickle_firmware::message::{self, MAX_PICKLE};
+use dmapickle_firmware::sample_clock::SampleClock;
 use dmapickle_firmware::waveform::ROW_BYTES;
 use dmapickle_hal::pool::{Pool, SharedPool};
 use paint::{paint_stack, stack_high_water};
@@ -42,6 +43,8 @@ use paint::{paint_stack, stack_high_water};
 const CORE_HZ: u32 = 25_000_000;
 /// Rows the simulated ADC delivers per SysTick interrupt (a DMA half-transfer, say).
 const ROWS_PER_TICK: u32 = 32;
+/// Most ADC periods one SysTick interrupt delivers when the sample clock says some were missed.
+const MAX_CATCH_UP: u32 = 256;
 /// Block buffers in RAM for the inline link.
 const SLOTS: usize = 8;
 /// Slots of the PSRAM shared region: more than in RAM, because the host holds lent buffers for as
@@ -106,6 +109,10 @@ static mut BOOTS: MaybeUninit<[u32; 2]> = MaybeUninit::uninit();
 static TICKS: AtomicU32 = AtomicU32::new(0);
 /// SysTick reload value once the ADC runs (0 before): the log timestamp's clock.
 static RELOAD: AtomicU32 = AtomicU32::new(0);
+/// The ADC's sample clock and the free-running counter it reads (`board::sample_counter`),
+/// set before SysTick starts; `None` on a board without one.
+type Counter = fn() -> u32;
+static SAMPLE_CLOCK: Mutex<Cell<Option<(SampleClock, Counter)>>> = Mutex::new(Cell::new(None));
 
 // defmt log lines carry the device's time since the ADC started, in microseconds (SysTick ticks
 // plus the current count; 0 before SysTick runs).
@@ -138,6 +145,10 @@ fn main() -> ! {
     let rows_per_tick = ROWS_PER_TICK.min(cfg.block);
     let tick_hz = (cfg.rate_hz / rows_per_tick).max(1);
     let reload = (CORE_HZ / tick_hz).clamp(2, 1 << 24) - 1;
+    if let Some(counter) = board::sample_counter() {
+        let clock = SampleClock::new(counter(), reload + 1);
+        critical_section::with(|cs| SAMPLE_CLOCK.borrow(cs).set(Some((clock, counter))));
+    }
     core.SYST.set_clock_source(SystClkSource::Core);
     core.SYST.set_reload(reload);
     core.SYST.clear_current();
@@ -418,20 +429,34 @@ fn drain_releases(region: &SharedRegion, max_ticks: u32) {
     );
 }
 
-/// SysTick: the simulated ADC delivers `ROWS_PER_TICK` rows into the block being filled.
+/// SysTick: the simulated ADC delivers `ROWS_PER_TICK` rows into the block being filled, for
+/// every period that passed on the sample clock (usually one; more after a lost interrupt).
 #[exception]
 fn SysTick() {
-    TICKS.fetch_add(1, Ordering::Relaxed);
-    match MODE.load(Ordering::Acquire) {
-        MODE_INLINE => critical_section::with(|cs| {
-            ADC_INLINE.borrow_ref_mut(cs).tick(&RING, ROWS_PER_TICK);
-        }),
-        MODE_SHARED => critical_section::with(|cs| {
-            if let Some(pool) = POOL.borrow(cs).get() {
-                ADC_SHARED.borrow_ref_mut(cs).tick(pool, ROWS_PER_TICK);
-            }
-        }),
-        _ => {}
+    let due = critical_section::with(|cs| {
+        let cell = SAMPLE_CLOCK.borrow(cs);
+        let Some((mut clock, counter)) = cell.get() else {
+            return 1; // no free-running timer: one period per interrupt
+        };
+        let due = clock.due(counter());
+        cell.set(Some((clock, counter)));
+        // Bounded, so a core that stalled for long cannot turn one interrupt into thousands of
+        // ticks; periods beyond are dropped, as interrupts were before.
+        due.min(MAX_CATCH_UP)
+    });
+    TICKS.fetch_add(due, Ordering::Relaxed);
+    for _ in 0..due {
+        match MODE.load(Ordering::Acquire) {
+            MODE_INLINE => critical_section::with(|cs| {
+                ADC_INLINE.borrow_ref_mut(cs).tick(&RING, ROWS_PER_TICK);
+            }),
+            MODE_SHARED => critical_section::with(|cs| {
+                if let Some(pool) = POOL.borrow(cs).get() {
+                    ADC_SHARED.borrow_ref_mut(cs).tick(pool, ROWS_PER_TICK);
+                }
+            }),
+            _ => {}
+        }
     }
 }
 
@@ -496,6 +521,28 @@ mod board {
         cfg
     }
 
+    /// mps2-an386's CMSDK APB TIMER0: CTRL, VALUE and RELOAD at +0, +4, +8.
+    const TIMER0: usize = 0x4000_0000;
+
+    /// Starts TIMER0 counting down from `u32::MAX` at PCLK (25 MHz, SysTick's clock), wrapping,
+    /// without an interrupt: the ADC's sample clock (`SampleClock`); returns its reader.
+    pub fn sample_counter() -> Option<super::Counter> {
+        // SAFETY: TIMER0's RELOAD, VALUE and CTRL registers on mps2-an386 (QEMU's
+        // cmsdk-apb-timer); nothing else in this binary uses TIMER0 (the Embassy build, which
+        // does, is another binary).
+        unsafe {
+            let base = TIMER0 as *mut u32;
+            base.add(2).write_volatile(u32::MAX);
+            base.add(1).write_volatile(u32::MAX);
+            base.write_volatile(1); // enable
+        }
+        fn read() -> u32 {
+            // SAFETY: TIMER0's VALUE register (a read has no side effect).
+            unsafe { (TIMER0 as *const u32).add(1).read_volatile() }
+        }
+        Some(read)
+    }
+
     /// Ends the QEMU run with `code` (semihosting SYS_EXIT_EXTENDED).
     pub fn exit(code: i32) -> ! {
         semihosting::process::exit(code)
@@ -524,6 +571,11 @@ mod board {
         rtt_target::set_defmt_channel(channels.up.0);
         let frames = RttWriter::new(channels.up.1, 1).expect("rtt_init! made up channel 1");
         (WriteLink::new(frames), BootConfig::default())
+    }
+
+    /// No free-running timer known on an unknown chip: one ADC period per SysTick.
+    pub fn sample_counter() -> Option<super::Counter> {
+        None
     }
 
     /// Stops at a breakpoint (the probe sees the halt); `code` was logged.
