@@ -11,6 +11,7 @@
 
 pub mod adc;
 pub mod config;
+pub mod control;
 pub mod message;
 pub mod stack;
 pub mod waveform;

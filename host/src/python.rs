@@ -421,6 +421,9 @@ struct Stream {
     /// When the stream was opened, and whether the "still waiting" warning was given.
     opened: std::time::Instant,
     warned: std::sync::atomic::AtomicBool,
+    /// Commands to the device on the same connection (`stream.device`), if the source has a
+    /// down direction.
+    controller: Option<Mutex<crate::control::Controller>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -494,6 +497,11 @@ impl Stream {
         let src = py
             .detach(|| Source::open(spec, opts))
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        let control = crate::control::attach(&src);
+        let (controller, tap) = match control {
+            Some((c, replies, down)) => (Some(Mutex::new(c)), Some((replies, down))),
+            None => (None, None),
+        };
         let handoff = Arc::new(Handoff::new(queue));
         let tx = handoff.clone();
         let sh = shared.clone();
@@ -503,8 +511,18 @@ impl Stream {
                 let mut reader = FrameReader::with_config(src, config)
                     .with_regions(map)
                     .with_validator(validator);
+                let down = match tap {
+                    Some((replies, down)) => {
+                        reader = reader.with_skip_tap(Box::new(move |b| replies.feed(b)));
+                        Some(down)
+                    }
+                    None => None,
+                };
                 loop {
                     let next = reader.next_message();
+                    if let Some(down) = &down {
+                        down.refresh(reader.get_ref());
+                    }
                     lock(&sh).counters = reader.counters();
                     let item = match next {
                         Ok(Some(m)) => Item::Message(m),
@@ -532,6 +550,7 @@ impl Stream {
             ended: Mutex::new(false),
             opened: std::time::Instant::now(),
             warned: std::sync::atomic::AtomicBool::new(false),
+            controller,
         })
     }
 
@@ -568,6 +587,26 @@ impl Stream {
                 None => return Ok(Some(out)),
             }
         }
+    }
+
+    /// One command to the device (`dmapickle.device.Device`), its reply as a dict.
+    #[pyo3(signature = (command, value=None, timeout=None))]
+    fn control<'py>(
+        &self,
+        py: Python<'py>,
+        command: &str,
+        value: Option<u64>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        // Messages that arrive while the device answers are kept for `next_batch`, so the
+        // reader thread never blocks on a full queue (it is the one that finds the reply).
+        let keep = || {
+            let got = self.handoff.take_all(Duration::ZERO);
+            if !got.is_empty() {
+                lock(&self.pending).extend(got);
+            }
+        };
+        crate::control::py::call(py, self.controller.as_ref(), command, value, timeout, &keep)
     }
 
     /// Stop reading and wait for the reader thread. Messages already delivered stay valid.
@@ -762,5 +801,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_frame, m)?)?;
     m.add("RejectedError", m.py().get_type::<RejectedError>())?;
     m.add("WaitingWarning", m.py().get_type::<WaitingWarning>())?;
+    m.add(
+        "DeviceError",
+        m.py().get_type::<crate::control::py::DeviceError>(),
+    )?;
     Ok(())
 }

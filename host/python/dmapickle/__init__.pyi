@@ -2,6 +2,7 @@
 
 import pickle
 from .clock import ClockEstimate as ClockEstimate, DeviceClock as DeviceClock
+from .device import Device as Device
 from typing import BinaryIO, Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 Global = Union[str, Tuple[str, str]]
@@ -9,6 +10,9 @@ Regions = Union[None, Mapping[int, str], Iterable[str]]
 
 class RejectedError(ValueError):
     """A pickle or frame refused by the validator; the message says where and why."""
+
+class DeviceError(RuntimeError):
+    """A command the device answered with an error: nothing was applied."""
 
 class WaitingWarning(UserWarning):
     """A live source delivered no message within 2 s of opening; the message says what it waits for."""
@@ -69,6 +73,9 @@ class Stream:
         """Stop reading; delivered messages and arrays stay valid."""
     @property
     def closed(self) -> bool: ...
+    @property
+    def device(self) -> Device:
+        """Commands to the instrument on this connection: info, set, stats, start, stop, ping."""
     @property
     def stats(self) -> Dict[str, Any]:
         """frames_ok, corrupt, lost, bytes_skipped, restarts, seq_jumps, refused, bytes_read,
