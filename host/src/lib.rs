@@ -2,12 +2,10 @@
 //! them, and hands `(pickle, buffers)` to Python.
 #![deny(missing_docs)]
 
-// Sources, live delivery, the Python module and RTT (source.rs, delivery.rs, python.rs, rtt.rs).
+// Sources, live delivery and the Python module (source/, delivery.rs, python/).
 pub mod delivery;
 #[cfg(feature = "python")]
 mod python;
-#[cfg(feature = "probe-rs")]
-mod rtt;
 pub mod source;
 
 // Host -> device control: commands down the link, replies found among the data (control/).

@@ -30,11 +30,40 @@ pub const DEFAULT_MAX_MEMO: usize = 1 << 20;
 /// most 96 MiB; the table starts at 1024 entries and grows only for pickles that need it).
 pub const DEFAULT_MAX_KEYS: usize = 1 << 22;
 
+/// The caller's extra globals: owned strings, and the `(&str, &str)` pairs the core validator
+/// borrows, built once when a global is added rather than for every pickle checked.
+#[derive(Debug, Default)]
+struct Allowlist {
+    /// Borrows from `owned`'s heap strings; declared first, so dropped before them.
+    pairs: Vec<(&'static str, &'static str)>,
+    /// Never shrunk or changed in place: each string's heap bytes stay where they are for as
+    /// long as the checker lives (moving a `Box` moves the pointer, not the bytes).
+    owned: Vec<(Box<str>, Box<str>)>,
+}
+
+impl Allowlist {
+    fn push(&mut self, module: &str, name: &str) {
+        let entry: (Box<str>, Box<str>) = (module.into(), name.into());
+        // SAFETY: the two strings live on the heap until `owned` drops them, which happens
+        // only when the `Allowlist` drops (never earlier: entries are only ever added), after
+        // `pairs`. The `'static` references never leave this type with that lifetime: `pairs()`
+        // hands them out reborrowed for `&self`.
+        let pair: (&'static str, &'static str) =
+            unsafe { (&*(&*entry.0 as *const str), &*(&*entry.1 as *const str)) };
+        self.owned.push(entry);
+        self.pairs.push(pair);
+    }
+
+    fn pairs(&self) -> &[(&str, &str)] {
+        &self.pairs
+    }
+}
+
 /// A validator with its own workspace; reuse it for every message.
 #[derive(Debug)]
 pub struct Checker {
     profile: Profile,
-    allowed: Vec<(String, String)>,
+    allowed: Allowlist,
     limits: Limits,
     max_keys: usize,
     max_memo: usize,
@@ -44,6 +73,18 @@ pub struct Checker {
 }
 
 impl Checker {
+    /// The checker every path builds (the CLI's `--profile`/`--allow`/`--max-*`, the live
+    /// readers, Python's `check`, `read_frame` and `open`): `profile`, also allowing the
+    /// `(module, name)` globals in `allow`, enforcing `limits`, with the default capacities.
+    pub fn configured(profile: Profile, allow: &[(String, String)], limits: Limits) -> Self {
+        let mut c = Self::new(profile);
+        c.limits(limits);
+        for (module, name) in allow {
+            c.allow(module, name);
+        }
+        c
+    }
+
     /// A checker with the default stack and memo capacities.
     pub fn new(profile: Profile) -> Self {
         Self::with_capacity(profile, DEFAULT_STACK, DEFAULT_MEMO)
@@ -53,7 +94,7 @@ impl Checker {
     pub fn with_capacity(profile: Profile, stack: usize, memo: usize) -> Self {
         Checker {
             profile,
-            allowed: Vec::new(),
+            allowed: Allowlist::default(),
             limits: Limits::DEFAULT,
             max_keys: DEFAULT_MAX_KEYS,
             max_memo: memo.max(DEFAULT_MAX_MEMO),
@@ -64,7 +105,7 @@ impl Checker {
 
     /// Also allows the global `module.name` (trusted: see `dmapickle_core::validate`).
     pub fn allow(&mut self, module: &str, name: &str) -> &mut Self {
-        self.allowed.push((module.to_owned(), name.to_owned()));
+        self.allowed.push(module, name);
         self
     }
 
@@ -146,13 +187,8 @@ impl Checker {
         &mut self,
         mut f: impl FnMut(&Validator<'_>, &mut Workspace<'_>) -> Result<R, Error>,
     ) -> Result<R, Error> {
-        let allowed: Vec<(&str, &str)> = self
-            .allowed
-            .iter()
-            .map(|(m, n)| (m.as_str(), n.as_str()))
-            .collect();
         let validator = Validator::new(self.profile)
-            .with_allowed(&allowed)
+            .with_allowed(self.allowed.pairs())
             .with_limits(self.limits);
         loop {
             let mut ws = self.workspace.workspace();

@@ -270,9 +270,7 @@ mod run_zmq {
                 source: uri,
                 link: args.source.link.clone(),
                 no_reconnect: args.source.no_reconnect,
-                profile: args.source.profile,
-                allow: args.source.allow.clone(),
-                limits: args.source.limits.clone(),
+                validation: args.source.validation.clone(),
             })
             .collect()
     }

@@ -17,8 +17,8 @@ use dmapickle_core::Descriptor;
 use dmapickle_host::validation::Checker;
 use dmapickle_host::ReaderConfig;
 
-use super::check::LimitArgs;
-use super::{parse_global, PickleFiles, ProfileArg};
+use super::validation::ValidationArgs;
+use super::PickleFiles;
 use crate::progress::{Progress, Unit};
 
 /// Arguments of `dmapickle import`.
@@ -39,14 +39,8 @@ pub(crate) struct Args {
     /// Mark the out-of-band buffers read-only (arrays over them cannot be written).
     #[arg(long)]
     readonly: bool,
-    /// Grammar to accept (export --pickle writes CPython's own pickles: general).
-    #[arg(long, value_enum, default_value = "general")]
-    profile: ProfileArg,
-    /// Also allow this global (repeatable).
-    #[arg(long = "allow", value_name = "MODULE:NAME", value_parser = parse_global)]
-    allow: Vec<(String, String)>,
     #[command(flatten)]
-    limits: LimitArgs,
+    validation: ValidationArgs,
     /// No progress.
     #[arg(long, short)]
     quiet: bool,
@@ -109,11 +103,7 @@ fn import(args: &Args) -> Result<ExitCode, String> {
     if paths.is_empty() {
         return Err(format!("no *.pkl files in {}", args.dir.display()));
     }
-    let mut checker = Checker::new(args.profile.into());
-    checker.limits(args.limits.limits());
-    for (module, name) in &args.allow {
-        checker.allow(module, name);
-    }
+    let mut checker = args.validation.checker();
     // Written beside OUT and renamed at the end: a rejected pickle leaves OUT as it was.
     let name = args
         .out

@@ -11,28 +11,23 @@ use std::process::ExitCode;
 
 use dmapickle_core::opcode::Opcode;
 use dmapickle_core::reader::{Argument, Reader};
-use dmapickle_host::validation::Checker;
 
-use super::{parse_global, PickleFiles, ProfileArg};
+use super::live::{self, LinkArgs, SourceArgs};
+use super::validation::ValidationArgs;
+use super::PickleFiles;
 
 /// Arguments of `dmapickle inspect`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Grammar the summary is validated against.
-    #[arg(long, value_enum, default_value = "general")]
-    profile: ProfileArg,
-    /// Also allow this global (repeatable).
-    #[arg(long = "allow", value_name = "MODULE:NAME", value_parser = parse_global)]
-    allow: Vec<(String, String)>,
+    #[command(flatten)]
+    validation: ValidationArgs,
     /// Pickle file; `x.pkl` takes `x.buf0`, `x.buf1`, ... beside it as its buffers. A recording
     /// (a file starting with the frame sync word), a source URI or `-`: every message in it.
     #[arg(value_name = "FILE")]
     file: PathBuf,
     /// For recordings and sources: shared regions, trust in the link, limits.
     #[command(flatten)]
-    link: super::live::LinkArgs,
-    #[command(flatten)]
-    limits: super::check::LimitArgs,
+    link: LinkArgs,
     /// For recordings: no progress line on stderr.
     #[arg(long, short)]
     quiet: bool,
@@ -97,15 +92,8 @@ pub(crate) fn disassemble(out: &mut impl Write, pickle: &[u8]) -> std::io::Resul
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
-    // Recordings and live sources (URIs, `-`): every message, see `live::inspect_stream`.
-    if let Some(code) = super::live::inspect_stream(
-        &args.file,
-        args.profile,
-        &args.allow,
-        &args.link,
-        &args.limits,
-        args.quiet,
-    ) {
+    // Recordings and live sources (URIs, `-`): every message, see `inspect_stream`.
+    if let Some(code) = inspect_stream(&args.file, &args.validation, &args.link, args.quiet) {
         return code;
     }
     let files = match PickleFiles::read(&args.file) {
@@ -120,11 +108,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
     if disassemble(&mut out, &files.pickle).is_err() {
         return ExitCode::from(2);
     }
-    let mut checker = Checker::new(args.profile.into());
-    checker.limits(args.limits.limits());
-    for (module, name) in &args.allow {
-        checker.allow(module, name);
-    }
+    let mut checker = args.validation.checker();
     let lens = files.buffer_lens();
     let (line, code) = match checker.summarize(&files.pickle, &lens) {
         Ok((v, summary)) => (
@@ -143,4 +127,106 @@ pub(crate) fn run(args: Args) -> ExitCode {
         Ok(()) => code,
         Err(_) => ExitCode::from(2),
     }
+}
+
+/// `dmapickle inspect` on a recording or live source: whether `file` names one (a URI, `-`, or a
+/// file that starts with the frame sync word). If so, disassemble and summarize every message
+/// (the same output as for a pickle file, after a `message seq=N ...` line) and return the exit
+/// code: 0 if every message validated, 1 if one was rejected, 2 on I/O error.
+fn inspect_stream(
+    file: &std::path::Path,
+    validation: &ValidationArgs,
+    link: &LinkArgs,
+    quiet: bool,
+) -> Option<ExitCode> {
+    use std::io::Read;
+    let name = file.to_string_lossy();
+    let is_stream = name == "-"
+        || name.contains("://")
+        || std::fs::File::open(file)
+            .and_then(|mut f| {
+                let mut head = [0u8; 4];
+                f.read_exact(&mut head).map(|()| head)
+            })
+            .is_ok_and(|head| head == dmapickle_core::frame::SYNC);
+    if !is_stream {
+        return None;
+    }
+    let args = SourceArgs {
+        source: name.into_owned(),
+        link: link.clone(),
+        no_reconnect: true,
+        validation: validation.clone(),
+    };
+    let src = match live::open_source(&args, live::stop_on_ctrl_c()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dmapickle inspect: {e}");
+            return Some(ExitCode::from(2));
+        }
+    };
+    // No validator in the reader: hostile pickles are disassembled too, then reported rejected.
+    let mut reader = match link.reader(src) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dmapickle inspect: {e}");
+            return Some(ExitCode::from(2));
+        }
+    };
+    let mut c = validation.checker();
+    // A recording of known size shows how far it is (on stderr; not while stdout, where the
+    // disassembly goes, is the same terminal).
+    let size = crate::progress::file_size(file);
+    let mut progress = crate::progress::Progress::new(
+        "inspect",
+        size,
+        crate::progress::Unit::Bytes,
+        quiet || size.is_none(),
+    )
+    .unless_stdout_terminal();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut code = ExitCode::SUCCESS;
+    loop {
+        progress.set(reader.counters().bytes_read);
+        let m = match reader.next_message() {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(e) if e.is_fatal() => {
+                eprintln!("dmapickle inspect: {}: {e}", args.source);
+                return Some(ExitCode::from(2));
+            }
+            Err(e) => {
+                let _ = writeln!(out, "frame refused: {e}");
+                code = ExitCode::from(1);
+                continue;
+            }
+        };
+        let lens: Vec<usize> = m.buffers.iter().map(|b| b.data.len()).collect();
+        let _ = writeln!(
+            out,
+            "message seq={} (pickle {} B, buffers {lens:?})",
+            m.seq,
+            m.pickle.len()
+        );
+        if disassemble(&mut out, &m.pickle).is_err() {
+            return Some(ExitCode::from(2));
+        }
+        let line = match c.summarize(&m.pickle, &lens) {
+            Ok((_, summary)) => format!("summary: {summary}"),
+            Err(e) => {
+                code = ExitCode::from(1);
+                format!("rejected: {}", c.explain(&e, &m.pickle))
+            }
+        };
+        let _ = writeln!(out, "{line}");
+    }
+    drop(progress);
+    let c = reader.counters();
+    let _ = writeln!(
+        out,
+        "stream: {} delivered, corrupt {}, lost {}, refused {}, restarts {}, seq jumps {}, skipped {} B, read {} B",
+        c.frames_ok, c.corrupt, c.lost, c.refused, c.restarts, c.seq_jumps, c.bytes_skipped, c.bytes_read
+    );
+    Some(code)
 }

@@ -24,7 +24,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
-    let mut checker = live::checker(&args.source);
+    let mut checker = args.source.validation.checker();
     let stdout = std::io::stdout();
     let (code, stats) = live::drive(&mut reader, &args.source.source, "stats", |m| {
         if !args.quiet {

@@ -14,7 +14,7 @@ use dmapickle_host::stream::{Counters, FrameReader, ReaderConfig};
 use dmapickle_host::validation::Checker;
 use dmapickle_host::Message;
 
-use super::{parse_global, ProfileArg};
+use super::validation::ValidationArgs;
 
 /// Where messages come from and how they are checked.
 #[derive(Debug, clap::Args)]
@@ -28,14 +28,8 @@ pub(crate) struct SourceArgs {
     /// End when a socket or serial connection drops, instead of reconnecting with backoff.
     #[arg(long)]
     pub no_reconnect: bool,
-    /// Grammar pickles are validated against.
-    #[arg(long, value_enum, default_value = "general")]
-    pub profile: ProfileArg,
-    /// Also allow this global (repeatable).
-    #[arg(long = "allow", value_name = "MODULE:NAME", value_parser = parse_global)]
-    pub allow: Vec<(String, String)>,
     #[command(flatten)]
-    pub limits: super::check::LimitArgs,
+    pub validation: ValidationArgs,
 }
 
 /// How frames are read (docs/wire-format.md, "Reading a stream"): shared regions, the trust in
@@ -157,22 +151,12 @@ pub(crate) fn open_reader(args: &SourceArgs) -> Result<FrameReader<Source>, Stri
     reader(args, src)
 }
 
-/// A checker for `args`' profile and extra globals.
-pub(crate) fn checker(args: &SourceArgs) -> Checker {
-    let mut c = Checker::new(args.profile.into());
-    c.limits(args.limits.limits());
-    for (m, n) in &args.allow {
-        c.allow(m, n);
-    }
-    c
-}
-
 /// A validating frame reader over `src` with `args`' regions, trust and limits.
 pub(crate) fn reader<R: io::Read>(args: &SourceArgs, src: R) -> Result<FrameReader<R>, String> {
     Ok(args
         .link
         .reader(src)?
-        .with_validator(dmapickle_host::delivery::checked(checker(args))))
+        .with_checker(args.validation.checker()))
 }
 
 /// Read messages until the source ends or Ctrl-C: each one is counted and goes to `each`,
@@ -319,110 +303,4 @@ pub(crate) fn message_line(m: &Message, checker: &mut Checker) -> String {
         m.pickle.len(),
         bufs.join(", ")
     )
-}
-
-/// `dmapickle inspect` on a recording or live source: whether `file` names one (a URI, `-`, or a
-/// file that starts with the frame sync word). If so, disassemble and summarize every message
-/// (the same output as for a pickle file, after a `message seq=N ...` line) and return the exit
-/// code: 0 if every message validated, 1 if one was rejected, 2 on I/O error.
-pub(crate) fn inspect_stream(
-    file: &std::path::Path,
-    profile: ProfileArg,
-    allow: &[(String, String)],
-    link: &LinkArgs,
-    limits: &super::check::LimitArgs,
-    quiet: bool,
-) -> Option<ExitCode> {
-    use std::io::{Read, Write};
-    let name = file.to_string_lossy();
-    let is_stream = name == "-"
-        || name.contains("://")
-        || std::fs::File::open(file)
-            .and_then(|mut f| {
-                let mut head = [0u8; 4];
-                f.read_exact(&mut head).map(|()| head)
-            })
-            .is_ok_and(|head| head == dmapickle_core::frame::SYNC);
-    if !is_stream {
-        return None;
-    }
-    let args = SourceArgs {
-        source: name.into_owned(),
-        link: link.clone(),
-        no_reconnect: true,
-        profile,
-        allow: allow.to_vec(),
-        limits: limits.clone(),
-    };
-    let src = match open_source(&args, stop_on_ctrl_c()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("dmapickle inspect: {e}");
-            return Some(ExitCode::from(2));
-        }
-    };
-    // No validator in the reader: hostile pickles are disassembled too, then reported rejected.
-    let mut reader = match link.reader(src) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("dmapickle inspect: {e}");
-            return Some(ExitCode::from(2));
-        }
-    };
-    let mut c = checker(&args);
-    // A recording of known size shows how far it is (on stderr; not while stdout, where the
-    // disassembly goes, is the same terminal).
-    let size = crate::progress::file_size(file);
-    let mut progress = crate::progress::Progress::new(
-        "inspect",
-        size,
-        crate::progress::Unit::Bytes,
-        quiet || size.is_none(),
-    )
-    .unless_stdout_terminal();
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
-    let mut code = ExitCode::SUCCESS;
-    loop {
-        progress.set(reader.counters().bytes_read);
-        let m = match reader.next_message() {
-            Ok(Some(m)) => m,
-            Ok(None) => break,
-            Err(e) if e.is_fatal() => {
-                eprintln!("dmapickle inspect: {}: {e}", args.source);
-                return Some(ExitCode::from(2));
-            }
-            Err(e) => {
-                let _ = writeln!(out, "frame refused: {e}");
-                code = ExitCode::from(1);
-                continue;
-            }
-        };
-        let lens: Vec<usize> = m.buffers.iter().map(|b| b.data.len()).collect();
-        let _ = writeln!(
-            out,
-            "message seq={} (pickle {} B, buffers {lens:?})",
-            m.seq,
-            m.pickle.len()
-        );
-        if super::inspect::disassemble(&mut out, &m.pickle).is_err() {
-            return Some(ExitCode::from(2));
-        }
-        let line = match c.summarize(&m.pickle, &lens) {
-            Ok((_, summary)) => format!("summary: {summary}"),
-            Err(e) => {
-                code = ExitCode::from(1);
-                format!("rejected: {}", c.explain(&e, &m.pickle))
-            }
-        };
-        let _ = writeln!(out, "{line}");
-    }
-    drop(progress);
-    let c = reader.counters();
-    let _ = writeln!(
-        out,
-        "stream: {} delivered, corrupt {}, lost {}, refused {}, restarts {}, seq jumps {}, skipped {} B, read {} B",
-        c.frames_ok, c.corrupt, c.lost, c.refused, c.restarts, c.seq_jumps, c.bytes_skipped, c.bytes_read
-    );
-    Some(code)
 }

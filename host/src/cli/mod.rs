@@ -6,8 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use dmapickle_core::Profile;
+use clap::{Parser, Subcommand};
 
 mod bridge;
 mod check;
@@ -19,6 +18,7 @@ mod listen;
 mod live;
 mod record;
 mod replay;
+mod validation;
 
 /// dmapickle: validate and inspect pickle protocol 5 messages from embedded controllers.
 #[derive(Debug, Parser)]
@@ -49,32 +49,6 @@ enum Command {
     Ctl(ctl::Args),
     /// Make a recording from a directory of pickles (validated), e.g. from `export --pickle`.
     Import(import::Args),
-}
-
-/// Validation profile on the command line.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub(crate) enum ProfileArg {
-    /// Exactly what dmapickle's encoder writes.
-    Strict,
-    /// Also what CPython and numpy write for the same data (protocols 2-5).
-    General,
-}
-
-impl From<ProfileArg> for Profile {
-    fn from(p: ProfileArg) -> Profile {
-        match p {
-            ProfileArg::Strict => Profile::Strict,
-            ProfileArg::General => Profile::General,
-        }
-    }
-}
-
-/// Parses `MODULE:NAME` for `--allow`.
-pub(crate) fn parse_global(s: &str) -> Result<(String, String), String> {
-    match s.rsplit_once(':') {
-        Some((m, n)) if !m.is_empty() && !n.is_empty() => Ok((m.to_owned(), n.to_owned())),
-        _ => Err(format!("expected MODULE:NAME, got {s:?}")),
-    }
 }
 
 /// A pickle file and its out-of-band buffers: for `x.pkl`, the files `x.buf0`, `x.buf1`, ...

@@ -82,18 +82,19 @@ fn open_sink(to: &str) -> Result<Box<dyn Write>, String> {
     // `tcp-listen:H:P` and the like get the URI they should be, never a file of that name.
     let spec = to.parse::<SourceSpec>().map_err(|e| bad(&e.reason))?;
     match spec {
-        SourceSpec::Tcp(addr) => Ok(Box::new(TcpStream::connect(addr).map_err(err)?)),
-        SourceSpec::Unix(p) => Ok(Box::new(UnixStream::connect(p).map_err(err)?)),
-        SourceSpec::File(p) => Ok(Box::new(File::create(p).map_err(err)?)),
-        SourceSpec::Serial { path, baud } => {
-            let path = path.to_string_lossy().into_owned();
-            let port = serialport::new(path, baud)
+        SourceSpec::Tcp(tcp) => Ok(Box::new(TcpStream::connect(tcp.addr).map_err(err)?)),
+        SourceSpec::Unix(unix) => Ok(Box::new(UnixStream::connect(unix.path).map_err(err)?)),
+        SourceSpec::File(file) => Ok(Box::new(File::create(file.path).map_err(err)?)),
+        SourceSpec::Serial(serial) => {
+            let path = serial.path.to_string_lossy().into_owned();
+            let port = serialport::new(path, serial.baud)
                 .timeout(Duration::from_secs(5))
                 .open_native()
                 .map_err(|e| format!("cannot open sink {to}: {e}"))?;
             Ok(Box::new(port))
         }
-        SourceSpec::Stdin | SourceSpec::Rtt { .. } => Err(bad(&format!("not a sink; use {SINKS}"))),
+        // Standard input, rtt:// and any other source scheme are sources only.
+        _ => Err(bad(&format!("not a sink; use {SINKS}"))),
     }
 }
 

@@ -15,11 +15,7 @@ use super::{Controller, DownSlot, Replies};
 /// [refresh](DownSlot::refresh) after each message (a reconnecting source has no connection
 /// before its first read). `None` for a source with no down direction (a file, stdin, RTT).
 pub fn attach(src: &Source) -> Option<(Controller, Arc<Replies>, DownSlot)> {
-    use crate::source::SourceSpec;
-    if !matches!(
-        src.spec(),
-        SourceSpec::Tcp(_) | SourceSpec::Unix(_) | SourceSpec::Serial { .. }
-    ) {
+    if !src.spec().has_down_link() {
         return None;
     }
     let down = DownSlot::default();

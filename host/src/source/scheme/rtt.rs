@@ -11,7 +11,106 @@
 //!
 //! attaches to the first probe (or the one named by `VID:PID[:SERIAL]`), finds the RTT control
 //! block in RAM and polls the channel. The chip name is probe-rs's (`probe-rs chip list`).
+//!
+//! Without the `probe-rs` feature the URI still parses, and opening it fails at once saying
+//! which feature to build with.
 
+use std::fmt;
+use std::io;
+
+use crate::source::uri::split_query;
+use super::{Connection, Scheme};
+use crate::source::SourceOptions;
+
+/// `rtt://CHIP?probe=VID:PID&channel=N`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rtt {
+    /// probe-rs chip name, e.g. `STM32F407VGTx`.
+    pub chip: String,
+    /// `VID:PID[:SERIAL]` of the probe; the first probe found when absent.
+    pub probe: Option<String>,
+    /// RTT up channel carrying the link (default 0).
+    pub channel: usize,
+}
+
+impl Scheme for Rtt {
+    const NAME: &'static str = "rtt";
+
+    fn parse(rest: &str) -> Result<Self, String> {
+        let (path, query) = split_query(rest);
+        let chip = path.trim_end_matches('/');
+        if chip.is_empty() {
+            return Err("expected rtt://CHIP, e.g. rtt://STM32F407VGTx".into());
+        }
+        let (mut probe, mut channel) = (None, 0);
+        for (k, v) in query {
+            match k {
+                "probe" => probe = Some(v.to_string()),
+                "channel" => {
+                    channel = v
+                        .parse()
+                        .map_err(|_| "channel must be a non-negative integer")?
+                }
+                _ => return Err("unknown parameter; rtt takes probe=VID:PID and channel=N".into()),
+            }
+        }
+        Ok(Rtt {
+            chip: chip.to_string(),
+            probe,
+            channel,
+        })
+    }
+
+    #[cfg(not(feature = "probe-rs"))]
+    fn supported(&self) -> io::Result<()> {
+        Err(unsupported())
+    }
+
+    #[cfg(not(feature = "probe-rs"))]
+    fn connect(&self, _opts: &SourceOptions) -> io::Result<Box<dyn Connection>> {
+        Err(unsupported())
+    }
+
+    #[cfg(feature = "probe-rs")]
+    fn connect(&self, _opts: &SourceOptions) -> io::Result<Box<dyn Connection>> {
+        Ok(Box::new(probe::RttConn::attach(
+            &self.chip,
+            self.probe.as_deref(),
+            self.channel,
+        )?))
+    }
+
+    fn hint(&self, kind: io::ErrorKind) -> Option<&'static str> {
+        match kind {
+            io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => None,
+            _ => Some("check the probe connection and the chip name"),
+        }
+    }
+}
+
+impl fmt::Display for Rtt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rtt://{}?channel={}", self.chip, self.channel)?;
+        match &self.probe {
+            Some(p) => write!(f, "&probe={p}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Why this build cannot open `rtt://`.
+#[cfg(not(feature = "probe-rs"))]
+fn unsupported() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "rtt:// needs dmapickle-host built with the `probe-rs` feature \
+         (cargo install --path host --features probe-rs)",
+    )
+}
+
+/// The probe session (feature `probe-rs`).
+#[cfg(feature = "probe-rs")]
+mod probe {
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -68,7 +167,7 @@ impl RttConn {
     }
 
     /// Poll the channel until bytes arrive or `timeout` passes (`WouldBlock`).
-    pub(crate) fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+    fn read(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
         let start = Instant::now();
         loop {
             let mut core = self.session.core(0).map_err(|e| other("core 0", e))?;
@@ -89,4 +188,11 @@ impl RttConn {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
+}
+
+impl super::Connection for RttConn {
+    fn read_within(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+        self.read(buf, timeout)
+    }
+}
 }

@@ -19,10 +19,14 @@
 //! Reading runs on a background thread per stream (the GIL is never held while waiting for
 //! bytes); `next` waits on a bounded queue with the GIL released, waking every 50 ms to let
 //! Python handle Ctrl-C.
+//!
+//! One file per job: [`view`] (the buffer export, all of the module's `unsafe`), [`handoff`]
+//! (the reader thread and its batched handoff) and this file (the pyo3 API: `Stream`, `check`,
+//! `read_frame`, the exception types).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -33,7 +37,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::region::RegionMap;
 use crate::source::{Source, SourceEvent, SourceOptions, SourceSpec};
-use crate::stream::{Counters, FrameReader, ReadError, ReaderConfig};
+use crate::stream::{FrameReader, ReadError, ReaderConfig};
 use crate::validation::Checker;
 use crate::Message;
 
@@ -54,152 +58,10 @@ pyo3::create_exception!(
 /// How long `next` waits for a stream's first message before it warns (once) what it waits for.
 const WAITING_WARNING_AFTER: Duration = Duration::from_secs(2);
 
-mod view {
-    //! `BufferView`: a buffer-protocol exporter over [`Bytes`] (see the module docs).
-    use std::ffi::{c_char, c_int, c_void};
-    use std::mem::ManuallyDrop;
+mod handoff;
+mod view;
 
-    use bytes::Bytes;
-    use pyo3::exceptions::PyRuntimeError;
-    use pyo3::ffi;
-    use pyo3::prelude::*;
-
-    /// CPython's `Py_buffer` (same layout in every CPython 3 release; not in PyO3's
-    /// stable-ABI bindings before 3.11).
-    #[repr(C)]
-    pub(super) struct PyBuffer {
-        buf: *mut c_void,
-        obj: *mut ffi::PyObject,
-        len: ffi::Py_ssize_t,
-        itemsize: ffi::Py_ssize_t,
-        readonly: c_int,
-        ndim: c_int,
-        format: *mut c_char,
-        shape: *mut ffi::Py_ssize_t,
-        strides: *mut ffi::Py_ssize_t,
-        suboffsets: *mut ffi::Py_ssize_t,
-        internal: *mut c_void,
-    }
-
-    extern "C" {
-        fn PyBuffer_FillInfo(
-            view: *mut PyBuffer,
-            exporter: *mut ffi::PyObject,
-            buf: *mut c_void,
-            len: ffi::Py_ssize_t,
-            readonly: c_int,
-            flags: c_int,
-        ) -> c_int;
-    }
-
-    /// The object layout: the Python header, then our fields.
-    #[repr(C)]
-    struct Object {
-        head: ffi::PyObject,
-        data: ManuallyDrop<Bytes>,
-        readonly: bool,
-    }
-
-    unsafe extern "C" fn get_buffer(
-        exporter: *mut ffi::PyObject,
-        view: *mut PyBuffer,
-        flags: c_int,
-    ) -> c_int {
-        // SAFETY: CPython calls this slot only on instances of the BufferView type, which are
-        // `Object`s initialised by `new` (fields are written before the object is published).
-        let obj = unsafe { &*(exporter as *const Object) };
-        let len = ffi::Py_ssize_t::try_from(obj.data.len()).unwrap_or(ffi::Py_ssize_t::MAX);
-        // SAFETY: `view` is CPython's to fill; the memory stays valid while `exporter` lives, and
-        // FillInfo takes a new reference to `exporter` into `view.obj` (released by CPython's
-        // PyBuffer_Release). A read-only exporter makes FillInfo refuse PyBUF_WRITABLE requests.
-        unsafe {
-            PyBuffer_FillInfo(
-                view,
-                exporter,
-                obj.data.as_ptr() as *mut c_void,
-                len,
-                c_int::from(obj.readonly),
-                flags,
-            )
-        }
-    }
-
-    unsafe extern "C" fn dealloc(exporter: *mut ffi::PyObject) {
-        // SAFETY: called once, when the last reference died; the fields were initialised by
-        // `new`, the type is a heap type (its reference is released after freeing, as CPython
-        // requires for heap types), and tp_free is the type's own deallocator.
-        unsafe {
-            let obj = exporter as *mut Object;
-            ManuallyDrop::drop(&mut (*obj).data);
-            let tp = ffi::Py_TYPE(exporter);
-            let free = ffi::PyType_GetSlot(tp, ffi::Py_tp_free);
-            if !free.is_null() {
-                let free: ffi::freefunc = std::mem::transmute(free);
-                free(exporter as *mut c_void);
-            }
-            ffi::Py_DecRef(tp as *mut ffi::PyObject);
-        }
-    }
-
-    /// Creates the `BufferView` type (once per module import).
-    pub(super) fn make_type(py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let mut slots = [
-            ffi::PyType_Slot {
-                slot: ffi::Py_bf_getbuffer,
-                pfunc: get_buffer as *mut c_void,
-            },
-            ffi::PyType_Slot {
-                slot: ffi::Py_tp_dealloc,
-                pfunc: dealloc as *mut c_void,
-            },
-            ffi::PyType_Slot {
-                slot: ffi::Py_tp_doc,
-                pfunc: c"Zero-copy bytes of one delivered buffer (buffer protocol; read-only when the descriptor says so).".as_ptr() as *mut c_void,
-            },
-            ffi::PyType_Slot {
-                slot: 0,
-                pfunc: std::ptr::null_mut(),
-            },
-        ];
-        let mut spec = ffi::PyType_Spec {
-            name: c"dmapickle._native.BufferView".as_ptr(),
-            basicsize: c_int::try_from(std::mem::size_of::<Object>())
-                .map_err(|_| PyRuntimeError::new_err("BufferView layout"))?,
-            itemsize: 0,
-            flags: ffi::Py_TPFLAGS_DEFAULT as _,
-            slots: slots.as_mut_ptr(),
-        };
-        // SAFETY: `spec` and `slots` are valid for the call (CPython copies what it keeps; the
-        // name and doc are 'static); the result is a new reference or NULL with an exception.
-        let tp = unsafe { ffi::PyType_FromSpec(&mut spec) };
-        // SAFETY: `tp` is a new reference (or NULL, turned into the pending exception).
-        unsafe { Bound::from_owned_ptr_or_err(py, tp) }.map(Bound::unbind)
-    }
-
-    /// A new `BufferView` of type `tp` over `data`.
-    pub(super) fn new<'py>(
-        py: Python<'py>,
-        tp: &Bound<'py, PyAny>,
-        data: Bytes,
-        readonly: bool,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let tp_ptr = tp.as_ptr() as *mut ffi::PyTypeObject;
-        // SAFETY: `tp_ptr` is the BufferView heap type (made by `make_type`, kept by the module);
-        // GenericAlloc returns a zeroed object of its basicsize with a reference to the type, or
-        // NULL with an exception set.
-        let raw = unsafe { ffi::PyType_GenericAlloc(tp_ptr, 0) };
-        // SAFETY: a new reference or NULL.
-        let obj = unsafe { Bound::from_owned_ptr_or_err(py, raw) }?;
-        // SAFETY: `raw` is a fresh, zeroed `Object` nobody else has seen yet; writing the fields
-        // (without dropping the zeroed bytes) initialises them before it is shared.
-        unsafe {
-            let o = raw as *mut Object;
-            std::ptr::write(&mut (*o).data, ManuallyDrop::new(data));
-            (*o).readonly = readonly;
-        }
-        Ok(obj)
-    }
-}
+use handoff::{lock, note_event, Handoff, Item, Shared};
 
 fn parse_profile(profile: &str) -> PyResult<Profile> {
     match profile {
@@ -257,8 +119,6 @@ fn region_map(regions: &[(u16, String)]) -> PyResult<RegionMap> {
     Ok(map)
 }
 
-static VIEW_TYPE: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
-
 /// The pickle as the unpickler should read it: a protocol 4/5 pickle without a `FRAME` gets one
 /// around its body. Same value, but CPython's Unpickler then reads it with one `read()` instead of
 /// one per opcode (about 2 us per small message). Validation ran on the original bytes.
@@ -267,12 +127,13 @@ fn framed<'py>(
     p: &[u8],
     original: &Bound<'py, PyBytes>,
 ) -> PyResult<Bound<'py, PyBytes>> {
+    use dmapickle_core::opcode::{FRAME, PROTO};
     match p {
-        [0x80, proto, first, ..] if *proto >= 4 && *first != 0x95 => {
+        [PROTO, proto, first, ..] if *proto >= 4 && *first != FRAME => {
             let body = p.len() as u64 - 2;
             PyBytes::new_with(py, p.len() + 9, |b| {
                 b[..2].copy_from_slice(&p[..2]);
-                b[2] = 0x95;
+                b[2] = FRAME;
                 b[3..11].copy_from_slice(&body.to_le_bytes());
                 b[11..].copy_from_slice(&p[2..]);
                 Ok(())
@@ -286,9 +147,6 @@ fn framed<'py>(
 /// Python side; each memoryview is over a `BufferView`; `framed`: see [`framed`]; `host_ns`:
 /// [`Message::host_ns`].
 fn message_tuple<'py>(py: Python<'py>, m: Message) -> PyResult<Bound<'py, PyTuple>> {
-    let tp = VIEW_TYPE
-        .get_or_try_init(py, || view::make_type(py))?
-        .bind(py);
     let pickle = PyBytes::new(py, &m.pickle);
     let framed = framed(py, &m.pickle, &pickle)?;
     let views = PyList::empty(py);
@@ -296,115 +154,9 @@ fn message_tuple<'py>(py: Python<'py>, m: Message) -> PyResult<Bound<'py, PyTupl
     for b in m.buffers {
         let readonly = b.readonly();
         shared.append(matches!(b.kind, dmapickle_core::frame::BufferKind::Shared))?;
-        let exporter = view::new(py, tp, b.data, readonly)?;
-        // SAFETY: `exporter` is a valid object; the result is a new reference or NULL with an
-        // exception set. The memoryview holds its own reference to the exporter.
-        let mv = unsafe {
-            Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyMemoryView_FromObject(exporter.as_ptr()))
-        }?;
-        views.append(mv)?;
+        views.append(view::memoryview(py, b.data, readonly)?)?;
     }
     (m.seq, pickle, framed, views, shared, m.host_ns).into_pyobject(py)
-}
-
-/// What the reader thread sends to `next`.
-enum Item {
-    Message(Message),
-    /// The stream ended; `Some` if it failed.
-    End(Option<String>),
-}
-
-#[derive(Default)]
-struct Shared {
-    counters: Counters,
-    refused_last: Option<String>,
-    reconnects: u64,
-    disconnects: u64,
-    events: Vec<String>,
-    /// Why the source is not connected right now (`None` once it is, or before it tried).
-    waiting: Option<String>,
-    /// Whether it ever connected.
-    connected: bool,
-}
-
-/// Hands messages from the reader thread to Python in batches: the reader blocks only when
-/// `cap` messages wait, Python takes everything waiting at once, and each side wakes the other
-/// only when it is actually waiting. So a consumer that keeps up pays about one thread wake-up
-/// per batch, not one per message.
-struct Handoff {
-    state: Mutex<HandoffState>,
-    ready: Condvar,
-    space: Condvar,
-    cap: usize,
-}
-
-#[derive(Default)]
-struct HandoffState {
-    items: VecDeque<Item>,
-    closed: bool,
-    consumer_waiting: bool,
-    producer_waiting: bool,
-}
-
-impl Handoff {
-    fn new(cap: usize) -> Self {
-        Handoff {
-            state: Mutex::new(HandoffState::default()),
-            ready: Condvar::new(),
-            space: Condvar::new(),
-            cap: cap.max(1),
-        }
-    }
-
-    /// Queue `item`, waiting for room; false if the consumer is gone.
-    fn push(&self, item: Item) -> bool {
-        let mut s = lock(&self.state);
-        while s.items.len() >= self.cap && !s.closed {
-            s.producer_waiting = true;
-            s = self.space.wait(s).unwrap_or_else(|p| p.into_inner());
-        }
-        if s.closed {
-            return false;
-        }
-        s.items.push_back(item);
-        if s.consumer_waiting {
-            s.consumer_waiting = false;
-            self.ready.notify_one();
-        }
-        true
-    }
-
-    /// Everything queued, waiting up to `tick` for something (may return empty).
-    fn take_all(&self, tick: Duration) -> VecDeque<Item> {
-        let mut s = lock(&self.state);
-        if s.items.is_empty() && !s.closed {
-            s.consumer_waiting = true;
-            s = self
-                .ready
-                .wait_timeout(s, tick)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|p| p.into_inner().0);
-            s.consumer_waiting = false;
-        }
-        let batch = std::mem::take(&mut s.items);
-        if s.producer_waiting {
-            s.producer_waiting = false;
-            self.space.notify_one();
-        }
-        batch
-    }
-
-    /// The consumer is gone: drop what waits and let the producer go.
-    fn close(&self) {
-        let mut s = lock(&self.state);
-        s.closed = true;
-        s.items.clear();
-        self.space.notify_all();
-    }
-
-    fn is_closed(&self) -> bool {
-        lock(&self.state).closed
-    }
 }
 
 /// A live stream of messages read by a background thread.
@@ -424,31 +176,6 @@ struct Stream {
     /// Commands to the device on the same connection (`stream.device`), if the source has a
     /// down direction.
     controller: Option<Mutex<crate::control::Controller>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn note_event(e: &SourceEvent, shared: &Mutex<Shared>) {
-    let mut s = lock(shared);
-    match e {
-        SourceEvent::Connected { .. } if s.disconnects > 0 => s.reconnects += 1,
-        SourceEvent::Connected { .. } | SourceEvent::Waiting { .. } => {}
-        SourceEvent::Disconnected { .. } => s.disconnects += 1,
-    }
-    match e {
-        SourceEvent::Connected { .. } => {
-            s.connected = true;
-            s.waiting = None;
-        }
-        SourceEvent::Waiting { reason } | SourceEvent::Disconnected { reason, .. } => {
-            s.waiting = Some(reason.clone());
-        }
-    }
-    if s.events.len() < 256 {
-        s.events.push(e.to_string());
-    }
 }
 
 #[pymethods]
@@ -503,42 +230,17 @@ impl Stream {
             None => (None, None),
         };
         let handoff = Arc::new(Handoff::new(queue));
-        let tx = handoff.clone();
-        let sh = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("dmapickle-reader".into())
-            .spawn(move || {
-                let mut reader = FrameReader::with_config(src, config)
-                    .with_regions(map)
-                    .with_validator(validator);
-                let down = match tap {
-                    Some((replies, down)) => {
-                        reader = reader.with_skip_tap(Box::new(move |b| replies.feed(b)));
-                        Some(down)
-                    }
-                    None => None,
-                };
-                loop {
-                    let next = reader.next_message();
-                    if let Some(down) = &down {
-                        down.refresh(reader.get_ref());
-                    }
-                    lock(&sh).counters = reader.counters();
-                    let item = match next {
-                        Ok(Some(m)) => Item::Message(m),
-                        Ok(None) => Item::End(None),
-                        Err(e) if e.is_fatal() => Item::End(Some(e.to_string())),
-                        Err(e) => {
-                            lock(&sh).refused_last = Some(e.to_string());
-                            continue;
-                        }
-                    };
-                    let end = matches!(item, Item::End(_));
-                    if !tx.push(item) || end {
-                        break;
-                    }
-                }
-            })
+        let mut reader = FrameReader::with_config(src, config)
+            .with_regions(map)
+            .with_validator(validator);
+        let down = match tap {
+            Some((replies, down)) => {
+                reader = reader.with_skip_tap(Box::new(move |b| replies.feed(b)));
+                Some(down)
+            }
+            None => None,
+        };
+        let thread = handoff::spawn_reader(reader, handoff.clone(), shared.clone(), down)
             .map_err(|e| PyOSError::new_err(format!("cannot start the reader thread: {e}")))?;
         Ok(Stream {
             handoff,
@@ -794,7 +496,7 @@ fn read_frame<'py>(
 /// The native module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let tp = VIEW_TYPE.get_or_try_init(m.py(), || view::make_type(m.py()))?;
+    let tp = view::view_type(m.py())?;
     m.add("BufferView", tp.clone_ref(m.py()))?;
     m.add_class::<Stream>()?;
     m.add_function(wrap_pyfunction!(check, m)?)?;
