@@ -135,6 +135,13 @@ impl DownSlot {
         }
     }
 
+    /// Drops the down link (its connection ended, or its reader did): a duplicated descriptor
+    /// kept open would keep the connection itself open, so the device would never see the host
+    /// go away.
+    pub fn clear(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     fn send(&self, bytes: &[u8]) -> io::Result<()> {
         let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let Some(w) = slot.as_mut() else {

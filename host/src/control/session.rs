@@ -10,22 +10,18 @@ use crate::FrameReader;
 
 use super::{Controller, DownSlot, Replies};
 
-/// A controller for the device behind `src`, the [`Replies`] its reader must feed with the
-/// bytes it skips ([`FrameReader::with_skip_tap`]) and the [`DownSlot`] it must
-/// [refresh](DownSlot::refresh) after each message (a reconnecting source has no connection
-/// before its first read). `None` for a source with no down direction (a file, stdin, RTT).
-pub fn attach(src: &Source) -> Option<(Controller, Arc<Replies>, DownSlot)> {
+/// A controller for the device behind `src` sending through `down`, and the [`Replies`] its
+/// reader must feed with the bytes it skips ([`FrameReader::with_skip_tap`]). The reader must
+/// also [refresh](DownSlot::refresh) `down` after each message (a reconnecting source has no
+/// connection before its first read), [clear](DownSlot::clear) it when a connection drops and
+/// when it stops reading. `None` for a source with no down direction (a file, stdin, RTT).
+pub fn attach(src: &Source, down: DownSlot) -> Option<(Controller, Arc<Replies>)> {
     if !src.spec().has_down_link() {
         return None;
     }
-    let down = DownSlot::default();
     down.refresh(src);
     let replies = Arc::new(Replies::default());
-    Some((
-        Controller::new(down.clone(), replies.clone()),
-        replies,
-        down,
-    ))
+    Some((Controller::new(down, replies.clone()), replies))
 }
 
 /// A connection opened for commands; the data frames that arrive on it are read and dropped.
@@ -45,7 +41,7 @@ impl Session {
         };
         let stop = opts.stop.clone();
         let src = Source::open_uri(uri, opts)?;
-        let (controller, replies, _) = attach(&src)
+        let (controller, replies) = attach(&src, DownSlot::default())
             .ok_or("this source cannot take commands (use tcp://, unix:// or serial://)")?;
         let thread = std::thread::Builder::new()
             .name("dmapickle-ctl-reader".into())

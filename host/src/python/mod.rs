@@ -213,10 +213,17 @@ impl Stream {
         let map = region_map(&regions)?;
         let shared = Arc::new(Mutex::new(Shared::default()));
         let sink = shared.clone();
+        let down = crate::control::DownSlot::default();
+        let dropped = down.clone();
         let opts = SourceOptions {
             reconnect,
             poll: Duration::from_millis(50),
-            on_event: Some(Arc::new(move |e: &SourceEvent| note_event(e, &sink))),
+            on_event: Some(Arc::new(move |e: &SourceEvent| {
+                if matches!(e, SourceEvent::Disconnected { .. }) {
+                    dropped.clear(); // the next connection's down link replaces it
+                }
+                note_event(e, &sink)
+            })),
             ..SourceOptions::default()
         };
         let stop = opts.stop.clone();
@@ -224,9 +231,8 @@ impl Stream {
         let src = py
             .detach(|| Source::open(spec, opts))
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
-        let control = crate::control::attach(&src);
-        let (controller, tap) = match control {
-            Some((c, replies, down)) => (Some(Mutex::new(c)), Some((replies, down))),
+        let (controller, tap) = match crate::control::attach(&src, down.clone()) {
+            Some((c, replies)) => (Some(Mutex::new(c)), Some((replies, down))),
             None => (None, None),
         };
         let handoff = Arc::new(Handoff::new(queue));
