@@ -241,7 +241,7 @@ fn emit<'o, 'm, const N: usize>(
     out.copy_from_slice(pickle);
     Ok(Message {
         out,
-        descriptors: Vec::from_slice(descriptors).map_err(|()| Error::TooManyBuffers)?,
+        descriptors: Vec::from_slice(descriptors).map_err(|_| Error::TooManyBuffers)?,
         slots,
         originals: descriptors,
     })
@@ -359,8 +359,8 @@ impl<'t, const N: usize, const S: usize> Template<'t, N, S> {
         check(pickle, descriptors.len(), slots)?;
         Ok(Template {
             pickle,
-            descriptors: Vec::from_slice(descriptors).map_err(|()| Error::TooManyBuffers)?,
-            slots: Vec::from_slice(slots).map_err(|()| Error::TooManySlots)?,
+            descriptors: Vec::from_slice(descriptors).map_err(|_| Error::TooManyBuffers)?,
+            slots: Vec::from_slice(slots).map_err(|_| Error::TooManySlots)?,
         })
     }
 

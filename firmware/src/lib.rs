@@ -13,5 +13,8 @@ pub mod adc;
 pub mod config;
 pub mod control;
 pub mod message;
+#[cfg(any(feature = "rtt", test))]
+pub mod rtt_link;
+pub mod sample_clock;
 pub mod stack;
 pub mod waveform;

@@ -17,8 +17,6 @@
 compile_error!("features `board` (QEMU) and `rtt` (probe) are exclusive: use --no-default-features --features rtt");
 
 mod paint;
-#[cfg(feature = "rtt")]
-mod rtt_link;
 #[cfg(feature = "board")]
 mod uart;
 
@@ -39,6 +37,7 @@ use dmapickle_firmware::adc::{Adc, Pool, SharedPool, SlotBuf};
 use dmapickle_firmware::config::{BootConfig, Fault, LinkMode, MAX_BLOCK, MAX_RATE_HZ};
 use dmapickle_firmware::control::{Acquisition, Change};
 use dmapickle_firmware::message::{self, MAX_PICKLE};
+use dmapickle_firmware::sample_clock::SampleClock;
 use dmapickle_firmware::waveform::{CHANNELS, ROW_BYTES};
 use paint::{paint_stack, stack_high_water};
 
@@ -112,6 +111,10 @@ static RELOAD: AtomicU32 = AtomicU32::new(0);
 /// Core clock cycles of the SysTick periods completed (each at the reload of its time, so the
 /// clock stays continuous when `SetRate` changes the reload).
 static CYCLES: Mutex<Cell<u64>> = Mutex::new(Cell::new(0));
+/// The ADC's sample clock and the free-running counter it reads (`board::sample_counter`),
+/// set before SysTick starts (and again by `SetRate`); `None` on a board without one.
+type Counter = fn() -> u32;
+static SAMPLE_CLOCK: Mutex<Cell<Option<(SampleClock, Counter)>>> = Mutex::new(Cell::new(None));
 
 // defmt log lines carry the device's time since the ADC started, in microseconds (SysTick ticks
 // plus the current count; 0 before SysTick runs).
@@ -311,7 +314,7 @@ impl<W: dmapickle_hal::embedded_io::Write> Out<'_, W> {
                 board::exit(EXIT_PUBLISH);
             }
         }
-        if seq % 256 == 0 {
+        if seq.is_multiple_of(256) {
             defmt::info!("published seq {=u32}", seq);
         }
     }
@@ -468,6 +471,11 @@ fn set_tick(syst: &mut cortex_m::peripheral::SYST, rate_hz: u32, block: u32) -> 
     syst.set_reload(reload);
     syst.clear_current();
     RELOAD.store(reload, Ordering::Relaxed);
+    // The sample clock counts periods of the new length from now.
+    if let Some(counter) = board::sample_counter() {
+        let clock = SampleClock::new(counter(), reload + 1);
+        critical_section::with(|cs| SAMPLE_CLOCK.borrow(cs).set(Some((clock, counter))));
+    }
     (rows_per_tick, tick_hz, reload)
 }
 
@@ -676,25 +684,37 @@ fn drain_releases(region: &SharedRegion, max_ticks: u32) {
     );
 }
 
-/// SysTick: the simulated ADC delivers `ROWS_PER_TICK` rows into the block being filled.
+/// SysTick: the simulated ADC delivers `ROWS_PER_TICK` rows into the block being filled, for
+/// every period that passed on the sample clock (usually one; more after a lost interrupt).
 #[exception]
 fn SysTick() {
-    TICKS.fetch_add(1, Ordering::Relaxed);
+    let due = critical_section::with(|cs| {
+        let cell = SAMPLE_CLOCK.borrow(cs);
+        let Some((mut clock, counter)) = cell.get() else {
+            return 1; // no free-running timer: one period per interrupt
+        };
+        let due = clock.due(counter());
+        cell.set(Some((clock, counter)));
+        due
+    });
+    TICKS.fetch_add(due, Ordering::Relaxed);
     let period = u64::from(RELOAD.load(Ordering::Relaxed)) + 1;
     critical_section::with(|cs| {
         let c = CYCLES.borrow(cs);
-        c.set(c.get() + period);
+        c.set(c.get() + period * u64::from(due));
     });
-    match MODE.load(Ordering::Acquire) {
-        MODE_INLINE => critical_section::with(|cs| {
-            ADC_INLINE.borrow_ref_mut(cs).tick(&RING, ROWS_PER_TICK);
-        }),
-        MODE_SHARED => critical_section::with(|cs| {
-            if let Some(pool) = POOL.borrow(cs).get() {
-                ADC_SHARED.borrow_ref_mut(cs).tick(pool, ROWS_PER_TICK);
-            }
-        }),
-        _ => {}
+    for _ in 0..due {
+        match MODE.load(Ordering::Acquire) {
+            MODE_INLINE => critical_section::with(|cs| {
+                ADC_INLINE.borrow_ref_mut(cs).tick(&RING, ROWS_PER_TICK);
+            }),
+            MODE_SHARED => critical_section::with(|cs| {
+                if let Some(pool) = POOL.borrow(cs).get() {
+                    ADC_SHARED.borrow_ref_mut(cs).tick(pool, ROWS_PER_TICK);
+                }
+            }),
+            _ => {}
+        }
     }
 }
 
@@ -761,6 +781,28 @@ mod board {
         cfg
     }
 
+    /// mps2-an386's CMSDK APB TIMER0: CTRL, VALUE and RELOAD at +0, +4, +8.
+    const TIMER0: usize = 0x4000_0000;
+
+    /// Starts TIMER0 counting down from `u32::MAX` at PCLK (25 MHz, SysTick's clock), wrapping,
+    /// without an interrupt: the ADC's sample clock (`SampleClock`); returns its reader.
+    pub fn sample_counter() -> Option<super::Counter> {
+        // SAFETY: TIMER0's RELOAD, VALUE and CTRL registers on mps2-an386 (QEMU's
+        // cmsdk-apb-timer); nothing else in this binary uses TIMER0 (the Embassy build, which
+        // does, is another binary).
+        unsafe {
+            let base = TIMER0 as *mut u32;
+            base.add(2).write_volatile(u32::MAX);
+            base.add(1).write_volatile(u32::MAX);
+            base.write_volatile(1); // enable
+        }
+        fn read() -> u32 {
+            // SAFETY: TIMER0's VALUE register (a read has no side effect).
+            unsafe { (TIMER0 as *const u32).add(1).read_volatile() }
+        }
+        Some(read)
+    }
+
     /// Ends the QEMU run with `code` (semihosting SYS_EXIT_EXTENDED).
     pub fn exit(code: i32) -> ! {
         semihosting::process::exit(code)
@@ -772,9 +814,9 @@ mod board {
 #[cfg(feature = "rtt")]
 mod board {
     use dmapickle_firmware::config::BootConfig;
-    use rtt_target::ChannelMode::{BlockIfFull, NoBlockSkip};
+    use rtt_target::ChannelMode::NoBlockSkip;
 
-    use crate::rtt_link::RttWriter;
+    use dmapickle_firmware::rtt_link::RttWriter;
     use dmapickle_hal::WriteLink;
 
     /// The data link, no down direction (no RTT down channel yet) and the boot parameters.
@@ -782,15 +824,18 @@ mod board {
         let channels = rtt_target::rtt_init! {
             up: {
                 0: { size: 1024, mode: NoBlockSkip, name: "defmt" }
-                1: { size: 16384, mode: BlockIfFull, name: "dmapickle" }
+                // Non-blocking until the host attaches and sets BlockIfFull (rtt_link's docs).
+                1: { size: 16384, mode: NoBlockSkip, name: "dmapickle" }
             }
         };
         rtt_target::set_defmt_channel(channels.up.0);
-        (
-            WriteLink::new(RttWriter(channels.up.1)),
-            crate::NoDownlink,
-            BootConfig::default(),
-        )
+        let frames = RttWriter::new(channels.up.1, 1).expect("rtt_init! made up channel 1");
+        (WriteLink::new(frames), crate::NoDownlink, BootConfig::default())
+    }
+
+    /// No free-running timer known on an unknown chip: one ADC period per SysTick.
+    pub fn sample_counter() -> Option<super::Counter> {
+        None
     }
 
     /// Stops at a breakpoint (the probe sees the halt); `code` was logged.

@@ -30,7 +30,7 @@ unsafe impl Send for ReleaseRing {}
 
 fn check(base: *mut u8, len: usize, capacity: u16) -> Result<NonNull<u8>, Error> {
     let base = NonNull::new(base).ok_or(Error::RegionAlignment)?;
-    if base.as_ptr() as usize % 4 != 0 {
+    if !(base.as_ptr() as usize).is_multiple_of(4) {
         return Err(Error::RegionAlignment);
     }
     if len < control_len(capacity) {

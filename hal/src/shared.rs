@@ -97,7 +97,7 @@ impl SharedRegion {
         slot_len: usize,
         ring_capacity: u16,
     ) -> Result<Self, Error> {
-        if base as usize % ALIGN != 0 {
+        if !(base as usize).is_multiple_of(ALIGN) {
             return Err(Error::RegionAlignment);
         }
         let data_start = control_len(ring_capacity);

@@ -79,7 +79,7 @@ pod!(u8, i8, u16, i16, u32, i32, u64, i64, f32, f64);
 /// `bytes` as `T`s (trailing bytes that make no whole `T` left out); misaligned memory is
 /// [`Error::BufferAlignment`].
 pub(crate) fn view_mut<T: Pod>(bytes: &mut [u8]) -> Result<&mut [T], Error> {
-    if bytes.as_ptr() as usize % align_of::<T>() != 0 {
+    if !(bytes.as_ptr() as usize).is_multiple_of(align_of::<T>()) {
         return Err(Error::BufferAlignment);
     }
     let n = bytes.len() / size_of::<T>();
@@ -92,10 +92,10 @@ pub(crate) fn view_mut<T: Pod>(bytes: &mut [u8]) -> Result<&mut [T], Error> {
 
 /// `bytes` (filled, so a whole number of `T`s, else [`Error::BufferLength`]) as `T`s.
 pub(crate) fn view<T: Pod>(bytes: &[u8]) -> Result<&[T], Error> {
-    if bytes.as_ptr() as usize % align_of::<T>() != 0 {
+    if !(bytes.as_ptr() as usize).is_multiple_of(align_of::<T>()) {
         return Err(Error::BufferAlignment);
     }
-    if bytes.len() % size_of::<T>() != 0 {
+    if !bytes.len().is_multiple_of(size_of::<T>()) {
         return Err(Error::BufferLength);
     }
     // SAFETY: as in `view_mut`, for a shared borrow; the length is an exact multiple.

@@ -146,7 +146,7 @@ fn encode<'b>(
 /// The hostile frame sent after message `seq`: `os.system('id')`, or an object array over raw
 /// bytes (which numpy would turn into pointers).
 fn hostile<W: Write>(link: &mut IoLink<W>, publisher: &Publisher, seq: u64) -> io::Result<()> {
-    if seq % 2 == 0 {
+    if seq.is_multiple_of(2) {
         publisher
             .publish_pickle(link, OS_SYSTEM)
             .map_err(|e| io::Error::other(format!("{e:?}")))?;

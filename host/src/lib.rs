@@ -2,8 +2,7 @@
 //! them, and hands `(pickle, buffers)` to Python.
 #![deny(missing_docs)]
 
-// Sources, live delivery and the Python module (source/, delivery.rs, python/).
-pub mod delivery;
+// Sources and the Python module (source/, python/).
 #[cfg(feature = "python")]
 mod python;
 pub mod source;
@@ -11,7 +10,7 @@ pub mod source;
 // Host -> device control: commands down the link, replies found among the data (control/).
 pub mod control;
 
-// Validation: a reusable checker over core's validator (the `dmapickle check` engine).
+// Validation: the one checker over core's validator every path uses (CLI, readers, Python).
 pub mod validation;
 
 // The link: frame reader, messages and shared regions (docs/wire-format.md).

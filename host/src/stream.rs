@@ -34,6 +34,7 @@ use dmapickle_core::frame::{Body, BufferKind, Entry, Header, HEADER_LEN, SYNC, V
 
 use crate::message::{Buffer, Message};
 use crate::region::{RegionError, RegionMap};
+use crate::validation::{Checker, Rejection};
 
 /// Alignment of every buffer in a receive block.
 pub const BUFFER_ALIGN: usize = 64;
@@ -152,8 +153,9 @@ pub enum ReadError {
         offset: u64,
         /// The frame's sequence number.
         seq: u32,
-        /// The validator's explanation.
-        reason: String,
+        /// Why, as data: the offset in the pickle, the opcode, the reason and (for a bound)
+        /// the limit.
+        rejected: Rejection,
     },
 }
 
@@ -219,8 +221,8 @@ impl std::fmt::Display for ReadError {
             ReadError::Invalid {
                 offset,
                 seq,
-                reason,
-            } => write!(f, "frame {seq} at byte {offset}: pickle refused: {reason}"),
+                rejected,
+            } => write!(f, "frame {seq} at byte {offset}: pickle refused: {rejected}"),
         }
     }
 }
@@ -248,15 +250,12 @@ pub fn monotonic_ns() -> u64 {
         .wrapping_add(ts.tv_nsec as u64)
 }
 
-/// Checks a pickle and its buffer lengths before delivery; `Err` carries the reason.
-pub type Validator = Box<dyn FnMut(&[u8], &[usize]) -> Result<(), String> + Send>;
-
 /// Reassembles [`Message`]s from a byte stream. See the [module docs](self).
 pub struct FrameReader<R> {
     src: R,
     cfg: ReaderConfig,
     regions: RegionMap,
-    validator: Option<Validator>,
+    checker: Option<Checker>,
     stage: Vec<u8>,
     pos: usize,
     len: usize,
@@ -312,7 +311,7 @@ impl<R: Read> FrameReader<R> {
                 ..cfg
             },
             regions: RegionMap::new(),
-            validator: None,
+            checker: None,
             stage: vec![0; chunk],
             pos: 0,
             len: 0,
@@ -341,22 +340,14 @@ impl<R: Read> FrameReader<R> {
         self
     }
 
-    /// Check every pickle with `validator` before delivering it.
-    pub fn with_validator(mut self, validator: Validator) -> Self {
-        self.validator = Some(validator);
-        self
-    }
-
-    /// Check every pickle with the core validator (`crate::validation::Checker`, e.g.
+    /// Check every pickle with `checker` (its profile, allowlist and limits, e.g.
     /// `Checker::new(Profile::Strict)` for what the device encoder writes) against the lengths
-    /// of the buffers that came with it.
-    pub fn with_checker(self, mut checker: crate::validation::Checker) -> Self {
-        self.with_validator(Box::new(move |pickle, lens| {
-            checker
-                .check(pickle, lens)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }))
+    /// of the buffers that came with it; a refused pickle is a [`ReadError::Invalid`]. One
+    /// checker per stream: its workspace is allocated once and each message costs only what its
+    /// own pickle uses.
+    pub fn with_checker(mut self, checker: Checker) -> Self {
+        self.checker = Some(checker);
+        self
     }
 
     /// The counters so far.
@@ -710,13 +701,13 @@ impl<R: Read> FrameReader<R> {
                 kind: e.kind,
             });
         }
-        if let Some(v) = self.validator.as_mut() {
+        if let Some(checker) = self.checker.as_mut() {
             let lens: Vec<usize> = buffers.iter().map(|b| b.data.len()).collect();
-            if let Err(reason) = v(&pickle, &lens) {
+            if let Err(rejected) = checker.check(&pickle, &lens) {
                 return Ok(Step::Refuse(ReadError::Invalid {
                     offset: at,
                     seq: h.seq,
-                    reason,
+                    rejected,
                 }));
             }
         }

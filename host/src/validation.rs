@@ -30,6 +30,106 @@ pub const DEFAULT_MAX_MEMO: usize = 1 << 20;
 /// most 96 MiB; the table starts at 1024 entries and grows only for pickles that need it).
 pub const DEFAULT_MAX_KEYS: usize = 1 << 22;
 
+/// Why the validator refused a pickle, kept as data to the edge: the CLI's `rejected:` line,
+/// [`ReadError::Invalid`](crate::ReadError::Invalid), Python's `RejectedError` (whose
+/// `.offset`, `.opcode`, `.reason` and `.limit` are these fields).
+///
+/// Displayed as one line naming the offset, the opcode and the reason, and for a refused
+/// global what would allow it:
+///
+/// ```
+/// use dmapickle_host::validation::Checker;
+/// use dmapickle_core::{validate::Limit, Profile, Reason};
+/// let mut checker = Checker::new(Profile::General);
+/// // os.system('id'), protocol 5: STACK_GLOBAL is at byte 14.
+/// let evil = b"\x80\x05\x8c\x02os\x8c\x06system\x93\x8c\x02id\x85R.";
+/// let r = checker.check(evil, &[]).unwrap_err();
+/// assert_eq!((r.offset(), r.opcode_name()), (Some(14), Some("STACK_GLOBAL")));
+/// assert_eq!(r.reason(), Some(Reason::GlobalNotAllowed));
+/// assert_eq!(r.global(), Some(("os", "system")));
+/// assert_eq!(r.limit(), None);
+/// assert_eq!(
+///     r.to_string(),
+///     "byte 14, STACK_GLOBAL: global not in the allowlist: os.system (to trust it: --allow os:system)"
+/// );
+/// // [[[]]] nested one level deeper than allowed: the bound, the value found and the limit.
+/// checker.limits(dmapickle_core::validate::Limits { max_depth: 2, ..Default::default() });
+/// let r = checker.check(b"\x80\x04]]]aa.", &[]).unwrap_err();
+/// assert_eq!(r.limit(), Some((Limit::Depth, 3, 2)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    error: Error,
+    global: Option<(String, String)>,
+}
+
+impl Rejection {
+    /// The core validator's error (always [`Error::Rejected`]).
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// Byte offset of the refused opcode in the pickle (`pickletools.dis`'s offsets).
+    pub fn offset(&self) -> Option<usize> {
+        match self.error {
+            Error::Rejected { at, .. } => Some(at),
+            _ => None,
+        }
+    }
+
+    /// The byte at [`offset`](Self::offset): the refused opcode.
+    pub fn opcode(&self) -> Option<u8> {
+        match self.error {
+            Error::Rejected { opcode, .. } => Some(opcode),
+            _ => None,
+        }
+    }
+
+    /// The opcode's name as `pickletools` spells it (`STACK_GLOBAL`); `None` when the byte is
+    /// not an opcode ([`Reason::UnknownOpcode`]).
+    pub fn opcode_name(&self) -> Option<&'static str> {
+        dmapickle_core::opcode::Opcode::from_byte(self.opcode()?).map(|op| op.name())
+    }
+
+    /// Why.
+    pub fn reason(&self) -> Option<Reason> {
+        match self.error {
+            Error::Rejected { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// For a bound of [`Limits`] exceeded: which, the value found (at least) and the limit.
+    pub fn limit(&self) -> Option<(Limit, u64, u64)> {
+        match self.reason()? {
+            Reason::Limit { limit, found, max } => Some((limit, found, max)),
+            _ => None,
+        }
+    }
+
+    /// For [`Reason::GlobalNotAllowed`]: the module and name refused.
+    pub fn global(&self) -> Option<(&str, &str)> {
+        self.global
+            .as_ref()
+            .map(|(module, name)| (module.as_str(), name.as_str()))
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.global() {
+            Some((module, name)) => write!(
+                f,
+                "{}: {module}.{name} (to trust it: --allow {module}:{name})",
+                self.error
+            ),
+            None => write!(f, "{}", self.error),
+        }
+    }
+}
+
+impl std::error::Error for Rejection {}
+
 /// The caller's extra globals: owned strings, and the `(&str, &str)` pairs the core validator
 /// borrows, built once when a global is added rather than for every pickle checked.
 #[derive(Debug, Default)]
@@ -126,28 +226,6 @@ impl Checker {
         self.limits
     }
 
-    /// After a [`Reason::GlobalNotAllowed`] rejection of `pickle`: the `module` and `name` it
-    /// refused, so that a message can say what to `allow` (if the sender is trusted).
-    pub fn refused_global<'p>(&self, pickle: &'p [u8]) -> Option<(&'p str, &'p str)> {
-        let (module, name) = self.refused.clone()?;
-        let text = |r: std::ops::Range<usize>| std::str::from_utf8(pickle.get(r)?).ok();
-        Some((text(module)?, text(name)?))
-    }
-
-    /// `e` as one line, naming the refused global and the flag that would allow it.
-    pub fn explain(&self, e: &Error, pickle: &[u8]) -> String {
-        match (e, self.refused_global(pickle)) {
-            (
-                Error::Rejected {
-                    reason: Reason::GlobalNotAllowed,
-                    ..
-                },
-                Some((module, name)),
-            ) => format!("{e}: {module}.{name} (to trust it: --allow {module}:{name})"),
-            _ => e.to_string(),
-        }
-    }
-
     /// Largest memo the checker may grow to (default [`DEFAULT_MAX_MEMO`]).
     pub fn max_memo(&mut self, max_memo: usize) -> &mut Self {
         self.max_memo = max_memo;
@@ -166,8 +244,9 @@ impl Checker {
     }
 
     /// Validates `pickle` with out-of-band buffers of the given lengths, in order.
-    pub fn check(&mut self, pickle: &[u8], buffer_lens: &[usize]) -> Result<Validated, Error> {
+    pub fn check(&mut self, pickle: &[u8], buffer_lens: &[usize]) -> Result<Validated, Rejection> {
         self.run(|v, ws| v.validate(pickle, buffer_lens, ws))
+            .map_err(|e| self.rejection(e, pickle))
     }
 
     /// Validates and returns a one-line summary of what the pickle builds.
@@ -175,10 +254,27 @@ impl Checker {
         &mut self,
         pickle: &[u8],
         buffer_lens: &[usize],
-    ) -> Result<(Validated, String), Error> {
+    ) -> Result<(Validated, String), Rejection> {
         let mut summary = String::new();
-        let validated = self.run(|v, ws| v.summarize(pickle, buffer_lens, ws, &mut summary))?;
+        let validated = self
+            .run(|v, ws| v.summarize(pickle, buffer_lens, ws, &mut summary))
+            .map_err(|e| self.rejection(e, pickle))?;
         Ok((validated, summary))
+    }
+
+    /// `error`, the validator's refusal of `pickle`, with the global it refused (if any).
+    fn rejection(&self, error: Error, pickle: &[u8]) -> Rejection {
+        let global = match error {
+            Error::Rejected {
+                reason: Reason::GlobalNotAllowed,
+                ..
+            } => self.refused.clone().and_then(|(module, name)| {
+                let text = |r: std::ops::Range<usize>| std::str::from_utf8(pickle.get(r)?).ok();
+                Some((text(module)?.to_owned(), text(name)?.to_owned()))
+            }),
+            _ => None,
+        };
+        Rejection { error, global }
     }
 
     /// Runs `f` with a validator configured from this checker and its workspace; grows the key
@@ -230,5 +326,39 @@ impl Checker {
                 other => return other,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_cpython_pickles_still_pass_and_hostile_ones_fail() {
+        let mut c = Checker::new(Profile::General);
+        let mut v =
+            |p: &[u8], lens: &[usize]| c.check(p, lens).map(|_| ()).map_err(|e| e.to_string());
+        // list(range(300)) with protocol 2: MARK + 300 BININT2/BININT1, one APPENDS batch.
+        let mut p = b"\x80\x02]q\x00(".to_vec();
+        for i in 0..300u16 {
+            p.push(b'M');
+            p.extend_from_slice(&i.to_le_bytes());
+        }
+        p.extend_from_slice(b"e.");
+        assert_eq!(v(&p, &[]), Ok(()));
+        // 300 memoized strings (BINPUT 0..255 then LONG_BINPUT) need the full memo.
+        let mut p = b"\x80\x02](".to_vec();
+        for i in 0..300u32 {
+            p.extend_from_slice(b"X\x01\x00\x00\x00a");
+            p.push(b'r');
+            p.extend_from_slice(&i.to_le_bytes());
+        }
+        p.extend_from_slice(b"e.");
+        assert_eq!(v(&p, &[]), Ok(()));
+        let evil = b"\x80\x05\x8c\x02os\x8c\x06system\x93\x8c\x02id\x85R.";
+        assert_eq!(
+            v(evil, &[]),
+            Err("byte 14, STACK_GLOBAL: global not in the allowlist: os.system (to trust it: --allow os:system)".to_string())
+        );
     }
 }

@@ -79,8 +79,22 @@ fn a_hostile_pickle_is_refused_and_the_next_frame_still_arrives() {
     stream.truncate(n + m);
     let mut reader = FrameReader::new(&stream[..]).with_checker(Checker::new(Profile::Strict));
     match reader.next_message() {
-        Err(ReadError::Invalid { seq: 0, reason, .. }) => {
-            println!("refused as it should: {reason}")
+        // The refusal is data: STACK_GLOBAL at byte 14 of the pickle (pickletools.dis says
+        // `14: \x93 STACK_GLOBAL`), the global it named, no bound involved.
+        Err(ReadError::Invalid {
+            seq: 0,
+            offset: 0,
+            rejected,
+        }) => {
+            assert_eq!(rejected.offset(), Some(14));
+            assert_eq!(rejected.opcode(), Some(0x93));
+            assert_eq!(rejected.opcode_name(), Some("STACK_GLOBAL"));
+            assert_eq!(
+                rejected.reason(),
+                Some(dmapickle_core::Reason::GlobalNotAllowed)
+            );
+            assert_eq!(rejected.global(), Some(("os", "system")));
+            assert_eq!(rejected.limit(), None);
         }
         other => panic!("hostile pickle not refused: {other:?}"),
     }
@@ -88,4 +102,36 @@ fn a_hostile_pickle_is_refused_and_the_next_frame_still_arrives() {
     assert_eq!((ok.seq, &ok.pickle[..]), (1, &b"\x80\x05K\x07."[..]));
     let c = reader.counters();
     assert_eq!((c.frames_ok, c.refused, c.lost), (1, 1, 0));
+}
+
+#[test]
+fn a_pickle_over_a_bound_is_refused_with_the_limit_as_data() {
+    use dmapickle_core::frame::write_frame;
+    use dmapickle_core::validate::{Limit, Limits};
+    // [[[[]]]], protocol 4 (pickletools.dis: 0 PROTO, 2-5 EMPTY_LIST, 6-8 APPEND, 9 STOP);
+    // the nesting limit is 2.
+    let deep = b"\x80\x04]]]]aaa.";
+    let mut stream = vec![0u8; 128];
+    let n = write_frame(&mut stream, 1, 7, deep, &[], &[]).unwrap();
+    stream.truncate(n);
+    let mut checker = Checker::new(Profile::General);
+    checker.limits(Limits {
+        max_depth: 2,
+        ..Limits::DEFAULT
+    });
+    let mut reader = FrameReader::new(&stream[..]).with_checker(checker);
+    let Err(ReadError::Invalid {
+        seq: 7, rejected, ..
+    }) = reader.next_message()
+    else {
+        panic!("a pickle over max_depth was not refused")
+    };
+    // The APPEND at byte 7 puts [[]] into a list: depth 3, over the limit of 2.
+    assert_eq!(rejected.limit(), Some((Limit::Depth, 3, 2)));
+    assert_eq!(rejected.offset(), Some(7));
+    assert_eq!(rejected.opcode_name(), Some("APPEND"));
+    assert_eq!(
+        rejected.to_string(),
+        "byte 7, APPEND: nesting depth 3 exceeds the limit 2 (--max-depth)"
+    );
 }

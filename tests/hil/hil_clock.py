@@ -84,9 +84,8 @@ def test_too_few_messages_give_no_estimate():
 # late by milliseconds, and the minimum of a segment's messages with it. In shared mode the
 # array stays in the PSRAM file and only the ~130-byte frame crosses the UART: measured on this
 # 2-core machine at load 10-11, floor jitter 0.1-0.3 ms against 0.5-1.5 ms inline, drift errors
-# of -2..+7 ppm against +-70..120 ppm. One block every 50 ms (one SysTick per block): QEMU under
-# load coalesces timer ticks that are closer together, which moves the device clock by whole
-# ticks (see dmapickle/clock.py).
+# of -2..+7 ppm against +-70..120 ppm. The firmware's ADC counts periods on a free-running timer,
+# not SysTick interrupts, which a loaded QEMU drops (firmware/src/sample_clock.rs).
 @pytest.mark.dmapickle(mode="shared", n=32, rate=640, count=200, skew_ppm=SKEW_PPM, targets=("qemu",))
 def test_clock_recovers_a_500_ppm_skew_on_the_qemu_stream(dmapickle_target, dmapickle_stream):
     stream, pairs = dmapickle_stream, []

@@ -92,6 +92,53 @@ def test_check_api():
         dmapickle.check(p, profile="lenient")
 
 
+def _opcode_at(p: bytes, offset: int) -> str:
+    """The name pickletools gives the opcode at ``offset`` (it must start one)."""
+    import pickletools
+
+    names = {pos: op.name for op, _, pos in pickletools.genops(p)}
+    assert offset in names, f"{offset} is not an opcode offset of pickletools.dis"
+    return names[offset]
+
+
+def test_rejected_error_says_where_and_why_as_data(start_device, tmp_path):
+    # A refused global: STACK_GLOBAL at byte 14 (pickletools.dis: `14: \x93 STACK_GLOBAL`).
+    with pytest.raises(dmapickle.RejectedError) as e:
+        dmapickle.check(OS_SYSTEM)
+    r = e.value
+    assert (r.offset, r.opcode, r.reason, r.limit) == (14, "STACK_GLOBAL", "global not in the allowlist", None)
+    assert _opcode_at(OS_SYSTEM, r.offset) == r.opcode
+    # A bound: the TUPLE1 that makes depth 11 is the 11th, at byte 2 + 10 + 1 - 1 = 13.
+    deep = _tuple_chain(11)
+    with pytest.raises(dmapickle.RejectedError) as e:
+        dmapickle.check(deep, max_depth=10)
+    r = e.value
+    assert (r.offset, r.opcode, r.limit) == (13, "TUPLE1", "max_depth")
+    assert _opcode_at(deep, r.offset) == "TUPLE1"
+    assert r.reason == "nesting depth 11 exceeds the limit 10 (--max-depth)"
+    bomb = b"\x80\x05]" + b"\x8fa" * 10_000 + b"."
+    with pytest.raises(dmapickle.RejectedError) as e:
+        dmapickle.check(bomb, max_alloc=1 << 20)
+    assert e.value.limit == "max_alloc" and _opcode_at(bomb, e.value.offset) == e.value.opcode
+    # Through a frame: the offset is the pickle's, not the stream's.
+    rec = tmp_path / "one.rec"
+    start_device("--to", f"file:{rec}", "--count", "1", "--rows", "4", "--hostile-every", "1").wait()
+    data = rec.read_bytes()
+    evil = data[data.index(SYNC, 1):]
+    with pytest.raises(dmapickle.RejectedError) as e:
+        dmapickle.read_frame(evil)
+    r = e.value
+    assert r.reason == "global not in the allowlist" and r.limit is None
+    assert r.opcode in ("STACK_GLOBAL", "GLOBAL")
+    # A frame refused before validation has no pickle position: every attribute is None.
+    with pytest.raises(dmapickle.RejectedError, match="no intact frame") as e:
+        dmapickle.read_frame(b"not a frame")
+    assert (e.value.offset, e.value.opcode, e.value.reason, e.value.limit) == (None, None, None, None)
+    # Old `except ValueError` clauses still catch it; the class has the attributes too.
+    assert issubclass(dmapickle.RejectedError, ValueError)
+    assert dmapickle.RejectedError("x").offset is None
+
+
 def test_restricted_unpickler_alone_refuses_globals():
     with pytest.raises(pickle.UnpicklingError, match="os.system"):
         dmapickle.RestrictedUnpickler(

@@ -1018,7 +1018,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         let mut container = *self.current(&on_stack);
         let pairs = want == Want::Dict;
         let n = range.len() as u64;
-        if pairs && n % 2 != 0 {
+        if pairs && !n.is_multiple_of(2) {
             return Err(Reason::OddItems);
         }
         match (container.kind, want) {
@@ -1044,7 +1044,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                 }
                 None => return Err(Reason::StackUnderflow),
             };
-            let key = want == Want::Set || (pairs && (i - range.start) % 2 == 0);
+            let key = want == Want::Set || (pairs && (i - range.start).is_multiple_of(2));
             if key {
                 if !hashable {
                     return Err(Reason::Unhashable);

@@ -136,7 +136,7 @@ fn main() -> ! {
         let config = embassy_net::Config::ipv4_static(StaticConfigV4 {
             address: Ipv4Cidr::new(Ipv4Address::new(10, 0, 2, 15), 24),
             gateway: Some(Ipv4Address::new(10, 0, 2, 2)),
-            dns_servers: heapless09::Vec::new(),
+            dns_servers: heapless::Vec::new(),
         });
         let resources = RESOURCES.init(StackResources::new());
         // QEMU is deterministic; so is this seed (TCP initial sequence numbers, ports).
@@ -297,7 +297,7 @@ async fn publisher_task(
             };
             // The future is gone: the buffer is ours again, back to the ADC.
             give_back(buf);
-            if seq % 256 == 0 {
+            if seq.is_multiple_of(256) {
                 defmt::info!("published seq {=u32}", seq);
             }
             seq = seq.wrapping_add(1);

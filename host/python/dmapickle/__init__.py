@@ -45,6 +45,11 @@ __all__ = [
     "read_frame",
 ]
 
+#: Raised when the validator refuses a pickle (or a frame is refused before it): a ValueError.
+#: As data, where the validator refused a pickle: ``.offset`` (byte offset in the pickle, as
+#: ``pickletools.dis`` counts), ``.opcode`` (its pickletools name, e.g. ``"STACK_GLOBAL"``),
+#: ``.reason`` (one English phrase) and ``.limit`` (the keyword argument of the bound exceeded,
+#: e.g. ``"max_depth"``); each is None where not applicable.
 RejectedError = _native.RejectedError
 
 #: Warned (once per stream) when a live source delivered no message within 2 s of opening it;
@@ -161,21 +166,19 @@ class Message:
     __slots__ = ("seq", "pickle", "buffers", "shared", "host_ns", "_framed", "_unpickler", "_clock")
 
     def __init__(
-        self, raw: Tuple[int, bytes, bytes, list, list, int], unpickler: type,
-        clock: Optional[DeviceClock] = None,
+        self, raw: "_native.RawMessage", unpickler: type, clock: Optional[DeviceClock] = None,
     ) -> None:
-        seq, pkl, framed, views, shared, host_ns = raw
-        self.seq: int = seq
+        self.seq: int = raw.seq
         #: When the frame's last byte was read, in ns of the host's monotonic clock (the clock of
         #: ``time.monotonic_ns()`` on Linux), taken in Rust as the read returned.
-        self.host_ns: int = host_ns
-        self.pickle: bytes = pkl
+        self.host_ns: int = raw.host_ns
+        self.pickle: bytes = raw.pickle
         # Each view exports the received bytes (or the shared region) without a copy, read-only
         # when the descriptor says so, and keeps them alive while any view or array exists.
-        self.buffers: List[memoryview] = views
+        self.buffers: List[memoryview] = raw.buffers
         #: Per buffer: True when it lies in a shared region (released when its last view dies).
-        self.shared: List[bool] = shared
-        self._framed = framed  # the same pickle inside one FRAME: one read() for the Unpickler
+        self.shared: List[bool] = raw.shared
+        self._framed = raw.framed  # the same pickle inside one FRAME: one read() for the Unpickler
         self._unpickler = unpickler
         self._clock = clock
 
@@ -220,7 +223,7 @@ class Stream:
             max_frame=max_frame, max_pickle=max_pickle, max_buffers=max_buffers,
             limits=_limits(limits),
         )
-        self._ready: Deque[tuple] = collections.deque()  # received, not yet returned
+        self._ready: Deque["_native.RawMessage"] = collections.deque()  # received, not yet returned
         #: The device clock against ``host_ns``, fitted from the ``t_us`` of every loaded
         #: message (``clock.estimate``: offset, drift and their uncertainty; see
         #: :mod:`dmapickle.clock`). Replace it with ``DeviceClock(field, unit_s)`` for another

@@ -9,7 +9,18 @@ Global = Union[str, Tuple[str, str]]
 Regions = Union[None, Mapping[int, str], Iterable[str]]
 
 class RejectedError(ValueError):
-    """A pickle or frame refused by the validator; the message says where and why."""
+    """A pickle or frame refused by the validator; the message says where and why, and the
+    attributes say it as data (each None where not applicable, e.g. a frame refused before its
+    pickle was validated)."""
+
+    offset: Optional[int]
+    """Byte offset of the refused opcode in the pickle (the offsets of ``pickletools.dis``)."""
+    opcode: Optional[str]
+    """The refused opcode's pickletools name, e.g. ``"STACK_GLOBAL"`` (None for a byte that is no opcode)."""
+    reason: Optional[str]
+    """Why, as one English phrase, e.g. ``"global not in the allowlist"``."""
+    limit: Optional[str]
+    """For a bound exceeded: the keyword argument that sets it, e.g. ``"max_depth"``."""
 
 class DeviceError(RuntimeError):
     """A command the device answered with an error: nothing was applied."""

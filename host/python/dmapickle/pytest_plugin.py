@@ -211,7 +211,11 @@ class Target:
         _LIVE[id(self)] = self
 
     def __enter__(self) -> "Target":
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()  # a start that failed halfway (QEMU up, no socket) leaves nothing either
+            raise
 
     def __exit__(self, *exc: Any) -> bool:
         self.close()
@@ -379,8 +383,10 @@ class QemuTarget(Target):
         return self
 
     def _wait_socket(self, limit: float) -> None:
+        # Until QEMU listens, not just until the file exists (bind comes before listen): a
+        # reader that connects in between is refused.
         deadline = time.monotonic() + limit
-        while not self.sock.exists():
+        while not _listening(self.sock):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"QEMU exited ({_describe_exit(self.proc.returncode)}) before "
                                    f"opening its UART: {self.qemu_stderr()}")
@@ -421,6 +427,22 @@ class QemuTarget(Target):
         if self.psram is not None:
             self.psram.unlink(missing_ok=True)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _listening(path: Path) -> bool:
+    """Whether a unix socket bound at ``path`` listens (Linux ``/proc/net/unix``: the
+    ``__SO_ACCEPTCON`` flag); without ``/proc``, whether the file exists."""
+    try:
+        with open("/proc/net/unix") as f:
+            lines = f.read().splitlines()[1:]
+    except OSError:
+        return path.exists()
+    where = str(path)
+    for line in lines:
+        fields = line.split()  # Num RefCount Protocol Flags Type St Inode Path
+        if len(fields) >= 8 and fields[7] == where and int(fields[3], 16) & 0x10000:
+            return True
+    return False
 
 
 def _size(text: str) -> int:

@@ -47,12 +47,8 @@ pub(crate) fn run(args: Args) -> ExitCode {
                 Ok(_) => println!("{}: ok", path.display()),
                 Err(e) => {
                     rejected = true;
-                    let mut line = checker.explain(&e, &files.pickle);
-                    if let dmapickle_core::Error::Rejected {
-                        reason: dmapickle_core::Reason::TooManyBuffers,
-                        ..
-                    } = e
-                    {
+                    let mut line = e.to_string();
+                    if e.reason() == Some(dmapickle_core::Reason::TooManyBuffers) {
                         // Say which file is missing: a pickle with out-of-band buffers needs
                         // them beside it.
                         let next = files.buffers.len();

@@ -118,10 +118,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
             ),
             ExitCode::SUCCESS,
         ),
-        Err(e) => (
-            format!("rejected: {}", checker.explain(&e, &files.pickle)),
-            ExitCode::from(1),
-        ),
+        Err(e) => (format!("rejected: {e}"), ExitCode::from(1)),
     };
     match writeln!(out, "{line}") {
         Ok(()) => code,
@@ -216,7 +213,7 @@ fn inspect_stream(
             Ok((_, summary)) => format!("summary: {summary}"),
             Err(e) => {
                 code = ExitCode::from(1);
-                format!("rejected: {}", c.explain(&e, &m.pickle))
+                format!("rejected: {e}")
             }
         };
         let _ = writeln!(out, "{line}");

@@ -33,20 +33,47 @@ use std::time::Duration;
 use dmapickle_core::Profile;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyDict, PyList};
 
 use crate::region::RegionMap;
 use crate::source::{Source, SourceEvent, SourceOptions, SourceSpec};
 use crate::stream::{FrameReader, ReadError, ReaderConfig};
-use crate::validation::Checker;
-use crate::Message;
+use crate::validation::{Checker, Rejection};
 
 pyo3::create_exception!(
     _native,
     RejectedError,
     PyValueError,
-    "A pickle or frame was refused by the validator (the message says where and why)."
+    "A pickle or frame was refused by the validator (the message says where and why; .offset, .opcode, .reason and .limit say it as data, None where not applicable)."
 );
+
+/// `RejectedError`'s data attributes: None on the class and where not applicable.
+const REJECTED_ATTRS: [&str; 4] = ["offset", "opcode", "reason", "limit"];
+
+/// A `RejectedError` saying `message`, with the refusal as data when the validator refused a
+/// pickle: `.offset` (byte offset in the pickle), `.opcode` (its pickletools name), `.reason`
+/// (one English phrase) and `.limit` (the keyword argument of the bound exceeded, e.g.
+/// `"max_depth"`); each None where not applicable (a frame refused before validation, a
+/// rejection that is not a bound).
+fn rejected_error(py: Python<'_>, message: String, rejected: Option<&Rejection>) -> PyErr {
+    let err = RejectedError::new_err(message);
+    let Some(r) = rejected else { return err };
+    let limit = r.limit().map(|(limit, _, _)| {
+        // `--max-depth` -> `max_depth`: the keyword argument that sets the bound.
+        limit.flag().trim_start_matches('-').replace('-', "_")
+    });
+    let value = err.value(py);
+    let set = || -> PyResult<()> {
+        value.setattr("offset", r.offset())?;
+        value.setattr("opcode", r.opcode_name())?;
+        value.setattr("reason", r.reason().map(|reason| reason.to_string()))?;
+        value.setattr("limit", limit)
+    };
+    match set() {
+        Ok(()) => err,
+        Err(e) => e,
+    }
+}
 
 pyo3::create_exception!(
     _native,
@@ -59,7 +86,10 @@ pyo3::create_exception!(
 const WAITING_WARNING_AFTER: Duration = Duration::from_secs(2);
 
 mod handoff;
+mod message;
 mod view;
+
+use message::RawMessage;
 
 use handoff::{lock, note_event, Handoff, Item, Shared};
 
@@ -80,7 +110,6 @@ fn checker(
     allow: &[(String, String)],
     limits: Option<HashMap<String, u64>>,
 ) -> PyResult<Checker> {
-    let mut c = Checker::new(parse_profile(profile)?);
     let mut l = dmapickle_core::validate::Limits::DEFAULT;
     for (name, value) in limits.unwrap_or_default() {
         let small = |v: u64| {
@@ -102,11 +131,7 @@ fn checker(
             }
         }
     }
-    c.limits(l);
-    for (m, n) in allow {
-        c.allow(m, n);
-    }
-    Ok(c)
+    Ok(Checker::configured(parse_profile(profile)?, allow, l))
 }
 
 fn region_map(regions: &[(u16, String)]) -> PyResult<RegionMap> {
@@ -117,46 +142,6 @@ fn region_map(regions: &[(u16, String)]) -> PyResult<RegionMap> {
         })?;
     }
     Ok(map)
-}
-
-/// The pickle as the unpickler should read it: a protocol 4/5 pickle without a `FRAME` gets one
-/// around its body. Same value, but CPython's Unpickler then reads it with one `read()` instead of
-/// one per opcode (about 2 us per small message). Validation ran on the original bytes.
-fn framed<'py>(
-    py: Python<'py>,
-    p: &[u8],
-    original: &Bound<'py, PyBytes>,
-) -> PyResult<Bound<'py, PyBytes>> {
-    use dmapickle_core::opcode::{FRAME, PROTO};
-    match p {
-        [PROTO, proto, first, ..] if *proto >= 4 && *first != FRAME => {
-            let body = p.len() as u64 - 2;
-            PyBytes::new_with(py, p.len() + 9, |b| {
-                b[..2].copy_from_slice(&p[..2]);
-                b[2] = FRAME;
-                b[3..11].copy_from_slice(&body.to_le_bytes());
-                b[11..].copy_from_slice(&p[2..]);
-                Ok(())
-            })
-        }
-        _ => Ok(original.clone()),
-    }
-}
-
-/// `(seq, pickle: bytes, framed: bytes, [memoryview], [shared: bool], host_ns: int)` for the
-/// Python side; each memoryview is over a `BufferView`; `framed`: see [`framed`]; `host_ns`:
-/// [`Message::host_ns`].
-fn message_tuple<'py>(py: Python<'py>, m: Message) -> PyResult<Bound<'py, PyTuple>> {
-    let pickle = PyBytes::new(py, &m.pickle);
-    let framed = framed(py, &m.pickle, &pickle)?;
-    let views = PyList::empty(py);
-    let shared = PyList::empty(py);
-    for b in m.buffers {
-        let readonly = b.readonly();
-        shared.append(matches!(b.kind, dmapickle_core::frame::BufferKind::Shared))?;
-        views.append(view::memoryview(py, b.data, readonly)?)?;
-    }
-    (m.seq, pickle, framed, views, shared, m.host_ns).into_pyobject(py)
 }
 
 /// A live stream of messages read by a background thread.
@@ -209,7 +194,7 @@ impl Stream {
         let spec: SourceSpec = source
             .parse()
             .map_err(|e: crate::source::BadUri| PyValueError::new_err(e.to_string()))?;
-        let validator = crate::delivery::checked(checker(profile, &allow, limits)?);
+        let checker = checker(profile, &allow, limits)?;
         let map = region_map(&regions)?;
         let shared = Arc::new(Mutex::new(Shared::default()));
         let sink = shared.clone();
@@ -238,7 +223,7 @@ impl Stream {
         let handoff = Arc::new(Handoff::new(queue));
         let mut reader = FrameReader::with_config(src, config)
             .with_regions(map)
-            .with_validator(validator);
+            .with_checker(checker);
         let down = match tap {
             Some((replies, down)) => {
                 reader = reader.with_skip_tap(Box::new(move |b| replies.feed(b)));
@@ -287,7 +272,7 @@ impl Stream {
                 }
             };
             match next {
-                Some(Item::Message(m)) => out.append(message_tuple(py, m)?)?,
+                Some(Item::Message(m)) => out.append(RawMessage::new(py, m)?)?,
                 Some(Item::End(err)) => {
                     self.end(py, err)?;
                     return Ok(None);
@@ -456,6 +441,7 @@ impl Drop for Stream {
 #[pyfunction]
 #[pyo3(signature = (pickle, buffer_lens, allow, profile, limits=None))]
 fn check(
+    py: Python<'_>,
     pickle: &[u8],
     buffer_lens: Vec<usize>,
     allow: Vec<(String, String)>,
@@ -465,7 +451,7 @@ fn check(
     let mut c = checker(profile, &allow, limits)?;
     c.summarize(pickle, &buffer_lens)
         .map(|(_, s)| s)
-        .map_err(|e| RejectedError::new_err(c.explain(&e, pickle)))
+        .map_err(|e| rejected_error(py, e.to_string(), Some(&e)))
 }
 
 /// Decode and validate one complete frame; returns `(seq, pickle, buffers)` like `Stream.next`.
@@ -478,24 +464,31 @@ fn read_frame<'py>(
     allow: Vec<(String, String)>,
     profile: &str,
     limits: Option<HashMap<String, u64>>,
-) -> PyResult<Bound<'py, PyTuple>> {
+) -> PyResult<Bound<'py, RawMessage>> {
     let map = region_map(&regions)?;
     let mut reader = FrameReader::new(frame)
         .with_regions(map)
-        .with_validator(crate::delivery::checked(checker(profile, &allow, limits)?));
+        .with_checker(checker(profile, &allow, limits)?);
     match reader.next_message() {
-        Ok(Some(m)) => message_tuple(py, m),
+        Ok(Some(m)) => RawMessage::new(py, m),
         Ok(None) => {
             let c = reader.counters();
-            Err(RejectedError::new_err(format!(
+            let message = format!(
                 "no intact frame in {} bytes ({} corrupt, {} bytes skipped)",
                 frame.len(),
                 c.corrupt,
                 c.bytes_skipped
-            )))
+            );
+            Err(rejected_error(py, message, None))
         }
         Err(ReadError::Io(e)) => Err(PyOSError::new_err(e.to_string())),
-        Err(e) => Err(RejectedError::new_err(e.to_string())),
+        Err(e) => {
+            let rejected = match &e {
+                ReadError::Invalid { rejected, .. } => Some(rejected),
+                _ => None,
+            };
+            Err(rejected_error(py, e.to_string(), rejected))
+        }
     }
 }
 
@@ -507,7 +500,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Stream>()?;
     m.add_function(wrap_pyfunction!(check, m)?)?;
     m.add_function(wrap_pyfunction!(read_frame, m)?)?;
-    m.add("RejectedError", m.py().get_type::<RejectedError>())?;
+    m.add_class::<RawMessage>()?;
+    let rejected = m.py().get_type::<RejectedError>();
+    for attr in REJECTED_ATTRS {
+        rejected.setattr(attr, m.py().None())?;
+    }
+    m.add("RejectedError", rejected)?;
     m.add("WaitingWarning", m.py().get_type::<WaitingWarning>())?;
     m.add(
         "DeviceError",

@@ -1,13 +1,7 @@
 //! Where link bytes come from: one URI names a source for the CLI and for Python.
 //!
-//! | URI | source | reconnects |
-//! |---|---|---|
-//! | `tcp://HOST:PORT` | a TCP connection to a device or a serial-to-TCP bridge (QEMU's `-serial tcp:`) | yes |
-//! | `unix:///PATH` | a Unix stream socket (QEMU's `-chardev socket,path=`) | yes |
-//! | `serial:///dev/ttyUSB0?baud=N` | a serial port, raw 8N1 (default 115200 baud) | yes |
-//! | `file://PATH` or a plain path | a recording (the raw link stream) or a FIFO | no |
-//! | `-` | standard input | no |
-//! | `rtt://CHIP?probe=VID:PID&channel=N` | SEGGER RTT up channel through a debug probe (feature `probe-rs`) | yes |
+//! The schemes are [`SourceSpec`]'s variants, one per line of the table in [`scheme`]; a plain
+//! path is a file and `-` standard input. README.md's "CLI" section shows each with an example.
 //!
 //! A [`Source`] is a [`Read`](std::io::Read) that never blocks for longer than its poll interval
 //! without looking at its stop flag, so Ctrl-C (CLI) or `close()` (Python) ends a read promptly

@@ -7,13 +7,14 @@ QEMU's mps2-an386 board (inline mode, 64 blocks of 256 x 4 int16 at 64 kHz), rec
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from dmapickle.pytest_plugin import QemuTarget
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "hil"))
-from board import Board  # noqa: E402
+from builds import firmware_elf  # noqa: E402
 
 OUT = HERE / "qemu-board.rec"
 MESSAGES = 64
@@ -21,9 +22,8 @@ MESSAGES = 64
 
 def main() -> None:
     cli = os.environ.get("DMAPICKLE_BIN", str(ROOT / "target" / "debug" / "dmapickle"))
-    with tempfile.TemporaryDirectory() as tmp, Board(tmp, {"n": 256, "count": MESSAGES, "rate": 64000}) as board:
-        sock = board.wait_socket()
-        subprocess.run([cli, "record", "--no-reconnect", "--force", f"unix://{sock}", str(OUT)], check=True, timeout=120)
+    with QemuTarget(firmware_elf(), {"n": 256, "count": MESSAGES, "rate": 64000}) as board:
+        subprocess.run([cli, "record", "--no-reconnect", "--force", board.source, str(OUT)], check=True, timeout=120)
     print(f"{OUT}: {OUT.stat().st_size} B")
 
 

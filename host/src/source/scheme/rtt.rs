@@ -12,6 +12,11 @@
 //! attaches to the first probe (or the one named by `VID:PID[:SERIAL]`), finds the RTT control
 //! block in RAM and polls the channel. The chip name is probe-rs's (`probe-rs chip list`).
 //!
+//! Flow control: the dmapickle firmware starts its frame channel non-blocking (frames that do not
+//! fit are skipped whole and show here as lost seqs). Attaching sets the channel to
+//! `BlockIfFull`, so the device waits for this reader instead of skipping; dropping the
+//! connection sets `NoBlockSkip` again, so a board left running without a host never stalls.
+//!
 //! Without the `probe-rs` feature the URI still parses, and opening it fails at once saying
 //! which feature to build with.
 
@@ -116,7 +121,7 @@ use std::time::{Duration, Instant};
 
 use probe_rs::probe::list::Lister;
 use probe_rs::probe::DebugProbeSelector;
-use probe_rs::rtt::Rtt;
+use probe_rs::rtt::{ChannelMode, Rtt};
 use probe_rs::{Permissions, Session, SessionConfig};
 
 /// An attached probe session and the RTT control block found in the target's RAM.
@@ -163,7 +168,19 @@ impl RttConn {
             ));
         }
         conn.channel = channel;
+        conn.set_mode(ChannelMode::BlockIfFull)?;
         Ok(conn)
+    }
+
+    /// Writes the up channel's mode flags in the target's RAM (the device reads them per frame).
+    fn set_mode(&mut self, mode: ChannelMode) -> io::Result<()> {
+        let mut core = self.session.core(0).map_err(|e| other("core 0", e))?;
+        let ch = self
+            .rtt
+            .up_channel(self.channel)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        ch.set_mode(&mut core, mode)
+            .map_err(|e| other("setting the RTT channel mode", e))
     }
 
     /// Poll the channel until bytes arrive or `timeout` passes (`WouldBlock`).
@@ -187,6 +204,14 @@ impl RttConn {
             drop(core);
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+}
+
+impl Drop for RttConn {
+    /// Non-blocking again, so the board does not stall once no one reads (best effort: the
+    /// probe may be gone).
+    fn drop(&mut self) {
+        let _ = self.set_mode(ChannelMode::NoBlockSkip);
     }
 }
 

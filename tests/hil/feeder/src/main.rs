@@ -65,15 +65,9 @@ fn run() -> Result<(), String> {
     }
     let stream = UnixStream::connect(&socket).map_err(|e| format!("connecting {socket}: {e}"))?;
     // Every pickle is proven to build only plain data and numpy arrays before Python sees it.
-    let mut checker = Checker::new(Profile::Strict);
     let mut reader = FrameReader::new(stream)
         .with_regions(regions)
-        .with_validator(Box::new(move |pickle, lens| {
-            checker
-                .check(pickle, lens)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }));
+        .with_checker(Checker::new(Profile::Strict));
 
     let held: Held = Arc::default();
     let releaser = {
