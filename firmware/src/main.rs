@@ -830,7 +830,11 @@ mod board {
         };
         rtt_target::set_defmt_channel(channels.up.0);
         let frames = RttWriter::new(channels.up.1, 1).expect("rtt_init! made up channel 1");
-        (WriteLink::new(frames), crate::NoDownlink, BootConfig::default())
+        (
+            WriteLink::new(frames),
+            crate::NoDownlink,
+            BootConfig::default(),
+        )
     }
 
     /// No free-running timer known on an unknown chip: one ADC period per SysTick.

@@ -169,13 +169,13 @@ fn read_all(
         if let Some(down) = down {
             down.refresh(reader.get_ref());
         }
-        lock(&sh).counters = reader.counters();
+        lock(sh).counters = reader.counters();
         let item = match next {
             Ok(Some(m)) => Item::Message(m),
             Ok(None) => Item::End(None),
             Err(e) if e.is_fatal() => Item::End(Some(e.to_string())),
             Err(e) => {
-                lock(&sh).refused_last = Some(e.to_string());
+                lock(sh).refused_last = Some(e.to_string());
                 continue;
             }
         };
