@@ -45,6 +45,8 @@ use paint::{paint_stack, stack_high_water};
 const CORE_HZ: u32 = 25_000_000;
 /// Rows the simulated ADC delivers per SysTick interrupt (a DMA half-transfer, say).
 const ROWS_PER_TICK: u32 = 32;
+/// Most ADC periods one SysTick interrupt delivers when the sample clock says some were missed.
+const MAX_CATCH_UP: u32 = 256;
 /// Block buffers in RAM for the inline link.
 const SLOTS: usize = 8;
 /// Slots of the PSRAM shared region: more than in RAM, because the host holds lent buffers for as
@@ -695,7 +697,9 @@ fn SysTick() {
         };
         let due = clock.due(counter());
         cell.set(Some((clock, counter)));
-        due
+        // Bounded, so a core that stalled for long cannot turn one interrupt into thousands of
+        // ticks; periods beyond are dropped, as interrupts were before.
+        due.min(MAX_CATCH_UP)
     });
     TICKS.fetch_add(due, Ordering::Relaxed);
     let period = u64::from(RELOAD.load(Ordering::Relaxed)) + 1;

@@ -120,12 +120,11 @@ fn a_pickle_over_a_bound_is_refused_with_the_limit_as_data() {
         ..Limits::DEFAULT
     });
     let mut reader = FrameReader::new(&stream[..]).with_checker(checker);
-    let Err(ReadError::Invalid {
-        seq: 7, rejected, ..
-    }) = reader.next_message()
-    else {
-        panic!("a pickle over max_depth was not refused")
-    };
+    let e = reader
+        .next_message()
+        .expect_err("a pickle over max_depth is refused");
+    assert!(matches!(e, ReadError::Invalid { seq: 7, .. }), "{e:?}");
+    let rejected = e.rejection().expect("refused by the validator");
     // The APPEND at byte 7 puts [[]] into a list: depth 3, over the limit of 2.
     assert_eq!(rejected.limit(), Some((Limit::Depth, 3, 2)));
     assert_eq!(rejected.offset(), Some(7));

@@ -134,6 +134,12 @@ def test_rejected_error_says_where_and_why_as_data(start_device, tmp_path):
     with pytest.raises(dmapickle.RejectedError, match="no intact frame") as e:
         dmapickle.read_frame(b"not a frame")
     assert (e.value.offset, e.value.opcode, e.value.reason, e.value.limit) == (None, None, None, None)
+    # What Rust hands the Python side per message is a named type, not a bare tuple.
+    raw = dmapickle._native.read_frame(data[: data.index(SYNC, 1)], [], [], "general")
+    msg = dmapickle.read_frame(data)
+    assert type(raw).__name__ == "RawMessage" and type(raw) is not tuple
+    assert (raw.seq, raw.pickle, raw.host_ns > 0) == (msg.seq, msg.pickle, True)
+    assert [b.nbytes for b in raw.buffers] == [b.nbytes for b in msg.buffers] and raw.shared == msg.shared
     # Old `except ValueError` clauses still catch it; the class has the attributes too.
     assert issubclass(dmapickle.RejectedError, ValueError)
     assert dmapickle.RejectedError("x").offset is None

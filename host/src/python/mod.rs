@@ -20,9 +20,9 @@
 //! bytes); `next` waits on a bounded queue with the GIL released, waking every 50 ms to let
 //! Python handle Ctrl-C.
 //!
-//! One file per job: [`view`] (the buffer export, all of the module's `unsafe`), [`handoff`]
-//! (the reader thread and its batched handoff) and this file (the pyo3 API: `Stream`, `check`,
-//! `read_frame`, the exception types).
+//! One file per job: [`view`] (the buffer export and its `unsafe`), [`message`] (the named
+//! type each message reaches Python as), [`handoff`] (the reader thread and its batched
+//! handoff) and this file (the pyo3 API: `Stream`, `check`, `read_frame`, the exception types).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -88,8 +88,6 @@ const WAITING_WARNING_AFTER: Duration = Duration::from_secs(2);
 mod handoff;
 mod message;
 mod view;
-
-use message::RawMessage;
 
 use handoff::{lock, note_event, Handoff, Item, Shared};
 
@@ -272,7 +270,7 @@ impl Stream {
                 }
             };
             match next {
-                Some(Item::Message(m)) => out.append(RawMessage::new(py, m)?)?,
+                Some(Item::Message(m)) => out.append(message::raw_message(py, m)?)?,
                 Some(Item::End(err)) => {
                     self.end(py, err)?;
                     return Ok(None);
@@ -464,13 +462,13 @@ fn read_frame<'py>(
     allow: Vec<(String, String)>,
     profile: &str,
     limits: Option<HashMap<String, u64>>,
-) -> PyResult<Bound<'py, RawMessage>> {
+) -> PyResult<Bound<'py, PyAny>> {
     let map = region_map(&regions)?;
     let mut reader = FrameReader::new(frame)
         .with_regions(map)
         .with_checker(checker(profile, &allow, limits)?);
     match reader.next_message() {
-        Ok(Some(m)) => RawMessage::new(py, m),
+        Ok(Some(m)) => message::raw_message(py, m),
         Ok(None) => {
             let c = reader.counters();
             let message = format!(
@@ -482,13 +480,7 @@ fn read_frame<'py>(
             Err(rejected_error(py, message, None))
         }
         Err(ReadError::Io(e)) => Err(PyOSError::new_err(e.to_string())),
-        Err(e) => {
-            let rejected = match &e {
-                ReadError::Invalid { rejected, .. } => Some(rejected),
-                _ => None,
-            };
-            Err(rejected_error(py, e.to_string(), rejected))
-        }
+        Err(e) => Err(rejected_error(py, e.to_string(), e.rejection())),
     }
 }
 
@@ -500,7 +492,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Stream>()?;
     m.add_function(wrap_pyfunction!(check, m)?)?;
     m.add_function(wrap_pyfunction!(read_frame, m)?)?;
-    m.add_class::<RawMessage>()?;
+    m.add(
+        "RawMessage",
+        message::raw_message_type(m.py())?.clone_ref(m.py()),
+    )?;
     let rejected = m.py().get_type::<RejectedError>();
     for attr in REJECTED_ATTRS {
         rejected.setattr(attr, m.py().None())?;
