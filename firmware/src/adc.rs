@@ -27,6 +27,10 @@ pub struct Adc<B> {
     stalls: u32,
     streak: u32,
     overflows: u32,
+    /// Pause at the next block boundary ([`Adc::pause`]).
+    pausing: bool,
+    /// Paused at a block boundary: ticks acquire nothing.
+    paused: bool,
 }
 
 impl<B: Fill> Adc<B> {
@@ -40,6 +44,8 @@ impl<B: Fill> Adc<B> {
             stalls: 0,
             streak: 0,
             overflows: 0,
+            pausing: false,
+            paused: false,
         }
     }
 
@@ -75,9 +81,33 @@ impl<B: Fill> Adc<B> {
         self.seq
     }
 
+    /// Pauses acquisition at the next block boundary: now if no block is being filled, else
+    /// once the block being filled is complete (so no block is torn or mixes two settings).
+    pub fn pause(&mut self) {
+        self.pausing = true;
+        self.paused = self.filling.is_none();
+    }
+
+    /// Paused at a block boundary (after [`Adc::pause`]): the next block starts from row 0.
+    pub const fn paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Resumes after [`Adc::pause`] with blocks of `block` rows (at least 1) from
+    /// [`Adc::next_seq`] on.
+    pub fn resume(&mut self, block: u32) {
+        self.block = if block == 0 { 1 } else { block };
+        self.pausing = false;
+        self.paused = false;
+    }
+
     /// One ISR tick: acquire up to `rows` rows (never past the end of the block). Returns `true`
     /// if a block was completed and queued as ready.
     pub fn tick<P: Pool<Buf = B>>(&mut self, pool: &P, rows: u32) -> bool {
+        if self.paused || (self.pausing && self.filling.is_none()) {
+            self.paused = true;
+            return false;
+        }
         let mut buf = match self.filling.take() {
             Some(buf) => buf,
             None => {
@@ -109,6 +139,7 @@ impl<B: Fill> Adc<B> {
         }
         self.rows_done = 0;
         self.seq = self.seq.wrapping_add(1);
+        self.paused = self.pausing;
         // Capacity was checked when the buffer was taken, so this cannot fail.
         let _ = buf.set_len(self.block_bytes());
         match pool.push_ready(buf) {
@@ -151,6 +182,29 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_pause_waits_for_the_block_boundary_and_resumes_with_the_new_layout() {
+        let ring = ring_of::<4>(256 * ROW_BYTES);
+        let mut adc = Adc::<DmaBuf>::new(64);
+        adc.tick(ring, 32);
+        adc.pause();
+        assert!(!adc.paused(), "half a block is being filled");
+        assert!(
+            adc.tick(ring, 32),
+            "the block completes with the old layout"
+        );
+        assert!(adc.paused());
+        assert!(!adc.tick(ring, 32), "paused: nothing acquired");
+        check_block(&ring.pop_ready().unwrap(), 0, 64);
+        assert!(ring.pop_ready().is_none());
+        adc.resume(16);
+        assert!(adc.tick(ring, 32));
+        check_block(&ring.pop_ready().unwrap(), 1, 16);
+        // Paused between blocks: at once.
+        adc.pause();
+        assert!(adc.paused());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 # runs in tests/hil/ (inline and shared-region links through dmapickle-host's reader, and the
 # shared region through the `dmapickle` Python package; >= 1000 messages each, every sample
 # checked in Python; faults and exit codes; the Embassy build over Ethernet, 4096 messages and a
-# connection dropped mid-frame). Budget: 5 minutes. Every QEMU run has a timeout and is killed
+# connection dropped mid-frame; host -> device control over the UART with a proxy that damages
+# commands and drops replies, hil_control.py). Budget: 5 minutes. Every QEMU run has a timeout and is killed
 # with its process group when its test ends, pass or fail.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
