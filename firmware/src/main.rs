@@ -31,10 +31,11 @@ use critical_section::Mutex;
 use dmapickle_core::control::{Info, LinkKind, Reply, Request, Stats};
 use dmapickle_core::release::control_len;
 use dmapickle_hal::control::{Command, CommandReader, ReplyCache};
-use dmapickle_hal::{BufferRing, DmaBuf, Outgoing, Publisher, SharedRegion, WriteLink};
+use dmapickle_hal::pool::{Pool, SharedPool};
+use dmapickle_hal::{BufferRing, DmaBuf, Outgoing, Publisher, SharedBuf, SharedRegion, WriteLink};
 
-use dmapickle_firmware::adc::{Adc, Pool, SharedPool, SlotBuf};
-use dmapickle_firmware::config::{BootConfig, Fault, LinkMode, MAX_BLOCK, MAX_RATE_HZ};
+use dmapickle_firmware::adc::Adc;
+use dmapickle_firmware::config::{BootConfig, Fault, Placement, MAX_BLOCK, MAX_RATE_HZ};
 use dmapickle_firmware::control::{Acquisition, Change};
 use dmapickle_firmware::message::{self, MAX_PICKLE};
 use dmapickle_firmware::sample_clock::SampleClock;
@@ -95,7 +96,8 @@ static ADC_INLINE: Mutex<RefCell<Adc<DmaBuf>>> = Mutex::new(RefCell::new(Adc::ne
 /// The shared-region pool, once created at boot.
 static POOL: Mutex<Cell<Option<&'static SharedPool<SHARED_SLOTS>>>> = Mutex::new(Cell::new(None));
 /// The ISR's state for the shared-region link.
-static ADC_SHARED: Mutex<RefCell<Adc<SlotBuf>>> = Mutex::new(RefCell::new(Adc::new(256)));
+static ADC_SHARED: Mutex<RefCell<Adc<SharedBuf<'static>>>> =
+    Mutex::new(RefCell::new(Adc::new(256)));
 /// Which of the two the ISR feeds (`MODE_*`).
 static MODE: AtomicU8 = AtomicU8::new(MODE_IDLE);
 /// Marks `BOOTS` as written by this firmware (RAM holds garbage after a power-on).
@@ -133,9 +135,9 @@ fn main() -> ! {
         defmt::error!("core peripherals already taken");
         board::exit(EXIT_CONFIG);
     };
-    match cfg.mode {
-        LinkMode::Inline => init_inline(cfg.block),
-        LinkMode::Shared => init_shared(cfg.block),
+    match cfg.placement {
+        Placement::Inline => init_inline(cfg.block),
+        Placement::Shared => init_shared(cfg.block),
     }
     core.SYST.set_clock_source(SystClkSource::Core);
     let (rows_per_tick, tick_hz, reload) = set_tick(&mut core.SYST, cfg.rate_hz, cfg.block);
@@ -158,8 +160,8 @@ fn main() -> ! {
         commands: 0,
     };
     let syst = &mut core.SYST;
-    let published = match cfg.mode {
-        LinkMode::Inline => run(
+    let published = match cfg.placement {
+        Placement::Inline => run(
             &cfg,
             tick_hz,
             &publisher,
@@ -169,7 +171,7 @@ fn main() -> ! {
             &RING,
             Outgoing::Inline,
         ),
-        LinkMode::Shared => {
+        Placement::Shared => {
             let pool = shared_pool();
             run(
                 &cfg,
@@ -179,14 +181,14 @@ fn main() -> ! {
                 &mut ctl,
                 syst,
                 pool,
-                |b| Outgoing::<DmaBuf>::Shared(b.0),
+                Outgoing::<DmaBuf>::Shared,
             )
         }
     };
     MODE.store(MODE_IDLE, Ordering::Release);
 
-    let (stalls, overflows) = adc_counters(cfg.mode);
-    if cfg.mode == LinkMode::Shared {
+    let (stalls, overflows) = adc_counters(cfg.placement);
+    if cfg.placement == Placement::Shared {
         drain_releases(
             shared_pool().region(),
             tick_hz.saturating_mul(DRAIN_SECONDS),
@@ -248,9 +250,9 @@ where
             command(cmd, cfg, ctl, &mut out, syst, pool, &outgoing);
         }
         let Some(buf) = pool.pop_ready() else {
-            if !warned && ctl.acq.running && stall_streak(cfg.mode) >= tick_hz {
+            if !warned && ctl.acq.running && stall_streak(cfg.placement) >= tick_hz {
                 warned = true;
-                warn_stalled(cfg.mode, out.seq);
+                warn_stalled(cfg.placement, out.seq);
             }
             cortex_m::asm::wfi();
             continue;
@@ -357,12 +359,12 @@ fn command<P, W, R, B>(
             Err(e) => Reply::Error(e),
             Ok(Request::GetInfo) => Reply::Info(info(cfg, acq, out.seq)),
             Ok(Request::GetStats) => {
-                let (adc_stalls, overflows) = adc_counters(cfg.mode);
+                let (adc_stalls, overflows) = adc_counters(cfg.placement);
                 Reply::Stats(Stats {
                     published: out.seq,
                     adc_stalls,
                     overflows,
-                    lent: lent(cfg.mode),
+                    lent: lent(cfg.placement),
                     dropped: out.dropped,
                     commands: *commands,
                     bytes_skipped: skipped,
@@ -376,14 +378,14 @@ fn command<P, W, R, B>(
             Ok(req) => match acq.plan(req) {
                 Err(e) => Reply::Error(e),
                 Ok(change) => {
-                    pause_between_blocks(cfg.mode, out, acq, pool, outgoing);
+                    pause_between_blocks(cfg.placement, out, acq, pool, outgoing);
                     let at_seq = out.seq;
                     acq.apply(change, at_seq);
                     if let Change::Rate(rate) = change {
                         set_tick(syst, rate, acq.block);
                     }
                     if acq.running {
-                        adc_resume(cfg.mode, acq.block);
+                        adc_resume(cfg.placement, acq.block);
                     }
                     Reply::Applied { at_seq }
                 }
@@ -404,7 +406,7 @@ fn command<P, W, R, B>(
 /// Asks the ADC to pause at its next block boundary, publishing the blocks that complete
 /// meanwhile, until it has paused and every block it acquired went out.
 fn pause_between_blocks<P, W, B>(
-    mode: LinkMode,
+    mode: Placement,
     out: &mut Out<'_, W>,
     acq: &Acquisition,
     pool: &P,
@@ -427,14 +429,14 @@ fn pause_between_blocks<P, W, B>(
 
 /// What `GetInfo` answers.
 fn info(cfg: &BootConfig, acq: &Acquisition, next_seq: u32) -> Info {
-    let (link, region, region_len, slots) = match cfg.mode {
-        LinkMode::Inline => (
+    let (link, region, region_len, slots) = match cfg.placement {
+        Placement::Inline => (
             LinkKind::Inline,
             RAM_REGION,
             (SLOTS * BLOCK_BYTES) as u32,
             SLOTS,
         ),
-        LinkMode::Shared => (
+        Placement::Shared => (
             LinkKind::Shared,
             PSRAM_REGION,
             PSRAM_REGION_LEN as u32,
@@ -485,11 +487,11 @@ fn set_tick(syst: &mut cortex_m::peripheral::SYST, rate_hz: u32, block: u32) -> 
 macro_rules! on_adc {
     ($mode:expr, |$adc:ident| $body:expr) => {
         critical_section::with(|cs| match $mode {
-            LinkMode::Inline => {
+            Placement::Inline => {
                 let $adc = &mut *ADC_INLINE.borrow_ref_mut(cs);
                 $body
             }
-            LinkMode::Shared => {
+            Placement::Shared => {
                 let $adc = &mut *ADC_SHARED.borrow_ref_mut(cs);
                 $body
             }
@@ -498,20 +500,20 @@ macro_rules! on_adc {
 }
 use on_adc;
 
-fn adc_resume(mode: LinkMode, block: u32) {
+fn adc_resume(mode: Placement, block: u32) {
     on_adc!(mode, |adc| adc.resume(block));
 }
 
 /// `(stalls, overflows)` of the ADC.
-fn adc_counters(mode: LinkMode) -> (u32, u32) {
+fn adc_counters(mode: Placement) -> (u32, u32) {
     on_adc!(mode, |adc| (adc.stalls(), adc.overflows()))
 }
 
 /// Shared-region buffers lent to the host now (0 for the inline link).
-fn lent(mode: LinkMode) -> u16 {
+fn lent(mode: Placement) -> u16 {
     match mode {
-        LinkMode::Inline => 0,
-        LinkMode::Shared => shared_pool().region().lent() as u16,
+        Placement::Inline => 0,
+        Placement::Shared => shared_pool().region().lent() as u16,
     }
 }
 
@@ -565,19 +567,19 @@ impl dmapickle_hal::embedded_io::Write for Discard {
 }
 
 /// Ticks in a row the ISR has found no free buffer.
-fn stall_streak(mode: LinkMode) -> u32 {
+fn stall_streak(mode: Placement) -> u32 {
     on_adc!(mode, |adc| adc.stall_streak())
 }
 
 /// What a stalled ADC waits for, logged once.
-fn warn_stalled(mode: LinkMode, published: u32) {
+fn warn_stalled(mode: Placement, published: u32) {
     match mode {
-        LinkMode::Shared => defmt::warn!(
+        Placement::Shared => defmt::warn!(
             "all {=usize} slots lent after {=u32} messages, waiting for the host to release one (is a host reading the frames and mapping the PSRAM region? see README, troubleshooting)",
             SHARED_SLOTS,
             published
         ),
-        LinkMode::Inline => defmt::warn!(
+        Placement::Inline => defmt::warn!(
             "no free buffer for 1 s after {=u32} messages, waiting for the link to complete a transfer",
             published
         ),
@@ -595,9 +597,9 @@ impl Describe for DmaBuf {
     }
 }
 
-impl Describe for SlotBuf {
+impl Describe for SharedBuf<'static> {
     fn descriptor(&self) -> dmapickle_core::Descriptor {
-        self.0.descriptor()
+        SharedBuf::descriptor(self)
     }
 }
 
