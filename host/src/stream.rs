@@ -494,8 +494,12 @@ impl<R: Read> FrameReader<R> {
                 self.skip_hunting(self.len - self.pos);
                 return Ok(false);
             }
-            // Keep a possible partial sync word at the end.
-            let keep = avail.len().min(SYNC.len() - 1);
+            // Keep a possible partial sync word at the end (only bytes that are one, so a
+            // control reply's last bytes reach the skip tap without waiting for more input).
+            let keep = (1..SYNC.len())
+                .rev()
+                .find(|&k| avail.ends_with(&SYNC[..k]))
+                .unwrap_or(0);
             self.skip_hunting(avail.len() - keep);
             if !self.fill_to(keep + 1)? {
                 self.skip_hunting(self.len - self.pos);
