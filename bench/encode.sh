@@ -3,10 +3,10 @@
 # pickle.dumps(protocol=5, buffer_callback=...) (bench/cpython_dumps.py) on the same sensor message,
 # in one run on this machine. Prints a markdown table with the ratio, for docs/performance.md.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-python=${DMAPICKLE_PYTHON:-.venv/np2/bin/python}
-[ -x "$python" ] || { echo "missing $python: run scripts/setup.sh"; exit 1; }
-target=$(cargo metadata --format-version 1 --no-deps | "$python" -c 'import json,sys;print(json.load(sys.stdin)["target_directory"])')
+source "$(dirname "$0")/../scripts/lib.sh"
+python=$py
+need_python "$python"
+target=$(target_dir)
 
 cargo bench -p dmapickle-core --bench encode -- --noplot >&2
 cpython=$("$python" bench/cpython_dumps.py)

@@ -4,14 +4,9 @@
 # the same recording, measured in the same run. Results go in docs/performance.md
 # ("## Python delivery"). `bench/python.sh --quick` for a short run.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-root=$(pwd)
-py=${DMAPICKLE_PYTHON:-$root/.venv/np2/bin/python}
-[ -x "$py" ] || { echo "missing $py: run scripts/setup.sh"; exit 1; }
-target=${CARGO_TARGET_DIR:-$root/target}
+source "$(dirname "$0")/../scripts/lib.sh"
+need_python "$py"
+target=$(target_dir)
 cargo build --release -p dmapickle-host --example device
-wheels="$target/wheels-python"
-rm -rf "$wheels"
-(cd host && "$(dirname "$py")/maturin" build --release --quiet -o "$wheels")
-"$py" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheels"/dmapickle-*.whl
+install_package --release -- "$py"
 "$py" bench/python_delivery.py "$target/release/examples/device" "$@"

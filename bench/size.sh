@@ -7,9 +7,10 @@
 #   bench/size.sh            table
 #   bench/size.sh --markdown the same as a markdown table (for docs/performance.md)
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+source "$(dirname "$0")/../scripts/lib.sh"
+CARGO_TARGET_DIR="$(target_dir)/size"
+export CARGO_TARGET_DIR
 cd "$root/bench/size"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}/size"
 rustup component add llvm-tools >/dev/null 2>&1 || true
 rustup target add thumbv7em-none-eabihf >/dev/null 2>&1 || true
 cargo build -q --release

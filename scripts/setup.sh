@@ -13,6 +13,15 @@ have=$(rustup target list --installed)
 for t in "${need_targets[@]}"; do
   grep -qx "$t" <<<"$have" || { log "rustup target add $t"; rustup target add "$t"; }
 done
+# The declared rust-version (Cargo.toml), which 10-rust.sh checks core and hal with (host and
+# thumbv7em). About 70 s to download once.
+source scripts/lib.sh
+v=$(msrv)
+if ! rustup run "$v" rustc -V >/dev/null 2>&1; then
+  log "rustup toolchain install $v --profile minimal"
+  rustup toolchain install "$v" --profile minimal
+fi
+rustup +"$v" target list --installed | grep -qx thumbv7em-none-eabihf || rustup +"$v" target add thumbv7em-none-eabihf
 rustup component list --installed | grep -q '^llvm-tools' || rustup component add llvm-tools
 rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 

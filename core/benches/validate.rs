@@ -9,12 +9,12 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use dmapickle_core::validate::{Slot, Workspace};
+use dmapickle_core::validate::{Layout, Slot, Workspace};
 use dmapickle_core::{Profile, Validator};
 
 #[path = "support/sensor_message.rs"]
 mod sensor_message;
-use sensor_message::{encoder_message, CPYTHON};
+use sensor_message::{encoder_message, number_slots, CPYTHON};
 
 fn validate(c: &mut Criterion) {
     let mut buf = [0u8; 256];
@@ -35,6 +35,31 @@ fn validate(c: &mut Criterion) {
             b.iter(|| {
                 black_box(
                     v.validate(black_box(pickle), black_box(&lens), &mut ws)
+                        .unwrap(),
+                )
+            })
+        });
+    }
+    // A stream of the same message with new numbers, through a workspace that remembers the
+    // layout proved (`validate::Layout`): the first message is proved, the rest matched.
+    for (name, profile, pickle) in [
+        ("encoder_strict_layout", Profile::Strict, &ours[..]),
+        ("cpython_general_layout", Profile::General, CPYTHON),
+    ] {
+        let v = Validator::new(profile);
+        let mut pickle = pickle.to_vec();
+        let (seq_at, t_at) = number_slots(&pickle);
+        let mut layout = Layout::new();
+        let mut ws = Workspace::new(&mut stack, &mut memo).with_layout(&mut layout);
+        let mut i = 0u32;
+        group.throughput(Throughput::Bytes(pickle.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                i = i.wrapping_add(1);
+                pickle[seq_at] = i as u8;
+                pickle[t_at] = (i >> 8) as u8;
+                black_box(
+                    v.validate(black_box(&pickle), black_box(&lens), &mut ws)
                         .unwrap(),
                 )
             })

@@ -5,6 +5,19 @@ use core::fmt;
 /// Everything that can go wrong in `dmapickle-core`: encoding, reading and validating pickles.
 ///
 /// No function of this crate panics on any input or buffer size; each failure is one of these.
+///
+/// # What each caller can get
+/// One flat enum (postcard's shape), its variants in groups; a caller needs to match only its
+/// group (and `_`, the enum is `#[non_exhaustive]`):
+///
+/// | caller | variants |
+/// |---|---|
+/// | `Pickler` (`pickler`, `ndarray`) | `BufferFull`, `TooManyBuffers`, `TooDeep`, `ContainerMismatch`, `UnclosedContainer`, `DictKeyWithoutValue`, `NotOneValue`, `ArraySizeMismatch`, `TooManyDims` |
+/// | the serde serializer (`ser`) | the `Pickler`'s, and `SerdeCustom` |
+/// | `Template` (`template`) | the `Pickler`'s (a template is written by one), and `SlotOverflow`, `SlotMismatch`, `BadTemplate`, `TooManySlots` |
+/// | the reader and the validator (`reader`, `validate`) | `Rejected` only |
+/// | frames (`frame`) | `BufferFull` (encoding), `FrameSync`, `HeaderCrc`, `UnsupportedVersion`, `UnknownFrameFlags`, `UnknownEntryFlags`, `BodyCrc`, `FrameLength`, `InlineLength` (`DataCrc` is declared for readers of inline data; no function of this crate returns it) |
+/// | the release ring (`release`) | `ReleaseRing` only |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]

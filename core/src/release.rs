@@ -13,8 +13,10 @@
 //! The host writes entry `head % capacity`, then publishes it by storing `head + 1` with release
 //! ordering; the device loads `head` with acquire ordering, consumes entries `tail..head`, then
 //! stores `tail` with release ordering. Both counters run freely and wrap at 2^32; the ring is full
-//! when `head - tail == capacity`. This module holds the layout only; the memory accesses (atomics
-//! on mapped memory) live in `dmapickle-hal` (device) and `dmapickle-host` (host).
+//! when `head - tail == capacity`. This module holds the layout only (this crate has no `unsafe`);
+//! the memory accesses (atomics on mapped memory) are `dmapickle-hal`'s `ring` module, one half
+//! per end: `ring::DeviceEnd` (held by the device's `SharedRegion`) and `ring::HostEnd` (used by
+//! `dmapickle-host` on the region it maps).
 
 use crate::{Error, Result};
 

@@ -1,8 +1,8 @@
 //! The simulated ADC: what the acquisition ISR does on each tick.
 //!
-//! The buffers and their queues are `dmapickle-hal`'s: a [`BufferRing`] of [`DmaBuf`]s for the
-//! inline link, or the slots of a [`SharedRegion`] (through [`SharedPool`]) for the shared-region
-//! link; [`Pool`] is what both offer the ISR. On each tick the ISR writes the next rows of the current block into the buffer it holds (taking a free
+//! The buffers and their queues are `dmapickle-hal`'s [`Pool`]s: a `BufferRing` of `DmaBuf`s
+//! when the arrays go inline, or a `SharedPool` over the shared region's slots when they stay
+//! there. On each tick the ISR writes the next rows of the current block into the buffer it holds (taking a free
 //! one from the ring when it starts a block) and, when the block is complete, pushes it to the
 //! ring's ready queue. The main loop pops ready buffers, publishes them and, once their transfer
 //! completed (inline) or the host released them (shared region), gives them back to the free
@@ -13,116 +13,9 @@
 //! [`Adc::stalls`]. A real ADC would overrun and lose samples; the simulation instead keeps the
 //! signal continuous, so sequence numbers never skip and the host's checks stay exact.
 
-use core::cell::RefCell;
-
-use critical_section::Mutex;
-use dmapickle_hal::{BufferRing, DmaBuf, SharedBuf, SharedRegion};
-use heapless::Deque;
+use dmapickle_hal::pool::{Fill, Pool};
 
 use crate::waveform::{fill_rows, ROW_BYTES};
-
-/// A block buffer the ISR can fill in place.
-pub trait Block {
-    /// The whole buffer.
-    fn as_mut_slice(&mut self) -> &mut [u8];
-    /// Marks the first `len` bytes filled; `false` if that exceeds the buffer.
-    fn set_len(&mut self, len: usize) -> bool;
-}
-
-impl Block for DmaBuf {
-    fn as_mut_slice(&mut self) -> &mut [u8] {
-        DmaBuf::as_mut_slice(self)
-    }
-    fn set_len(&mut self, len: usize) -> bool {
-        DmaBuf::set_len(self, len).is_ok()
-    }
-}
-
-/// Where the ISR gets empty buffers and puts full ones, and the main loop takes them.
-pub trait Pool {
-    /// The buffer type.
-    type Buf: Block;
-    /// An empty buffer, or `None` if all are full, in flight or lent to the host.
-    fn take_free(&self) -> Option<Self::Buf>;
-    /// Returns a buffer that will not be published (e.g. too small) to the free pool.
-    fn recycle(&self, buf: Self::Buf);
-    /// Queues a full buffer for the main loop; hands it back if the queue is full.
-    fn push_ready(&self, buf: Self::Buf) -> Result<(), Self::Buf>;
-    /// The oldest full buffer.
-    fn pop_ready(&self) -> Option<Self::Buf>;
-}
-
-impl<const N: usize> Pool for BufferRing<N> {
-    type Buf = DmaBuf;
-    fn take_free(&self) -> Option<DmaBuf> {
-        BufferRing::take_free(self)
-    }
-    fn recycle(&self, buf: DmaBuf) {
-        // The ring had room for this buffer when it was taken, so it has room now.
-        let _ = self.give(buf);
-    }
-    fn push_ready(&self, buf: DmaBuf) -> Result<(), DmaBuf> {
-        BufferRing::push_ready(self, buf)
-    }
-    fn pop_ready(&self) -> Option<DmaBuf> {
-        BufferRing::pop_ready(self)
-    }
-}
-
-/// A slot of the shared region on its way from the ISR to the main loop.
-///
-/// A [`SharedBuf`] is the only handle to its slot, and `Send`, so it can sit in a queue shared by
-/// the ISR and the main loop.
-#[derive(Debug)]
-pub struct SlotBuf(pub SharedBuf<'static>);
-
-impl Block for SlotBuf {
-    fn as_mut_slice(&mut self) -> &mut [u8] {
-        self.0.as_mut_slice()
-    }
-    fn set_len(&mut self, len: usize) -> bool {
-        self.0.set_len(len).is_ok()
-    }
-}
-
-/// The shared region's slots as a [`Pool`]: free slots come from the region (after it polled the
-/// host's releases), full ones wait in a queue of up to `N`.
-pub struct SharedPool<const N: usize> {
-    region: &'static SharedRegion,
-    ready: Mutex<RefCell<Deque<SlotBuf, N>>>,
-}
-
-impl<const N: usize> SharedPool<N> {
-    /// A pool over `region`.
-    pub const fn new(region: &'static SharedRegion) -> Self {
-        SharedPool {
-            region,
-            ready: Mutex::new(RefCell::new(Deque::new())),
-        }
-    }
-
-    /// The region.
-    pub fn region(&self) -> &'static SharedRegion {
-        self.region
-    }
-}
-
-impl<const N: usize> Pool for SharedPool<N> {
-    type Buf = SlotBuf;
-    fn take_free(&self) -> Option<SlotBuf> {
-        self.region.acquire().map(SlotBuf)
-    }
-    fn recycle(&self, buf: SlotBuf) {
-        // Dropping an unpublished `SharedBuf` frees its slot.
-        drop(buf);
-    }
-    fn push_ready(&self, buf: SlotBuf) -> Result<(), SlotBuf> {
-        critical_section::with(|cs| self.ready.borrow_ref_mut(cs).push_back(buf))
-    }
-    fn pop_ready(&self) -> Option<SlotBuf> {
-        critical_section::with(|cs| self.ready.borrow_ref_mut(cs).pop_front())
-    }
-}
 
 /// The ISR's state: the block being filled and the counters.
 #[derive(Debug)]
@@ -134,9 +27,13 @@ pub struct Adc<B> {
     stalls: u32,
     streak: u32,
     overflows: u32,
+    /// Pause at the next block boundary ([`Adc::pause`]).
+    pausing: bool,
+    /// Paused at a block boundary: ticks acquire nothing.
+    paused: bool,
 }
 
-impl<B: Block> Adc<B> {
+impl<B: Fill> Adc<B> {
     /// Blocks of `block` rows (at least 1), starting at sequence 0.
     pub const fn new(block: u32) -> Self {
         Adc {
@@ -147,6 +44,8 @@ impl<B: Block> Adc<B> {
             stalls: 0,
             streak: 0,
             overflows: 0,
+            pausing: false,
+            paused: false,
         }
     }
 
@@ -182,9 +81,33 @@ impl<B: Block> Adc<B> {
         self.seq
     }
 
+    /// Pauses acquisition at the next block boundary: now if no block is being filled, else
+    /// once the block being filled is complete (so no block is torn or mixes two settings).
+    pub fn pause(&mut self) {
+        self.pausing = true;
+        self.paused = self.filling.is_none();
+    }
+
+    /// Paused at a block boundary (after [`Adc::pause`]): the next block starts from row 0.
+    pub const fn paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Resumes after [`Adc::pause`] with blocks of `block` rows (at least 1) from
+    /// [`Adc::next_seq`] on.
+    pub fn resume(&mut self, block: u32) {
+        self.block = if block == 0 { 1 } else { block };
+        self.pausing = false;
+        self.paused = false;
+    }
+
     /// One ISR tick: acquire up to `rows` rows (never past the end of the block). Returns `true`
     /// if a block was completed and queued as ready.
     pub fn tick<P: Pool<Buf = B>>(&mut self, pool: &P, rows: u32) -> bool {
+        if self.paused || (self.pausing && self.filling.is_none()) {
+            self.paused = true;
+            return false;
+        }
         let mut buf = match self.filling.take() {
             Some(buf) => buf,
             None => {
@@ -216,6 +139,7 @@ impl<B: Block> Adc<B> {
         }
         self.rows_done = 0;
         self.seq = self.seq.wrapping_add(1);
+        self.paused = self.pausing;
         // Capacity was checked when the buffer was taken, so this cannot fail.
         let _ = buf.set_len(self.block_bytes());
         match pool.push_ready(buf) {
@@ -233,6 +157,8 @@ impl<B: Block> Adc<B> {
 mod tests {
     use super::*;
     use crate::waveform::sample;
+    use dmapickle_hal::pool::SharedPool;
+    use dmapickle_hal::{BufferRing, DmaBuf, SharedBuf, SharedRegion};
     use std::boxed::Box;
 
     fn ring_of<const N: usize>(bytes: usize) -> &'static BufferRing<N> {
@@ -256,6 +182,29 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_pause_waits_for_the_block_boundary_and_resumes_with_the_new_layout() {
+        let ring = ring_of::<4>(256 * ROW_BYTES);
+        let mut adc = Adc::<DmaBuf>::new(64);
+        adc.tick(ring, 32);
+        adc.pause();
+        assert!(!adc.paused(), "half a block is being filled");
+        assert!(
+            adc.tick(ring, 32),
+            "the block completes with the old layout"
+        );
+        assert!(adc.paused());
+        assert!(!adc.tick(ring, 32), "paused: nothing acquired");
+        check_block(&ring.pop_ready().unwrap(), 0, 64);
+        assert!(ring.pop_ready().is_none());
+        adc.resume(16);
+        assert!(adc.tick(ring, 32));
+        check_block(&ring.pop_ready().unwrap(), 1, 16);
+        // Paused between blocks: at once.
+        adc.pause();
+        assert!(adc.paused());
     }
 
     #[test]
@@ -330,7 +279,7 @@ mod tests {
     #[test]
     fn shared_slots_are_reused_only_after_the_host_releases_them() {
         use dmapickle_core::release::Release;
-        use dmapickle_hal::ring::ReleaseRing;
+        use dmapickle_hal::ring::HostEnd;
         let block = 4u32;
         let len = 64 + 2 * 64;
         let mem: &'static mut [u8] = Box::leak(std::vec![0u8; len + 64].into_boxed_slice());
@@ -340,20 +289,20 @@ mod tests {
         let region: &'static SharedRegion =
             Box::leak(Box::new(SharedRegion::new(2, mem, 64, 2).unwrap()));
         let pool: &'static SharedPool<2> = Box::leak(Box::new(SharedPool::new(region)));
-        let mut adc = Adc::<SlotBuf>::new(block);
+        let mut adc = Adc::<SharedBuf<'static>>::new(block);
         assert!(adc.tick(pool, block));
         assert!(adc.tick(pool, block));
         assert!(!adc.tick(pool, block), "both slots are full: stall");
         let a = pool.pop_ready().unwrap();
         let b = pool.pop_ready().unwrap();
-        let (da, db) = (a.0.descriptor(), b.0.descriptor());
+        let (da, db) = (a.descriptor(), b.descriptor());
         assert_eq!((da.region, da.offset, da.len), (2, 64, 32));
         // Publishing lends the slots to the host.
         let publisher = dmapickle_hal::Publisher::new();
         let mut link = dmapickle_hal::io::IoLink::new(std::vec::Vec::new());
         let pickle = [0x80, 0x05, 0x97, 0x2E];
         for (buf, d) in [(a, da), (b, db)] {
-            let out = dmapickle_hal::Outgoing::<DmaBuf>::Shared(buf.0);
+            let out = dmapickle_hal::Outgoing::<DmaBuf>::Shared(buf);
             publisher.publish(&mut link, &pickle, &[d], [out]).unwrap();
         }
         assert!(!adc.tick(pool, block), "lent slots are not reused");
@@ -361,7 +310,7 @@ mod tests {
         // The host releases the first slot through the ring in the region's control block.
         // SAFETY: test memory, valid for the whole test; device and host roles in one thread.
         #[allow(unsafe_code)]
-        let host = unsafe { ReleaseRing::attach(base, len).unwrap() };
+        let host = unsafe { HostEnd::attach(base, len).unwrap() };
         host.post(Release {
             offset: da.offset,
             len: da.len,
@@ -370,7 +319,7 @@ mod tests {
         assert!(adc.tick(pool, block));
         let c = pool.pop_ready().unwrap();
         assert_eq!(
-            c.0.descriptor().offset,
+            c.descriptor().offset,
             da.offset,
             "the released slot is the one reused"
         );

@@ -20,9 +20,9 @@
 //! key takes (`bad value in boot parameter `n=5000`: n takes 1..=1024`), or lists every key.
 //!
 //! ```
-//! use dmapickle_firmware::config::{BootConfig, LinkMode};
+//! use dmapickle_firmware::config::{BootConfig, Placement};
 //! let cfg = BootConfig::parse("dmapickle-firmware mode=shared n=128 count=1000").unwrap();
-//! assert_eq!((cfg.mode, cfg.block, cfg.count), (LinkMode::Shared, 128, 1000));
+//! assert_eq!((cfg.placement, cfg.block, cfg.count), (Placement::Shared, 128, 1000));
 //! assert!(BootConfig::parse("n=0").is_err());
 //! ```
 
@@ -38,10 +38,12 @@ pub const MAX_RATE_HZ: u32 = 10_000_000;
 /// The largest clock skew `skew_ppm=` accepts either way (10%).
 pub const MAX_SKEW_PPM: i32 = 100_000;
 
-/// How array bytes reach the host.
+/// Where a message's array buffers go (boot parameter `mode=inline|shared`): into the link's
+/// byte stream after their frame, or into a shared region the host maps, with only the frame on
+/// the link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum LinkMode {
+pub enum Placement {
     /// Frame and array bytes go out over the link, one after the other.
     Inline,
     /// Arrays stay in a shared region (QEMU PSRAM backed by a host file); only frames go out,
@@ -70,8 +72,8 @@ pub const KEYS: [&str; 8] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct BootConfig {
-    /// Inline or shared-region link.
-    pub mode: LinkMode,
+    /// Where the array buffers go (`mode=`).
+    pub placement: Placement,
     /// Rows per block.
     pub block: u32,
     /// Messages to publish, 0 for no limit.
@@ -93,7 +95,7 @@ pub struct BootConfig {
 impl Default for BootConfig {
     fn default() -> Self {
         BootConfig {
-            mode: LinkMode::Inline,
+            placement: Placement::Inline,
             block: 256,
             count: 0,
             rate_hz: 64_000,
@@ -222,9 +224,9 @@ impl BootConfig {
         };
         match key {
             "mode" => {
-                self.mode = match value {
-                    "inline" => LinkMode::Inline,
-                    "shared" => LinkMode::Shared,
+                self.placement = match value {
+                    "inline" => Placement::Inline,
+                    "shared" => Placement::Shared,
                     _ => return Err(bad),
                 }
             }
@@ -284,7 +286,7 @@ mod tests {
         assert_eq!(
             cfg,
             BootConfig {
-                mode: LinkMode::Shared,
+                placement: Placement::Shared,
                 block: 1024,
                 count: 7,
                 rate_hz: 1000,
@@ -296,7 +298,10 @@ mod tests {
             }
         );
         let cfg = BootConfig::parse("mode=inline fault=panic").unwrap();
-        assert_eq!((cfg.mode, cfg.fault), (LinkMode::Inline, Fault::Panic));
+        assert_eq!(
+            (cfg.placement, cfg.fault),
+            (Placement::Inline, Fault::Panic)
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod adc;
 pub mod config;
+pub mod control;
 pub mod message;
 #[cfg(any(feature = "rtt", test))]
 pub mod rtt_link;

@@ -28,14 +28,18 @@ use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::{entry, exception, ExceptionFrame};
 use critical_section::Mutex;
+use dmapickle_core::control::{Info, LinkKind, Reply, Request, Stats};
 use dmapickle_core::release::control_len;
-use dmapickle_hal::{BufferRing, DmaBuf, Link, Outgoing, Publisher, SharedRegion};
+use dmapickle_hal::control::{Command, CommandReader, ReplyCache};
+use dmapickle_hal::pool::{Pool, SharedPool};
+use dmapickle_hal::{BufferRing, DmaBuf, Outgoing, Publisher, SharedBuf, SharedRegion, WriteLink};
 
-use dmapickle_firmware::adc::{Adc, Pool, SharedPool, SlotBuf};
-use dmapickle_firmware::config::{BootConfig, Fault, LinkMode, MAX_BLOCK};
+use dmapickle_firmware::adc::Adc;
+use dmapickle_firmware::config::{BootConfig, Fault, Placement, MAX_BLOCK, MAX_RATE_HZ};
+use dmapickle_firmware::control::{Acquisition, Change};
 use dmapickle_firmware::message::{self, MAX_PICKLE};
 use dmapickle_firmware::sample_clock::SampleClock;
-use dmapickle_firmware::waveform::ROW_BYTES;
+use dmapickle_firmware::waveform::{CHANNELS, ROW_BYTES};
 use paint::{paint_stack, stack_high_water};
 
 /// Core clock of mps2-an386 (SYSCLK), which drives SysTick.
@@ -92,7 +96,8 @@ static ADC_INLINE: Mutex<RefCell<Adc<DmaBuf>>> = Mutex::new(RefCell::new(Adc::ne
 /// The shared-region pool, once created at boot.
 static POOL: Mutex<Cell<Option<&'static SharedPool<SHARED_SLOTS>>>> = Mutex::new(Cell::new(None));
 /// The ISR's state for the shared-region link.
-static ADC_SHARED: Mutex<RefCell<Adc<SlotBuf>>> = Mutex::new(RefCell::new(Adc::new(256)));
+static ADC_SHARED: Mutex<RefCell<Adc<SharedBuf<'static>>>> =
+    Mutex::new(RefCell::new(Adc::new(256)));
 /// Which of the two the ISR feeds (`MODE_*`).
 static MODE: AtomicU8 = AtomicU8::new(MODE_IDLE);
 /// Marks `BOOTS` as written by this firmware (RAM holds garbage after a power-on).
@@ -107,52 +112,37 @@ static mut BOOTS: MaybeUninit<[u32; 2]> = MaybeUninit::uninit();
 static TICKS: AtomicU32 = AtomicU32::new(0);
 /// SysTick reload value once the ADC runs (0 before): the log timestamp's clock.
 static RELOAD: AtomicU32 = AtomicU32::new(0);
+/// Core clock cycles of the SysTick periods completed (each at the reload of its time, so the
+/// clock stays continuous when `SetRate` changes the reload).
+static CYCLES: Mutex<Cell<u64>> = Mutex::new(Cell::new(0));
 /// The ADC's sample clock and the free-running counter it reads (`board::sample_counter`),
-/// set before SysTick starts; `None` on a board without one.
+/// set before SysTick starts (and again by `SetRate`); `None` on a board without one.
 type Counter = fn() -> u32;
 static SAMPLE_CLOCK: Mutex<Cell<Option<(SampleClock, Counter)>>> = Mutex::new(Cell::new(None));
 
 // defmt log lines carry the device's time since the ADC started, in microseconds (SysTick ticks
 // plus the current count; 0 before SysTick runs).
-defmt::timestamp!("{=u64:us}", {
-    let reload = RELOAD.load(Ordering::Relaxed);
-    if reload == 0 {
-        0
-    } else {
-        let ticks = u64::from(TICKS.load(Ordering::Relaxed));
-        let into_tick = reload - cortex_m::peripheral::SYST::get_current().min(reload);
-        (ticks * (u64::from(reload) + 1) + u64::from(into_tick)) / u64::from(CORE_HZ / 1_000_000)
-    }
-});
+defmt::timestamp!("{=u64:us}", now_us());
 
 #[entry]
 fn main() -> ! {
     let painted = paint_stack();
     let resets = resets_so_far();
-    let (mut link, cfg) = board::start();
+    let (mut link, rx, cfg) = board::start();
     defmt::info!("dmapickle firmware (boot {=u32}): {}", resets, cfg);
 
     let Some(mut core) = cortex_m::Peripherals::take() else {
         defmt::error!("core peripherals already taken");
         board::exit(EXIT_CONFIG);
     };
-    match cfg.mode {
-        LinkMode::Inline => init_inline(cfg.block),
-        LinkMode::Shared => init_shared(cfg.block),
-    }
-    let rows_per_tick = ROWS_PER_TICK.min(cfg.block);
-    let tick_hz = (cfg.rate_hz / rows_per_tick).max(1);
-    let reload = (CORE_HZ / tick_hz).clamp(2, 1 << 24) - 1;
-    if let Some(counter) = board::sample_counter() {
-        let clock = SampleClock::new(counter(), reload + 1);
-        critical_section::with(|cs| SAMPLE_CLOCK.borrow(cs).set(Some((clock, counter))));
+    match cfg.placement {
+        Placement::Inline => init_inline(cfg.block),
+        Placement::Shared => init_shared(cfg.block),
     }
     core.SYST.set_clock_source(SystClkSource::Core);
-    core.SYST.set_reload(reload);
-    core.SYST.clear_current();
+    let (rows_per_tick, tick_hz, reload) = set_tick(&mut core.SYST, cfg.rate_hz, cfg.block);
     core.SYST.enable_interrupt();
     core.SYST.enable_counter();
-    RELOAD.store(reload, Ordering::Relaxed);
     defmt::info!(
         "ADC: {=u32} rows/tick at {=u32} Hz (reload {=u32}), blocks of {=u32} rows",
         rows_per_tick,
@@ -162,35 +152,43 @@ fn main() -> ! {
     );
 
     let publisher = Publisher::new();
-    let published = match cfg.mode {
-        LinkMode::Inline => run(
+    let mut ctl = Control {
+        rx,
+        reader: CommandReader::new(),
+        cache: ReplyCache::new(),
+        acq: Acquisition::new(&cfg),
+        commands: 0,
+    };
+    let syst = &mut core.SYST;
+    let published = match cfg.placement {
+        Placement::Inline => run(
             &cfg,
             tick_hz,
             &publisher,
             &mut link,
+            &mut ctl,
+            syst,
             &RING,
             Outgoing::Inline,
         ),
-        LinkMode::Shared => {
+        Placement::Shared => {
             let pool = shared_pool();
-            run(&cfg, tick_hz, &publisher, &mut link, pool, |b| {
-                Outgoing::<DmaBuf>::Shared(b.0)
-            })
+            run(
+                &cfg,
+                tick_hz,
+                &publisher,
+                &mut link,
+                &mut ctl,
+                syst,
+                pool,
+                Outgoing::<DmaBuf>::Shared,
+            )
         }
     };
     MODE.store(MODE_IDLE, Ordering::Release);
 
-    let (stalls, overflows) = critical_section::with(|cs| match cfg.mode {
-        LinkMode::Inline => {
-            let adc = ADC_INLINE.borrow_ref(cs);
-            (adc.stalls(), adc.overflows())
-        }
-        LinkMode::Shared => {
-            let adc = ADC_SHARED.borrow_ref(cs);
-            (adc.stalls(), adc.overflows())
-        }
-    });
-    if cfg.mode == LinkMode::Shared {
+    let (stalls, overflows) = adc_counters(cfg.placement);
+    if cfg.placement == Placement::Shared {
         drain_releases(
             shared_pool().region(),
             tick_hz.saturating_mul(DRAIN_SECONDS),
@@ -217,55 +215,103 @@ fn main() -> ! {
     }
 }
 
-/// Publishes ready blocks from `pool` until `cfg.messages()` went out (forever if `None`).
-/// Returns the number published. If the ADC has had no free buffer for a second (`tick_hz`
-/// ticks), says once what it waits for.
-fn run<P, L, B>(
+/// Publishes ready blocks from `pool` until `cfg.messages()` went out (forever if `None`),
+/// answering the host's commands from `ctl` between blocks. Returns the number published. If the
+/// ADC has had no free buffer for a second (`tick_hz` ticks), says once what it waits for.
+#[allow(clippy::too_many_arguments)]
+fn run<P, W, R, B>(
     cfg: &BootConfig,
     tick_hz: u32,
     publisher: &Publisher,
-    link: &mut L,
+    link: &mut WriteLink<W>,
+    ctl: &mut Control<R>,
+    syst: &mut cortex_m::peripheral::SYST,
     pool: &P,
     outgoing: impl Fn(P::Buf) -> Outgoing<'static, B>,
 ) -> u32
 where
     P: Pool,
     P::Buf: Describe,
-    L: Link,
+    W: dmapickle_hal::embedded_io::Write,
+    R: dmapickle_hal::embedded_io::Read + dmapickle_hal::embedded_io::ReadReady,
     B: embedded_dma::ReadBuffer<Word = u8> + 'static + GiveBack,
 {
-    let mut seq: u32 = 0;
+    let mut out = Out {
+        cfg,
+        publisher,
+        link,
+        seq: 0,
+        dropped: 0,
+    };
     let limit = cfg.messages();
     let mut warned = false;
-    while limit.is_none_or(|n| seq < n) {
+    while limit.is_none_or(|n| out.seq < n) {
+        if let Ok(Some(cmd)) = ctl.reader.poll_read(&mut ctl.rx) {
+            command(cmd, cfg, ctl, &mut out, syst, pool, &outgoing);
+        }
         let Some(buf) = pool.pop_ready() else {
-            if !warned && stall_streak(cfg.mode) >= tick_hz {
+            if !warned && ctl.acq.running && stall_streak(cfg.placement) >= tick_hz {
                 warned = true;
-                warn_stalled(cfg.mode, seq);
+                warn_stalled(cfg.placement, out.seq);
             }
             cortex_m::asm::wfi();
             continue;
         };
-        if cfg.drops(seq) {
+        out.block(buf, &ctl.acq, pool, &outgoing);
+    }
+    out.seq
+}
+
+/// Where blocks go: the link, and the count of blocks sent or dropped.
+struct Out<'a, W> {
+    cfg: &'a BootConfig,
+    publisher: &'a Publisher,
+    link: &'a mut WriteLink<W>,
+    /// The seq of the next block.
+    seq: u32,
+    /// Blocks `drop=` left out.
+    dropped: u32,
+}
+
+impl<W: dmapickle_hal::embedded_io::Write> Out<'_, W> {
+    /// Publishes one full block as message `seq` with the settings `acq` (those it was acquired
+    /// with: a change is applied only after every block of the old setting went out).
+    fn block<P: Pool, B>(
+        &mut self,
+        buf: P::Buf,
+        acq: &Acquisition,
+        pool: &P,
+        outgoing: &impl Fn(P::Buf) -> Outgoing<'static, B>,
+    ) where
+        P::Buf: Describe,
+        B: embedded_dma::ReadBuffer<Word = u8> + 'static + GiveBack,
+    {
+        let seq = self.seq;
+        self.seq = seq.wrapping_add(1);
+        if self.cfg.drops(seq) {
             // `drop=`: the block goes back to the pool and its frame number is used up on a link
             // to nowhere, so the host sees a gap in the frames' seq.
             pool.recycle(buf);
-            let _ = publisher
-                .publish_pickle(&mut dmapickle_hal::WriteLink::new(Discard), b"\x80\x05N.");
-            seq = seq.wrapping_add(1);
-            continue;
+            self.dropped = self.dropped.wrapping_add(1);
+            let _ = self
+                .publisher
+                .publish_pickle(&mut WriteLink::new(Discard), b"\x80\x05N.");
+            return;
         }
-        let mut out = [0u8; MAX_PICKLE];
-        let (t_us, descriptor) = (cfg.t_us(seq), buf.descriptor());
-        let msg = match message::encode_at(&mut out, seq, t_us, cfg.block, cfg.rate_hz, descriptor)
+        let mut pickle = [0u8; MAX_PICKLE];
+        let (t_us, descriptor) = (acq.t_us(seq), buf.descriptor());
+        let msg =
+            match message::encode_at(&mut pickle, seq, t_us, acq.block, acq.rate_hz, descriptor) {
+                Ok(msg) => msg,
+                Err(e) => {
+                    defmt::error!("encoding message {=u32}: {}", seq, e);
+                    board::exit(EXIT_PUBLISH);
+                }
+            };
+        match self
+            .publisher
+            .publish(self.link, msg.pickle, &msg.descriptors, [outgoing(buf)])
         {
-            Ok(msg) => msg,
-            Err(e) => {
-                defmt::error!("encoding message {=u32}: {}", seq, e);
-                board::exit(EXIT_PUBLISH);
-            }
-        };
-        match publisher.publish(link, msg.pickle, &msg.descriptors, [outgoing(buf)]) {
             Ok(sent) => sent.inline.into_iter().for_each(GiveBack::give_back),
             Err(e) => {
                 defmt::error!("publishing message {=u32}: {}", seq, e.error);
@@ -275,9 +321,232 @@ where
         if seq.is_multiple_of(256) {
             defmt::info!("published seq {=u32}", seq);
         }
-        seq = seq.wrapping_add(1);
     }
-    seq
+}
+
+/// The down link and what the firmware keeps for it.
+struct Control<R> {
+    rx: R,
+    reader: CommandReader,
+    cache: ReplyCache,
+    acq: Acquisition,
+    commands: u32,
+}
+
+/// Answers one command (from the reply cache if its id is the last one answered) and writes
+/// the reply between two frames. A change waits for the ADC to reach a block boundary and for
+/// every block of the old setting to go out, then applies from the next seq.
+fn command<P, W, R, B>(
+    cmd: Command,
+    cfg: &BootConfig,
+    ctl: &mut Control<R>,
+    out: &mut Out<'_, W>,
+    syst: &mut cortex_m::peripheral::SYST,
+    pool: &P,
+    outgoing: &impl Fn(P::Buf) -> Outgoing<'static, B>,
+) where
+    P: Pool,
+    P::Buf: Describe,
+    W: dmapickle_hal::embedded_io::Write,
+    B: embedded_dma::ReadBuffer<Word = u8> + 'static + GiveBack,
+{
+    let skipped = ctl.reader.bytes_skipped();
+    let (acq, commands) = (&mut ctl.acq, &mut ctl.commands);
+    let repeats = ctl.cache.repeats();
+    let (frame, fresh) = ctl.cache.answer(&cmd, |request| {
+        *commands = commands.wrapping_add(1);
+        let reply = match request {
+            Err(e) => Reply::Error(e),
+            Ok(Request::GetInfo) => Reply::Info(info(cfg, acq, out.seq)),
+            Ok(Request::GetStats) => {
+                let (adc_stalls, overflows) = adc_counters(cfg.placement);
+                Reply::Stats(Stats {
+                    published: out.seq,
+                    adc_stalls,
+                    overflows,
+                    lent: lent(cfg.placement),
+                    dropped: out.dropped,
+                    commands: *commands,
+                    bytes_skipped: skipped,
+                    repeats,
+                })
+            }
+            Ok(Request::Ping { host_ns }) => Reply::Pong {
+                host_ns,
+                device_us: now_us(),
+            },
+            Ok(req) => match acq.plan(req) {
+                Err(e) => Reply::Error(e),
+                Ok(change) => {
+                    pause_between_blocks(cfg.placement, out, acq, pool, outgoing);
+                    let at_seq = out.seq;
+                    acq.apply(change, at_seq);
+                    if let Change::Rate(rate) = change {
+                        set_tick(syst, rate, acq.block);
+                    }
+                    if acq.running {
+                        adc_resume(cfg.placement, acq.block);
+                    }
+                    Reply::Applied { at_seq }
+                }
+            },
+        };
+        defmt::info!("command {=u32}: {} -> {}", cmd.id, cmd.request, reply);
+        reply
+    });
+    if !fresh {
+        defmt::info!(
+            "command {=u32} repeated: reply sent again, not applied",
+            cmd.id
+        );
+    }
+    let _ = out.link.get_mut().write_all(frame);
+}
+
+/// Asks the ADC to pause at its next block boundary, publishing the blocks that complete
+/// meanwhile, until it has paused and every block it acquired went out.
+fn pause_between_blocks<P, W, B>(
+    mode: Placement,
+    out: &mut Out<'_, W>,
+    acq: &Acquisition,
+    pool: &P,
+    outgoing: &impl Fn(P::Buf) -> Outgoing<'static, B>,
+) where
+    P: Pool,
+    P::Buf: Describe,
+    W: dmapickle_hal::embedded_io::Write,
+    B: embedded_dma::ReadBuffer<Word = u8> + 'static + GiveBack,
+{
+    on_adc!(mode, |adc| adc.pause());
+    loop {
+        match pool.pop_ready() {
+            Some(buf) => out.block(buf, acq, pool, outgoing),
+            None if on_adc!(mode, |adc| adc.paused()) => break,
+            None => cortex_m::asm::wfi(),
+        }
+    }
+}
+
+/// What `GetInfo` answers.
+fn info(cfg: &BootConfig, acq: &Acquisition, next_seq: u32) -> Info {
+    let (link, region, region_len, slots) = match cfg.placement {
+        Placement::Inline => (
+            LinkKind::Inline,
+            RAM_REGION,
+            (SLOTS * BLOCK_BYTES) as u32,
+            SLOTS,
+        ),
+        Placement::Shared => (
+            LinkKind::Shared,
+            PSRAM_REGION,
+            PSRAM_REGION_LEN as u32,
+            SHARED_SLOTS,
+        ),
+    };
+    let v = |s: &str| s.parse::<u8>().unwrap_or(0);
+    Info {
+        firmware: [
+            v(env!("CARGO_PKG_VERSION_MAJOR")),
+            v(env!("CARGO_PKG_VERSION_MINOR")),
+            v(env!("CARGO_PKG_VERSION_PATCH")),
+        ],
+        wire_version: dmapickle_core::frame::VERSION,
+        control_version: dmapickle_core::control::VERSION,
+        link,
+        region,
+        region_len,
+        slots: slots as u16,
+        block_rows: acq.block,
+        max_block_rows: MAX_BLOCK,
+        channels: CHANNELS as u8,
+        rate_hz: acq.rate_hz,
+        max_rate_hz: MAX_RATE_HZ,
+        running: acq.running,
+        next_seq,
+    }
+}
+
+/// Sets SysTick for `rate_hz` rows per second in blocks of `block` rows; returns
+/// `(rows per tick, tick rate, reload)`.
+fn set_tick(syst: &mut cortex_m::peripheral::SYST, rate_hz: u32, block: u32) -> (u32, u32, u32) {
+    let rows_per_tick = ROWS_PER_TICK.min(block);
+    let tick_hz = (rate_hz / rows_per_tick).max(1);
+    let reload = (CORE_HZ / tick_hz).clamp(2, 1 << 24) - 1;
+    syst.set_reload(reload);
+    syst.clear_current();
+    RELOAD.store(reload, Ordering::Relaxed);
+    // The sample clock counts periods of the new length from now.
+    if let Some(counter) = board::sample_counter() {
+        let clock = SampleClock::new(counter(), reload + 1);
+        critical_section::with(|cs| SAMPLE_CLOCK.borrow(cs).set(Some((clock, counter))));
+    }
+    (rows_per_tick, tick_hz, reload)
+}
+
+/// Runs `$body` with `$adc` the ISR's ADC state of link mode `$mode`, in a critical section.
+macro_rules! on_adc {
+    ($mode:expr, |$adc:ident| $body:expr) => {
+        critical_section::with(|cs| match $mode {
+            Placement::Inline => {
+                let $adc = &mut *ADC_INLINE.borrow_ref_mut(cs);
+                $body
+            }
+            Placement::Shared => {
+                let $adc = &mut *ADC_SHARED.borrow_ref_mut(cs);
+                $body
+            }
+        })
+    };
+}
+use on_adc;
+
+fn adc_resume(mode: Placement, block: u32) {
+    on_adc!(mode, |adc| adc.resume(block));
+}
+
+/// `(stalls, overflows)` of the ADC.
+fn adc_counters(mode: Placement) -> (u32, u32) {
+    on_adc!(mode, |adc| (adc.stalls(), adc.overflows()))
+}
+
+/// Shared-region buffers lent to the host now (0 for the inline link).
+fn lent(mode: Placement) -> u16 {
+    match mode {
+        Placement::Inline => 0,
+        Placement::Shared => shared_pool().region().lent() as u16,
+    }
+}
+
+/// The device clock of the log timestamps: us since the ADC started (SysTick ticks plus the
+/// current count, at the current reload).
+fn now_us() -> u64 {
+    let reload = RELOAD.load(Ordering::Relaxed);
+    if reload == 0 {
+        return 0;
+    }
+    let cycles = critical_section::with(|cs| CYCLES.borrow(cs).get());
+    let into_tick = reload - cortex_m::peripheral::SYST::get_current().min(reload);
+    (cycles + u64::from(into_tick)) / u64::from(CORE_HZ / 1_000_000)
+}
+
+/// A down link that never has a command (a board without one).
+#[cfg_attr(feature = "board", allow(dead_code))]
+struct NoDownlink;
+
+impl dmapickle_hal::embedded_io::ErrorType for NoDownlink {
+    type Error = core::convert::Infallible;
+}
+
+impl dmapickle_hal::embedded_io::ReadReady for NoDownlink {
+    fn read_ready(&mut self) -> Result<bool, Self::Error> {
+        Ok(false)
+    }
+}
+
+impl dmapickle_hal::embedded_io::Read for NoDownlink {
+    fn read(&mut self, _: &mut [u8]) -> Result<usize, Self::Error> {
+        Ok(0)
+    }
 }
 
 /// A link to nowhere, for the frames `drop=` numbers but never sends.
@@ -298,22 +567,19 @@ impl dmapickle_hal::embedded_io::Write for Discard {
 }
 
 /// Ticks in a row the ISR has found no free buffer.
-fn stall_streak(mode: LinkMode) -> u32 {
-    critical_section::with(|cs| match mode {
-        LinkMode::Inline => ADC_INLINE.borrow_ref(cs).stall_streak(),
-        LinkMode::Shared => ADC_SHARED.borrow_ref(cs).stall_streak(),
-    })
+fn stall_streak(mode: Placement) -> u32 {
+    on_adc!(mode, |adc| adc.stall_streak())
 }
 
 /// What a stalled ADC waits for, logged once.
-fn warn_stalled(mode: LinkMode, published: u32) {
+fn warn_stalled(mode: Placement, published: u32) {
     match mode {
-        LinkMode::Shared => defmt::warn!(
+        Placement::Shared => defmt::warn!(
             "all {=usize} slots lent after {=u32} messages, waiting for the host to release one (is a host reading the frames and mapping the PSRAM region? see README, troubleshooting)",
             SHARED_SLOTS,
             published
         ),
-        LinkMode::Inline => defmt::warn!(
+        Placement::Inline => defmt::warn!(
             "no free buffer for 1 s after {=u32} messages, waiting for the link to complete a transfer",
             published
         ),
@@ -331,9 +597,9 @@ impl Describe for DmaBuf {
     }
 }
 
-impl Describe for SlotBuf {
+impl Describe for SharedBuf<'static> {
     fn descriptor(&self) -> dmapickle_core::Descriptor {
-        self.0.descriptor()
+        SharedBuf::descriptor(self)
     }
 }
 
@@ -438,6 +704,11 @@ fn SysTick() {
         due.min(MAX_CATCH_UP)
     });
     TICKS.fetch_add(due, Ordering::Relaxed);
+    let period = u64::from(RELOAD.load(Ordering::Relaxed)) + 1;
+    critical_section::with(|cs| {
+        let c = CYCLES.borrow(cs);
+        c.set(c.get() + period * u64::from(due));
+    });
     for _ in 0..due {
         match MODE.load(Ordering::Acquire) {
             MODE_INLINE => critical_section::with(|cs| {
@@ -483,12 +754,14 @@ mod board {
     use dmapickle_firmware::config::BootConfig;
 
     use super::EXIT_CONFIG;
-    use crate::uart::Uart;
+    use crate::uart::{Uart, UartRx};
     use dmapickle_hal::WriteLink;
 
-    /// The data link and the boot parameters.
-    pub fn start() -> (WriteLink<Uart>, BootConfig) {
-        (WriteLink::new(Uart::uart0(16)), boot_config())
+    /// The data link, its down direction (the host's commands) and the boot parameters.
+    pub fn start() -> (WriteLink<Uart>, UartRx, BootConfig) {
+        let uart = Uart::uart0(16);
+        let rx = uart.receiver();
+        (WriteLink::new(uart), rx, boot_config())
     }
 
     /// Reads the boot parameters from the semihosting command line; defaults if there is none.
@@ -552,8 +825,8 @@ mod board {
     use dmapickle_firmware::rtt_link::RttWriter;
     use dmapickle_hal::WriteLink;
 
-    /// The data link and the boot parameters.
-    pub fn start() -> (WriteLink<RttWriter>, BootConfig) {
+    /// The data link, no down direction (no RTT down channel yet) and the boot parameters.
+    pub fn start() -> (WriteLink<RttWriter>, crate::NoDownlink, BootConfig) {
         let channels = rtt_target::rtt_init! {
             up: {
                 0: { size: 1024, mode: NoBlockSkip, name: "defmt" }
@@ -563,7 +836,11 @@ mod board {
         };
         rtt_target::set_defmt_channel(channels.up.0);
         let frames = RttWriter::new(channels.up.1, 1).expect("rtt_init! made up channel 1");
-        (WriteLink::new(frames), BootConfig::default())
+        (
+            WriteLink::new(frames),
+            crate::NoDownlink,
+            BootConfig::default(),
+        )
     }
 
     /// No free-running timer known on an unknown chip: one ADC period per SysTick.

@@ -1,17 +1,28 @@
-//! CMSDK APB UART (UART0 of mps2-an386 at 0x4000_4000), transmit side, polled.
+//! CMSDK APB UART (UART0 of mps2-an386 at 0x4000_4000), polled: transmit for the frames,
+//! receive for the host's commands.
 //!
 //! | offset | register | bits used |
 //! |---|---|---|
-//! | 0x00 | DATA | write: byte to send |
-//! | 0x04 | STATE | bit 0: TX buffer full |
-//! | 0x08 | CTRL | bit 0: TX enable |
+//! | 0x00 | DATA | write: byte to send; read: byte received (clears STATE.RXFULL) |
+//! | 0x04 | STATE | bit 0: TX buffer full; bit 1: RX buffer full |
+//! | 0x08 | CTRL | bit 0: TX enable; bit 1: RX enable |
 //! | 0x10 | BAUDDIV | divider, must be >= 16 |
 //!
 //! QEMU keeps STATE.TXFULL set while its character backend (a TCP or unix socket) is not
-//! accepting bytes, so a slow host throttles the firmware instead of losing bytes.
+//! accepting bytes, so a slow host throttles the firmware instead of losing bytes. The other
+//! way, QEMU takes a byte from the backend only while RXFULL is clear (`uart_can_receive` in
+//! `hw/char/cmsdk-apb-uart.c`), so commands wait in the socket until the firmware polls: none
+//! is lost however rarely it does. The receive buffer holds one byte, so the transmit path takes
+//! received bytes into [`RX_QUEUE`] while it sends (each byte it writes, and while it waits for
+//! TX space): a command arrives at the pace of the frames going out, not one byte per main-loop
+//! pass.
 
+use core::cell::RefCell;
 use core::convert::Infallible;
 use core::ptr::{read_volatile, write_volatile};
+
+use critical_section::Mutex;
+use heapless::Deque;
 
 use dmapickle_hal::embedded_io::{ErrorType, Write};
 
@@ -20,7 +31,13 @@ const STATE: usize = 0x04;
 const CTRL: usize = 0x08;
 const BAUDDIV: usize = 0x10;
 const STATE_TX_FULL: u32 = 1 << 0;
+const STATE_RX_FULL: u32 = 1 << 1;
 const CTRL_TX_ENABLE: u32 = 1 << 0;
+const CTRL_RX_ENABLE: u32 = 1 << 1;
+
+/// Bytes received and not yet read through [`UartRx`] (main thread only; the critical section
+/// makes the static safe to share).
+pub static RX_QUEUE: Mutex<RefCell<Deque<u8, 256>>> = Mutex::new(RefCell::new(Deque::new()));
 
 /// Base address of UART0 on mps2-an385/an386.
 pub const UART0_BASE: usize = 0x4000_4000;
@@ -42,8 +59,14 @@ impl Uart {
     pub fn uart0(bauddiv: u32) -> Uart {
         let uart = Uart { base: UART0_BASE };
         uart.write_reg(BAUDDIV, bauddiv.max(16));
-        uart.write_reg(CTRL, CTRL_TX_ENABLE);
+        uart.write_reg(CTRL, CTRL_TX_ENABLE | CTRL_RX_ENABLE);
         uart
+    }
+
+    /// The receive half of the same UART (enabled by [`Uart::uart0`]). Call once: only the
+    /// returned value reads DATA.
+    pub fn receiver(&self) -> UartRx {
+        UartRx(Uart { base: self.base })
     }
 
     fn write_reg(&self, offset: usize, value: u32) {
@@ -58,11 +81,30 @@ impl Uart {
         unsafe { read_volatile((self.base + offset) as *const u32) }
     }
 
-    /// Sends one byte, waiting while the transmit buffer is full.
+    /// Sends one byte, waiting while the transmit buffer is full (and taking received bytes
+    /// meanwhile).
     #[inline]
     pub fn write_byte(&mut self, byte: u8) {
-        while self.read_reg(STATE) & STATE_TX_FULL != 0 {}
+        self.take_received();
+        while self.read_reg(STATE) & STATE_TX_FULL != 0 {
+            self.take_received();
+        }
         self.write_reg(DATA, u32::from(byte));
+    }
+
+    /// Moves a received byte into [`RX_QUEUE`] if one is waiting and the queue has room (if not,
+    /// the byte stays in the UART and QEMU holds the rest in its backend: nothing is lost).
+    #[inline]
+    fn take_received(&self) {
+        if self.read_reg(STATE) & STATE_RX_FULL == 0 {
+            return;
+        }
+        critical_section::with(|cs| {
+            let mut q = RX_QUEUE.borrow_ref_mut(cs);
+            if !q.is_full() {
+                let _ = q.push_back(self.read_reg(DATA) as u8);
+            }
+        });
     }
 
     /// Sends every byte of `bytes`, in order, blocking until the last one is in the UART.
@@ -85,5 +127,47 @@ impl Write for Uart {
 
     fn flush(&mut self) -> Result<(), Infallible> {
         Ok(())
+    }
+}
+
+/// The receive half of a CMSDK UART: an `embedded_io::Read` + `ReadReady` that never blocks
+/// when asked whether a byte is ready, for `dmapickle_hal::control::CommandReader::poll_read`.
+pub struct UartRx(Uart);
+
+impl ErrorType for UartRx {
+    type Error = Infallible;
+}
+
+impl dmapickle_hal::embedded_io::ReadReady for UartRx {
+    fn read_ready(&mut self) -> Result<bool, Infallible> {
+        self.0.take_received();
+        Ok(critical_section::with(|cs| {
+            !RX_QUEUE.borrow_ref(cs).is_empty()
+        }))
+    }
+}
+
+impl dmapickle_hal::embedded_io::Read for UartRx {
+    /// Reads the bytes received so far (at least one: waits for the first).
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            self.0.take_received();
+            let n = critical_section::with(|cs| {
+                let mut q = RX_QUEUE.borrow_ref_mut(cs);
+                let mut n = 0;
+                while let (Some(slot), Some(b)) = (buf.get_mut(n), q.front().copied()) {
+                    *slot = b;
+                    q.pop_front();
+                    n += 1;
+                }
+                n
+            });
+            if n > 0 {
+                return Ok(n);
+            }
+        }
     }
 }

@@ -333,6 +333,22 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "async")]
+    #[test]
+    fn the_async_reader_keeps_what_follows_a_command() {
+        let reqs = [(1, Request::Stop), (2, Request::Start)];
+        let mut bytes = std::vec![0x55, 0xf1];
+        bytes.extend_from_slice(&stream(&reqs));
+        let mut src: &[u8] = &bytes;
+        let mut r = CommandReader::new();
+        let mut got = Vec::new();
+        while let Some(c) = embassy_futures::block_on(r.read_async(&mut src)).unwrap() {
+            got.push((c.id, c.request.unwrap()));
+        }
+        assert_eq!(got, reqs);
+        assert_eq!(r.bytes_skipped(), 2);
+    }
+
     #[test]
     fn a_new_id_is_applied_again() {
         let mut cache = ReplyCache::new();

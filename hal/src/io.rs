@@ -137,6 +137,18 @@ mod std_link {
     /// buf[0] = 9; // the buffer is ours again
     /// assert_eq!(link.into_inner(), [1, 2, 3, 4]);
     /// ```
+    ///
+    /// Its error is `std::io::Error`, whose [`Link::Error`] kind is the `embedded-io` one:
+    ///
+    /// ```
+    /// use dmapickle_hal::embedded_io::{self, ErrorKind};
+    /// use dmapickle_hal::{io::IoLink, Link};
+    /// let mut full = [0u8; 2];
+    /// let mut link = IoLink::new(&mut full[..]); // a `&mut [u8]` writer ends when it is full
+    /// let e = link.write(&[1, 2, 3]).unwrap_err();
+    /// // (`std::io::Error::kind` is the std one; generic code over `L: Link` calls `e.kind()`.)
+    /// assert_eq!(embedded_io::Error::kind(&e), ErrorKind::WriteZero);
+    /// ```
     pub struct IoLink<W: std::io::Write> {
         link: WriteLink<FromStd<W>>,
     }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod file_region;
 pub mod io;
 pub mod link;
+pub mod pool;
 pub mod publisher;
 pub mod ring;
 pub mod shared;

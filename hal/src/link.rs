@@ -59,8 +59,12 @@ use embedded_dma::ReadBuffer;
 /// - Implementations issue a `compiler_fence(Release)` (or a DMA barrier) before starting the
 ///   DMA engine and a `compiler_fence(Acquire)` after it completes.
 pub trait Link {
-    /// The link's I/O error.
-    type Error: core::fmt::Debug;
+    /// The link's I/O error. It is an [`embedded_io::Error`], so whatever the link, a caller
+    /// asks `e.kind()` for an [`embedded_io::ErrorKind`] (embedded-hal's pattern): a UART's or
+    /// socket's own error type keeps its detail, and generic code still tells "the host went
+    /// away" (`BrokenPipe`, `ConnectionReset`) from "try again" (`Interrupted`, `TimedOut`).
+    /// `core::convert::Infallible` is one, for links that cannot fail.
+    type Error: embedded_io::Error;
     /// An in-flight DMA transfer of buffer `B`.
     type Transfer<'a, B>: Transfer<B, Error = Self::Error>
     where

@@ -19,7 +19,7 @@ use core::ptr::NonNull;
 use critical_section::Mutex;
 use dmapickle_core::{release::control_len, Descriptor};
 
-use crate::ring::ReleaseRing;
+use crate::ring::DeviceEnd;
 use crate::view::{self, Pod};
 use crate::Error;
 
@@ -55,7 +55,7 @@ pub struct SharedRegion {
     stride: usize,
     data_start: usize,
     slots: usize,
-    ring: Mutex<ReleaseRing>,
+    ring: Mutex<DeviceEnd>,
     state: Mutex<Cell<Slots>>,
     stray: Mutex<Cell<u32>>,
 }
@@ -110,7 +110,7 @@ impl SharedRegion {
             return Err(Error::RegionSize);
         }
         // SAFETY: forwarded from this function's contract; the control block lies inside `len`.
-        let ring = unsafe { ReleaseRing::init(base, len, ring_capacity)? };
+        let ring = unsafe { DeviceEnd::init(base, len, ring_capacity)? };
         Ok(SharedRegion {
             id,
             base: NonNull::new(base).ok_or(Error::RegionAlignment)?,

@@ -5,7 +5,7 @@
 
 use dmapickle_core::frame::{Body, BufferKind, Header, HEADER_LEN};
 use dmapickle_core::release::Release;
-use dmapickle_hal::ring::ReleaseRing;
+use dmapickle_hal::ring::HostEnd;
 use dmapickle_hal::{io::IoLink, DmaBuf, Error, Outgoing, Publisher, SharedRegion};
 
 fn leak(n: usize) -> &'static mut [u8] {
@@ -107,7 +107,7 @@ fn shared_slot_is_not_reused_before_its_release() {
     // and the host's ring.
     let region = unsafe { SharedRegion::from_raw_parts(3, base, len, 256, 2) }.unwrap();
     // SAFETY: the region's memory is leaked ('static); this is the host's half of the ring.
-    let host = unsafe { ReleaseRing::attach(base, len) }.unwrap();
+    let host = unsafe { HostEnd::attach(base, len) }.unwrap();
     let publisher = Publisher::new();
     let mut link = IoLink::new(Vec::new());
     let mut lent = Vec::new();

@@ -150,20 +150,28 @@ thread_local! {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    // `-- --only large|tiny` runs only the rows with (or without) an inline buffer of 64 KiB+.
+    let only = std::env::args().skip_while(|a| a != "--only").nth(1);
     let volume: u64 = if quick { 128 << 20 } else { 1 << 30 };
     let reps = if quick { 2 } else { 5 };
     println!("| message | frame bytes | raw read | reassembly | ratio | raw read, per reader CPU s | reassembly, per reader CPU s | CPU ratio | payload copied |");
     println!("|---|---|---|---|---|---|---|---|---|");
     let tiny = if quick { 200_000 } else { 1_000_000 };
-    let rows: [(usize, u32, bool); 6] = [
+    let rows: [(usize, u32, bool); 7] = [
         (64 << 10, 0, false),
         (256 << 10, 0, false),
         (1 << 20, 0, false),
+        (16 << 20, 0, false),
         (1 << 20, 0, true),
         (0, tiny, false),
         (16, tiny, false),
     ];
     for (buf_len, tiny_count, no_crc) in rows {
+        match only.as_deref() {
+            Some("large") if tiny_count > 0 => continue,
+            Some("tiny") if tiny_count == 0 => continue,
+            _ => {}
+        }
         NO_CRC.store(no_crc, Ordering::Relaxed);
         let flen = frame(1, buf_len).len();
         let count = if tiny_count > 0 {

@@ -13,7 +13,9 @@ pub mod control;
 // Validation: the one checker over core's validator every path uses (CLI, readers, Python).
 pub mod validation;
 
-// The link: frame reader, messages and shared regions (docs/wire-format.md).
+// The link: frame reader, messages and shared regions (docs/wire-format.md), and the data
+// CRC of large payloads on a second core (data_crc.rs).
+mod data_crc;
 pub mod message;
 pub mod region;
 pub mod stream;

@@ -3,7 +3,7 @@
 //!
 //! The device side is `dmapickle_hal::SharedRegion`; the protocol is `docs/wire-format.md`,
 //! "Shared regions and the release ring". The memory accesses to the ring are
-//! `dmapickle_hal::ring::ReleaseRing`, the same code the device runs.
+//! `dmapickle_hal::ring::HostEnd`, the host's half of the code the device runs (`DeviceEnd`).
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::OpenOptions;
@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use dmapickle_core::release::{control_len, Release};
 use dmapickle_core::Descriptor;
-use dmapickle_hal::ring::ReleaseRing;
+use dmapickle_hal::ring::HostEnd;
 use memmap2::MmapRaw;
 
 /// One mapped shared region.
@@ -27,7 +27,7 @@ pub struct Region {
 
 #[derive(Debug, Default)]
 struct RingState {
-    ring: Option<ReleaseRing>,
+    ring: Option<HostEnd>,
     /// Releases the ring had no room for yet, oldest first.
     pending: VecDeque<Release>,
     /// Bumped when the device restarts: views of an older epoch release nothing.
@@ -86,18 +86,17 @@ impl Region {
         self.ring.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn attach<'s>(
-        &self,
-        slot: &'s mut Option<ReleaseRing>,
-    ) -> Result<&'s ReleaseRing, RegionError> {
+    fn attach<'s>(&self, slot: &'s mut Option<HostEnd>) -> Result<&'s HostEnd, RegionError> {
         if slot.is_none() {
             // SAFETY: the mapping lives as long as `self`, which owns the ring state; the device
             // initialised the control block before sending a frame naming this region, and only
             // ring code touches the control block.
-            let ring = unsafe { ReleaseRing::attach(self.map.as_mut_ptr(), self.map.len()) }
-                .map_err(|e| RegionError::Ring {
-                    region: self.id,
-                    error: e,
+            let ring =
+                unsafe { HostEnd::attach(self.map.as_mut_ptr(), self.map.len()) }.map_err(|e| {
+                    RegionError::Ring {
+                        region: self.id,
+                        error: e,
+                    }
                 })?;
             *slot = Some(ring);
         }

@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use dmapickle_core::frame::{Body, BufferKind, Entry, Header, HEADER_LEN, SYNC, VERSION};
 
+use crate::data_crc::CrcHelper;
 use crate::message::{Buffer, Message};
 use crate::region::{RegionError, RegionMap};
 use crate::validation::{Checker, Rejection};
@@ -280,8 +281,59 @@ pub struct FrameReader<R> {
     scan: Option<RestartScan>,
     /// [`monotonic_ns`] when the latest read from the source returned: a message's `host_ns`.
     last_read_ns: u64,
+    /// The thread that checks the data CRC of large payloads, and from what size it does.
+    crc_helper: CrcHelper,
+    crc_helper_min: usize,
     /// Sees every byte skipped while hunting (control replies travel there).
     skip_tap: Option<SkipTap>,
+}
+
+/// Direct payload reads of at least this many bytes have their data CRC folded on a helper
+/// thread while the next piece is read (if the machine has a second core).
+pub const CRC_HELPER_MIN: usize = 512 << 10;
+
+/// Where a direct read lands: the payload, and the data CRC of what landed.
+trait Landing {
+    /// The payload not read yet.
+    fn unread(&mut self) -> &mut [u8];
+    /// `n` more bytes landed at the start of [`unread`](Self::unread).
+    fn landed(&mut self, n: usize);
+    /// Bytes that landed.
+    fn bytes(&self, range: Range<usize>) -> &[u8];
+}
+
+/// A payload whose CRC is folded on the reading thread, piece by piece while in cache.
+struct Here<'d> {
+    dst: &'d mut [u8],
+    read: usize,
+    crc: Option<u32>,
+}
+
+impl Landing for Here<'_> {
+    fn unread(&mut self) -> &mut [u8] {
+        &mut self.dst[self.read..]
+    }
+    fn landed(&mut self, n: usize) {
+        if let Some(crc) = self.crc.as_mut() {
+            *crc = crc32c::crc32c_append(*crc, &self.dst[self.read..self.read + n]);
+        }
+        self.read += n;
+    }
+    fn bytes(&self, range: Range<usize>) -> &[u8] {
+        &self.dst[range]
+    }
+}
+
+impl Landing for crate::data_crc::Frame<'_> {
+    fn unread(&mut self) -> &mut [u8] {
+        crate::data_crc::Frame::unread(self)
+    }
+    fn landed(&mut self, n: usize) {
+        self.read(n)
+    }
+    fn bytes(&self, range: Range<usize>) -> &[u8] {
+        crate::data_crc::Frame::bytes(self, range)
+    }
 }
 
 /// Receives the bytes a [`FrameReader`] skips while hunting, in stream order.
@@ -331,6 +383,12 @@ impl<R: Read> FrameReader<R> {
             read_hint: None,
             scan: None,
             last_read_ns: 0,
+            crc_helper: CrcHelper::default(),
+            crc_helper_min: match std::env::var("DMAPICKLE_CRC_HELPER_MIN") {
+                Ok(v) => v.parse().unwrap_or(CRC_HELPER_MIN),
+                Err(_) if CrcHelper::available() => CRC_HELPER_MIN,
+                Err(_) => usize::MAX,
+            },
             skip_tap: None,
         }
     }
@@ -436,8 +494,12 @@ impl<R: Read> FrameReader<R> {
                 self.skip_hunting(self.len - self.pos);
                 return Ok(false);
             }
-            // Keep a possible partial sync word at the end.
-            let keep = avail.len().min(SYNC.len() - 1);
+            // Keep a possible partial sync word at the end (only bytes that are one, so a
+            // control reply's last bytes reach the skip tap without waiting for more input).
+            let keep = (1..SYNC.len())
+                .rev()
+                .find(|&k| avail.ends_with(&SYNC[..k]))
+                .unwrap_or(0);
             self.skip_hunting(avail.len() - keep);
             if !self.fill_to(keep + 1)? {
                 self.skip_hunting(self.len - self.pos);
@@ -501,29 +563,67 @@ impl<R: Read> FrameReader<R> {
         Ok(true)
     }
 
-    /// Read into `dst` straight from the source, folding each piece into `crc` while it is
-    /// still in cache; returns the bytes read (short at end of input, or when a rebooted
-    /// device's header shows up inside the frame). `staged` is the stage-relative position the
-    /// bytes belong at (the frame's staged bytes end there).
+    /// Read into `dst` straight from the source, folding each piece into `crc`: on a helper
+    /// thread while the next piece is read, for payloads of at least [`CRC_HELPER_MIN`] bytes
+    /// (when there is a second core), else here while the piece is still in cache. Returns the
+    /// bytes read (short at end of input, or when a rebooted device's header shows up inside
+    /// the frame). `staged` is the stage-relative position the bytes belong at (the frame's
+    /// staged bytes end there).
     fn read_direct(
         &mut self,
         dst: &mut [u8],
         staged: usize,
-        mut crc: Option<&mut u32>,
+        crc: Option<&mut u32>,
+    ) -> Result<usize, ReadError> {
+        let total = dst.len();
+        let done = match crc {
+            Some(crc) if total >= self.crc_helper_min => {
+                let mut helper = std::mem::take(&mut self.crc_helper);
+                let mut frame = helper.frame(dst, *crc);
+                let done = self.read_pieces(&mut frame, total, staged);
+                *crc = frame.finish();
+                self.crc_helper = helper;
+                done?
+            }
+            crc => {
+                let mut here = Here {
+                    dst,
+                    read: 0,
+                    crc: crc.as_deref().copied(),
+                };
+                let done = self.read_pieces(&mut here, total, staged)?;
+                if let (Some(crc), Some(folded)) = (crc, here.crc) {
+                    *crc = folded;
+                }
+                done
+            }
+        };
+        self.counters.bytes_read += done as u64;
+        if let Some(scan) = self.scan.as_mut() {
+            // Stage-relative positions after these bytes are `done` further into the frame.
+            scan.direct += done as u64;
+        }
+        Ok(done)
+    }
+
+    /// The read loop of [`read_direct`](Self::read_direct): up to `total` bytes into `land`.
+    fn read_pieces(
+        &mut self,
+        land: &mut impl Landing,
+        total: usize,
+        staged: usize,
     ) -> Result<usize, ReadError> {
         let mut done = 0;
-        while done < dst.len() {
-            match self.src.read(&mut dst[done..]) {
+        while done < total {
+            match self.src.read(land.unread()) {
                 Ok(0) => break,
                 Ok(k) => {
                     self.last_read_ns = monotonic_ns();
-                    if let Some(crc) = crc.as_deref_mut() {
-                        *crc = crc32c::crc32c_append(*crc, &dst[done..done + k]);
-                    }
+                    land.landed(k);
                     let rel = (staged + done) as u64;
                     done += k;
                     if let Some(scan) = self.scan.as_mut() {
-                        if scan.feed_staged(rel, &dst[done - k..done]) {
+                        if scan.feed_staged(rel, land.bytes(done - k..done)) {
                             break;
                         }
                     }
@@ -531,11 +631,6 @@ impl<R: Read> FrameReader<R> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.into()),
             }
-        }
-        self.counters.bytes_read += done as u64;
-        if let Some(scan) = self.scan.as_mut() {
-            // Stage-relative positions after these bytes are `done` further into the frame.
-            scan.direct += done as u64;
         }
         Ok(done)
     }

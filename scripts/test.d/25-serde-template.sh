@@ -4,8 +4,9 @@
 # does not cover: the code-size crate bench/size, its own workspace on thumbv7em-none-eabihf.
 # It must be rustfmt- and clippy-clean and link every path; its .text table is printed.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+source "$(dirname "$0")/../lib.sh"
+CARGO_TARGET_DIR=$(target_dir)
+export CARGO_TARGET_DIR
 cd "$root/bench/size"
 cargo fmt --check
 CARGO_TARGET_DIR="$CARGO_TARGET_DIR/size" cargo clippy -q --release -- -D warnings

@@ -1,22 +1,17 @@
 #!/usr/bin/env bash
-# Validator (issue 3): CPython/numpy vectors generated now with both venvs (numpy 2.x and 1.26)
+# Validator: CPython/numpy vectors generated now with both venvs (numpy 2.x and 1.26)
 # are all accepted by `dmapickle check` and `dmapickle inspect` agrees with pickletools on each
 # (and on protocol 0/1 pickles, which check refuses);
 # every committed hostile case is rejected with its expected reason, within 1 s, never crashing;
 # the committed hostile files are what the generator writes; the strict-profile property test
 # (everything the encoder emits is accepted under strict) and the reader/validator unit tests.
 set -euo pipefail
-root=${DMAPICKLE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-cd "$root"
-py2=${DMAPICKLE_PYTHON:-$root/.venv/np2/bin/python}
-py1=${DMAPICKLE_PYTHON_NP1:-$root/.venv/np1/bin/python}
-for py in "$py2" "$py1"; do
-  [ -x "$py" ] || { echo "missing $py: run scripts/setup.sh"; exit 1; }
-done
+source "$(dirname "$0")/../lib.sh"
+py2=$py
+need_python "$py2" "$py1"
 
 cargo build -q -p dmapickle-host --bin dmapickle
-target=$(cargo metadata --format-version 1 --no-deps | "$py2" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-bin="$target/debug/dmapickle"
+bin="$(target_dir)/debug/dmapickle"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -3,10 +3,8 @@
 # the corpus seeded from CPython/numpy vectors generated now and the committed hostile cases.
 # No crash, no timeout. Installs cargo-fuzz and the nightly toolchain if absent.
 set -euo pipefail
-root=${DMAPICKLE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-cd "$root"
-py=${DMAPICKLE_PYTHON:-$root/.venv/np2/bin/python}
-[ -x "$py" ] || { echo "missing $py: run scripts/setup.sh"; exit 1; }
+source "$(dirname "$0")/../lib.sh"
+need_python "$py"
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The link (issues 4, 11): the worked examples of docs/wire-format.md decoded from their exact
+# The link: the worked examples of docs/wire-format.md decoded from their exact
 # bytes; every reading rule over its byte-exact stream; a second reader written in Python from the
 # document alone (tests/wire/spec_decoder.py, stdlib only) agreeing with the Rust reader on every
 # message and counter of those streams and of the fault-injection streams;
@@ -10,13 +10,8 @@
 # the fuzz build shares fuzz/target with 35-fuzz, so after those parts this takes about 3 to 4
 # minutes on 2 cores (miri's first build is the largest share); from cold, about 13.
 set -euo pipefail
-root=${DMAPICKLE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-cd "$root"
-export DMAPICKLE_PYTHON=${DMAPICKLE_PYTHON:-$root/.venv/np2/bin/python}
-export DMAPICKLE_PYTHON_NP1=${DMAPICKLE_PYTHON_NP1:-$root/.venv/np1/bin/python}
-for py in "$DMAPICKLE_PYTHON" "$DMAPICKLE_PYTHON_NP1"; do
-  [ -x "$py" ] || { echo "missing $py: run scripts/setup.sh"; exit 1; }
-done
+source "$(dirname "$0")/../lib.sh"
+need_python "$py" "$py1"
 
 echo "--- link: wire-format examples, round trip, faults, shared regions, hal proofs"
 cargo test --workspace --all-features --lib -- frame:: release:: ring::

@@ -6,21 +6,11 @@
 # Debug builds, so the dependencies 10-rust.sh already compiled are reused: about 1 min after
 # 10-rust.sh, about 4 min cold on 2 cores. (bench/python.sh builds release for measurements.)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-root=$(pwd)
-py=${DMAPICKLE_PYTHON:-$root/.venv/np2/bin/python}
-py1=${DMAPICKLE_PYTHON_NP1:-$root/.venv/np1/bin/python}
-for p in "$py" "$py1"; do
-  [ -x "$p" ] || { echo "missing $p: run scripts/setup.sh"; exit 1; }
-done
-target=${CARGO_TARGET_DIR:-$root/target}
+source "$(dirname "$0")/../lib.sh"
+need_python "$py" "$py1"
+target=$(target_dir)
 cargo build -p dmapickle-host --features zmq --bin dmapickle --example device
-wheels="$target/wheels-python"
-rm -rf "$wheels"
-(cd host && "$(dirname "$py")/maturin" build --quiet -o "$wheels")
-for p in "$py" "$py1"; do
-  "$p" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheels"/dmapickle-*.whl
-done
+install_package -- "$py" "$py1"
 export DMAPICKLE_BIN="$target/debug/dmapickle"
 export DMAPICKLE_DEVICE="$target/debug/examples/device"
 cd tests/python

@@ -5,12 +5,10 @@
 # Reuses the debug CLI 50-python.sh builds and the firmware 60-hil.sh builds (built here if
 # missing). About 1.5 minutes; every process a block starts is killed when the block ends.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
-py=${DMAPICKLE_PYTHON:-$root/.venv/np2/bin/python}
-[ -x "$py" ] || { echo "55-readme: no Python at $py: run scripts/setup.sh"; exit 1; }
-command -v qemu-system-arm >/dev/null || { echo "55-readme: qemu-system-arm missing: run scripts/setup.sh"; exit 1; }
-cd "$root"
-target=${CARGO_TARGET_DIR:-$root/target}
+source "$(dirname "$0")/../lib.sh"
+need_python "$py"
+need_command qemu-system-arm
+target=$(target_dir)
 cargo build -q -p dmapickle-host --features zmq --bin dmapickle --example device
 (cd firmware && cargo build -q --release)
 bash tests/hil/ensure-package.sh "$py"

@@ -4,17 +4,13 @@
 # runs in tests/hil/ (inline and shared-region links through dmapickle-host's reader, and the
 # shared region through the `dmapickle` Python package; >= 1000 messages each, every sample
 # checked in Python; faults and exit codes; the Embassy build over Ethernet, 4096 messages and a
-# connection dropped mid-frame). Budget: 5 minutes. Every QEMU run has a timeout and is killed
+# connection dropped mid-frame; host -> device control over the UART with a proxy that damages
+# commands and drops replies, hil_control.py). Budget: 5 minutes. Every QEMU run has a timeout and is killed
 # with its process group when its test ends, pass or fail.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
-py=${DMAPICKLE_PYTHON:-$root/.venv/np2/bin/python}
-py1=${DMAPICKLE_PYTHON_NP1:-$root/.venv/np1/bin/python}
-for p in "$py" "$py1"; do
-  [ -x "$p" ] || { echo "60-hil: no Python at $p: run scripts/setup.sh"; exit 1; }
-done
-command -v qemu-system-arm >/dev/null || { echo "60-hil: qemu-system-arm missing: run scripts/setup.sh"; exit 1; }
-command -v defmt-print >/dev/null || { echo "60-hil: defmt-print missing: run scripts/setup.sh"; exit 1; }
+source "$(dirname "$0")/../lib.sh"
+need_python "$py" "$py1"
+need_command qemu-system-arm defmt-print
 
 cd "$root/firmware"
 host=$(rustc -vV | sed -n 's/^host: //p')
@@ -26,11 +22,11 @@ cargo clippy -q --lib --tests --no-default-features --features std --target "$ho
 # The firmware's logic on the host (the binary itself is thumb-only).
 cargo test -q --lib --no-default-features --features std --target "$host"
 cargo test -q --doc --no-default-features --features std --target "$host"
-target_dir=${CARGO_TARGET_DIR:-$root/firmware/target}
+fw_target=${CARGO_TARGET_DIR:-$root/firmware/target}
 # The real-board (probe-rs/RTT) build links too; its own target dir keeps the QEMU ELF intact.
-CARGO_TARGET_DIR=$target_dir/rtt cargo build -q --release --no-default-features --features rtt
+CARGO_TARGET_DIR=$fw_target/rtt cargo build -q --release --no-default-features --features rtt
 # ... and carries the RTT control block probe-rs looks for, with the frame channel's name in it.
-rtt_elf=$target_dir/rtt/thumbv7em-none-eabihf/release/dmapickle-firmware
+rtt_elf=$fw_target/rtt/thumbv7em-none-eabihf/release/dmapickle-firmware
 llvm_bin=$(rustc --print sysroot)/lib/rustlib/$host/bin
 symbols=$("$llvm_bin/llvm-nm" "$rtt_elf")  # not piped into grep -q: pipefail + SIGPIPE
 grep -q ' _SEGGER_RTT$' <<<"$symbols" || { echo "60-hil: no _SEGGER_RTT in $rtt_elf"; exit 1; }
@@ -39,10 +35,10 @@ rodata=$(mktemp)
 grep -aq 'dmapickle' "$rodata" || { echo "60-hil: RTT channel name 'dmapickle' missing from $rtt_elf"; exit 1; }
 rm -f "$rodata"
 cargo build -q --release
-export DMAPICKLE_FIRMWARE_ELF=$target_dir/thumbv7em-none-eabihf/release/dmapickle-firmware
+export DMAPICKLE_FIRMWARE_ELF=$fw_target/thumbv7em-none-eabihf/release/dmapickle-firmware
 # The Embassy build (async tasks, LAN9118 Ethernet, embassy-net TCP): hil_ethernet.py.
 cargo build -q --release --features embassy --bin dmapickle-embassy
-export DMAPICKLE_EMBASSY_ELF=$target_dir/thumbv7em-none-eabihf/release/dmapickle-embassy
+export DMAPICKLE_EMBASSY_ELF=$fw_target/thumbv7em-none-eabihf/release/dmapickle-embassy
 # A real Embassy chip, compile-checked: the RP2040 (thumbv6m, embassy-rp, DMA UART) example.
 (cd boards/rp2040 && cargo fmt --check && cargo clippy -q --release -- -D warnings)
 export DMAPICKLE_FIRMWARE_RTT_ELF=$rtt_elf  # qemu.sh must refuse it
@@ -58,7 +54,7 @@ cd "$root"
 cargo build -q -p dmapickle-hil-feeder
 bash tests/hil/ensure-package.sh "$py"
 bash tests/hil/ensure-package.sh "$py1"  # its pytest plugin starts QEMU for the numpy 1.26 run
-export DMAPICKLE_HIL_FEEDER=${CARGO_TARGET_DIR:-$root/target}/debug/dmapickle-hil-feeder
+export DMAPICKLE_HIL_FEEDER=$(target_dir)/debug/dmapickle-hil-feeder
 
 # Every QEMU and feeder process group the tests start is listed here; whatever happens to
 # pytest, the trap kills what is left, and a survivor fails the part.

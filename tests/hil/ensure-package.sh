@@ -4,8 +4,8 @@
 # (scripts/test.d/50-python.sh installs it on a full run), build the abi3 wheel from host/ with
 # maturin and install it, as 50-python.sh does.   tests/hil/ensure-package.sh [PYTHON]
 set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
-py=${1:-${DMAPICKLE_PYTHON:-$root/.venv/np2/bin/python}}
+source "$(dirname "$0")/../../scripts/lib.sh"
+py=${1:-$py}
 # Installed and no older than every source it is built from: nothing to do.
 installed=$("$py" -c "import dmapickle._native as m; print(m.__file__)" 2>/dev/null || true)
 if [ -n "$installed" ] && [ -z "$(find "$root/host/src" "$root/host/python" "$root/host/Cargo.toml" \
@@ -13,7 +13,4 @@ if [ -n "$installed" ] && [ -z "$(find "$root/host/src" "$root/host/python" "$ro
   exit 0
 fi
 echo "building the dmapickle Python package (maturin, host/)..."
-wheels=$(mktemp -d)
-trap 'rm -rf "$wheels"' EXIT
-(cd "$root/host" && "$(dirname "$py")/maturin" build --release --quiet -o "$wheels")
-"$py" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheels"/dmapickle-*.whl
+install_package --release -- "$py"

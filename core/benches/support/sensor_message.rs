@@ -24,3 +24,22 @@ pub fn encoder_message(out: &mut [u8]) -> (usize, Vec<usize>) {
     let lens = encoded.descriptors.iter().map(|d| d.len as usize).collect();
     (encoded.pickle.len(), lens)
 }
+
+/// Where the `seq` value byte (`BININT1`) and the low byte of `t_ns` (`LONG1`) are in either
+/// spelling, so that a benchmark can give every message new numbers as a stream would.
+#[allow(dead_code)]
+pub fn number_slots(pickle: &[u8]) -> (usize, usize) {
+    let after = |key: &[u8]| {
+        pickle
+            .windows(key.len())
+            .position(|w| w == key)
+            .map(|i| i + key.len())
+            .expect("key in the message")
+    };
+    let seq = after(b"seq");
+    let seq = if pickle[seq] == 0x94 { seq + 1 } else { seq }; // CPython memoizes the key
+    let t = after(b"t_ns");
+    let t = if pickle[t] == 0x94 { t + 1 } else { t };
+    assert_eq!((pickle[seq], pickle[t]), (b'K', 0x8a), "BININT1 seq, LONG1 t_ns");
+    (seq + 1, t + 2)
+}

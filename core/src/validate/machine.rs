@@ -25,6 +25,22 @@ pub(super) enum Keys {
 /// What every pickle may expand to beyond `max_expansion` x its length.
 pub(super) const EXPANSION_SLACK: u64 = 1 << 16;
 
+/// The value of a `LONG1`/`LONG4` argument (two's complement, little-endian) if it has at most
+/// 8 bytes.
+#[inline]
+pub(super) fn long_small(b: &[u8]) -> Option<i64> {
+    (b.len() <= 8).then(|| {
+        let fill = if b.last().is_some_and(|x| x & 0x80 != 0) {
+            0xff
+        } else {
+            0
+        };
+        let mut w = [fill; 8];
+        w.iter_mut().zip(b).for_each(|(w, b)| *w = *b);
+        i64::from_le_bytes(w)
+    })
+}
+
 // ------------------------------------------------------------------------------------------------
 // The machine
 
@@ -64,6 +80,8 @@ pub(super) struct Machine<'v, 'p, 'w, 't, 'o> {
     pub(super) hash_work: u64,
     pub(super) prev: [Option<Opcode>; 2],
     pub(super) tracer: Option<&'t mut Tracer<'o>>,
+    /// Notes the literals a [`Layout`] may leave free (when the workspace has a layout).
+    pub(super) recorder: Option<&'t mut Recorder>,
     pub(super) at: usize,
     pub(super) op: u8,
 }
@@ -79,8 +97,13 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         buffers: &'p [usize],
         ws: &'w mut Workspace<'_>,
         tracer: Option<&'t mut Tracer<'o>>,
+        recorder: Option<&'t mut Recorder>,
         keys: Keys,
     ) -> Self {
+        let recorder = recorder.map(|r| {
+            *r = Recorder::new();
+            r
+        });
         let (use_keys, count_lists) = match keys {
             Keys::Off => (false, false),
             Keys::On { lists } => (true, lists),
@@ -134,6 +157,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             hash_work: 0,
             prev: [None, None],
             tracer,
+            recorder,
             at: 0,
             op: 0,
         }
@@ -450,6 +474,14 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
 
     // ---- opcodes -------------------------------------------------------------------------------
 
+    /// A number literal was just pushed (with the newest id): tell the recorder, if any.
+    #[inline]
+    fn note_literal(&mut self, op: &Op<'p>) {
+        if let Some(r) = self.recorder.as_deref_mut() {
+            r.literal(op, self.next_id);
+        }
+    }
+
     pub(super) fn allowed(&self, op: Opcode) -> bool {
         use Opcode::*;
         let strict = matches!(
@@ -552,23 +584,15 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             (Opcode::Newfalse, _) => self.push(Kind::Bool(false))?,
             (Opcode::Binint | Opcode::Binint1 | Opcode::Binint2, Argument::Int(v)) => {
                 self.charge(limits::cost::int_small(v))?;
-                self.push(Kind::Int(Some(v)))?
+                self.push(Kind::Int(Some(v)))?;
+                self.note_literal(op);
             }
             (Opcode::Long1 | Opcode::Long4, Argument::Long(b)) => {
-                let value = (b.len() <= 8).then(|| {
-                    let fill = if b.last().is_some_and(|x| x & 0x80 != 0) {
-                        0xff
-                    } else {
-                        0
-                    };
-                    let mut w = [fill; 8];
-                    w.iter_mut().zip(b).for_each(|(w, b)| *w = *b);
-                    i64::from_le_bytes(w)
-                });
-                match value {
+                match long_small(b) {
                     Some(v) => {
                         self.charge(limits::cost::int_small(v))?;
-                        self.push(Kind::Int(Some(v)))?
+                        self.push(Kind::Int(Some(v)))?;
+                        self.note_literal(op);
                     }
                     None => {
                         self.charge(limits::cost::int_bytes(b.len() as u64))?;
@@ -578,7 +602,8 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             }
             (Opcode::Binfloat, Argument::Float(f)) => {
                 self.charge(limits::cost::FLOAT)?;
-                self.push(Kind::Float(f.to_bits()))?
+                self.push(Kind::Float(f.to_bits()))?;
+                self.note_literal(op);
             }
             (_, Argument::Str(s)) => {
                 self.charge(limits::cost::str(s.len() as u64, s.is_ascii()))?;
@@ -931,6 +956,9 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
 
     pub(super) fn put(&mut self, index: usize) -> Check<()> {
         let top = *self.current(self.top()?);
+        if let Some(r) = self.recorder.as_deref_mut() {
+            r.memoized(top.id);
+        }
         if index >= self.memo.len() {
             return Err(Reason::MemoTooLarge);
         }
@@ -1045,6 +1073,11 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                 None => return Err(Reason::StackUnderflow),
             };
             let key = want == Want::Set || (pairs && (i - range.start).is_multiple_of(2));
+            if pairs && !key {
+                if let (Some(r), Some(s)) = (self.recorder.as_deref_mut(), self.stack.get(i)) {
+                    r.dict_value(s.id);
+                }
+            }
             if key {
                 if !hashable {
                     return Err(Reason::Unhashable);

@@ -91,9 +91,12 @@ use crate::reader::{Argument, Op, Reader};
 use crate::reason::Reason;
 
 pub mod hash;
+pub mod layout;
 pub mod limits;
 
 use hash::Hash;
+pub use layout::Layout;
+use layout::Recorder;
 pub use limits::{Limit, Limits};
 
 mod allowlist;
@@ -201,6 +204,8 @@ pub struct Workspace<'w> {
     keys: &'w mut [KeySlot],
     /// The (module, name) byte ranges of the last global refused, for the caller's message.
     refused: Option<[usize; 4]>,
+    /// The last layout proved, if the caller lent one.
+    layout: Option<&'w mut Layout>,
 }
 
 impl<'w> Workspace<'w> {
@@ -221,7 +226,23 @@ impl<'w> Workspace<'w> {
             memo,
             keys,
             refused: None,
+            layout: None,
         }
+    }
+
+    /// Remembers the last pickle accepted in `layout`, so that the next ones that differ from it
+    /// only in the numbers it stores as dict values are validated by a comparison (see
+    /// [`layout`]).
+    pub fn with_layout(self, layout: &'w mut Layout) -> Self {
+        Workspace {
+            layout: Some(layout),
+            ..self
+        }
+    }
+
+    /// Stack, memo and key table capacities (part of what a layout was proved with).
+    fn capacities(&self) -> [usize; 3] {
+        [self.stack.len(), self.memo.len(), self.keys.len()]
     }
 
     /// After a rejection for [`Reason::GlobalNotAllowed`]: the `(module, name)` that was refused,
@@ -249,6 +270,7 @@ pub struct OwnedWorkspace {
     stack: std::vec::Vec<Slot>,
     memo: std::vec::Vec<Slot>,
     keys: std::vec::Vec<KeySlot>,
+    layout: std::boxed::Box<Layout>,
 }
 
 #[cfg(feature = "std")]
@@ -263,6 +285,7 @@ impl OwnedWorkspace {
             stack: std::vec![Slot::EMPTY; stack],
             memo: std::vec![Slot::EMPTY; memo],
             keys: std::vec![KeySlot::EMPTY; 1024 + 1],
+            layout: std::boxed::Box::new(Layout::new()),
         }
     }
 
@@ -295,6 +318,7 @@ impl OwnedWorkspace {
             memo: &mut self.memo,
             keys: &mut self.keys,
             refused: None,
+            layout: Some(&mut self.layout),
         }
     }
 }
@@ -351,16 +375,39 @@ impl<'g> Validator<'g> {
         buffers: &[usize],
         ws: &mut Workspace<'_>,
     ) -> Result<Validated> {
-        self.run(pickle, buffers, ws)
+        let capacities = ws.capacities();
+        if let Some(layout) = ws.layout.as_deref() {
+            if let Some(validated) = layout.matches(self, pickle, buffers, capacities) {
+                ws.refused = None;
+                return Ok(validated);
+            }
+        }
+        if ws.layout.is_none() || !Layout::eligible(self, pickle, buffers) {
+            return self.run(pickle, buffers, ws, None);
+        }
+        let mut recorder = Recorder::new();
+        let result = self.run(pickle, buffers, ws, Some(&mut recorder));
+        if let (Ok(validated), Some(layout)) = (&result, ws.layout.as_deref_mut()) {
+            layout.remember(self, pickle, buffers, capacities, *validated, &recorder);
+        }
+        result
     }
 
     /// Runs the machine, a second time with the key table if the first run saw more keys with
     /// a chosen hash than one hash may have (the common message has none, and pays nothing).
-    fn run(&self, pickle: &[u8], buffers: &[usize], ws: &mut Workspace<'_>) -> Result<Validated> {
-        match Machine::new(self, pickle, buffers, ws, None, Keys::Off).run()? {
+    fn run(
+        &self,
+        pickle: &[u8],
+        buffers: &[usize],
+        ws: &mut Workspace<'_>,
+        mut recorder: Option<&mut Recorder>,
+    ) -> Result<Validated> {
+        let first = Machine::new(self, pickle, buffers, ws, None, recorder.as_deref_mut(), Keys::Off);
+        match first.run()? {
             Run::Done(validated) => Ok(validated),
             Run::NeedKeys { lists } => {
-                match Machine::new(self, pickle, buffers, ws, None, Keys::On { lists }).run()? {
+                let keys = Keys::On { lists };
+                match Machine::new(self, pickle, buffers, ws, None, recorder, keys).run()? {
                     Run::Done(validated) => Ok(validated),
                     Run::NeedKeys { .. } => Err(Error::Rejected {
                         at: 0,
@@ -387,7 +434,7 @@ impl<'g> Validator<'g> {
         ws: &mut Workspace<'_>,
         out: &mut dyn fmt::Write,
     ) -> Result<Validated> {
-        let validated = self.run(pickle, buffers, ws)?;
+        let validated = self.run(pickle, buffers, ws, None)?;
         // An accepted pickle leaves its one value at the bottom of the stack.
         let top = ws.stack.first().copied().unwrap_or(Slot::EMPTY);
         let mut tracer = Tracer {
@@ -409,7 +456,7 @@ impl<'g> Validator<'g> {
                 tracer.write(|w| w.write_str(open));
                 // The pickle is valid: this run only traces the top value's items. It needs no
                 // key table (only collisions would differ), so it ends Done or NeedKeys.
-                Machine::new(self, pickle, buffers, ws, Some(&mut tracer), Keys::Off).run()?;
+                Machine::new(self, pickle, buffers, ws, Some(&mut tracer), None, Keys::Off).run()?;
                 if tracer.items > MAX_SUMMARY_ITEMS {
                     let more = tracer.items - MAX_SUMMARY_ITEMS;
                     tracer.write(|w| write!(w, ", ... {more} more"));

@@ -48,7 +48,7 @@ use embedded_io_async::Write;
 use static_cell::{ConstStaticCell, StaticCell};
 
 use dmapickle_firmware::adc::Adc;
-use dmapickle_firmware::config::{BootConfig, LinkMode, MAX_BLOCK};
+use dmapickle_firmware::config::{BootConfig, Placement, MAX_BLOCK};
 use dmapickle_firmware::message::{self, MAX_PICKLE};
 use dmapickle_firmware::waveform::ROW_BYTES;
 
@@ -101,7 +101,7 @@ fn main() -> ! {
     time_driver::init();
     let (cfg, net) = boot_config();
     defmt::info!("dmapickle firmware (embassy, ethernet): {} {}", cfg, net);
-    if cfg.mode != LinkMode::Inline {
+    if cfg.placement != Placement::Inline {
         defmt::error!(
             "mode=shared is the UART build's (PSRAM file); the Ethernet build sends arrays inline"
         );

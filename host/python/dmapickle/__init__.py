@@ -32,6 +32,7 @@ __all__ = [
     "ALLOWED_GLOBALS",
     "ClockEstimate",
     "DeviceClock",
+    "DeviceError",
     "Message",
     "RejectedError",
     "RestrictedUnpickler",
@@ -54,6 +55,8 @@ RejectedError = _native.RejectedError
 #: Warned (once per stream) when a live source delivered no message within 2 s of opening it;
 #: the message says what it waits for (a device to connect, or a first frame).
 WaitingWarning = _native.WaitingWarning
+#: A command the device answered with an error (nothing was applied): see :mod:`dmapickle.device`.
+DeviceError = _native.DeviceError
 
 
 def __dir__() -> List[str]:
@@ -263,6 +266,15 @@ class Stream:
     def closed(self) -> bool:
         """Whether the stream ended or was closed."""
         return bool(self._native.closed)
+
+    @property
+    def device(self) -> "Device":
+        """Commands to the instrument on this stream's connection (:mod:`dmapickle.device`):
+        ``info()``, ``set(rate_hz=..., block_rows=...)``, ``stats()``, ``start()``, ``stop()``,
+        ``ping()``."""
+        from .device import Device
+
+        return Device(self._native)
 
     @property
     def stats(self) -> Dict[str, Any]:

@@ -2,6 +2,7 @@
 
 import pickle
 from .clock import ClockEstimate as ClockEstimate, DeviceClock as DeviceClock
+from .device import Device as Device
 from typing import BinaryIO, Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 Global = Union[str, Tuple[str, str]]
@@ -20,6 +21,9 @@ class RejectedError(ValueError):
     """Why, as one English phrase, e.g. ``"global not in the allowlist"``."""
     limit: Optional[str]
     """For a bound exceeded: the keyword argument that sets it, e.g. ``"max_depth"``."""
+
+class DeviceError(RuntimeError):
+    """A command the device answered with an error: nothing was applied."""
 
 class WaitingWarning(UserWarning):
     """A live source delivered no message within 2 s of opening; the message says what it waits for."""
@@ -80,6 +84,9 @@ class Stream:
         """Stop reading; delivered messages and arrays stay valid."""
     @property
     def closed(self) -> bool: ...
+    @property
+    def device(self) -> Device:
+        """Commands to the instrument on this connection: info, set, stats, start, stop, ping."""
     @property
     def stats(self) -> Dict[str, Any]:
         """frames_ok, corrupt, lost, bytes_skipped, restarts, seq_jumps, refused, bytes_read,

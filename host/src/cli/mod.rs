@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod bridge;
 mod check;
+mod ctl;
 mod export;
 mod import;
 mod inspect;
@@ -44,6 +45,8 @@ enum Command {
     /// Export a recording or source to HDF5 (OUT.h5), Zarr v3 (OUT.zarr) or plain pickles
     /// (DIR --pickle), through the Python package (`pip install './host[export]'`).
     Export(export::Args),
+    /// Send one command to the device (info, stats, set rate=HZ rows=N, start, stop, ping).
+    Ctl(ctl::Args),
     /// Make a recording from a directory of pickles (validated), e.g. from `export --pickle`.
     Import(import::Args),
 }
@@ -94,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Listen(args) => listen::run(args),
+        Command::Ctl(args) => ctl::run(args),
         Command::Record(args) => record::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Bridge(args) => bridge::run(args),

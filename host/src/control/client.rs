@@ -1,7 +1,7 @@
 //! Sending commands: request ids, timeouts and retries.
 
 use std::io::{self, Write};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dmapickle_core::control::{
@@ -114,9 +114,53 @@ pub fn describe(reply: &Reply) -> String {
     }
 }
 
+/// The writer to the device on the current connection, `None` while there is none: the thread
+/// that reads the source fills it ([`DownSlot::refresh`]), a failed write empties it.
+#[derive(Clone, Default)]
+pub struct DownSlot(Arc<Mutex<Option<Box<dyn Write + Send>>>>);
+
+impl DownSlot {
+    /// A slot holding `w`.
+    pub fn new(w: Box<dyn Write + Send>) -> Self {
+        DownSlot(Arc::new(Mutex::new(Some(w))))
+    }
+
+    /// Takes the down link of `src`'s connection if the slot is empty (after a reconnect).
+    pub fn refresh(&self, src: &crate::source::Source) {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            if let Ok(f) = src.down_link() {
+                *slot = Some(Box::new(f));
+            }
+        }
+    }
+
+    /// Drops the down link (its connection ended, or its reader did): a duplicated descriptor
+    /// kept open would keep the connection itself open, so the device would never see the host
+    /// go away.
+    pub fn clear(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn send(&self, bytes: &[u8]) -> io::Result<()> {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(w) = slot.as_mut() else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "not connected to the device (yet)",
+            ));
+        };
+        let sent = w.write_all(bytes).and_then(|()| w.flush());
+        if sent.is_err() {
+            *slot = None;
+        }
+        sent
+    }
+}
+
 /// Sends commands down a link and waits for their replies. See the [module docs](super).
 pub struct Controller {
-    down: Box<dyn Write + Send>,
+    down: DownSlot,
     replies: Arc<Replies>,
     next_id: u32,
     /// How long one attempt waits.
@@ -131,7 +175,7 @@ impl Controller {
     /// Commands go to `down`; replies are looked for in `replies`. Request ids start at a value
     /// drawn from the clock and the process id, so a new session does not reuse the id the
     /// device answered last (which it would answer from its cache without applying).
-    pub fn new(down: Box<dyn Write + Send>, replies: Arc<Replies>) -> Self {
+    pub fn new(down: DownSlot, replies: Arc<Replies>) -> Self {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos() ^ d.as_secs() as u32);
@@ -150,30 +194,61 @@ impl Controller {
     /// (and so discard) a cut-off or corrupt command the device may still be waiting on.
     /// `Reply::Error` comes back as [`ControlError::Device`].
     pub fn call(&mut self, req: Request) -> Result<Reply, ControlError> {
+        self.call_while(req, &mut || {})
+    }
+
+    /// [`Controller::call`], running `idle` every 10 ms while it waits: a stream whose reader
+    /// thread finds the replies must keep taking that thread's messages meanwhile, or a full
+    /// queue would stop the reader, and with it the reply.
+    pub fn call_while(
+        &mut self,
+        req: Request,
+        idle: &mut dyn FnMut(),
+    ) -> Result<Reply, ControlError> {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         let mut frame = [0u8; MAX_FRAME];
         let frame = encode_request(id, &req, &mut frame)
             .map_err(|e| ControlError::Io(io::Error::other(e.to_string())))?;
+        let mut retry = [0u8; 2 * MAX_FRAME];
+        retry[MAX_FRAME..MAX_FRAME + frame.len()].copy_from_slice(frame);
+        let retry = &retry[..MAX_FRAME + frame.len()];
+        let mut failed = None;
         for attempt in 0..=self.retries {
-            if attempt > 0 {
+            let sent = if attempt == 0 {
+                self.down.send(frame)
+            } else {
                 self.resent += 1;
-                self.down
-                    .write_all(&[0; MAX_FRAME])
-                    .map_err(ControlError::Io)?;
+                self.down.send(retry)
+            };
+            // A failed send (a dropped connection) is retried like a lost reply: the reader
+            // thread takes the new connection's down link meanwhile.
+            if let Err(e) = sent {
+                failed = Some(e);
+                std::thread::sleep(self.timeout);
+                continue;
             }
-            self.down.write_all(frame).map_err(ControlError::Io)?;
-            self.down.flush().map_err(ControlError::Io)?;
-            if let Some(reply) = self.replies.wait(id, Instant::now() + self.timeout) {
-                return match reply {
-                    Reply::Error(e) => Err(ControlError::Device(e)),
-                    r => Ok(r),
-                };
+            let deadline = Instant::now() + self.timeout;
+            loop {
+                let slice = (Instant::now() + Duration::from_millis(10)).min(deadline);
+                if let Some(reply) = self.replies.wait(id, slice) {
+                    return match reply {
+                        Reply::Error(e) => Err(ControlError::Device(e)),
+                        r => Ok(r),
+                    };
+                }
+                if Instant::now() >= deadline {
+                    break;
+                }
+                idle();
             }
         }
-        Err(ControlError::Timeout {
-            id,
-            attempts: self.retries + 1,
+        Err(match failed {
+            Some(e) => ControlError::Io(e),
+            None => ControlError::Timeout {
+                id,
+                attempts: self.retries + 1,
+            },
         })
     }
 }

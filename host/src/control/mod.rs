@@ -10,7 +10,11 @@
 //! while commands are written.
 
 mod client;
+#[cfg(feature = "python")]
+pub(crate) mod py;
 mod scan;
+mod session;
 
-pub use client::{describe, ControlError, Controller, RETRIES, TIMEOUT};
+pub use client::{describe, ControlError, Controller, DownSlot, RETRIES, TIMEOUT};
 pub use scan::{Replies, ReplyScanner};
+pub use session::{attach, Session};

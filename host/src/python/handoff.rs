@@ -144,24 +144,44 @@ pub(super) fn spawn_reader(
     mut reader: FrameReader<Source>,
     tx: Arc<Handoff>,
     sh: Arc<Mutex<Shared>>,
+    down: Option<crate::control::DownSlot>,
 ) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("dmapickle-reader".into())
-        .spawn(move || loop {
-            let next = reader.next_message();
-            lock(&sh).counters = reader.counters();
-            let item = match next {
-                Ok(Some(m)) => Item::Message(m),
-                Ok(None) => Item::End(None),
-                Err(e) if e.is_fatal() => Item::End(Some(e.to_string())),
-                Err(e) => {
-                    lock(&sh).refused_last = Some(e.to_string());
-                    continue;
-                }
-            };
-            let end = matches!(item, Item::End(_));
-            if !tx.push(item) || end {
-                break;
+        .spawn(move || {
+            read_all(&mut reader, &tx, &sh, down.as_ref());
+            // The connection must close when the reader stops, whatever holds the controller.
+            if let Some(down) = &down {
+                down.clear();
             }
         })
+}
+
+fn read_all(
+    reader: &mut FrameReader<Source>,
+    tx: &Handoff,
+    sh: &Mutex<Shared>,
+    down: Option<&crate::control::DownSlot>,
+) {
+    loop {
+        let next = reader.next_message();
+        // A reconnecting source has a new connection, and so a new down link, now and then.
+        if let Some(down) = down {
+            down.refresh(reader.get_ref());
+        }
+        lock(sh).counters = reader.counters();
+        let item = match next {
+            Ok(Some(m)) => Item::Message(m),
+            Ok(None) => Item::End(None),
+            Err(e) if e.is_fatal() => Item::End(Some(e.to_string())),
+            Err(e) => {
+                lock(sh).refused_last = Some(e.to_string());
+                continue;
+            }
+        };
+        let end = matches!(item, Item::End(_));
+        if !tx.push(item) || end {
+            break;
+        }
+    }
 }

@@ -156,6 +156,9 @@ struct Stream {
     /// When the stream was opened, and whether the "still waiting" warning was given.
     opened: std::time::Instant,
     warned: std::sync::atomic::AtomicBool,
+    /// Commands to the device on the same connection (`stream.device`), if the source has a
+    /// down direction.
+    controller: Option<Mutex<crate::control::Controller>>,
 }
 
 #[pymethods]
@@ -193,10 +196,17 @@ impl Stream {
         let map = region_map(&regions)?;
         let shared = Arc::new(Mutex::new(Shared::default()));
         let sink = shared.clone();
+        let down = crate::control::DownSlot::default();
+        let dropped = down.clone();
         let opts = SourceOptions {
             reconnect,
             poll: Duration::from_millis(50),
-            on_event: Some(Arc::new(move |e: &SourceEvent| note_event(e, &sink))),
+            on_event: Some(Arc::new(move |e: &SourceEvent| {
+                if matches!(e, SourceEvent::Disconnected { .. }) {
+                    dropped.clear(); // the next connection's down link replaces it
+                }
+                note_event(e, &sink)
+            })),
             ..SourceOptions::default()
         };
         let stop = opts.stop.clone();
@@ -204,11 +214,22 @@ impl Stream {
         let src = py
             .detach(|| Source::open(spec, opts))
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        let (controller, tap) = match crate::control::attach(&src, down.clone()) {
+            Some((c, replies)) => (Some(Mutex::new(c)), Some((replies, down))),
+            None => (None, None),
+        };
         let handoff = Arc::new(Handoff::new(queue));
-        let reader = FrameReader::with_config(src, config)
+        let mut reader = FrameReader::with_config(src, config)
             .with_regions(map)
             .with_checker(checker);
-        let thread = handoff::spawn_reader(reader, handoff.clone(), shared.clone())
+        let down = match tap {
+            Some((replies, down)) => {
+                reader = reader.with_skip_tap(Box::new(move |b| replies.feed(b)));
+                Some(down)
+            }
+            None => None,
+        };
+        let thread = handoff::spawn_reader(reader, handoff.clone(), shared.clone(), down)
             .map_err(|e| PyOSError::new_err(format!("cannot start the reader thread: {e}")))?;
         Ok(Stream {
             handoff,
@@ -220,6 +241,7 @@ impl Stream {
             ended: Mutex::new(false),
             opened: std::time::Instant::now(),
             warned: std::sync::atomic::AtomicBool::new(false),
+            controller,
         })
     }
 
@@ -256,6 +278,26 @@ impl Stream {
                 None => return Ok(Some(out)),
             }
         }
+    }
+
+    /// One command to the device (`dmapickle.device.Device`), its reply as a dict.
+    #[pyo3(signature = (command, value=None, timeout=None))]
+    fn control<'py>(
+        &self,
+        py: Python<'py>,
+        command: &str,
+        value: Option<u64>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        // Messages that arrive while the device answers are kept for `next_batch`, so the
+        // reader thread never blocks on a full queue (it is the one that finds the reply).
+        let keep = || {
+            let got = self.handoff.take_all(Duration::ZERO);
+            if !got.is_empty() {
+                lock(&self.pending).extend(got);
+            }
+        };
+        crate::control::py::call(py, self.controller.as_ref(), command, value, timeout, &keep)
     }
 
     /// Stop reading and wait for the reader thread. Messages already delivered stay valid.
@@ -460,5 +502,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     m.add("RejectedError", rejected)?;
     m.add("WaitingWarning", m.py().get_type::<WaitingWarning>())?;
+    m.add(
+        "DeviceError",
+        m.py().get_type::<crate::control::py::DeviceError>(),
+    )?;
     Ok(())
 }
