@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks the validator against a shared vector set (called by .ci/run with ../shared/vectors):
 # every DIR/cpython/*.pkl accepted under the general profile with `dmapickle inspect` agreeing
-# with pickletools, every DIR/hostile/*.pkl rejected (with a reason, within 1 s, no crash).
+# with pickletools, every DIR/hostile/*.pkl rejected (with a reason, within 1 s of CPU time, no crash).
 # Prints `N passed, N failed`; exits non-zero on any failure.
 #   scripts/check-shared-vectors.sh DIR
 set -euo pipefail

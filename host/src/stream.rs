@@ -876,7 +876,7 @@ struct RestartScan {
     /// The frame's claimed length: bytes at or after it belong to the next frame.
     limit: u64,
     /// The last bytes looked at (at most 23), for a header split across two pieces.
-    carry: Vec<u8>,
+    carry: Carry,
     /// Bytes read straight into the receive block so far: a stage-relative position `r` after
     /// them is frame-relative `r + direct`.
     direct: u64,
@@ -888,7 +888,7 @@ impl RestartScan {
         RestartScan {
             fed: 1,
             limit,
-            carry: Vec::with_capacity(2 * HEADER_LEN),
+            carry: Carry::default(),
             direct: 0,
             found: false,
         }
@@ -915,29 +915,71 @@ impl RestartScan {
             return false;
         }
         // Headers starting in the carried bytes end in the first 23 new ones.
-        let carried = self.carry.len();
-        self.carry
-            .extend_from_slice(&new[..new.len().min(HEADER_LEN - 1)]);
+        let carried = self.carry.len;
+        self.carry.extend(&new[..new.len().min(HEADER_LEN - 1)]);
         let joint = (0..carried).any(|i| {
             self.carry
+                .bytes()
                 .get(i..i + HEADER_LEN)
                 .is_some_and(restart_header)
         });
-        let inside = memchr::memmem::find_iter(new, &SYNC)
+        let inside = sync_finder()
+            .find_iter(new)
             .any(|i| new.get(i..i + HEADER_LEN).is_some_and(restart_header));
         self.found = joint || inside;
         // Keep the last 23 bytes looked at.
         if new.len() >= HEADER_LEN - 1 {
-            self.carry.clear();
-            self.carry
-                .extend_from_slice(&new[new.len() - (HEADER_LEN - 1)..]);
+            self.carry.len = 0;
+            self.carry.extend(&new[new.len() - (HEADER_LEN - 1)..]);
         } else {
-            let drop = self.carry.len().saturating_sub(HEADER_LEN - 1);
-            self.carry.drain(..drop);
+            self.carry.keep_last(HEADER_LEN - 1);
         }
         self.fed += new.len() as u64;
         self.found
     }
+}
+
+/// The last bytes a [`RestartScan`] looked at, and the first new ones after them: at most
+/// 2 x 23, in place (a scan is made per frame, so it allocates nothing).
+#[derive(Debug)]
+struct Carry {
+    buf: [u8; 2 * HEADER_LEN],
+    len: usize,
+}
+
+impl Default for Carry {
+    fn default() -> Self {
+        Carry {
+            buf: [0; 2 * HEADER_LEN],
+            len: 0,
+        }
+    }
+}
+
+impl Carry {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+    /// Appends `b` (at most 23 bytes onto at most 23).
+    fn extend(&mut self, b: &[u8]) {
+        let end = (self.len + b.len()).min(self.buf.len());
+        self.buf[self.len..end].copy_from_slice(&b[..end - self.len]);
+        self.len = end;
+    }
+    /// Keeps only the last `n` bytes.
+    fn keep_last(&mut self, n: usize) {
+        let drop = self.len.saturating_sub(n);
+        self.buf.copy_within(drop..self.len, 0);
+        self.len -= drop;
+    }
+}
+
+/// The searcher for the sync word, built once (building one per frame cost about as much as a
+/// tiny frame's CRCs).
+fn sync_finder() -> &'static memchr::memmem::Finder<'static> {
+    static FINDER: std::sync::OnceLock<memchr::memmem::Finder<'static>> =
+        std::sync::OnceLock::new();
+    FINDER.get_or_init(|| memchr::memmem::Finder::new(&SYNC))
 }
 
 /// Whether `b` (24 bytes) is a version-1 header with a valid CRC and `SEQ_RESTART`.

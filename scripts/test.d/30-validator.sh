@@ -2,7 +2,7 @@
 # Validator: CPython/numpy vectors generated now with both venvs (numpy 2.x and 1.26)
 # are all accepted by `dmapickle check` and `dmapickle inspect` agrees with pickletools on each
 # (and on protocol 0/1 pickles, which check refuses);
-# every committed hostile case is rejected with its expected reason, within 1 s, never crashing;
+# every committed hostile case is rejected with its expected reason, within 1 s of CPU time, never crashing;
 # the committed hostile files are what the generator writes; the strict-profile property test
 # (everything the encoder emits is accepted under strict) and the reader/validator unit tests.
 set -euo pipefail

@@ -7,13 +7,16 @@ usage: check_vectors.py --bin PATH/TO/dmapickle [--accept DIR]... [--reject DIR]
               (general profile, exit 0, `FILE: ok`) and `dmapickle inspect` must agree with
               pickletools opcode by opcode (see compare_dis.py).
 --reject DIR: every DIR/*.pkl must be rejected (`FILE: rejected: REASON`, exit 1) within one
-              second (subprocess timeout), never crash; if DIR/manifest.json gives a `reason`
-              for the case, the printed reason must contain it.
+              second of the checker's own CPU time (user + system, from the child's rusage, so
+              a loaded machine does not fail it; a 60 s wall-clock guard catches a hang), never
+              crash; if DIR/manifest.json gives a `reason` for the case, the printed reason must
+              contain it.
 Prints each failure and a final `N passed, N failed` line; exits 1 on any failure.
 """
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 
@@ -28,6 +31,24 @@ def pickles(d):
 def check(binary, path, timeout):
     out = subprocess.run([binary, "check", path], capture_output=True, timeout=timeout)
     return out.returncode, out.stdout.decode("utf-8", "replace").strip(), out.stderr.decode("utf-8", "replace")
+
+
+def check_cpu(binary, path, wall_guard):
+    """Like check(), and also the child's CPU seconds (user + system) from its rusage."""
+    proc = subprocess.Popen([binary, "check", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        stdout, stderr = proc.communicate(timeout=wall_guard)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    # communicate() reaped the child; its rusage is in the children's total, so take the delta.
+    return proc.returncode, stdout.decode("utf-8", "replace").strip(), stderr.decode("utf-8", "replace")
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def main():
@@ -68,10 +89,15 @@ def main():
             fail(d, "no vectors")
         for path in files:
             name = os.path.basename(path)[:-4]
+            before = children_cpu()
             try:
-                code, out, err = check(args.bin, path, 1)
+                code, out, err = check_cpu(args.bin, path, 60)
             except subprocess.TimeoutExpired:
-                fail(path, "not rejected within 1 s")
+                fail(path, "not rejected within 60 s of wall-clock time (a hang)")
+                continue
+            cpu = children_cpu() - before
+            if cpu > 1.0:
+                fail(path, "not rejected within 1 s of CPU time (took %.2f s)" % cpu)
                 continue
             prefix = path + ": rejected: "
             if code != 1 or not out.startswith(prefix) or len(out) == len(prefix):

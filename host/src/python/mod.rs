@@ -246,8 +246,8 @@ impl Stream {
     }
 
     /// Every message already received (at least one; waits with the GIL released, checking
-    /// for Ctrl-C every 50 ms), as a list of tuples (see `message_tuple`), or `None` at the end
-    /// of the stream. Raises `OSError` if the source failed, `TimeoutError` after `timeout` s.
+    /// for Ctrl-C every 50 ms), as a list of `RawMessage`s (see `message.rs`), or `None` at the
+    /// end of the stream. Raises `OSError` if the source failed, `TimeoutError` after `timeout` s.
     /// One call per batch instead of per message.
     #[pyo3(signature = (timeout=None))]
     fn next_batch<'py>(
