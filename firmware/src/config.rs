@@ -22,7 +22,7 @@
 //! ```
 //! use dmapickle_firmware::config::{BootConfig, Placement};
 //! let cfg = BootConfig::parse("dmapickle-firmware mode=shared n=128 count=1000").unwrap();
-//! assert_eq!((cfg.mode, cfg.block, cfg.count), (Placement::Shared, 128, 1000));
+//! assert_eq!((cfg.placement, cfg.block, cfg.count), (Placement::Shared, 128, 1000));
 //! assert!(BootConfig::parse("n=0").is_err());
 //! ```
 
@@ -72,8 +72,8 @@ pub const KEYS: [&str; 8] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct BootConfig {
-    /// Where the array buffers go (boot key `mode=`, the name the boot log prints).
-    pub mode: Placement,
+    /// Where the array buffers go (`mode=`).
+    pub placement: Placement,
     /// Rows per block.
     pub block: u32,
     /// Messages to publish, 0 for no limit.
@@ -95,7 +95,7 @@ pub struct BootConfig {
 impl Default for BootConfig {
     fn default() -> Self {
         BootConfig {
-            mode: Placement::Inline,
+            placement: Placement::Inline,
             block: 256,
             count: 0,
             rate_hz: 64_000,
@@ -224,7 +224,7 @@ impl BootConfig {
         };
         match key {
             "mode" => {
-                self.mode = match value {
+                self.placement = match value {
                     "inline" => Placement::Inline,
                     "shared" => Placement::Shared,
                     _ => return Err(bad),
@@ -286,7 +286,7 @@ mod tests {
         assert_eq!(
             cfg,
             BootConfig {
-                mode: Placement::Shared,
+                placement: Placement::Shared,
                 block: 1024,
                 count: 7,
                 rate_hz: 1000,
@@ -298,7 +298,10 @@ mod tests {
             }
         );
         let cfg = BootConfig::parse("mode=inline fault=panic").unwrap();
-        assert_eq!((cfg.mode, cfg.fault), (Placement::Inline, Fault::Panic));
+        assert_eq!(
+            (cfg.placement, cfg.fault),
+            (Placement::Inline, Fault::Panic)
+        );
     }
 
     #[test]

@@ -135,7 +135,7 @@ fn main() -> ! {
         defmt::error!("core peripherals already taken");
         board::exit(EXIT_CONFIG);
     };
-    match cfg.mode {
+    match cfg.placement {
         Placement::Inline => init_inline(cfg.block),
         Placement::Shared => init_shared(cfg.block),
     }
@@ -160,7 +160,7 @@ fn main() -> ! {
         commands: 0,
     };
     let syst = &mut core.SYST;
-    let published = match cfg.mode {
+    let published = match cfg.placement {
         Placement::Inline => run(
             &cfg,
             tick_hz,
@@ -187,8 +187,8 @@ fn main() -> ! {
     };
     MODE.store(MODE_IDLE, Ordering::Release);
 
-    let (stalls, overflows) = adc_counters(cfg.mode);
-    if cfg.mode == Placement::Shared {
+    let (stalls, overflows) = adc_counters(cfg.placement);
+    if cfg.placement == Placement::Shared {
         drain_releases(
             shared_pool().region(),
             tick_hz.saturating_mul(DRAIN_SECONDS),
@@ -250,9 +250,9 @@ where
             command(cmd, cfg, ctl, &mut out, syst, pool, &outgoing);
         }
         let Some(buf) = pool.pop_ready() else {
-            if !warned && ctl.acq.running && stall_streak(cfg.mode) >= tick_hz {
+            if !warned && ctl.acq.running && stall_streak(cfg.placement) >= tick_hz {
                 warned = true;
-                warn_stalled(cfg.mode, out.seq);
+                warn_stalled(cfg.placement, out.seq);
             }
             cortex_m::asm::wfi();
             continue;
@@ -359,12 +359,12 @@ fn command<P, W, R, B>(
             Err(e) => Reply::Error(e),
             Ok(Request::GetInfo) => Reply::Info(info(cfg, acq, out.seq)),
             Ok(Request::GetStats) => {
-                let (adc_stalls, overflows) = adc_counters(cfg.mode);
+                let (adc_stalls, overflows) = adc_counters(cfg.placement);
                 Reply::Stats(Stats {
                     published: out.seq,
                     adc_stalls,
                     overflows,
-                    lent: lent(cfg.mode),
+                    lent: lent(cfg.placement),
                     dropped: out.dropped,
                     commands: *commands,
                     bytes_skipped: skipped,
@@ -378,14 +378,14 @@ fn command<P, W, R, B>(
             Ok(req) => match acq.plan(req) {
                 Err(e) => Reply::Error(e),
                 Ok(change) => {
-                    pause_between_blocks(cfg.mode, out, acq, pool, outgoing);
+                    pause_between_blocks(cfg.placement, out, acq, pool, outgoing);
                     let at_seq = out.seq;
                     acq.apply(change, at_seq);
                     if let Change::Rate(rate) = change {
                         set_tick(syst, rate, acq.block);
                     }
                     if acq.running {
-                        adc_resume(cfg.mode, acq.block);
+                        adc_resume(cfg.placement, acq.block);
                     }
                     Reply::Applied { at_seq }
                 }
@@ -429,7 +429,7 @@ fn pause_between_blocks<P, W, B>(
 
 /// What `GetInfo` answers.
 fn info(cfg: &BootConfig, acq: &Acquisition, next_seq: u32) -> Info {
-    let (link, region, region_len, slots) = match cfg.mode {
+    let (link, region, region_len, slots) = match cfg.placement {
         Placement::Inline => (
             LinkKind::Inline,
             RAM_REGION,

@@ -101,7 +101,7 @@ fn main() -> ! {
     time_driver::init();
     let (cfg, net) = boot_config();
     defmt::info!("dmapickle firmware (embassy, ethernet): {} {}", cfg, net);
-    if cfg.mode != Placement::Inline {
+    if cfg.placement != Placement::Inline {
         defmt::error!(
             "mode=shared is the UART build's (PSRAM file); the Ethernet build sends arrays inline"
         );
