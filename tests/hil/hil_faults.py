@@ -32,7 +32,7 @@ def run(dmapickle_start):
 def test_clean_run_exits_zero_and_reports_its_stack(run):
     status, log = run({"count": 4, "n": 64})
     assert status == 0, log
-    assert "BootConfig { mode: Inline, block: 64, count: 4" in log
+    assert "BootConfig { placement: Inline, block: 64, count: 4" in log
     assert re.search(r"done: 4 messages, \d+ ADC stalls, 0 overflows, stack high water \d+ bytes", log), log
 
 
