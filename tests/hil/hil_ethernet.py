@@ -140,3 +140,23 @@ def test_drop_leaves_a_gap_the_host_counts(net_board):
     assert [m.seq for m in msgs] == [s for s in range(count) if not 100 <= s < 103]
     assert (stats["lost"], stats["corrupt"]) == (3, 0), stats
     assert board.wait() == 0, board.log()
+
+
+def test_the_embassy_sample_clock_keeps_time(net_board):
+    """The Embassy ADC's rows fall due by elapsed time: at 640 Hz its wake period (1562.5 us)
+    is not a whole number of microseconds, and counting a row per rounded-down wake ran the
+    sample clock +320 ppm fast. With t_us skewed +500 ppm, stream.clock must find 500 (the same
+    bound as hil_clock's UART test: within 100 ppm and 4 sigma + 15 ppm)."""
+    block, rate, count, skew = 32, 640, 200, 500  # a block per 50 ms, 10 s
+    board = net_board(n=block, count=count, rate=rate, skew_ppm=skew)
+    with board.stream() as stream:
+        n = 0
+        while (msg := stream.next(timeout=60)) is not None:
+            msg.load()  # feeds stream.clock
+            n += 1
+        est = stream.clock.estimate
+    assert n == count
+    print(f"\n[hil] ethernet clock, t_us skewed {skew:+} ppm: {est} "
+          f"(load {open('/proc/loadavg').read().split()[0]})")
+    assert abs(est.drift_ppm - skew) < 100, est
+    assert abs(est.drift_ppm - skew) < 4 * est.drift_sigma_ppm + 15, est
