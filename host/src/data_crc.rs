@@ -206,7 +206,9 @@ mod tests {
     /// seed; a frame dropped half-read waits for the helper and leaves it usable.
     #[test]
     fn the_helper_folds_what_was_read() {
-        let payload: Vec<u8> = (0..3_000_000u32).map(|i| i.wrapping_mul(2_654_435_761) as u8).collect();
+        let payload: Vec<u8> = (0..3_000_000u32)
+            .map(|i| i.wrapping_mul(2_654_435_761) as u8)
+            .collect();
         let mut helper = CrcHelper::default();
         for (seed, piece) in [(0, 1), (7, 4096), (0xdead_beef, 100_000), (1, 2_000_000)] {
             let mut dst = vec![0u8; payload.len()];

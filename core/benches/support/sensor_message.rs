@@ -40,6 +40,10 @@ pub fn number_slots(pickle: &[u8]) -> (usize, usize) {
     let seq = if pickle[seq] == 0x94 { seq + 1 } else { seq }; // CPython memoizes the key
     let t = after(b"t_ns");
     let t = if pickle[t] == 0x94 { t + 1 } else { t };
-    assert_eq!((pickle[seq], pickle[t]), (b'K', 0x8a), "BININT1 seq, LONG1 t_ns");
+    assert_eq!(
+        (pickle[seq], pickle[t]),
+        (b'K', 0x8a),
+        "BININT1 seq, LONG1 t_ns"
+    );
     (seq + 1, t + 2)
 }

@@ -287,8 +287,7 @@ impl Layout {
             alloc = alloc.saturating_add(slot.number.charge(pickle.get(range.clone())?));
             from = range.end;
         }
-        if pickle.get(from..)? != self.bytes.get(from..self.len)? || alloc > self.limits.max_alloc
-        {
+        if pickle.get(from..)? != self.bytes.get(from..self.len)? || alloc > self.limits.max_alloc {
             return None;
         }
         Some(Validated {

@@ -587,19 +587,17 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                 self.push(Kind::Int(Some(v)))?;
                 self.note_literal(op);
             }
-            (Opcode::Long1 | Opcode::Long4, Argument::Long(b)) => {
-                match long_small(b) {
-                    Some(v) => {
-                        self.charge(limits::cost::int_small(v))?;
-                        self.push(Kind::Int(Some(v)))?;
-                        self.note_literal(op);
-                    }
-                    None => {
-                        self.charge(limits::cost::int_bytes(b.len() as u64))?;
-                        self.push(Kind::BigInt(hash::long(b)))?
-                    }
+            (Opcode::Long1 | Opcode::Long4, Argument::Long(b)) => match long_small(b) {
+                Some(v) => {
+                    self.charge(limits::cost::int_small(v))?;
+                    self.push(Kind::Int(Some(v)))?;
+                    self.note_literal(op);
                 }
-            }
+                None => {
+                    self.charge(limits::cost::int_bytes(b.len() as u64))?;
+                    self.push(Kind::BigInt(hash::long(b)))?
+                }
+            },
             (Opcode::Binfloat, Argument::Float(f)) => {
                 self.charge(limits::cost::FLOAT)?;
                 self.push(Kind::Float(f.to_bits()))?;

@@ -402,7 +402,15 @@ impl<'g> Validator<'g> {
         ws: &mut Workspace<'_>,
         mut recorder: Option<&mut Recorder>,
     ) -> Result<Validated> {
-        let first = Machine::new(self, pickle, buffers, ws, None, recorder.as_deref_mut(), Keys::Off);
+        let first = Machine::new(
+            self,
+            pickle,
+            buffers,
+            ws,
+            None,
+            recorder.as_deref_mut(),
+            Keys::Off,
+        );
         match first.run()? {
             Run::Done(validated) => Ok(validated),
             Run::NeedKeys { lists } => {
@@ -456,7 +464,16 @@ impl<'g> Validator<'g> {
                 tracer.write(|w| w.write_str(open));
                 // The pickle is valid: this run only traces the top value's items. It needs no
                 // key table (only collisions would differ), so it ends Done or NeedKeys.
-                Machine::new(self, pickle, buffers, ws, Some(&mut tracer), None, Keys::Off).run()?;
+                Machine::new(
+                    self,
+                    pickle,
+                    buffers,
+                    ws,
+                    Some(&mut tracer),
+                    None,
+                    Keys::Off,
+                )
+                .run()?;
                 if tracer.items > MAX_SUMMARY_ITEMS {
                     let more = tracer.items - MAX_SUMMARY_ITEMS;
                     tracer.write(|w| write!(w, ", ... {more} more"));

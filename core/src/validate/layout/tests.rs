@@ -134,7 +134,10 @@ fn a_match_gives_exactly_the_full_verdict_on_every_mutant() {
                         .with_layout(&mut layout);
                     let through_layout = v.validate(&m, &lens, &mut ws);
                     let expected = full(&v, &m, &lens);
-                    assert_eq!(through_layout, expected, "{profile:?} seed {seed:x?} mutant {m:x?}");
+                    assert_eq!(
+                        through_layout, expected,
+                        "{profile:?} seed {seed:x?} mutant {m:x?}"
+                    );
                     if let Some(ok) = matched {
                         hits += 1;
                         assert_eq!(Ok(ok), expected, "match of {m:x?}");
@@ -148,7 +151,10 @@ fn a_match_gives_exactly_the_full_verdict_on_every_mutant() {
         }
     }
     // The fast path really ran, on changed bytes too.
-    assert!(compared > 10_000 && hits > 1000 && accepted_hits > 500, "{compared} {hits} {accepted_hits}");
+    assert!(
+        compared > 10_000 && hits > 1000 && accepted_hits > 500,
+        "{compared} {hits} {accepted_hits}"
+    );
 }
 
 #[test]
@@ -166,7 +172,10 @@ fn only_numbers_stored_as_dict_values_are_free() {
     assert_eq!(free(&msg, &lens, &mut stack, &mut memo), 3);
     // keys, list items, memoized values, tuple items are not free; the values beside them are
     for (p, n) in [
-        (&b"\x80\x05}(K\x01K\x02G?\xf0\x00\x00\x00\x00\x00\x00K\x03u."[..], 2),
+        (
+            &b"\x80\x05}(K\x01K\x02G?\xf0\x00\x00\x00\x00\x00\x00K\x03u."[..],
+            2,
+        ),
         (b"\x80\x05](K\x01K\x02M\x00\x01e.", 0),
         (b"\x80\x05}(\x8c\x01aK\x07\x94h\x00K\x01u.", 1),
         (b"\x80\x05}\x8c\x01aK\x01K\x02\x86s.", 0),
@@ -184,14 +193,25 @@ fn a_layout_is_kept_across_a_rejection_and_bound_to_its_settings() {
     let strict = Validator::new(Profile::Strict);
     let mut ws = Workspace::new(&mut stack, &mut memo).with_layout(&mut layout);
     let proved = strict.validate(&msg, &lens, &mut ws).unwrap();
-    assert!(strict.validate(&msg[..msg.len() - 1], &lens, &mut ws).is_err());
+    assert!(strict
+        .validate(&msg[..msg.len() - 1], &lens, &mut ws)
+        .is_err());
     let caps = ws.capacities();
     assert_eq!(layout.matches(&strict, &next, &lens, caps), Some(proved));
     // other buffer lengths, limits, profile, capacities or extra globals: no match
     assert_eq!(layout.matches(&strict, &next, &[8190], caps), None);
-    assert_eq!(layout.matches(&strict.with_max_len(1000), &next, &lens, caps), None);
-    assert_eq!(layout.matches(&Validator::new(Profile::General), &next, &lens, caps), None);
+    assert_eq!(
+        layout.matches(&strict.with_max_len(1000), &next, &lens, caps),
+        None
+    );
+    assert_eq!(
+        layout.matches(&Validator::new(Profile::General), &next, &lens, caps),
+        None
+    );
     assert_eq!(layout.matches(&strict, &next, &lens, [64, 63, 0]), None);
     let extra = [("m", "f")];
-    assert_eq!(layout.matches(&strict.with_allowed(&extra), &next, &lens, caps), None);
+    assert_eq!(
+        layout.matches(&strict.with_allowed(&extra), &next, &lens, caps),
+        None
+    );
 }
