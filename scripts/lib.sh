@@ -49,6 +49,13 @@ install_package() {
   local args=() wheels
   while [ $# -gt 0 ] && [ "$1" != -- ]; do args+=("$1"); shift; done
   shift
+  # The build runs in host/: make each Python's path absolute first (a relative one, as in
+  # `tests/hil/ensure-package.sh .venv/np2/bin/python`, would name nothing there).
+  local abs=() p
+  for p in "$@"; do
+    case $p in /*) abs+=("$p") ;; */*) abs+=("$PWD/$p") ;; *) abs+=("$(command -v "$p")") ;; esac
+  done
+  set -- "${abs[@]}"
   wheels=$(mktemp -d)
   (cd "$root/host" && "$(dirname "$1")/maturin" build --quiet "${args[@]}" -o "$wheels")
   for p in "$@"; do
