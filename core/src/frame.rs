@@ -12,7 +12,7 @@
 //!
 //! Nothing here panics or allocates; every failure is an [`Error`].
 
-use crate::{Descriptor, Error, Result};
+use crate::{Descriptor, EncodeError, Error, Result};
 
 /// The four bytes every frame starts with. `F1 50` is not valid UTF-8, so text logged on the same
 /// line (semihosting, `println!` over the UART) never contains a sync word.
@@ -471,8 +471,14 @@ struct Cursor<'a> {
 
 impl Cursor<'_> {
     fn put(&mut self, bytes: &[u8]) -> Result<()> {
-        let end = self.pos.checked_add(bytes.len()).ok_or(Error::BufferFull)?;
-        let dst = self.out.get_mut(self.pos..end).ok_or(Error::BufferFull)?;
+        let end = self
+            .pos
+            .checked_add(bytes.len())
+            .ok_or(Error::Encode(EncodeError::BufferFull))?;
+        let dst = self
+            .out
+            .get_mut(self.pos..end)
+            .ok_or(Error::Encode(EncodeError::BufferFull))?;
         dst.copy_from_slice(bytes);
         self.pos = end;
         Ok(())
@@ -587,7 +593,7 @@ mod tests {
         // Too small an output buffer is an error, not a panic.
         assert_eq!(
             write_frame(&mut out[..40], 0, 9, b"\x80\x05.", &entries, &[b"abc"]),
-            Err(Error::BufferFull)
+            Err(Error::Encode(EncodeError::BufferFull))
         );
         assert_eq!(
             write_frame(&mut out, 0, 9, b"\x80\x05.", &entries, &[b"ab"]),

@@ -29,7 +29,7 @@ pub mod template;
 pub mod validate;
 
 pub use descriptor::Descriptor;
-pub use error::{Error, Result};
+pub use error::{EncodeError, EncodeResult, Error, Result};
 pub use ndarray::{DType, Element, Order};
 pub use pickler::{Container, Encoded, Pickler};
 pub use reason::Reason;

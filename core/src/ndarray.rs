@@ -260,7 +260,7 @@ element!(
 );
 
 /// Most dimensions an array may have: the encoder ([`Pickler::ndarray`](crate::Pickler::ndarray),
-/// the serde path, templates) refuses more ([`Error::TooManyDims`](crate::Error::TooManyDims)),
+/// the serde path, templates) refuses more ([`EncodeError::TooManyDims`](crate::EncodeError::TooManyDims)),
 /// and the validator accepts up to this many, so everything the encoder writes validates.
 /// numpy 1.x takes 32 and numpy 2.x 64.
 pub const MAX_NDIM: usize = 16;

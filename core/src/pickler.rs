@@ -47,10 +47,10 @@
 //! the output (its position is kept in 32 bits); beyond that, beginning one is `BufferFull`.
 //!
 //! # Closures and `?`
-//! The closure helpers are generic over the closure's error type `E` (any `From<Error>`), so a
+//! The closure helpers are generic over the closure's error type `E` (any `From<EncodeError>`), so a
 //! closure may also `?` its own errors (a hal `Error`, an application enum). Rust infers `E` from
-//! the closure's last expression: end it with the last write, whose type is [`Result<()>`](crate::Result),
-//! and nothing needs naming:
+//! the closure's last expression: end it with the last write, whose type is
+//! [`EncodeResult<()>`](crate::EncodeResult), and nothing needs naming:
 //!
 //! ```
 //! # use dmapickle_core::Pickler;
@@ -60,9 +60,9 @@
 //!     p.str("seq")?;
 //!     p.int(7u8)?;
 //!     p.str("ok")?;
-//!     p.bool(true) // the last write is the closure's value: E = dmapickle_core::Error
+//!     p.bool(true) // the last write is the closure's value: E = dmapickle_core::EncodeError
 //! })?;
-//! # Ok::<(), dmapickle_core::Error>(())
+//! # Ok::<(), dmapickle_core::EncodeError>(())
 //! ```
 //!
 //! A closure that ends in `Ok(())` (after a loop, say) does not say which `E`. In a function
@@ -74,24 +74,24 @@
 //! # use dmapickle_core::Pickler;
 //! # let mut out = [0u8; 64];
 //! let mut p = Pickler::new(&mut out);
-//! p.dict(|p| -> dmapickle_core::Result<()> {
+//! p.dict(|p| -> dmapickle_core::EncodeResult<()> {
 //!     for (i, key) in ["a", "b"].into_iter().enumerate() {
 //!         p.str(key)?;
 //!         p.int(i)?;
 //!     }
 //!     Ok(())
 //! })?;
-//! # Ok::<(), dmapickle_core::Error>(())
+//! # Ok::<(), dmapickle_core::EncodeError>(())
 //! ```
 //!
 //! ```compile_fail,E0283
 //! # use dmapickle_core::Pickler;
 //! enum AppError {
-//!     Encode(dmapickle_core::Error),
+//!     Encode(dmapickle_core::EncodeError),
 //!     Sensor,
 //! }
-//! impl From<dmapickle_core::Error> for AppError {
-//!     fn from(e: dmapickle_core::Error) -> Self {
+//! impl From<dmapickle_core::EncodeError> for AppError {
+//!     fn from(e: dmapickle_core::EncodeError) -> Self {
 //!         AppError::Encode(e)
 //!     }
 //! }
@@ -100,7 +100,7 @@
 //!     p.dict(|p| {
 //!         p.str("a")?;
 //!         p.int(1u8)?;
-//!         Ok(()) // E0283: AppError or dmapickle_core::Error? `|p| -> dmapickle_core::Result<()>`
+//!         Ok(()) // E0283: AppError or EncodeError? `|p| -> dmapickle_core::EncodeResult<()>`
 //!     })?;
 //!     Ok(p.finish()?.pickle.len())
 //! }
@@ -110,7 +110,7 @@ use heapless::Vec;
 
 use crate::ndarray::{byte_len, DType, Element, Order};
 use crate::opcode as op;
-use crate::{Descriptor, Error, Result};
+use crate::{Descriptor, EncodeError, EncodeResult as Result};
 
 /// CPython's batch size for `APPENDS`, `SETITEMS` and `ADDITEMS`.
 const BATCH: u16 = 1000;
@@ -316,7 +316,7 @@ integer!(u128, v => sign 0, magnitude v; u8, u16, u32, u64, u128, usize);
 /// assert_eq!(encoded.descriptors.as_slice(), &[Descriptor::new(1, 0, 16)]);
 /// assert_eq!(encoded.pickle, &b"\x80\x05}(\x8c\x03seqK\x07\x8c\x03adc\
 ///     \x8c\x05numpy\x8c\x07ndarray\x93\x94(K\x02K\x04\x86\x8c\x03<i2\x97K\x00N\x8c\x01Ct\x81u."[..]);
-/// # Ok::<(), dmapickle_core::Error>(())
+/// # Ok::<(), dmapickle_core::EncodeError>(())
 /// ```
 #[derive(Debug)]
 pub struct Pickler<'a, const N: usize = DEFAULT_BUFFERS, const D: usize = DEFAULT_DEPTH> {
@@ -347,7 +347,7 @@ impl<'a> Pickler<'a> {
     /// let mut p = Pickler::new(&mut buf);
     /// p.none()?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05N.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     #[inline]
     pub fn new(buf: &'a mut [u8]) -> Self {
@@ -360,15 +360,15 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// containers.
     ///
     /// ```
-    /// use dmapickle_core::{Descriptor, Error, Pickler};
+    /// use dmapickle_core::{Descriptor, EncodeError, Pickler};
     /// let mut buf = [0u8; 32];
     /// let mut p = Pickler::<'_, 1, 4>::with_limits(&mut buf);
     /// p.begin_list()?;
     /// p.buffer(Descriptor::new(0, 0, 4))?;
-    /// assert_eq!(p.buffer(Descriptor::new(0, 4, 4)), Err(Error::TooManyBuffers));
+    /// assert_eq!(p.buffer(Descriptor::new(0, 4, 4)), Err(EncodeError::TooManyBuffers));
     /// p.end_list()?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05]\x97a.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     #[inline]
     pub fn with_limits(buf: &'a mut [u8]) -> Self {
@@ -395,7 +395,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// assert_eq!(p.len(), 0);
     /// p.int(1000u16)?; // PROTO 5, BININT2 e8 03
     /// assert_eq!(p.len(), 5);
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn len(&self) -> usize {
         self.pos
@@ -404,10 +404,10 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// Whether nothing has been written yet (a failed first value leaves the pickler empty).
     ///
     /// ```
-    /// # use dmapickle_core::{Error, Pickler};
+    /// # use dmapickle_core::{EncodeError, Pickler};
     /// let mut buf = [0u8; 4];
     /// let mut p = Pickler::new(&mut buf);
-    /// assert_eq!(p.str("too long"), Err(Error::BufferFull));
+    /// assert_eq!(p.str("too long"), Err(EncodeError::BufferFull));
     /// assert!(p.is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
@@ -423,7 +423,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// p.begin_tuple()?;
     /// p.buffer(Descriptor::new(0, 0, 64))?;
     /// assert_eq!(p.descriptors(), &[Descriptor::new(0, 0, 64)]);
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn descriptors(&self) -> &[Descriptor] {
         &self.descriptors
@@ -438,7 +438,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// p.begin_list()?;
     /// p.begin_dict()?;
     /// assert_eq!(p.depth(), 2);
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn depth(&self) -> usize {
         self.depth
@@ -446,25 +446,25 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
 
     /// Ends the pickle with `STOP` and returns it with its descriptors.
     ///
-    /// Fails with [`Error::UnclosedContainer`] if a container is open and with
-    /// [`Error::NotOneValue`] if no value was written.
+    /// Fails with [`EncodeError::UnclosedContainer`] if a container is open and with
+    /// [`EncodeError::NotOneValue`] if no value was written.
     ///
     /// ```
-    /// use dmapickle_core::{Error, Pickler};
+    /// use dmapickle_core::{EncodeError, Pickler};
     /// let mut buf = [0u8; 8];
-    /// assert_eq!(Pickler::new(&mut buf).finish(), Err(Error::NotOneValue));
+    /// assert_eq!(Pickler::new(&mut buf).finish(), Err(EncodeError::NotOneValue));
     /// let mut p = Pickler::new(&mut buf);
     /// p.begin_tuple()?;
-    /// assert_eq!(p.finish(), Err(Error::UnclosedContainer));
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// assert_eq!(p.finish(), Err(EncodeError::UnclosedContainer));
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     #[inline]
     pub fn finish(self) -> Result<Encoded<'a, N>> {
         if self.depth != 0 {
-            return Err(Error::UnclosedContainer);
+            return Err(EncodeError::UnclosedContainer);
         }
         if !self.done {
-            return Err(Error::NotOneValue);
+            return Err(EncodeError::NotOneValue);
         }
         let Pickler {
             buf,
@@ -472,10 +472,10 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
             descriptors,
             ..
         } = self;
-        let end = pos.checked_add(1).ok_or(Error::BufferFull)?;
-        *buf.get_mut(pos).ok_or(Error::BufferFull)? = op::STOP;
+        let end = pos.checked_add(1).ok_or(EncodeError::BufferFull)?;
+        *buf.get_mut(pos).ok_or(EncodeError::BufferFull)? = op::STOP;
         let buf: &'a [u8] = buf;
-        let pickle = buf.get(..end).ok_or(Error::BufferFull)?;
+        let pickle = buf.get(..end).ok_or(EncodeError::BufferFull)?;
         Ok(Encoded {
             pickle,
             descriptors,
@@ -492,7 +492,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// let mut p = Pickler::new(&mut buf);
     /// p.none()?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05N.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn none(&mut self) -> Result<()> {
         self.value(|p| p.put(&[op::NONE]))
@@ -506,7 +506,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// let mut p = Pickler::new(&mut buf);
     /// p.bool(true)?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05\x88.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn bool(&mut self, value: bool) -> Result<()> {
         self.value(|p| p.put(&[if value { op::NEWTRUE } else { op::NEWFALSE }]))
@@ -542,7 +542,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// let mut p = Pickler::new(&mut buf);
     /// p.f64(1.5)?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05G?\xf8\x00\x00\x00\x00\x00\x00.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn f64(&mut self, value: f64) -> Result<()> {
         self.value(|p| p.put_f64(value))
@@ -556,7 +556,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// let mut p = Pickler::new(&mut buf);
     /// p.f32(-2.0)?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05G\xc0\x00\x00\x00\x00\x00\x00\x00.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn f32(&mut self, value: f32) -> Result<()> {
         self.f64(f64::from(value))
@@ -572,7 +572,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// p.complex(1.0, 2.0)?;
     /// assert_eq!(p.finish()?.pickle, &b"\x80\x05\x8c\x08builtins\x8c\x07complex\x93\x94\
     ///     G?\xf0\x00\x00\x00\x00\x00\x00G@\x00\x00\x00\x00\x00\x00\x00\x86R."[..]);
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn complex(&mut self, re: f64, im: f64) -> Result<()> {
         self.value(|p| {
@@ -591,7 +591,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// let mut p = Pickler::new(&mut buf);
     /// p.str("µs")?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05\x8c\x03\xc2\xb5s.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn str(&mut self, value: &str) -> Result<()> {
         self.value(|p| p.put_str(value))
@@ -606,7 +606,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// let mut p = Pickler::new(&mut buf);
     /// p.bytes(b"ok")?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05C\x02ok.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn bytes(&mut self, value: &[u8]) -> Result<()> {
         self.value(|p| {
@@ -629,7 +629,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// let mut p = Pickler::new(&mut buf);
     /// p.bytearray(b"ok")?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05\x96\x02\x00\x00\x00\x00\x00\x00\x00ok.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn bytearray(&mut self, value: &[u8]) -> Result<()> {
         self.value(|p| {
@@ -651,7 +651,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// let encoded = p.finish()?;
     /// assert_eq!(encoded.pickle, b"\x80\x05\x97\x98.");
     /// assert_eq!(encoded.descriptors[0].region, 3);
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn buffer(&mut self, desc: Descriptor) -> Result<()> {
         self.value(|p| p.put_buffer(desc))
@@ -662,18 +662,18 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// without a copy on numpy 1.26 and 2.x; it is writable in Python unless `desc.readonly`.
     /// `numpy.ndarray` is memoized on first use and fetched with `BINGET` later.
     ///
-    /// Fails with [`Error::TooManyDims`] for more than [`MAX_NDIM`](crate::ndarray::MAX_NDIM)
-    /// dimensions, and with [`Error::ArraySizeMismatch`] unless the product of `shape` times the item size
+    /// Fails with [`EncodeError::TooManyDims`] for more than [`MAX_NDIM`](crate::ndarray::MAX_NDIM)
+    /// dimensions, and with [`EncodeError::ArraySizeMismatch`] unless the product of `shape` times the item size
     /// equals `desc.len` (a 0-d array, `shape == []`, holds one element).
     ///
     /// ```
     /// use dmapickle_core::ndarray::{ByteOrder, DType, Order, Scalar};
-    /// use dmapickle_core::{Descriptor, Error, Pickler};
+    /// use dmapickle_core::{Descriptor, EncodeError, Pickler};
     /// let mut buf = [0u8; 96];
     /// let mut p = Pickler::new(&mut buf);
     /// let f64_be = DType::new(Scalar::F64, ByteOrder::Big);
     /// let desc = Descriptor::new(0, 0, 48).read_only();
-    /// assert_eq!(p.ndarray(desc, f64_be, &[3, 3], Order::C), Err(Error::ArraySizeMismatch));
+    /// assert_eq!(p.ndarray(desc, f64_be, &[3, 3], Order::C), Err(EncodeError::ArraySizeMismatch));
     /// p.begin_tuple()?;
     /// p.ndarray(desc, f64_be, &[2, 3], Order::Fortran)?;
     /// p.ndarray(Descriptor::new(0, 48, 1), DType::of::<u8>(), &[], Order::C)?;
@@ -681,7 +681,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// assert_eq!(p.finish()?.pickle, &b"\x80\x05\
     ///     \x8c\x05numpy\x8c\x07ndarray\x93\x94(K\x02K\x03\x86\x8c\x03>f8\x97\x98K\x00N\x8c\x01Ft\x81\
     ///     h\x00()\x8c\x03|u1\x97K\x00N\x8c\x01Ct\x81\x86."[..]);
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn ndarray(
         &mut self,
@@ -691,13 +691,13 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
         order: Order,
     ) -> Result<()> {
         if shape.len() > crate::ndarray::MAX_NDIM {
-            return Err(Error::TooManyDims);
+            return Err(EncodeError::TooManyDims);
         }
-        let size = byte_len(shape, dtype.itemsize()).ok_or(Error::ArraySizeMismatch)?;
+        let size = byte_len(shape, dtype.itemsize()).ok_or(EncodeError::ArraySizeMismatch)?;
         // numpy dimensions are `npy_intp`: refuse what no 64-bit host can take either.
         let dims_fit = shape.iter().all(|&dim| i64::try_from(dim).is_ok());
         if !dims_fit || u32::try_from(size) != Ok(desc.len) {
-            return Err(Error::ArraySizeMismatch);
+            return Err(EncodeError::ArraySizeMismatch);
         }
         self.value(|p| {
             p.put_global(Global::Ndarray)?;
@@ -733,7 +733,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// p.array::<u16>(Descriptor::new(0, 0, 8), &[4])?;
     /// assert_eq!(p.finish()?.pickle, &b"\x80\x05\x8c\x05numpy\x8c\x07ndarray\x93\x94\
     ///     (K\x04\x85\x8c\x03<u2\x97K\x00N\x8c\x01Ct\x81."[..]);
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn array<T: Element>(&mut self, desc: Descriptor, shape: &[usize]) -> Result<()> {
         self.ndarray(desc, T::DTYPE, shape, Order::C)
@@ -743,7 +743,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
 
     /// Opens a container; write its items, then [`end`](Pickler::end) it with the same kind.
     ///
-    /// Fails with [`Error::TooDeep`] when `D` containers are already open.
+    /// Fails with [`EncodeError::TooDeep`] when `D` containers are already open.
     ///
     /// ```
     /// use dmapickle_core::{pickler::Container, Pickler};
@@ -754,17 +754,17 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// p.int(2u8)?;
     /// p.end(Container::Set)?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05\x8f(K\x01K\x02\x90.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn begin(&mut self, kind: Container) -> Result<()> {
         self.atomic(|p| {
             if p.depth >= D {
-                return Err(Error::TooDeep);
+                return Err(EncodeError::TooDeep);
             }
             p.start_value()?;
             // Count the container as open first, so its closing byte is held in reserve while
             // the opener is written.
-            *p.open.get_mut(p.depth).ok_or(Error::TooDeep)? = Open {
+            *p.open.get_mut(p.depth).ok_or(EncodeError::TooDeep)? = Open {
                 kind,
                 mark: 0,
                 items: 0,
@@ -778,7 +778,8 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
                 Container::Set => p.put(&[op::EMPTY_SET, op::MARK])?,
             }
             // A container's MARK must lie in the first 4 GiB of the output.
-            let mark = u32::try_from(p.pos.saturating_sub(1)).map_err(|_| Error::BufferFull)?;
+            let mark =
+                u32::try_from(p.pos.saturating_sub(1)).map_err(|_| EncodeError::BufferFull)?;
             if let Some(top) = p.top_mut() {
                 top.mark = mark;
             }
@@ -788,22 +789,22 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
 
     /// Closes the innermost open container, which must be of kind `kind`.
     ///
-    /// Fails with [`Error::ContainerMismatch`] if no container is open or the innermost is of
-    /// another kind, and with [`Error::DictKeyWithoutValue`] for a dict with an odd number of
+    /// Fails with [`EncodeError::ContainerMismatch`] if no container is open or the innermost is of
+    /// another kind, and with [`EncodeError::DictKeyWithoutValue`] for a dict with an odd number of
     /// items.
     ///
     /// ```
-    /// use dmapickle_core::{pickler::Container, Error, Pickler};
+    /// use dmapickle_core::{pickler::Container, EncodeError, Pickler};
     /// # let mut buf = [0u8; 16];
     /// let mut p = Pickler::new(&mut buf);
     /// p.begin(Container::Dict)?;
     /// p.str("a")?;
-    /// assert_eq!(p.end(Container::List), Err(Error::ContainerMismatch));
-    /// assert_eq!(p.end(Container::Dict), Err(Error::DictKeyWithoutValue));
+    /// assert_eq!(p.end(Container::List), Err(EncodeError::ContainerMismatch));
+    /// assert_eq!(p.end(Container::Dict), Err(EncodeError::DictKeyWithoutValue));
     /// p.none()?;
     /// p.end(Container::Dict)?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05}\x8c\x01aNs.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn end(&mut self, kind: Container) -> Result<()> {
         let top = self
@@ -812,9 +813,11 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
             .and_then(|i| self.open.get(i))
             .copied()
             .filter(|top| top.kind == kind && self.depth > self.floor)
-            .ok_or(Error::ContainerMismatch)?;
+            .ok_or(EncodeError::ContainerMismatch)?;
         let replace_mark = match (kind, top.items) {
-            (Container::Dict, _) if top.batch % 2 == 1 => return Err(Error::DictKeyWithoutValue),
+            (Container::Dict, _) if top.batch % 2 == 1 => {
+                return Err(EncodeError::DictKeyWithoutValue)
+            }
             (Container::Tuple, 0) => Some(op::EMPTY_TUPLE),
             (Container::Tuple, 1) => Some(op::TUPLE1),
             (Container::Tuple, 2) => Some(op::TUPLE2),
@@ -859,9 +862,9 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// let mut p = Pickler::new(&mut buf);
     /// p.tuple(|p| { p.int(1u8)?; p.none() })?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05K\x01N\x86.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
-    pub fn tuple<E: From<Error>>(
+    pub fn tuple<E: From<EncodeError>>(
         &mut self,
         f: impl FnOnce(&mut Self) -> core::result::Result<(), E>,
     ) -> core::result::Result<(), E> {
@@ -876,9 +879,9 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// let mut p = Pickler::new(&mut buf);
     /// p.list(|p| (0u8..3).try_for_each(|i| p.int(i)))?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05](K\x00K\x01K\x02e.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
-    pub fn list<E: From<Error>>(
+    pub fn list<E: From<EncodeError>>(
         &mut self,
         f: impl FnOnce(&mut Self) -> core::result::Result<(), E>,
     ) -> core::result::Result<(), E> {
@@ -887,7 +890,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
 
     /// Writes a dict whose keys and values `f` writes, alternately; on error the whole dict is
     /// rolled back. A closure ending in `Ok(())` needs a return type:
-    /// `|p| -> dmapickle_core::Result<()> { ...; Ok(()) }` ([module docs](self#closures-and-)).
+    /// `|p| -> dmapickle_core::EncodeResult<()> { ...; Ok(()) }` ([module docs](self#closures-and-)).
     ///
     /// ```
     /// # use dmapickle_core::Pickler;
@@ -900,9 +903,9 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     ///     p.bool(true)
     /// })?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05}(\x8c\x03seqK\x05\x8c\x02ok\x88u.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
-    pub fn dict<E: From<Error>>(
+    pub fn dict<E: From<EncodeError>>(
         &mut self,
         f: impl FnOnce(&mut Self) -> core::result::Result<(), E>,
     ) -> core::result::Result<(), E> {
@@ -917,9 +920,9 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// let mut p = Pickler::new(&mut buf);
     /// p.set(|p| p.str("x"))?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05\x8f(\x8c\x01x\x90.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
-    pub fn set<E: From<Error>>(
+    pub fn set<E: From<EncodeError>>(
         &mut self,
         f: impl FnOnce(&mut Self) -> core::result::Result<(), E>,
     ) -> core::result::Result<(), E> {
@@ -934,9 +937,9 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// let mut p = Pickler::new(&mut buf);
     /// p.frozenset(|p| p.int(7u8))?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05(K\x07\x91.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
-    pub fn frozenset<E: From<Error>>(
+    pub fn frozenset<E: From<EncodeError>>(
         &mut self,
         f: impl FnOnce(&mut Self) -> core::result::Result<(), E>,
     ) -> core::result::Result<(), E> {
@@ -952,7 +955,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// p.begin_tuple()?;
     /// p.end_tuple()?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05).");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn begin_tuple(&mut self) -> Result<()> {
         self.begin(Container::Tuple)
@@ -968,7 +971,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// for _ in 0..4 { p.none()?; }
     /// p.end_tuple()?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05(NNNNt.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn end_tuple(&mut self) -> Result<()> {
         self.end(Container::Tuple)
@@ -983,7 +986,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// p.begin_list()?;
     /// p.end_list()?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05].");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn begin_list(&mut self) -> Result<()> {
         self.begin(Container::List)
@@ -999,7 +1002,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// p.none()?;
     /// p.end_list()?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05]Na.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn end_list(&mut self) -> Result<()> {
         self.end(Container::List)
@@ -1014,7 +1017,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// p.begin_dict()?;
     /// p.end_dict()?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05}.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn begin_dict(&mut self) -> Result<()> {
         self.begin(Container::Dict)
@@ -1032,7 +1035,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// p.int(2u8)?;
     /// p.end_dict()?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05}K\x01K\x02s.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn end_dict(&mut self) -> Result<()> {
         self.end(Container::Dict)
@@ -1047,7 +1050,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// p.begin_set()?;
     /// p.end_set()?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05\x8f.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn begin_set(&mut self) -> Result<()> {
         self.begin(Container::Set)
@@ -1063,7 +1066,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// p.none()?;
     /// p.end_set()?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05\x8f(N\x90.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn end_set(&mut self) -> Result<()> {
         self.end(Container::Set)
@@ -1078,7 +1081,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// p.begin_frozenset()?;
     /// p.end_frozenset()?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05(\x91.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn begin_frozenset(&mut self) -> Result<()> {
         self.begin(Container::FrozenSet)
@@ -1094,7 +1097,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// p.bool(false)?;
     /// p.end_frozenset()?;
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05(\x89\x91.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn end_frozenset(&mut self) -> Result<()> {
         self.end(Container::FrozenSet)
@@ -1102,7 +1105,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
 
     // ---- bookkeeping ----------------------------------------------------------------------------
 
-    fn container<E: From<Error>>(
+    fn container<E: From<EncodeError>>(
         &mut self,
         kind: Container,
         f: impl FnOnce(&mut Self) -> core::result::Result<(), E>,
@@ -1116,7 +1119,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
             self.floor = floor;
             inner?;
             if self.depth != depth {
-                return Err(Error::UnclosedContainer.into());
+                return Err(EncodeError::UnclosedContainer.into());
             }
             self.end(kind).map_err(E::from)
         });
@@ -1203,7 +1206,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     fn start_value_slow(&mut self) -> Result<()> {
         let Some(top) = self.top().copied() else {
             if self.done {
-                return Err(Error::NotOneValue);
+                return Err(EncodeError::NotOneValue);
             }
             if self.pos == 0 {
                 self.put(&[op::PROTO, 5])?;
@@ -1212,7 +1215,8 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
         };
         if top.kind.batch_limit() == Some(top.batch) {
             self.put(&[top.kind.batch_closer(), op::MARK])?;
-            let mark = u32::try_from(self.pos.saturating_sub(1)).map_err(|_| Error::BufferFull)?;
+            let mark =
+                u32::try_from(self.pos.saturating_sub(1)).map_err(|_| EncodeError::BufferFull)?;
             if let Some(top) = self.top_mut() {
                 top.mark = mark;
                 top.batch = 0;
@@ -1241,7 +1245,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
         let end = self.reserve(bytes.len())?;
         self.buf
             .get_mut(self.pos..end)
-            .ok_or(Error::BufferFull)?
+            .ok_or(EncodeError::BufferFull)?
             .copy_from_slice(bytes);
         self.pos = end;
         Ok(())
@@ -1253,12 +1257,15 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
         let len = head
             .len()
             .checked_add(data.len())
-            .ok_or(Error::BufferFull)?;
+            .ok_or(EncodeError::BufferFull)?;
         let end = self.reserve(len)?;
-        let out = self.buf.get_mut(self.pos..end).ok_or(Error::BufferFull)?;
+        let out = self
+            .buf
+            .get_mut(self.pos..end)
+            .ok_or(EncodeError::BufferFull)?;
         let (out_head, out_data) = out
             .split_at_mut_checked(head.len())
-            .ok_or(Error::BufferFull)?;
+            .ok_or(EncodeError::BufferFull)?;
         out_head.copy_from_slice(head);
         out_data.copy_from_slice(data);
         self.pos = end;
@@ -1273,7 +1280,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
         self.pos
             .checked_add(len)
             .filter(|&end| end <= limit)
-            .ok_or(Error::BufferFull)
+            .ok_or(EncodeError::BufferFull)
     }
 
     /// Appends the concatenation of `parts`, or nothing if it does not fit.
@@ -1281,13 +1288,16 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
         let total = parts
             .iter()
             .try_fold(0usize, |sum, part| sum.checked_add(part.len()))
-            .ok_or(Error::BufferFull)?;
+            .ok_or(EncodeError::BufferFull)?;
         let end = self.reserve(total)?;
-        let mut out = self.buf.get_mut(self.pos..end).ok_or(Error::BufferFull)?;
+        let mut out = self
+            .buf
+            .get_mut(self.pos..end)
+            .ok_or(EncodeError::BufferFull)?;
         for part in parts {
             let (head, rest) = out
                 .split_at_mut_checked(part.len())
-                .ok_or(Error::BufferFull)?;
+                .ok_or(EncodeError::BufferFull)?;
             head.copy_from_slice(part);
             out = rest;
         }
@@ -1320,7 +1330,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     }
 
     fn put_long1(&mut self, wide: &[u8; 17], len: usize) -> Result<()> {
-        let bytes = wide.get(..len).ok_or(Error::BufferFull)?;
+        let bytes = wide.get(..len).ok_or(EncodeError::BufferFull)?;
         // At most 17 bytes, so the length fits LONG1's one-byte count.
         self.put2(&[op::LONG1, len as u8], bytes)
     }
@@ -1350,7 +1360,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
         }
         self.descriptors
             .push(desc)
-            .map_err(|_| Error::TooManyBuffers)
+            .map_err(|_| EncodeError::TooManyBuffers)
     }
 
     /// A shape tuple: `EMPTY_TUPLE`, `TUPLE1`-`TUPLE3` or `MARK` ... `TUPLE`.
@@ -1400,7 +1410,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
 
     /// Writes a str from `value`'s `Display` output, without an intermediate buffer: one pass
     /// counts the bytes, the second writes them. Output that differs between the two passes is
-    /// [`Error::SerdeCustom`].
+    /// [`EncodeError::SerdeCustom`].
     #[cfg(feature = "serde")]
     pub(crate) fn str_display<T: core::fmt::Display + ?Sized>(&mut self, value: &T) -> Result<()> {
         use core::fmt::Write as _;
@@ -1414,12 +1424,12 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
         struct Out<'q, 'a, const N: usize, const D: usize> {
             p: &'q mut Pickler<'a, N, D>,
             left: usize,
-            error: Option<Error>,
+            error: Option<EncodeError>,
         }
         impl<const N: usize, const D: usize> core::fmt::Write for Out<'_, '_, N, D> {
             fn write_str(&mut self, s: &str) -> core::fmt::Result {
                 let Some(left) = self.left.checked_sub(s.len()) else {
-                    self.error = Some(Error::SerdeCustom);
+                    self.error = Some(EncodeError::SerdeCustom);
                     return Err(core::fmt::Error);
                 };
                 self.left = left;
@@ -1430,7 +1440,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
             }
         }
         let mut count = Count(0);
-        write!(count, "{value}").map_err(|_| Error::SerdeCustom)?;
+        write!(count, "{value}").map_err(|_| EncodeError::SerdeCustom)?;
         let len = count.0;
         self.value(|p| {
             if let Ok(n) = u8::try_from(len) {
@@ -1447,8 +1457,8 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
             };
             match write!(out, "{value}") {
                 Ok(()) if out.left == 0 => Ok(()),
-                Ok(()) => Err(Error::SerdeCustom),
-                Err(_) => Err(out.error.unwrap_or(Error::SerdeCustom)),
+                Ok(()) => Err(EncodeError::SerdeCustom),
+                Err(_) => Err(out.error.unwrap_or(EncodeError::SerdeCustom)),
             }
         })
     }
@@ -1705,7 +1715,7 @@ mod tests {
             let desc = Descriptor::new(0, 0, len);
             assert_eq!(
                 p.ndarray(desc, i32s, shape, Order::C),
-                Err(Error::ArraySizeMismatch)
+                Err(EncodeError::ArraySizeMismatch)
             );
         }
         assert!(p.is_empty());
@@ -1719,19 +1729,25 @@ mod tests {
     fn misuse_is_an_error_not_a_panic() {
         let mut buf = [0u8; 64];
         let mut p = Pickler::new(&mut buf);
-        assert_eq!(p.end(Container::List), Err(Error::ContainerMismatch));
+        assert_eq!(p.end(Container::List), Err(EncodeError::ContainerMismatch));
         p.begin_list().unwrap();
-        assert_eq!(p.end_tuple(), Err(Error::ContainerMismatch));
+        assert_eq!(p.end_tuple(), Err(EncodeError::ContainerMismatch));
         p.end_list().unwrap();
-        assert_eq!(p.none(), Err(Error::NotOneValue));
-        assert_eq!(p.begin_dict(), Err(Error::NotOneValue));
+        assert_eq!(p.none(), Err(EncodeError::NotOneValue));
+        assert_eq!(p.begin_dict(), Err(EncodeError::NotOneValue));
         assert_eq!(p.finish().unwrap().pickle, b"\x80\x05].");
 
         // A closure that leaves a container open, or tries to close its parent, is rolled back.
         let mut p = Pickler::new(&mut buf);
         p.begin_tuple().unwrap();
-        assert_eq!(p.list(|p| p.begin_dict()), Err(Error::UnclosedContainer));
-        assert_eq!(p.list(|p| p.end_tuple()), Err(Error::ContainerMismatch));
+        assert_eq!(
+            p.list(|p| p.begin_dict()),
+            Err(EncodeError::UnclosedContainer)
+        );
+        assert_eq!(
+            p.list(|p| p.end_tuple()),
+            Err(EncodeError::ContainerMismatch)
+        );
         assert_eq!((p.len(), p.depth()), (3, 1));
         p.none().unwrap();
         p.end_tuple().unwrap();
@@ -1745,8 +1761,8 @@ mod tests {
         for _ in 0..3 {
             p.begin_list().unwrap();
         }
-        assert_eq!(p.begin_tuple(), Err(Error::TooDeep));
-        assert_eq!(p.tuple(|_| Ok(())), Err(Error::TooDeep));
+        assert_eq!(p.begin_tuple(), Err(EncodeError::TooDeep));
+        assert_eq!(p.tuple(|_| Ok(())), Err(EncodeError::TooDeep));
         for _ in 0..3 {
             p.end_list().unwrap();
         }
@@ -1763,11 +1779,11 @@ mod tests {
         let len = p.len();
         assert_eq!(
             p.array::<f32>(Descriptor::new(0, 8, 4), &[1]),
-            Err(Error::TooManyBuffers)
+            Err(EncodeError::TooManyBuffers)
         );
         assert_eq!(
             p.buffer(Descriptor::new(0, 8, 4)),
-            Err(Error::TooManyBuffers)
+            Err(EncodeError::TooManyBuffers)
         );
         assert_eq!(p.len(), len);
         p.end_list().unwrap();
@@ -1783,7 +1799,7 @@ mod tests {
         let mut p = Pickler::new(&mut buf);
         p.begin_list().unwrap();
         (0..1000).for_each(|_| p.none().unwrap());
-        assert_eq!(p.none(), Err(Error::BufferFull));
+        assert_eq!(p.none(), Err(EncodeError::BufferFull));
         p.end_list().unwrap();
         let expected: Vec<u8> = b"\x80\x05]("
             .iter()
@@ -1799,7 +1815,7 @@ mod tests {
         let mut p = Pickler::new(&mut buf);
         p.begin_list().unwrap();
         (0..1000).for_each(|_| p.none().unwrap());
-        assert_eq!(p.f64(1.0), Err(Error::BufferFull));
+        assert_eq!(p.f64(1.0), Err(EncodeError::BufferFull));
         p.none().unwrap();
         p.end_list().unwrap();
         let expected: Vec<u8> = b"\x80\x05]("
@@ -1844,13 +1860,13 @@ mod tests {
                     assert_eq!(p.finish().unwrap().pickle, &full[..]);
                 }
                 Err(error) => {
-                    assert_eq!(error, Error::BufferFull, "size {size}");
+                    assert_eq!(error, EncodeError::BufferFull, "size {size}");
                     assert_eq!(needed, None, "size {size} fails after a smaller one worked");
                     // All-or-nothing: the failed dict left nothing behind but the header.
                     assert!(p.len() <= 2, "size {size}");
                     assert_eq!(p.depth(), 0);
                     assert!(p.descriptors().is_empty());
-                    assert_eq!(p.finish(), Err(Error::NotOneValue));
+                    assert_eq!(p.finish(), Err(EncodeError::NotOneValue));
                 }
             }
         }

@@ -45,12 +45,12 @@
 //! assert_eq!(encoded.pickle, &b"\x80\x05}(\x8c\x03seqK\x07\x8c\x03adc\
 //!     \x8c\x05numpy\x8c\x07ndarray\x93\x94(K\x02K\x04\x86\x8c\x03<i2\x97K\x00N\x8c\x01Ct\x81u."[..]);
 //! assert_eq!(encoded.descriptors.as_slice(), &[Descriptor::new(1, 0, 16)]);
-//! # Ok::<(), dmapickle_core::Error>(())
+//! # Ok::<(), dmapickle_core::EncodeError>(())
 //! ```
 //!
 //! # Errors
-//! Every error is an [`Error`]: the pickler's own ([`Error::BufferFull`], ...), and
-//! [`Error::SerdeCustom`] when a `Serialize` impl fails. [`Pickler::serialize`] and
+//! Every error is an [`EncodeError`]: the pickler's own ([`EncodeError::BufferFull`], ...), and
+//! [`EncodeError::SerdeCustom`] when a `Serialize` impl fails. [`Pickler::serialize`] and
 //! [`to_pickle`] are all-or-nothing, like every [`Pickler`] method.
 
 use core::fmt::Display;
@@ -59,7 +59,7 @@ use serde::ser::{self, Impossible, Serialize};
 
 use crate::ndarray::{ByteOrder, DType, Element, Order, Scalar};
 use crate::pickler::{Container, DEFAULT_BUFFERS, DEFAULT_DEPTH};
-use crate::{Descriptor, Encoded, Error, Pickler, Result};
+use crate::{Descriptor, EncodeError, EncodeResult as Result, Encoded, Pickler};
 
 /// Most dimensions an [`NdArray`] may have when written through serde: the crate's one
 /// [`MAX_NDIM`](crate::ndarray::MAX_NDIM).
@@ -85,7 +85,7 @@ const ARRAY_BYTES: usize = ARRAY_HEAD + 8 * MAX_DIMS;
 /// use dmapickle_core::ser::to_pickle;
 /// let mut buf = [0u8; 32];
 /// assert_eq!(to_pickle(&(1u8, "a", [true]), &mut buf)?.pickle, b"\x80\x05K\x01\x8c\x01a\x88\x85\x87.");
-/// # Ok::<(), dmapickle_core::Error>(())
+/// # Ok::<(), dmapickle_core::EncodeError>(())
 /// ```
 pub fn to_pickle<'a, T: Serialize + ?Sized>(
     value: &T,
@@ -114,7 +114,7 @@ impl<const N: usize, const D: usize> Pickler<'_, N, D> {
     /// p.end_list()?;
     /// assert_eq!(p.finish()?.pickle, &b"\x80\x05](\x8c\x04Idle\
     ///     }\x8c\x04Scan}(\x8c\x04fromK\x01\x8c\x02toK\x02use."[..]);
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn serialize<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.all_or_nothing(|p| value.serialize(p))
@@ -127,19 +127,19 @@ impl<const N: usize, const D: usize> Pickler<'_, N, D> {
 /// region, written as `NEXT_BUFFER` + `numpy.ndarray` (zero-copy on the Python side).
 ///
 /// The dtype comes from `T` ([`Element`]), in the target's byte order. The shape times the item
-/// size must equal the descriptor's length ([`Error::ArraySizeMismatch`] otherwise), and the
-/// array may have at most [`MAX_DIMS`] dimensions ([`Error::TooManyDims`]).
+/// size must equal the descriptor's length ([`EncodeError::ArraySizeMismatch`] otherwise), and the
+/// array may have at most [`MAX_DIMS`] dimensions ([`EncodeError::TooManyDims`]).
 ///
 /// ```
 /// use dmapickle_core::ser::{to_pickle, NdArray};
-/// use dmapickle_core::{Descriptor, Error};
+/// use dmapickle_core::{Descriptor, EncodeError};
 /// let mut buf = [0u8; 96];
 /// let adc = NdArray::<u16>::new(Descriptor::new(0, 0, 8), &[4]);
 /// assert_eq!(to_pickle(&adc, &mut buf)?.pickle, &b"\x80\x05\x8c\x05numpy\x8c\x07ndarray\x93\x94\
 ///     (K\x04\x85\x8c\x03<u2\x97K\x00N\x8c\x01Ct\x81."[..]);
 /// let wrong = NdArray::<u16>::new(Descriptor::new(0, 0, 8), &[5]);
-/// assert_eq!(to_pickle(&wrong, &mut buf).unwrap_err(), Error::ArraySizeMismatch);
-/// # Ok::<(), dmapickle_core::Error>(())
+/// assert_eq!(to_pickle(&wrong, &mut buf).unwrap_err(), EncodeError::ArraySizeMismatch);
+/// # Ok::<(), dmapickle_core::EncodeError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NdArray<'a, T: Element> {
@@ -193,7 +193,7 @@ impl<T: Element> Serialize for NdArray<'_, T> {
 /// let encoded = to_pickle(&(raw, 5u8), &mut buf)?;
 /// assert_eq!(encoded.pickle, b"\x80\x05\x97\x98K\x05\x86.");
 /// assert_eq!(encoded.descriptors[0].offset, 64);
-/// # Ok::<(), dmapickle_core::Error>(())
+/// # Ok::<(), dmapickle_core::EncodeError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct OobBytes(pub Descriptor);
@@ -296,7 +296,7 @@ fn write_array<const N: usize, const D: usize>(
     p: &mut Pickler<'_, N, D>,
     bytes: &[u8],
 ) -> Result<()> {
-    let bad = Error::SerdeCustom;
+    let bad = EncodeError::SerdeCustom;
     let desc = unpack_descriptor(bytes).ok_or(bad)?;
     let &[scalar, byte_order, order, ndim] = bytes.get(DESC_BYTES..ARRAY_HEAD).ok_or(bad)? else {
         return Err(bad);
@@ -310,7 +310,7 @@ fn write_array<const N: usize, const D: usize>(
     let order = if order == 0 { Order::C } else { Order::Fortran };
     let ndim = usize::from(ndim);
     if ndim > MAX_DIMS {
-        return Err(Error::TooManyDims);
+        return Err(EncodeError::TooManyDims);
     }
     let packed_dims = bytes.get(ARRAY_HEAD..).ok_or(bad)?;
     if packed_dims.len() != 8 * ndim {
@@ -320,7 +320,8 @@ fn write_array<const N: usize, const D: usize>(
     for (dst, src) in dims.iter_mut().zip(packed_dims.chunks_exact(8)) {
         let mut le = [0u8; 8];
         le.copy_from_slice(src);
-        *dst = usize::try_from(u64::from_le_bytes(le)).map_err(|_| Error::ArraySizeMismatch)?;
+        *dst =
+            usize::try_from(u64::from_le_bytes(le)).map_err(|_| EncodeError::ArraySizeMismatch)?;
     }
     let shape = dims.get(..ndim).ok_or(bad)?;
     p.ndarray(desc, DType::new(scalar, byte_order), shape, order)
@@ -335,20 +336,20 @@ struct Capture<'p, 'a, const N: usize, const D: usize> {
 
 macro_rules! refuse {
     ($($name:ident($($arg:ty),*) -> $ok:ty;)*) => {
-        $(fn $name(self, $(_: $arg),*) -> Result<$ok> { Err(Error::SerdeCustom) })*
+        $(fn $name(self, $(_: $arg),*) -> Result<$ok> { Err(EncodeError::SerdeCustom) })*
     };
 }
 
 impl<const N: usize, const D: usize> ser::Serializer for Capture<'_, '_, N, D> {
     type Ok = ();
-    type Error = Error;
-    type SerializeSeq = Impossible<(), Error>;
-    type SerializeTuple = Impossible<(), Error>;
-    type SerializeTupleStruct = Impossible<(), Error>;
-    type SerializeTupleVariant = Impossible<(), Error>;
-    type SerializeMap = Impossible<(), Error>;
-    type SerializeStruct = Impossible<(), Error>;
-    type SerializeStructVariant = Impossible<(), Error>;
+    type Error = EncodeError;
+    type SerializeSeq = Impossible<(), EncodeError>;
+    type SerializeTuple = Impossible<(), EncodeError>;
+    type SerializeTupleStruct = Impossible<(), EncodeError>;
+    type SerializeTupleVariant = Impossible<(), EncodeError>;
+    type SerializeMap = Impossible<(), EncodeError>;
+    type SerializeStruct = Impossible<(), EncodeError>;
+    type SerializeStructVariant = Impossible<(), EncodeError>;
 
     #[inline]
     fn serialize_bytes(self, v: &[u8]) -> Result<()> {
@@ -357,7 +358,7 @@ impl<const N: usize, const D: usize> ser::Serializer for Capture<'_, '_, N, D> {
         } else {
             match unpack_descriptor(v) {
                 Some(desc) if v.len() == DESC_BYTES => self.p.buffer(desc),
-                _ => Err(Error::SerdeCustom),
+                _ => Err(EncodeError::SerdeCustom),
             }
         }
     }
@@ -391,12 +392,12 @@ impl<const N: usize, const D: usize> ser::Serializer for Capture<'_, '_, N, D> {
 
     #[inline]
     fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<()> {
-        Err(Error::SerdeCustom)
+        Err(EncodeError::SerdeCustom)
     }
 
     #[inline]
     fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, _: &T) -> Result<()> {
-        Err(Error::SerdeCustom)
+        Err(EncodeError::SerdeCustom)
     }
 
     #[inline]
@@ -407,26 +408,26 @@ impl<const N: usize, const D: usize> ser::Serializer for Capture<'_, '_, N, D> {
         _: &'static str,
         _: &T,
     ) -> Result<()> {
-        Err(Error::SerdeCustom)
+        Err(EncodeError::SerdeCustom)
     }
 
     fn collect_str<T: Display + ?Sized>(self, _: &T) -> Result<()> {
-        Err(Error::SerdeCustom)
+        Err(EncodeError::SerdeCustom)
     }
 }
 
 // ---- the serializer --------------------------------------------------------------------------------
 
-impl ser::Error for Error {
+impl ser::Error for EncodeError {
     fn custom<T: Display>(_msg: T) -> Self {
-        Error::SerdeCustom
+        EncodeError::SerdeCustom
     }
 }
 
-// serde requires its error types to implement `Error` (`core::error::Error` on Rust >= 1.81);
+// serde requires its error types to implement `EncodeError` (`core::error::Error` on Rust >= 1.81);
 // with feature `std`, error.rs implements it already.
 #[cfg(not(feature = "std"))]
-impl ser::StdError for Error {}
+impl ser::StdError for EncodeError {}
 
 /// A sequence, tuple, map, struct or variant being written by [`Pickler`]'s serializer.
 ///
@@ -480,7 +481,7 @@ impl<'p, 'a, const N: usize, const D: usize> Compound<'p, 'a, N, D> {
 
 impl<const N: usize, const D: usize> ser::SerializeSeq for Compound<'_, '_, N, D> {
     type Ok = ();
-    type Error = Error;
+    type Error = EncodeError;
     #[inline]
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.item(value)
@@ -493,7 +494,7 @@ impl<const N: usize, const D: usize> ser::SerializeSeq for Compound<'_, '_, N, D
 
 impl<const N: usize, const D: usize> ser::SerializeTuple for Compound<'_, '_, N, D> {
     type Ok = ();
-    type Error = Error;
+    type Error = EncodeError;
     #[inline]
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.item(value)
@@ -506,7 +507,7 @@ impl<const N: usize, const D: usize> ser::SerializeTuple for Compound<'_, '_, N,
 
 impl<const N: usize, const D: usize> ser::SerializeTupleStruct for Compound<'_, '_, N, D> {
     type Ok = ();
-    type Error = Error;
+    type Error = EncodeError;
     #[inline]
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.item(value)
@@ -519,7 +520,7 @@ impl<const N: usize, const D: usize> ser::SerializeTupleStruct for Compound<'_, 
 
 impl<const N: usize, const D: usize> ser::SerializeTupleVariant for Compound<'_, '_, N, D> {
     type Ok = ();
-    type Error = Error;
+    type Error = EncodeError;
     #[inline]
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.item(value)
@@ -532,7 +533,7 @@ impl<const N: usize, const D: usize> ser::SerializeTupleVariant for Compound<'_,
 
 impl<const N: usize, const D: usize> ser::SerializeMap for Compound<'_, '_, N, D> {
     type Ok = ();
-    type Error = Error;
+    type Error = EncodeError;
     #[inline]
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<()> {
         self.item(key)
@@ -549,7 +550,7 @@ impl<const N: usize, const D: usize> ser::SerializeMap for Compound<'_, '_, N, D
 
 impl<const N: usize, const D: usize> ser::SerializeStruct for Compound<'_, '_, N, D> {
     type Ok = ();
-    type Error = Error;
+    type Error = EncodeError;
     #[inline]
     fn serialize_field<T: Serialize + ?Sized>(
         &mut self,
@@ -566,7 +567,7 @@ impl<const N: usize, const D: usize> ser::SerializeStruct for Compound<'_, '_, N
 
 impl<const N: usize, const D: usize> ser::SerializeStructVariant for Compound<'_, '_, N, D> {
     type Ok = ();
-    type Error = Error;
+    type Error = EncodeError;
     #[inline]
     fn serialize_field<T: Serialize + ?Sized>(
         &mut self,
@@ -585,7 +586,7 @@ impl<const N: usize, const D: usize> ser::SerializeStructVariant for Compound<'_
 /// all-or-nothing (this is not: after an error, drop the pickler).
 impl<'p, 'a, const N: usize, const D: usize> ser::Serializer for &'p mut Pickler<'a, N, D> {
     type Ok = ();
-    type Error = Error;
+    type Error = EncodeError;
     type SerializeSeq = Compound<'p, 'a, N, D>;
     type SerializeTuple = Compound<'p, 'a, N, D>;
     type SerializeTupleStruct = Compound<'p, 'a, N, D>;
@@ -849,7 +850,7 @@ mod tests {
     fn display_that_changes_between_passes_is_an_error() {
         let mut buf = [0u8; 64];
         let value = Growing(core::cell::Cell::new(0));
-        assert_eq!(to_pickle(&value, &mut buf), Err(Error::SerdeCustom));
+        assert_eq!(to_pickle(&value, &mut buf), Err(EncodeError::SerdeCustom));
     }
 
     #[test]
@@ -861,14 +862,17 @@ mod tests {
         #[serde(rename = "\0dmapickle::ser::OobBytes")]
         struct Short(#[serde(with = "serde_bytes")] Vec<u8>);
         let mut buf = [0u8; 64];
-        assert_eq!(to_pickle(&Forged(1), &mut buf), Err(Error::SerdeCustom));
+        assert_eq!(
+            to_pickle(&Forged(1), &mut buf),
+            Err(EncodeError::SerdeCustom)
+        );
         assert_eq!(
             to_pickle(&Short(std::vec![0; 10]), &mut buf),
-            Err(Error::SerdeCustom)
+            Err(EncodeError::SerdeCustom)
         );
         assert_eq!(
             to_pickle(&Short(std::vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]), &mut buf),
-            Err(Error::SerdeCustom)
+            Err(EncodeError::SerdeCustom)
         );
     }
 
@@ -879,7 +883,7 @@ mod tests {
         let desc = Descriptor::new(0, 0, 2);
         assert_eq!(
             to_pickle(&NdArray::<i16>::new(desc, &shape), &mut buf),
-            Err(Error::TooManyDims)
+            Err(EncodeError::TooManyDims)
         );
         let ok = to_pickle(&NdArray::<i16>::new(desc, &shape[..MAX_DIMS]), &mut buf).unwrap();
         assert_eq!(ok.descriptors.len(), 1);
@@ -900,7 +904,7 @@ mod tests {
             a: "0123456789",
             b: [1, 2, 3],
         };
-        assert_eq!(p.serialize(&big), Err(Error::BufferFull));
+        assert_eq!(p.serialize(&big), Err(EncodeError::BufferFull));
         assert_eq!((p.len(), p.depth()), (before, 1));
         p.serialize(&7u8).unwrap();
         p.end_list().unwrap();

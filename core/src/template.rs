@@ -16,7 +16,7 @@
 //!
 //! [`TemplateBuilder::int_slot`] picks the narrowest width that holds every value of the Rust
 //! type (`u8`..`i32`, `u16`: `BININT`; `u32`: 5 bytes; `i64`: 8; `u64`: 9; `i128`: 16; `u128`: 17).
-//! A value that does not fit its slot is refused with [`Error::SlotOverflow`] when it is set, and
+//! A value that does not fit its slot is refused with [`EncodeError::SlotOverflow`] when it is set, and
 //! the slot keeps its previous value: a patched message is always a valid pickle, and it loads to
 //! the value a fresh [`Pickler`] encoding of the same values loads to (its int opcodes may be
 //! wider than CPython's shortest form).
@@ -48,7 +48,7 @@
 //!     \x8c\x03adc\x8c\x05numpy\x8c\x07ndarray\x93\x94(K\x02K\x04\x86\x8c\x03<i2\x97\x98K\x00N\
 //!     \x8c\x01Ct\x81\x8c\x04gainG?\xe0\x00\x00\x00\x00\x00\x00u."[..]);
 //! assert_eq!(encoded.descriptors[0].offset, 16);
-//! # Ok::<(), dmapickle_core::Error>(())
+//! # Ok::<(), dmapickle_core::EncodeError>(())
 //! ```
 //!
 //! A template can also be built on the host and linked into firmware as constants: keep
@@ -63,7 +63,7 @@ use heapless::Vec;
 use crate::ndarray::{DType, Element, Order};
 use crate::opcode as op;
 use crate::pickler::{Container, DEFAULT_BUFFERS, DEFAULT_DEPTH};
-use crate::{Descriptor, Encoded, Error, Pickler, Result};
+use crate::{Descriptor, EncodeError, EncodeResult as Result, Encoded, Pickler};
 
 /// Default capacity of a template's slot table.
 pub const DEFAULT_SLOTS: usize = 8;
@@ -184,7 +184,7 @@ fn int_width(kind: SlotKind) -> Result<u8> {
     match kind {
         SlotKind::Int32 => Ok(4),
         SlotKind::Long(n @ 5..=17) => Ok(n),
-        _ => Err(Error::SlotMismatch),
+        _ => Err(EncodeError::SlotMismatch),
     }
 }
 
@@ -196,7 +196,7 @@ fn int_width(kind: SlotKind) -> Result<u8> {
 const fn check(pickle: &[u8], descriptors: usize, slots: &[Slot]) -> Result<()> {
     let len = pickle.len();
     if len < 3 || pickle[0] != op::PROTO || pickle[1] != 5 || pickle[len - 1] != op::STOP {
-        return Err(Error::BadTemplate);
+        return Err(EncodeError::BadTemplate);
     }
     // Value slots come in pickle order, so "no overlap" is "each starts after the last ended".
     let mut free_from = 2;
@@ -213,15 +213,15 @@ const fn check(pickle: &[u8], descriptors: usize, slots: &[Slot]) -> Result<()> 
                 (pickle[at], 1)
             }
             SlotKind::Buffer | SlotKind::Array if at < descriptors => continue,
-            _ => return Err(Error::BadTemplate),
+            _ => return Err(EncodeError::BadTemplate),
         };
         // The last byte is STOP, never a slot's: `at + width < len`.
         if at < free_from || at >= len || width >= len - at || pickle[at] != opcode {
-            return Err(Error::BadTemplate);
+            return Err(EncodeError::BadTemplate);
         }
         if let SlotKind::Long(n) = slot.kind {
             if pickle[at + 1] != n {
-                return Err(Error::BadTemplate);
+                return Err(EncodeError::BadTemplate);
             }
         }
         free_from = at + width;
@@ -237,11 +237,11 @@ fn emit<'o, 'm, const N: usize>(
     slots: &'m [Slot],
     out: &'o mut [u8],
 ) -> Result<Message<'o, 'm, N>> {
-    let out = out.get_mut(..pickle.len()).ok_or(Error::BufferFull)?;
+    let out = out.get_mut(..pickle.len()).ok_or(EncodeError::BufferFull)?;
     out.copy_from_slice(pickle);
     Ok(Message {
         out,
-        descriptors: Vec::from_slice(descriptors).map_err(|_| Error::TooManyBuffers)?,
+        descriptors: Vec::from_slice(descriptors).map_err(|_| EncodeError::TooManyBuffers)?,
         slots,
         originals: descriptors,
     })
@@ -264,7 +264,7 @@ fn emit<'o, 'm, const N: usize>(
 /// let mut msg = TEMPLATE.emit::<1>(&mut out)?;
 /// msg.set_int(IntSlot(0), 300u16)?;
 /// assert_eq!(msg.finish().pickle, b"\x80\x05J\x2c\x01\x00\x00.");
-/// # Ok::<(), dmapickle_core::Error>(())
+/// # Ok::<(), dmapickle_core::EncodeError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StaticTemplate<'t> {
@@ -307,7 +307,7 @@ impl<'t> StaticTemplate<'t> {
     }
 
     /// As [`Template::emit`], into a message with room for `N` descriptors
-    /// ([`Error::TooManyBuffers`] if the template has more).
+    /// ([`EncodeError::TooManyBuffers`] if the template has more).
     #[inline]
     pub fn emit<'o, const N: usize>(&self, out: &'o mut [u8]) -> Result<Message<'o, 't, N>> {
         emit(self.pickle, self.descriptors, self.slots, out)
@@ -330,16 +330,16 @@ impl<'t, const N: usize, const S: usize> Template<'t, N, S> {
     /// [`descriptors`](Template::descriptors) and [`slots`](Template::slots) returned them
     /// (for templates built on the host and linked into firmware as constants).
     ///
-    /// Fails with [`Error::BadTemplate`] unless every slot points at an opcode of its kind (or a
+    /// Fails with [`EncodeError::BadTemplate`] unless every slot points at an opcode of its kind (or a
     /// descriptor the table holds), value slots are in pickle order without overlapping (as the
     /// builder makes them), and the pickle starts with
-    /// `PROTO 5` and ends with `STOP`; with [`Error::TooManyBuffers`] or
-    /// [`Error::TooManySlots`] if a table does not fit. It does not re-validate the rest of the
+    /// `PROTO 5` and ends with `STOP`; with [`EncodeError::TooManyBuffers`] or
+    /// [`EncodeError::TooManySlots`] if a table does not fit. It does not re-validate the rest of the
     /// pickle: give it what a [`TemplateBuilder`] made.
     ///
     /// ```
     /// use dmapickle_core::template::{Slot, SlotKind, Template};
-    /// use dmapickle_core::Error;
+    /// use dmapickle_core::EncodeError;
     /// let pickle = b"\x80\x05J\x00\x00\x00\x00.";
     /// let ok = [Slot { kind: SlotKind::Int32, at: 2 }];
     /// let t = Template::<'_, 1, 1>::from_parts(pickle, &[], &ok)?;
@@ -348,8 +348,8 @@ impl<'t, const N: usize, const S: usize> Template<'t, N, S> {
     /// msg.set_int(dmapickle_core::template::IntSlot(0), -2i8)?;
     /// assert_eq!(msg.finish().pickle, b"\x80\x05J\xfe\xff\xff\xff.");
     /// let bad = [Slot { kind: SlotKind::Float, at: 2 }];
-    /// assert_eq!(Template::<'_, 1, 1>::from_parts(pickle, &[], &bad), Err(Error::BadTemplate));
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// assert_eq!(Template::<'_, 1, 1>::from_parts(pickle, &[], &bad), Err(EncodeError::BadTemplate));
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn from_parts(
         pickle: &'t [u8],
@@ -359,8 +359,8 @@ impl<'t, const N: usize, const S: usize> Template<'t, N, S> {
         check(pickle, descriptors.len(), slots)?;
         Ok(Template {
             pickle,
-            descriptors: Vec::from_slice(descriptors).map_err(|_| Error::TooManyBuffers)?,
-            slots: Vec::from_slice(slots).map_err(|_| Error::TooManySlots)?,
+            descriptors: Vec::from_slice(descriptors).map_err(|_| EncodeError::TooManyBuffers)?,
+            slots: Vec::from_slice(slots).map_err(|_| EncodeError::TooManySlots)?,
         })
     }
 
@@ -380,7 +380,7 @@ impl<'t, const N: usize, const S: usize> Template<'t, N, S> {
     }
 
     /// Copies the template into `out` and returns the message, ready to patch; the slots hold
-    /// the template's values until set. Fails with [`Error::BufferFull`] if `out` is shorter than
+    /// the template's values until set. Fails with [`EncodeError::BufferFull`] if `out` is shorter than
     /// [`pickle`](Template::pickle).
     #[inline]
     pub fn emit<'o>(&self, out: &'o mut [u8]) -> Result<Message<'o, '_, N>> {
@@ -404,31 +404,31 @@ impl<'o, const N: usize> Message<'o, '_, N> {
         self.slots
             .get(usize::from(index))
             .copied()
-            .ok_or(Error::SlotMismatch)
+            .ok_or(EncodeError::SlotMismatch)
     }
 
     #[inline]
     fn bytes(&mut self, at: u32, len: usize) -> Result<&mut [u8]> {
-        let at = usize::try_from(at).map_err(|_| Error::BadTemplate)?;
-        let end = at.checked_add(len).ok_or(Error::BadTemplate)?;
-        self.out.get_mut(at..end).ok_or(Error::BadTemplate)
+        let at = usize::try_from(at).map_err(|_| EncodeError::BadTemplate)?;
+        let end = at.checked_add(len).ok_or(EncodeError::BadTemplate)?;
+        self.out.get_mut(at..end).ok_or(EncodeError::BadTemplate)
     }
 
-    /// Sets an int slot. Fails with [`Error::SlotOverflow`] if `value` does not fit the slot's
-    /// width, and with [`Error::SlotMismatch`] if `slot` is not an int slot of this template.
+    /// Sets an int slot. Fails with [`EncodeError::SlotOverflow`] if `value` does not fit the slot's
+    /// width, and with [`EncodeError::SlotMismatch`] if `slot` is not an int slot of this template.
     ///
     /// ```
-    /// use dmapickle_core::{Error, TemplateBuilder};
+    /// use dmapickle_core::{EncodeError, TemplateBuilder};
     /// let mut storage = [0u8; 32];
     /// let mut b = TemplateBuilder::new(&mut storage);
     /// let small = b.int_slot(0i16)?;
     /// let t = b.finish()?;
     /// let mut out = [0u8; 32];
     /// let mut msg = t.emit(&mut out)?;
-    /// assert_eq!(msg.set_int(small, 1u64 << 40), Err(Error::SlotOverflow));
+    /// assert_eq!(msg.set_int(small, 1u64 << 40), Err(EncodeError::SlotOverflow));
     /// msg.set_int(small, i32::MIN)?; // a BININT slot takes all of i32
     /// assert_eq!(msg.finish().pickle, b"\x80\x05J\x00\x00\x00\x80.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     #[inline]
     pub fn set_int<T: SlotInt>(&mut self, slot: IntSlot, value: T) -> Result<()> {
@@ -436,7 +436,7 @@ impl<'o, const N: usize> Message<'o, '_, N> {
         if value.write_le(dst) {
             Ok(())
         } else {
-            Err(Error::SlotOverflow)
+            Err(EncodeError::SlotOverflow)
         }
     }
 
@@ -446,7 +446,7 @@ impl<'o, const N: usize> Message<'o, '_, N> {
         let n = usize::from(int_width(slot.kind)?);
         let skip = if slot.kind == SlotKind::Int32 { 1 } else { 2 };
         let dst = self.bytes(slot.at, skip + n)?;
-        dst.get_mut(skip..).ok_or(Error::BadTemplate)
+        dst.get_mut(skip..).ok_or(EncodeError::BadTemplate)
     }
 
     /// Sets a float slot.
@@ -454,11 +454,11 @@ impl<'o, const N: usize> Message<'o, '_, N> {
     pub fn set_f64(&mut self, slot: FloatSlot, value: f64) -> Result<()> {
         let slot = self.slot(slot.0)?;
         if slot.kind != SlotKind::Float {
-            return Err(Error::SlotMismatch);
+            return Err(EncodeError::SlotMismatch);
         }
         let dst = self.bytes(slot.at, 9)?;
         dst.get_mut(1..)
-            .ok_or(Error::BadTemplate)?
+            .ok_or(EncodeError::BadTemplate)?
             .copy_from_slice(&value.to_be_bytes());
         Ok(())
     }
@@ -474,7 +474,7 @@ impl<'o, const N: usize> Message<'o, '_, N> {
     pub fn set_bool(&mut self, slot: BoolSlot, value: bool) -> Result<()> {
         let slot = self.slot(slot.0)?;
         if slot.kind != SlotKind::Bool {
-            return Err(Error::SlotMismatch);
+            return Err(EncodeError::SlotMismatch);
         }
         let dst = self.bytes(slot.at, 1)?;
         dst.copy_from_slice(&[if value { op::NEWTRUE } else { op::NEWFALSE }]);
@@ -483,22 +483,27 @@ impl<'o, const N: usize> Message<'o, '_, N> {
 
     /// Sets the descriptor of a buffer or array slot: region and offset freely, the length
     /// freely for a plain buffer and only to the template's length for an array
-    /// ([`Error::ArraySizeMismatch`]), the read-only flag only to the template's
-    /// ([`Error::SlotMismatch`]).
+    /// ([`EncodeError::ArraySizeMismatch`]), the read-only flag only to the template's
+    /// ([`EncodeError::SlotMismatch`]).
     #[inline]
     pub fn set_buffer(&mut self, slot: BufferSlot, desc: Descriptor) -> Result<()> {
         let slot = self.slot(slot.0)?;
         if !matches!(slot.kind, SlotKind::Array | SlotKind::Buffer) {
-            return Err(Error::SlotMismatch);
+            return Err(EncodeError::SlotMismatch);
         }
-        let index = usize::try_from(slot.at).map_err(|_| Error::BadTemplate)?;
-        let original = self.originals.get(index).ok_or(Error::BadTemplate)?;
+        let index = usize::try_from(slot.at).map_err(|_| EncodeError::BadTemplate)?;
+        let original = self.originals.get(index).ok_or(EncodeError::BadTemplate)?;
         match slot.kind {
-            SlotKind::Array if desc.len != original.len => return Err(Error::ArraySizeMismatch),
+            SlotKind::Array if desc.len != original.len => {
+                return Err(EncodeError::ArraySizeMismatch)
+            }
             SlotKind::Array | SlotKind::Buffer if desc.readonly == original.readonly => {}
-            _ => return Err(Error::SlotMismatch),
+            _ => return Err(EncodeError::SlotMismatch),
         }
-        *self.descriptors.get_mut(index).ok_or(Error::BadTemplate)? = desc;
+        *self
+            .descriptors
+            .get_mut(index)
+            .ok_or(EncodeError::BadTemplate)? = desc;
         Ok(())
     }
 
@@ -517,7 +522,7 @@ impl<'o, const N: usize> Message<'o, '_, N> {
 /// [`begin`](TemplateBuilder::begin)/[`end`](TemplateBuilder::end) (or
 /// [`dict`](TemplateBuilder::dict), [`list`](TemplateBuilder::list),
 /// [`tuple`](TemplateBuilder::tuple)), not the [`Pickler`]'s: a slot written inside a container
-/// the builder did not open is [`Error::ContainerMismatch`].
+/// the builder did not open is [`EncodeError::ContainerMismatch`].
 ///
 /// `N`: descriptors, `S`: slots (at most 256), `D`: nesting depth.
 #[derive(Debug)]
@@ -571,16 +576,16 @@ impl<'t, const N: usize, const S: usize, const D: usize> TemplateBuilder<'t, N, 
         if self.p.depth() == self.marks.len() {
             Ok(())
         } else {
-            Err(Error::ContainerMismatch)
+            Err(EncodeError::ContainerMismatch)
         }
     }
 
     fn push(&mut self, kind: SlotKind, at: usize) -> Result<u8> {
-        let index = u8::try_from(self.slots.len()).map_err(|_| Error::TooManySlots)?;
-        let at = u32::try_from(at).map_err(|_| Error::BufferFull)?;
+        let index = u8::try_from(self.slots.len()).map_err(|_| EncodeError::TooManySlots)?;
+        let at = u32::try_from(at).map_err(|_| EncodeError::BufferFull)?;
         self.slots
             .push(Slot { kind, at })
-            .map_err(|_| Error::TooManySlots)?;
+            .map_err(|_| EncodeError::TooManySlots)?;
         Ok(index)
     }
 
@@ -590,13 +595,13 @@ impl<'t, const N: usize, const S: usize, const D: usize> TemplateBuilder<'t, N, 
         self.p.begin(kind)?;
         // `begin` ends with the container's MARK.
         let mark = self.p.len().saturating_sub(1);
-        self.marks.push(mark).map_err(|_| Error::TooDeep)
+        self.marks.push(mark).map_err(|_| EncodeError::TooDeep)
     }
 
     /// Closes the innermost container opened with [`begin`](TemplateBuilder::begin).
     pub fn end(&mut self, kind: Container) -> Result<()> {
         self.in_step()?;
-        let mark = *self.marks.last().ok_or(Error::ContainerMismatch)?;
+        let mark = *self.marks.last().ok_or(EncodeError::ContainerMismatch)?;
         let before = self.p.len();
         self.p.end(kind)?;
         self.marks.pop();
@@ -676,7 +681,7 @@ impl<'t, const N: usize, const S: usize, const D: usize> TemplateBuilder<'t, N, 
     }
 
     /// An int slot of `kind` ([`SlotKind::Int32`] or [`SlotKind::Long`] of 5..=17 bytes),
-    /// holding `initial`; [`Error::SlotOverflow`] if it does not fit, [`Error::SlotMismatch`] for
+    /// holding `initial`; [`EncodeError::SlotOverflow`] if it does not fit, [`EncodeError::SlotMismatch`] for
     /// another kind.
     ///
     /// ```
@@ -686,7 +691,7 @@ impl<'t, const N: usize, const S: usize, const D: usize> TemplateBuilder<'t, N, 
     /// let mut b = TemplateBuilder::new(&mut storage);
     /// b.int_slot_of(SlotKind::Long(6), -1i64)?;
     /// assert_eq!(b.finish()?.pickle(), b"\x80\x05\x8a\x06\xff\xff\xff\xff\xff\xff.");
-    /// # Ok::<(), dmapickle_core::Error>(())
+    /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
     pub fn int_slot_of<T: SlotInt>(&mut self, kind: SlotKind, initial: T) -> Result<IntSlot> {
         self.in_step()?;
@@ -699,12 +704,12 @@ impl<'t, const N: usize, const S: usize, const D: usize> TemplateBuilder<'t, N, 
         let used = head.len() + n;
         let (opcode, payload) = raw.split_at_mut(head.len());
         opcode.copy_from_slice(head);
-        let payload = payload.get_mut(..n).ok_or(Error::SlotMismatch)?;
+        let payload = payload.get_mut(..n).ok_or(EncodeError::SlotMismatch)?;
         if !initial.write_le(payload) {
-            return Err(Error::SlotOverflow);
+            return Err(EncodeError::SlotOverflow);
         }
         self.p
-            .raw_value(raw.get(..used).ok_or(Error::SlotMismatch)?)?;
+            .raw_value(raw.get(..used).ok_or(EncodeError::SlotMismatch)?)?;
         let at = self.p.len() - used;
         self.push(kind, at).map(IntSlot)
     }
@@ -762,7 +767,7 @@ impl<'t, const N: usize, const S: usize, const D: usize> TemplateBuilder<'t, N, 
         self.ndarray_slot(initial, T::DTYPE, shape, Order::C)
     }
 
-    /// The template. Fails as [`Pickler::finish`] does, or with [`Error::ContainerMismatch`] if
+    /// The template. Fails as [`Pickler::finish`] does, or with [`EncodeError::ContainerMismatch`] if
     /// a container opened through the pickler is still open.
     pub fn finish(self) -> Result<Template<'t, N, S>> {
         self.in_step()?;
@@ -842,8 +847,16 @@ mod tests {
                 m.set_int(slot, max).unwrap();
                 m.set_int(slot, min).unwrap();
                 if bits < 128 {
-                    assert_eq!(m.set_int(slot, max + 1), Err(Error::SlotOverflow), "{n}");
-                    assert_eq!(m.set_int(slot, min - 1), Err(Error::SlotOverflow), "{n}");
+                    assert_eq!(
+                        m.set_int(slot, max + 1),
+                        Err(EncodeError::SlotOverflow),
+                        "{n}"
+                    );
+                    assert_eq!(
+                        m.set_int(slot, min - 1),
+                        Err(EncodeError::SlotOverflow),
+                        "{n}"
+                    );
                 }
             } else {
                 m.set_int(slot, u128::MAX).unwrap();
@@ -851,7 +864,7 @@ mod tests {
             // A failed set leaves the slot as it was.
             if n == 5 {
                 m.set_int(slot, 7u8).unwrap();
-                assert_eq!(m.set_int(slot, u64::MAX), Err(Error::SlotOverflow));
+                assert_eq!(m.set_int(slot, u64::MAX), Err(EncodeError::SlotOverflow));
                 assert_eq!(m.finish().pickle, b"\x80\x05\x8a\x05\x07\x00\x00\x00\x00.");
             }
         }
@@ -862,7 +875,7 @@ mod tests {
         }
         assert_eq!(
             b.int_slot_of(SlotKind::Int32, u32::MAX),
-            Err(Error::SlotOverflow)
+            Err(EncodeError::SlotOverflow)
         );
     }
 
@@ -946,23 +959,26 @@ mod tests {
         let t = b.finish().unwrap();
         let mut out = [0u8; 128];
         let mut m = t.emit(&mut out).unwrap();
-        assert_eq!(m.set_f64(FloatSlot(int.0), 1.0), Err(Error::SlotMismatch));
-        assert_eq!(m.set_int(IntSlot(9), 1u8), Err(Error::SlotMismatch));
+        assert_eq!(
+            m.set_f64(FloatSlot(int.0), 1.0),
+            Err(EncodeError::SlotMismatch)
+        );
+        assert_eq!(m.set_int(IntSlot(9), 1u8), Err(EncodeError::SlotMismatch));
         assert_eq!(
             m.set_buffer(BufferSlot(int.0), Descriptor::new(0, 0, 8)),
-            Err(Error::SlotMismatch)
+            Err(EncodeError::SlotMismatch)
         );
         assert_eq!(
             m.set_buffer(arr, Descriptor::new(0, 0, 10).read_only()),
-            Err(Error::ArraySizeMismatch)
+            Err(EncodeError::ArraySizeMismatch)
         );
         assert_eq!(
             m.set_buffer(arr, Descriptor::new(0, 0, 8)),
-            Err(Error::SlotMismatch)
+            Err(EncodeError::SlotMismatch)
         );
         assert_eq!(
             m.set_buffer(raw, Descriptor::new(0, 0, 8).read_only()),
-            Err(Error::SlotMismatch)
+            Err(EncodeError::SlotMismatch)
         );
         m.set_buffer(raw, Descriptor::new(3, 100, 1000)).unwrap();
         m.set_buffer(arr, Descriptor::new(2, 16, 8).read_only())
@@ -976,7 +992,7 @@ mod tests {
             ]
         );
         let mut small = [0u8; 8];
-        assert_eq!(t.emit(&mut small).err(), Some(Error::BufferFull));
+        assert_eq!(t.emit(&mut small).err(), Some(EncodeError::BufferFull));
     }
 
     #[test]
@@ -985,8 +1001,8 @@ mod tests {
         let mut b = TemplateBuilder::new(&mut storage);
         b.begin_list().unwrap();
         b.p.begin_tuple().unwrap();
-        assert_eq!(b.int_slot(1u8), Err(Error::ContainerMismatch));
-        assert_eq!(b.end_list(), Err(Error::ContainerMismatch));
+        assert_eq!(b.int_slot(1u8), Err(EncodeError::ContainerMismatch));
+        assert_eq!(b.end_list(), Err(EncodeError::ContainerMismatch));
         b.p.end_tuple().unwrap();
         b.end_list().unwrap();
         b.finish().unwrap();
@@ -1018,19 +1034,19 @@ mod tests {
         for slots in bad {
             assert_eq!(
                 Template::<'_, 8, 8>::from_parts(t.pickle(), t.descriptors(), slots),
-                Err(Error::BadTemplate),
+                Err(EncodeError::BadTemplate),
                 "{slots:?}"
             );
         }
         let pickle = t.pickle();
         assert_eq!(
             Template::<'_, 8, 8>::from_parts(&pickle[..pickle.len() - 1], &[], &[]),
-            Err(Error::BadTemplate)
+            Err(EncodeError::BadTemplate)
         );
         let many: Vec<Slot> = (0..9).map(|_| slot(SlotKind::Buffer, 0)).collect();
         assert_eq!(
             Template::<'_, 8, 8>::from_parts(pickle, t.descriptors(), &many),
-            Err(Error::TooManySlots)
+            Err(EncodeError::TooManySlots)
         );
     }
 
@@ -1046,11 +1062,11 @@ mod tests {
                 b.str("adc")?;
                 b.array_slot::<i16>(Descriptor::new(1, 0, 8), &[4])?;
                 b.end_dict()?;
-                Ok::<(), Error>(())
+                Ok::<(), EncodeError>(())
             })();
             match built.and_then(|()| b.finish().map(|_| ())) {
                 Ok(()) => assert!(size >= 60, "{size}"),
-                Err(e) => assert_eq!(e, Error::BufferFull, "{size}"),
+                Err(e) => assert_eq!(e, EncodeError::BufferFull, "{size}"),
             }
         }
     }

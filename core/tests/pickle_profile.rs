@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use dmapickle_core::validate::{Slot, Workspace};
-use dmapickle_core::{DType, Descriptor, Error, Order, Pickler, Profile, Validator};
+use dmapickle_core::{DType, Descriptor, EncodeError, Error, Order, Pickler, Profile, Validator};
 
 /// `(name, bytes, the line after the block: "reason: ..." for reject blocks)`.
 fn blocks() -> HashMap<String, (Vec<u8>, String)> {
@@ -33,7 +33,7 @@ fn blocks() -> HashMap<String, (Vec<u8>, String)> {
     out
 }
 
-fn encode(f: impl FnOnce(&mut Pickler<'_>) -> dmapickle_core::Result<()>) -> Encoded {
+fn encode(f: impl FnOnce(&mut Pickler<'_>) -> dmapickle_core::EncodeResult<()>) -> Encoded {
     let mut buf = [0u8; 512];
     let mut p = Pickler::new(&mut buf);
     f(&mut p).unwrap();
@@ -86,7 +86,7 @@ fn values() -> Vec<(&'static str, Encoded)> {
                     ] {
                         p.int(v)?;
                     }
-                    Ok::<(), Error>(())
+                    Ok::<(), EncodeError>(())
                 })
             }),
         ),
@@ -124,7 +124,7 @@ fn values() -> Vec<(&'static str, Encoded)> {
                     p.str("f")?;
                     p.frozenset(|p| p.int(4u8))?;
                     p.str("t")?;
-                    p.tuple(|_| Ok::<(), Error>(()))
+                    p.tuple(|_| Ok::<(), EncodeError>(()))
                 })
             }),
         ),

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use dmapickle_core::ndarray::{ByteOrder, DType, Order, Scalar};
-use dmapickle_core::{Container, Descriptor, Error, Pickler};
+use dmapickle_core::{Container, Descriptor, EncodeError, Pickler};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
@@ -267,7 +267,7 @@ fn fixed_cases() -> Vec<V> {
 
 // ---- encoding and description -------------------------------------------------------------------
 
-fn encode_int<const N: usize>(p: &mut Pickler<'_, N>, int: Int) -> Result<(), Error> {
+fn encode_int<const N: usize>(p: &mut Pickler<'_, N>, int: Int) -> Result<(), EncodeError> {
     match int {
         Int::I8(v) => p.int(v),
         Int::I16(v) => p.int(v),
@@ -307,7 +307,7 @@ fn encode<'v, const N: usize>(
     p: &mut Pickler<'_, N>,
     v: &'v V,
     oob: &mut Vec<&'v [u8]>,
-) -> Result<(), Error> {
+) -> Result<(), EncodeError> {
     let each = |p: &mut Pickler<'_, N>, items: &'v [V], oob: &mut Vec<&'v [u8]>| {
         items.iter().try_for_each(|item| encode(p, item, oob))
     };
@@ -569,9 +569,9 @@ fn every_value_is_all_or_nothing_in_every_smaller_buffer() {
                 Ok(()) => assert_eq!(p.finish().unwrap().pickle, &reference[..], "size {size}"),
                 Err(error) => {
                     failures_seen += 1;
-                    assert_eq!(error, Error::BufferFull, "size {size}: {v:?}");
+                    assert_eq!(error, EncodeError::BufferFull, "size {size}: {v:?}");
                     assert!(p.len() <= 2 && p.depth() == 0 && p.descriptors().is_empty());
-                    assert_eq!(p.finish(), Err(Error::NotOneValue));
+                    assert_eq!(p.finish(), Err(EncodeError::NotOneValue));
                 }
             }
         }

@@ -21,7 +21,7 @@ use std::path::Path;
 use dmapickle_core::ndarray::Order;
 use dmapickle_core::ser::{to_pickle, NdArray, OobBytes};
 use dmapickle_core::template::{SlotKind, Template};
-use dmapickle_core::{Descriptor, Error, Pickler, TemplateBuilder};
+use dmapickle_core::{Descriptor, EncodeError, Pickler, TemplateBuilder};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
@@ -110,7 +110,7 @@ fn serde_case<T: Serialize + ?Sized>(name: &str, value: &T, expected: Json) -> C
                 fitted.get_or_insert(size);
             }
             Err(e) => {
-                assert_eq!(e, Error::BufferFull, "{name} at {size}");
+                assert_eq!(e, EncodeError::BufferFull, "{name} at {size}");
                 assert!(
                     fitted.is_none(),
                     "{name}: {size} fails after {fitted:?} fitted"
@@ -562,7 +562,7 @@ fn draw() -> impl Strategy<Value = Draw> {
 const ADC: Descriptor = Descriptor::new(1, 0, 8192).read_only();
 
 /// The template's shape, written fresh with the Pickler: what the template must load as.
-fn fresh(p: &mut Pickler<'_>, d: &Draw, temp: i64, count: i128) -> Result<(), Error> {
+fn fresh(p: &mut Pickler<'_>, d: &Draw, temp: i64, count: i128) -> Result<(), EncodeError> {
     p.dict(|p| {
         p.str("seq")?;
         p.int(d.seq)?;
@@ -641,7 +641,7 @@ fn template_cases(draws: &[Draw]) -> Vec<Case> {
         let count_fits = (-(1i128 << 39)..1i128 << 39).contains(&d.count);
         assert_eq!(msg.set_int(count, d.count).is_ok(), count_fits, "{d:?}");
         if !temp_fits {
-            assert_eq!(msg.set_int(temp, d.temp), Err(Error::SlotOverflow));
+            assert_eq!(msg.set_int(temp, d.temp), Err(EncodeError::SlotOverflow));
         }
         msg.set_int(big, d.big).unwrap();
         msg.set_f64(ratio, d.ratio).unwrap();

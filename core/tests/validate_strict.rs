@@ -4,7 +4,7 @@
 
 use dmapickle_core::ndarray::{ByteOrder, DType, Order, Scalar};
 use dmapickle_core::validate::{Slot, Workspace, MAX_NDIM};
-use dmapickle_core::{Descriptor, Error, Pickler, Profile, Validator};
+use dmapickle_core::{Descriptor, EncodeError, Error, Pickler, Profile, Validator};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -93,7 +93,7 @@ fn value() -> impl Strategy<Value = Value> {
 
 type P<'a> = Pickler<'a, 256, 64>;
 
-fn write_key(p: &mut P<'_>, k: &Key) -> Result<(), Error> {
+fn write_key(p: &mut P<'_>, k: &Key) -> Result<(), EncodeError> {
     match k {
         Key::None => p.none(),
         Key::Bool(b) => p.bool(*b),
@@ -113,7 +113,7 @@ fn write_key(p: &mut P<'_>, k: &Key) -> Result<(), Error> {
     }
 }
 
-fn write(p: &mut P<'_>, v: &Value) -> Result<(), Error> {
+fn write(p: &mut P<'_>, v: &Value) -> Result<(), EncodeError> {
     match v {
         Value::Key(k) => write_key(p, k),
         Value::F64(f) => p.f64(*f),
@@ -197,7 +197,7 @@ proptest! {
         match write(&mut p, &v) {
             Ok(()) => {}
             // beyond the encoder's own limits: nothing was written to validate
-            Err(Error::TooManyBuffers | Error::TooDeep) => return Ok(()),
+            Err(EncodeError::TooManyBuffers | EncodeError::TooDeep) => return Ok(()),
             Err(e) => return Err(TestCaseError::fail(format!("encoder: {e}"))),
         }
         let encoded = p.finish().map_err(|e| TestCaseError::fail(format!("finish: {e}")))?;

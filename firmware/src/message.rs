@@ -8,7 +8,7 @@
 
 use dmapickle_core::ndarray::{ByteOrder, DType, Order, Scalar};
 use dmapickle_core::pickler::Encoded;
-use dmapickle_core::{Descriptor, Pickler, Result};
+use dmapickle_core::{Descriptor, EncodeResult, Pickler};
 
 use crate::waveform::{block_time_us, CHANNELS};
 
@@ -35,7 +35,7 @@ pub fn encode(
     block: u32,
     rate_hz: u32,
     buffer: Descriptor,
-) -> Result<Encoded<'_, 1>> {
+) -> EncodeResult<Encoded<'_, 1>> {
     encode_at(
         out,
         seq,
@@ -55,7 +55,7 @@ pub fn encode_at(
     block: u32,
     rate_hz: u32,
     buffer: Descriptor,
-) -> Result<Encoded<'_, 1>> {
+) -> EncodeResult<Encoded<'_, 1>> {
     let mut p = Pickler::<1>::with_limits(out);
     p.dict(|p| {
         p.str("seq")?;

@@ -43,6 +43,13 @@ impl From<dmapickle_core::Error> for Error {
     }
 }
 
+/// So a `Pickler` closure (or `?` on an encoder call) can return this crate's `Result`.
+impl From<dmapickle_core::EncodeError> for Error {
+    fn from(e: dmapickle_core::EncodeError) -> Self {
+        Error::Frame(e.into())
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

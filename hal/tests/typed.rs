@@ -7,7 +7,7 @@
 use core::convert::Infallible;
 
 use dmapickle_core::frame::{Body, BufferKind, Header, HEADER_LEN};
-use dmapickle_core::{Descriptor, Error as CoreError, Pickler};
+use dmapickle_core::{Descriptor, EncodeError, Pickler};
 use dmapickle_hal::embedded_io;
 use dmapickle_hal::{
     Block, DmaBuf, Either, Error, Outgoing, PublishError, Publisher, SharedRegion, WriteLink,
@@ -114,7 +114,7 @@ fn the_old_mistake_is_refused_not_sent() {
     let mut p = Pickler::new(&mut out);
     assert_eq!(
         p.array::<i16>(buf.descriptor(), &SHAPE),
-        Err(CoreError::ArraySizeMismatch)
+        Err(EncodeError::ArraySizeMismatch)
     );
     // ... and a descriptor that no longer matches the buffer is refused before a byte is sent.
     let desc = buf.array_descriptor::<i16>(&SHAPE).unwrap();

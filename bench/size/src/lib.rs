@@ -36,7 +36,7 @@ pub type Slots = (IntSlot, IntSlot, BufferSlot, FloatSlot);
 /// Patches one message emitted from the sensor template and hands it out; returns the pickle's
 /// length (0 if a slot refused its value or the template did not fit `out`).
 pub fn patch(
-    msg: dmapickle_core::Result<Message<'_, '_, 1>>,
+    msg: dmapickle_core::EncodeResult<Message<'_, '_, 1>>,
     (seq_slot, t_ns_slot, adc_slot, gain_slot): Slots,
     (seq, t_ns, gain, offset): (u32, u64, f32, u32),
 ) -> usize {

@@ -4,7 +4,7 @@
 #![no_main]
 
 use dmapickle_core::template::Template;
-use dmapickle_core::{Result, TemplateBuilder};
+use dmapickle_core::{EncodeResult as Result, TemplateBuilder};
 use dmapickle_size::{drive, patch, Slots, ADC, SHAPE};
 
 fn build(storage: &mut [u8]) -> Result<(Template<'_, 1, 4>, Slots)> {
