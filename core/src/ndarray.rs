@@ -57,6 +57,39 @@ impl Scalar {
         Scalar::C128,
     ];
 
+    /// numpy's type code, without a byte order: `"b1"`, `"i2"`, `"c16"`.
+    ///
+    /// ```
+    /// use dmapickle_core::ndarray::Scalar;
+    /// assert_eq!(Scalar::C128.code(), "c16");
+    /// assert_eq!(Scalar::from_code("f2"), Some(Scalar::F16));
+    /// assert_eq!(Scalar::from_code("O"), None);
+    /// ```
+    pub const fn code(self) -> &'static str {
+        match self {
+            Scalar::Bool => "b1",
+            Scalar::I8 => "i1",
+            Scalar::I16 => "i2",
+            Scalar::I32 => "i4",
+            Scalar::I64 => "i8",
+            Scalar::U8 => "u1",
+            Scalar::U16 => "u2",
+            Scalar::U32 => "u4",
+            Scalar::U64 => "u8",
+            Scalar::F16 => "f2",
+            Scalar::F32 => "f4",
+            Scalar::F64 => "f8",
+            Scalar::C64 => "c8",
+            Scalar::C128 => "c16",
+        }
+    }
+
+    /// The element type whose [`code`](Scalar::code) is exactly `s` (what the validator allows
+    /// in `numpy.dtype(code, False, True)`), or `None`.
+    pub fn from_code(s: &str) -> Option<Scalar> {
+        Scalar::ALL.into_iter().find(|scalar| scalar.code() == s)
+    }
+
     /// Bytes per element.
     ///
     /// ```

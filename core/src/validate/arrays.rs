@@ -63,29 +63,30 @@ pub(super) fn order_of(s: Option<&str>) -> Check<bool> {
 }
 
 /// Parses a numpy dtype string such as `<i2`, `|u1`, `>f8` (general also: `i2`, `=i2`).
-pub(super) fn dtype_str(s: &str, strict: bool) -> Check<Dtype> {
+pub(super) fn dtype_str(s: &str, strict: bool) -> Check<DType> {
     let (prefix, code) = match s.as_bytes().first() {
         Some(b'<' | b'>' | b'|' | b'=') => (s.get(..1), s.get(1..).unwrap_or("")),
         _ => (None, s),
     };
-    let code = Code::parse(code).ok_or(Reason::DtypeNotAllowed)?;
+    let code = Scalar::from_code(code).ok_or(Reason::DtypeNotAllowed)?;
     let one = code.itemsize() == 1;
-    let big_endian = match prefix {
-        Some(">") if !one || !strict => true,
-        Some("<") if !one || !strict => false,
-        Some("|") if one || !strict => false,
-        Some("=") | None if !strict => false,
+    let order = match prefix {
+        Some(">") if !one || !strict => ByteOrder::Big,
+        Some("<") if !one || !strict => ByteOrder::Little,
+        Some("|") if one || !strict => ByteOrder::Little,
+        Some("=") | None if !strict => ByteOrder::Little,
         _ => return Err(Reason::DtypeNotAllowed),
     };
-    Ok(Dtype { code, big_endian })
+    // One-byte types have no byte order: `DType::new` keeps them `Little`, as this did before.
+    Ok(DType::new(code, order))
 }
 
 /// nbytes of an array, or the reason it overflows.
-pub(super) fn nbytes(dtype: &Dtype, shape: &Dims) -> Check<u64> {
+pub(super) fn nbytes(dtype: &DType, shape: &Dims) -> Check<u64> {
     shape
         .as_slice()
         .iter()
-        .try_fold(dtype.code.itemsize(), |acc, d| {
+        .try_fold(dtype.itemsize() as u64, |acc, d| {
             acc.checked_mul(u64::try_from(*d).map_err(|_| Reason::BadShape)?)
                 .filter(|n| *n <= i64::MAX as u64)
                 .ok_or(Reason::ShapeOverflow)
@@ -95,7 +96,7 @@ pub(super) fn nbytes(dtype: &Dtype, shape: &Dims) -> Check<u64> {
 /// Checks that the array's bytes lie inside its source. `exact`: the array must cover its
 /// source exactly (what `_frombuffer`, `_reconstruct` and strict `ndarray` require).
 pub(super) fn place(
-    dtype: Dtype,
+    dtype: DType,
     shape: Dims,
     fortran: bool,
     source: Source,
@@ -131,7 +132,7 @@ pub(super) fn place(
                     *side = side.checked_add(reach).ok_or(Reason::BadStrides)?;
                 }
                 hi = hi
-                    .checked_add(i128::from(dtype.code.itemsize()))
+                    .checked_add(dtype.itemsize() as i128)
                     .ok_or(Reason::BadStrides)?;
                 if lo < 0 || hi > i128::from(len) {
                     return Err(Reason::BadStrides);
@@ -223,7 +224,9 @@ pub(super) fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class
     if let (3, Some(Kind::Str(code)), Some(Kind::Bool(false)), Some(Kind::Bool(true))) =
         (items.len(), k(0), k(1), k(2))
     {
-        return Class::DtypeArgs(Code::parse(code.str(m.pickle)).ok_or(Reason::DtypeNotAllowed));
+        return Class::DtypeArgs(
+            Scalar::from_code(code.str(m.pickle)).ok_or(Reason::DtypeNotAllowed),
+        );
     }
     // dtype state (3, byteorder, None, None, None, -1, -1, 0)
     if let (8, Some(Kind::Int(Some(3))), Some(Kind::Str(order))) = (items.len(), k(0), k(1)) {

@@ -61,66 +61,6 @@ pub(super) enum Callee {
     Custom,
 }
 
-/// numpy scalar types the validator allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Code {
-    B1,
-    I1,
-    I2,
-    I4,
-    I8,
-    U1,
-    U2,
-    U4,
-    U8,
-    F2,
-    F4,
-    F8,
-    C8,
-    C16,
-}
-
-pub(super) const CODES: [(&str, Code, u64); 14] = [
-    ("b1", Code::B1, 1),
-    ("i1", Code::I1, 1),
-    ("i2", Code::I2, 2),
-    ("i4", Code::I4, 4),
-    ("i8", Code::I8, 8),
-    ("u1", Code::U1, 1),
-    ("u2", Code::U2, 2),
-    ("u4", Code::U4, 4),
-    ("u8", Code::U8, 8),
-    ("f2", Code::F2, 2),
-    ("f4", Code::F4, 4),
-    ("f8", Code::F8, 8),
-    ("c8", Code::C8, 8),
-    ("c16", Code::C16, 16),
-];
-
-impl Code {
-    pub(super) fn parse(s: &str) -> Option<Code> {
-        CODES.iter().find(|(n, _, _)| *n == s).map(|(_, c, _)| *c)
-    }
-    pub(super) fn name(self) -> &'static str {
-        CODES
-            .iter()
-            .find(|(_, c, _)| *c == self)
-            .map_or("?", |(n, _, _)| n)
-    }
-    pub(super) fn itemsize(self) -> u64 {
-        CODES
-            .iter()
-            .find(|(_, c, _)| *c == self)
-            .map_or(1, |(_, _, s)| *s)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Dtype {
-    pub(super) code: Code,
-    pub(super) big_endian: bool,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Dims {
     pub(super) len: u8,
@@ -158,7 +98,7 @@ impl Source {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct ArrayInfo {
-    pub(super) dtype: Dtype,
+    pub(super) dtype: DType,
     pub(super) shape: Dims,
     pub(super) fortran: bool,
     pub(super) source: Source,
@@ -181,7 +121,7 @@ pub(super) enum Class {
     /// `(bytes,)` (`bytearray` arguments): their length.
     BytesArg(u64),
     /// `(code, False, True)`: `numpy.dtype` arguments.
-    DtypeArgs(core::result::Result<Code, Reason>),
+    DtypeArgs(core::result::Result<Scalar, Reason>),
     /// `(3, byteorder, None, None, None, -1, -1, 0)`: a dtype's `BUILD` state; big-endian?
     DtypeState(core::result::Result<Option<bool>, Reason>),
     /// `(str, 'latin1')`: `_codecs.encode` arguments; the str's span.
@@ -246,10 +186,10 @@ pub(super) enum Kind {
     Global(Callee),
     /// A `numpy.dtype` awaiting its `BUILD`; where it was memoized.
     DtypeNew {
-        code: Code,
+        code: Scalar,
         memo: Option<usize>,
     },
-    Dtype(Dtype),
+    Dtype(DType),
     /// A `_reconstruct`ed array awaiting its `BUILD`; where it was memoized.
     ArrayNew {
         memo: Option<usize>,

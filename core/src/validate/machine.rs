@@ -874,12 +874,13 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                         }),
                     ) => {
                         let order = order?;
-                        let big_endian = match order {
-                            Some(big) if code.itemsize() > 1 => big,
-                            None if code.itemsize() == 1 => false,
+                        let order = match order {
+                            Some(true) if code.itemsize() > 1 => ByteOrder::Big,
+                            Some(false) if code.itemsize() > 1 => ByteOrder::Little,
+                            None if code.itemsize() == 1 => ByteOrder::Little,
                             _ => return Err(Reason::DtypeNotAllowed),
                         };
-                        Kind::Dtype(Dtype { code, big_endian })
+                        Kind::Dtype(DType::new(code, order))
                     }
                     (
                         Kind::ArrayNew { .. },

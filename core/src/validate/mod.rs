@@ -86,6 +86,7 @@
 use core::fmt;
 
 use crate::error::{Error, Result};
+use crate::ndarray::{ByteOrder, DType, Scalar};
 use crate::opcode::Opcode;
 use crate::reader::{Argument, Op, Reader};
 use crate::reason::Reason;

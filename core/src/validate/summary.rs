@@ -79,8 +79,8 @@ pub(super) fn describe(w: &mut dyn fmt::Write, _pickle: &[u8], kind: &Kind) -> f
 }
 
 pub(super) fn describe_array(w: &mut dyn fmt::Write, a: &ArrayInfo) -> fmt::Result {
-    write!(w, "ndarray<{}", a.dtype.code.name())?;
-    if a.dtype.big_endian && a.dtype.code.itemsize() > 1 {
+    write!(w, "ndarray<{}", a.dtype.scalar().code())?;
+    if a.dtype.byte_order() == ByteOrder::Big && a.dtype.itemsize() > 1 {
         w.write_str(", big-endian")?;
     }
     w.write_str(">(")?;
