@@ -103,6 +103,40 @@ fn truncated_recordings_end_with_the_right_counts() {
 }
 
 #[test]
+fn a_recording_taken_mid_stream_is_inspected_as_one() {
+    // `record` joined the link in the middle of a frame: the file starts inside frame 0, so
+    // not with the sync word; inspect still reads it as a recording and counts what it skips.
+    let d = dir("midstream");
+    let (clean, frames) = clean_stream(0xC12, 6);
+    let start = frames[0].start + 7;
+    let mid = &clean[start..];
+    std::fs::write(d.join("mid.rec"), mid).unwrap();
+    let (code, out, err) = run(&d, &["inspect", "mid.rec"]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert_eq!(out.matches("message seq=").count(), 5, "{out}");
+    let skipped = frames[1].start - start;
+    assert!(
+        out.contains(&format!(
+            "stream: 5 delivered, corrupt 0, lost 0, refused 0, restarts 0, seq jumps 0, skipped {skipped} B, read {} B",
+            mid.len()
+        )),
+        "{out}"
+    );
+    // A pickle file is still a pickle, even one that holds the sync word's bytes.
+    let mut pickle = b"\x80\x05C\x04".to_vec();
+    pickle.extend_from_slice(&dmapickle_core::frame::SYNC);
+    pickle.extend_from_slice(b"\x94.");
+    std::fs::write(d.join("p.pkl"), &pickle).unwrap();
+    let (code, out, err) = run(&d, &["inspect", "p.pkl"]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(
+        out.contains("SHORT_BINBYTES") && !out.contains("message seq="),
+        "{out}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
 fn a_file_without_dmapickle_frames_is_an_error() {
     let d = dir("noframes");
     std::fs::write(d.join("notes.md"), "# not a recording\n".repeat(100)).unwrap();

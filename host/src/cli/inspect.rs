@@ -22,7 +22,9 @@ pub(crate) struct Args {
     #[command(flatten)]
     validation: ValidationArgs,
     /// Pickle file; `x.pkl` takes `x.buf0`, `x.buf1`, ... beside it as its buffers. A recording
-    /// (a file starting with the frame sync word), a source URI or `-`: every message in it.
+    /// (a file starting with the frame sync word, or one taken mid-stream: not starting with a
+    /// pickle's PROTO and holding the sync word in its first MiB), a source URI or `-`: every
+    /// message in it.
     #[arg(value_name = "FILE")]
     file: PathBuf,
     /// For recordings and sources: shared regions, trust in the link, limits.
@@ -126,6 +128,22 @@ pub(crate) fn run(args: Args) -> ExitCode {
     }
 }
 
+/// Whether `file` is a recording: it starts with the frame sync word, or (a recording taken
+/// mid-stream begins inside a frame, which the reader then skips and counts) it does not start
+/// with `PROTO` (0x80, how every protocol 2+ pickle starts) and holds the sync word in its first
+/// MiB. A protocol 0/1 pickle (no `PROTO`) is taken for a recording only if it holds those four
+/// bytes, which such a pickle's opcodes and ASCII arguments never spell.
+fn is_recording(file: &std::path::Path) -> bool {
+    use std::io::Read;
+    let sync = dmapickle_core::frame::SYNC;
+    let mut head = Vec::new();
+    let read = std::fs::File::open(file).and_then(|f| f.take(1 << 20).read_to_end(&mut head));
+    read.is_ok()
+        && (head.starts_with(&sync)
+            || (head.first() != Some(&dmapickle_core::opcode::PROTO)
+                && head.windows(sync.len()).any(|w| w == sync)))
+}
+
 /// `dmapickle inspect` on a recording or live source: whether `file` names one (a URI, `-`, or a
 /// file that starts with the frame sync word). If so, disassemble and summarize every message
 /// (the same output as for a pickle file, after a `message seq=N ...` line) and return the exit
@@ -136,16 +154,8 @@ fn inspect_stream(
     link: &LinkArgs,
     quiet: bool,
 ) -> Option<ExitCode> {
-    use std::io::Read;
     let name = file.to_string_lossy();
-    let is_stream = name == "-"
-        || name.contains("://")
-        || std::fs::File::open(file)
-            .and_then(|mut f| {
-                let mut head = [0u8; 4];
-                f.read_exact(&mut head).map(|()| head)
-            })
-            .is_ok_and(|head| head == dmapickle_core::frame::SYNC);
+    let is_stream = name == "-" || name.contains("://") || is_recording(file);
     if !is_stream {
         return None;
     }
