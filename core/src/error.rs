@@ -117,7 +117,7 @@ impl fmt::Display for Error {
 }
 
 /// What the encoder can fail with: [`Pickler`](crate::Pickler), the serde serializer
-/// ([`to_pickle`](crate::ser)) and [`Template`](crate::template). One byte; `?` turns it into
+/// (`to_pickle`, feature `serde`) and [`Template`](crate::template). One byte; `?` turns it into
 /// [`Error::Encode`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
