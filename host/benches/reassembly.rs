@@ -1,7 +1,9 @@
 //! Host reassembly throughput next to the raw read throughput of the same channel, in the same
 //! run: a writer thread pushes the same frame bytes through an AF_UNIX socketpair; the reader
 //! either only `read`s them into a 1 MiB buffer (raw), or runs the `FrameReader` (three CRCs,
-//! header/table decode, pooled zero-copy views, message built and dropped).
+//! header/table decode, pooled zero-copy views, message built and dropped). Tiny frames are
+//! measured twice: one `next_message` call per message, and `next_batch` (every frame already
+//! staged per call, the batch's `Vec` reused).
 //!
 //! `cargo bench -p dmapickle-host --bench reassembly` prints a markdown table
 //! (docs/performance.md, "Link and reassembly"). `-- --quick` runs a smaller volume.
@@ -21,6 +23,8 @@ use dmapickle_host::ReaderConfig;
 /// One frame carrying `buf_len` inline bytes (or none), with a realistic numpy pickle.
 /// Whether the frames of the current row carry `FLAG_NO_DATA_CRC` (and the reader trusts them).
 static NO_CRC: AtomicBool = AtomicBool::new(false);
+/// Whether the reader of the current row takes messages with `next_batch`.
+static BATCH: AtomicBool = AtomicBool::new(false);
 
 fn frame(seq: u32, buf_len: usize) -> Vec<u8> {
     let pickle: &[u8] = b"\x80\x05}(\x8c\x03seqK\x07\x8c\x03adc\x8c\x05numpy\x8c\x07ndarray\x93\x94(K\x02K\x04\x86\x8c\x03<i2\x97K\x00N\x8c\x01Ct\x81u.";
@@ -127,10 +131,24 @@ fn reassemble(buf_len: usize, count: u32) -> Run {
     let cpu = thread_cpu();
     let mut n = 0u32;
     let mut payload = 0u64;
-    while let Some(m) = reader.next_message().unwrap() {
+    let mut take = |m: dmapickle_host::Message| {
         assert_eq!(m.seq, n);
         payload += m.buffers.iter().map(|b| b.data.len() as u64).sum::<u64>();
         n += 1;
+    };
+    if BATCH.load(Ordering::Relaxed) {
+        let mut batch = Vec::new();
+        loop {
+            let more = reader.next_batch(&mut batch, 4096).unwrap();
+            batch.drain(..).for_each(|m| take(m.unwrap()));
+            if !more {
+                break;
+            }
+        }
+    } else {
+        while let Some(m) = reader.next_message().unwrap() {
+            take(m);
+        }
     }
     let t = start.elapsed();
     let cpu = thread_cpu() - cpu;
@@ -157,22 +175,25 @@ fn main() {
     println!("| message | frame bytes | raw read | reassembly | ratio | raw read, per reader CPU s | reassembly, per reader CPU s | CPU ratio | payload copied |");
     println!("|---|---|---|---|---|---|---|---|---|");
     let tiny = if quick { 200_000 } else { 1_000_000 };
-    let rows: [(usize, u32, bool); 7] = [
-        (64 << 10, 0, false),
-        (256 << 10, 0, false),
-        (1 << 20, 0, false),
-        (16 << 20, 0, false),
-        (1 << 20, 0, true),
-        (0, tiny, false),
-        (16, tiny, false),
+    let rows: [(usize, u32, bool, bool); 9] = [
+        (64 << 10, 0, false, false),
+        (256 << 10, 0, false, false),
+        (1 << 20, 0, false, false),
+        (16 << 20, 0, false, false),
+        (1 << 20, 0, true, false),
+        (0, tiny, false, false),
+        (0, tiny, false, true),
+        (16, tiny, false, false),
+        (16, tiny, false, true),
     ];
-    for (buf_len, tiny_count, no_crc) in rows {
+    for (buf_len, tiny_count, no_crc, batch) in rows {
         match only.as_deref() {
             Some("large") if tiny_count > 0 => continue,
             Some("tiny") if tiny_count == 0 => continue,
             _ => {}
         }
         NO_CRC.store(no_crc, Ordering::Relaxed);
+        BATCH.store(batch, Ordering::Relaxed);
         let flen = frame(1, buf_len).len();
         let count = if tiny_count > 0 {
             tiny_count
@@ -195,9 +216,14 @@ fn main() {
                 format!("{:.2} GB/s", r.2 as f64 / d.as_secs_f64() / 1e9)
             }
         };
+        let call = if batch {
+            ", `next_batch`"
+        } else {
+            ", `next_message`"
+        };
         let what = match (buf_len, tiny_count) {
-            (0, _) => "tiny: pickle only, no buffer".to_string(),
-            (n, t) if t > 0 => format!("tiny: pickle + 1 inline buffer of {n} B"),
+            (0, _) => format!("tiny: pickle only, no buffer{call}"),
+            (n, t) if t > 0 => format!("tiny: pickle + 1 inline buffer of {n} B{call}"),
             (n, _) if no_crc => format!("1 inline buffer of {} KiB, `NO_DATA_CRC`", n >> 10),
             (n, _) => format!("1 inline buffer of {} KiB", n >> 10),
         };

@@ -29,7 +29,7 @@ use std::io::{self, Read};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use dmapickle_core::frame::{Body, BufferKind, Entry, Header, HEADER_LEN, SYNC, VERSION};
 
 use crate::data_crc::CrcHelper;
@@ -286,6 +286,37 @@ pub struct FrameReader<R> {
     crc_helper_min: usize,
     /// Sees every byte skipped while hunting (control replies travel there).
     skip_tap: Option<SkipTap>,
+    /// Receive memory of small frames, many per allocation.
+    arena: Arena,
+    /// The per-frame tables, reused from frame to frame so a frame allocates none of them.
+    scratch: Scratch,
+    /// A header [`next_batch`](Self::next_batch) already decoded, with its stream offset.
+    peeked: Option<(u64, Header)>,
+}
+
+/// A frame's working lists, kept by the reader between frames (cleared, capacity kept).
+#[derive(Debug, Default)]
+struct Scratch {
+    /// The descriptor table.
+    entries: Vec<Entry>,
+    /// Where each entry's inline bytes go in the receive block (`None`: shared).
+    ranges: Vec<Option<Range<usize>>>,
+    /// The receive block's ranges filled from the stream, in order.
+    reads: Vec<Range<usize>>,
+    /// Bytes read straight into the block: (stage-relative position, block range).
+    direct: Vec<(usize, Range<usize>)>,
+    /// The buffers' lengths, for the validator.
+    lens: Vec<usize>,
+}
+
+impl Scratch {
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.ranges.clear();
+        self.reads.clear();
+        self.direct.clear();
+        self.lens.clear();
+    }
 }
 
 /// Direct payload reads of at least this many bytes have their data CRC folded on a helper
@@ -390,6 +421,9 @@ impl<R: Read> FrameReader<R> {
                 Err(_) => usize::MAX,
             },
             skip_tap: None,
+            arena: Arena::default(),
+            scratch: Scratch::default(),
+            peeked: None,
         }
     }
 
@@ -435,7 +469,9 @@ impl<R: Read> FrameReader<R> {
     /// The next message; `Ok(None)` at the end of the stream (trailing bytes that hold no frame
     /// are counted skipped, a trailing cut-off frame corrupt).
     pub fn next_message(&mut self) -> Result<Option<Message>, ReadError> {
-        self.regions.flush();
+        if !self.regions.is_empty() {
+            self.regions.flush();
+        }
         loop {
             if !self.hunt()? {
                 return Ok(None);
@@ -447,7 +483,8 @@ impl<R: Read> FrameReader<R> {
                 .and_then(|s| s.try_into().ok())
                 .ok_or_else(|| io::Error::other("staging invariant"))?;
             // Checks in the order of docs/wire-format.md, "Reading a stream".
-            let header = match Header::decode_with(&head, crc32c::crc32c) {
+            let peeked = self.peeked.take().filter(|(o, _)| *o == at).map(|(_, h)| h);
+            let header = match peeked.map_or_else(|| Header::decode_with(&head, small_crc), Ok) {
                 Ok(h) => h,
                 Err(dmapickle_core::Error::HeaderCrc) | Err(dmapickle_core::Error::FrameSync) => {
                     self.skip_hunting(1);
@@ -478,6 +515,55 @@ impl<R: Read> FrameReader<R> {
                 }
                 Step::Retry => self.counters.corrupt += 1,
             }
+        }
+    }
+
+    /// A batch: appends to `out` the outcome of each frame (a message, or a non-fatal refusal,
+    /// each counted as by [`next_message`](Self::next_message), which it calls) up to `max` of
+    /// them, reading from the source only until the first outcome is in, then going on only
+    /// while the staged bytes already hold a whole next frame, so a batch never waits for the
+    /// link once it has something. With tiny frames one read brings hundreds: the caller pays
+    /// its per-batch costs (a lock, a wake-up, a native call) once for all of them.
+    ///
+    /// Returns `Ok(false)` once the stream has ended (what it held is in `out`); a fatal error
+    /// is returned as is, after the outcomes appended before it.
+    pub fn next_batch(
+        &mut self,
+        out: &mut Vec<Result<Message, ReadError>>,
+        max: usize,
+    ) -> Result<bool, ReadError> {
+        let start = out.len();
+        while out.len() - start < max.max(1) {
+            if out.len() > start && !self.frame_staged() {
+                break;
+            }
+            match self.next_message() {
+                Ok(Some(m)) => out.push(Ok(m)),
+                Ok(None) => return Ok(false),
+                Err(e) if e.is_fatal() => return Err(e),
+                Err(e) => out.push(Err(e)),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether a header with a valid CRC starts the staged bytes and its whole frame is staged
+    /// behind it (so reading it needs no read from the source).
+    fn frame_staged(&mut self) -> bool {
+        let Some(head) = self
+            .stage
+            .get(self.pos..self.pos + HEADER_LEN)
+            .and_then(|s| <&[u8; HEADER_LEN]>::try_from(s).ok())
+        else {
+            return false;
+        };
+        match Header::decode_with(head, small_crc) {
+            Ok(h) if h.frame_len() <= (self.len - self.pos) as u64 => {
+                // `next_message` takes it from here instead of decoding it again.
+                self.peeked = Some((self.offset, h));
+                true
+            }
+            _ => false,
         }
     }
 
@@ -641,7 +727,10 @@ impl<R: Read> FrameReader<R> {
         let mut scan = RestartScan::new(h.frame_len());
         scan.feed(0, &self.stage[self.pos..self.len]);
         self.scan = Some(scan);
-        let step = self.read_frame_bytes(h, at);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let step = self.read_frame_bytes(h, at, &mut scratch);
+        scratch.clear();
+        self.scratch = scratch;
         self.scan = None;
         step
     }
@@ -650,7 +739,12 @@ impl<R: Read> FrameReader<R> {
         self.scan.as_ref().is_some_and(|s| s.found)
     }
 
-    fn read_frame_bytes(&mut self, h: &Header, at: u64) -> Result<Step, ReadError> {
+    fn read_frame_bytes(
+        &mut self,
+        h: &Header,
+        at: u64,
+        s: &mut Scratch,
+    ) -> Result<Step, ReadError> {
         let body_len = h.body_len() as usize;
         if self.restart_inside() || !self.fill_to(HEADER_LEN + body_len)? {
             self.skip_hunting(1);
@@ -658,51 +752,55 @@ impl<R: Read> FrameReader<R> {
         }
         let body_range = self.pos + HEADER_LEN..self.pos + HEADER_LEN + body_len;
         // A table refused with a matching body CRC is judged once the whole frame has checked.
-        let table: Result<Vec<Entry>, dmapickle_core::Error> =
-            match Body::parse_with(h, &self.stage[body_range.clone()], crc32c::crc32c) {
+        let table: Result<(), dmapickle_core::Error> =
+            match Body::parse_with(h, &self.stage[body_range.clone()], small_crc) {
                 Err(dmapickle_core::Error::BodyCrc) => {
                     self.skip_hunting(1);
                     return Ok(Step::Retry);
                 }
                 Err(error) => Err(error),
-                Ok(body) => body.entries().collect(),
+                Ok(body) => body.entries().try_for_each(|e| {
+                    s.entries.push(e?);
+                    Ok(())
+                }),
             };
         // Receive block layout: pickle at 0, each inline buffer at the next aligned offset. For
         // a refused table, the inline bytes in one piece (read for the data CRC, never shown).
         let pickle_len = h.pickle_len as usize;
         let mut size = align(pickle_len);
-        let mut ranges: Vec<Option<Range<usize>>> = Vec::new();
-        let mut reads: Vec<Range<usize>> = Vec::new();
         match &table {
-            Ok(entries) => {
-                for e in entries {
+            Ok(()) => {
+                for e in &s.entries {
                     if e.kind == BufferKind::Inline {
                         let n = e.descriptor.len as usize;
-                        ranges.push(Some(size..size + n));
-                        reads.push(size..size + n);
+                        s.ranges.push(Some(size..size + n));
+                        s.reads.push(size..size + n);
                         size = align(size + n);
                     } else {
-                        ranges.push(None);
+                        s.ranges.push(None);
                     }
                 }
             }
             Err(_) => {
-                reads.push(size..size + h.inline_len as usize);
+                s.reads.push(size..size + h.inline_len as usize);
                 size += h.inline_len as usize;
             }
         }
-        let mut block = self.pool.take(size);
+        let mut block = if size <= ARENA_MAX {
+            RecvBlock::Arena(self.arena.take(size))
+        } else {
+            RecvBlock::Pooled(self.pool.take(size))
+        };
         let pickle_at = body_range.start;
         block.as_mut()[..pickle_len]
             .copy_from_slice(&self.stage[pickle_at..pickle_at + pickle_len]);
 
         // Inline bytes: from staging while it has them, large remainders straight from the source.
         let mut cur = HEADER_LEN + body_len; // relative to pos
-        let mut direct: Vec<(usize, Range<usize>)> = Vec::new();
         let mut cut_off = false;
         let mut crc = 0u32;
         let checked = h.has_data_crc();
-        for r in &reads {
+        for r in &s.reads {
             let mut done = 0;
             let need = r.len();
             let staged = (self.len - self.pos - cur).min(need);
@@ -722,7 +820,7 @@ impl<R: Read> FrameReader<R> {
                     cur,
                     checked.then_some(&mut crc),
                 )?;
-                direct.push((cur, dst.start..dst.start + got));
+                s.direct.push((cur, dst.start..dst.start + got));
                 if got < dst.len() {
                     cut_off = true;
                     break;
@@ -743,7 +841,7 @@ impl<R: Read> FrameReader<R> {
                 cur += k;
             }
         }
-        if !direct.is_empty() {
+        if !s.direct.is_empty() {
             // Expect the next frame to look like this one: read its data CRC, header and body
             // in one go, and leave its payload for a direct read.
             self.read_hint = Some(4 + HEADER_LEN + body_len);
@@ -761,29 +859,28 @@ impl<R: Read> FrameReader<R> {
             field == if checked { crc } else { 0 }
         };
         if !crc_ok || self.restart_inside() {
-            self.push_back(cur, &direct, block.as_ref());
+            self.push_back(cur, &s.direct, block.as_ref());
             return Ok(Step::Retry);
         }
-        let direct_total: usize = direct.iter().map(|(_, r)| r.len()).sum();
+        let direct_total: usize = s.direct.iter().map(|(_, r)| r.len()).sum();
         self.pos += cur;
         self.offset += (cur + direct_total) as u64;
 
         // The frame is consumed whole: it counts for the sequence, delivered or refused.
         self.account_seq(h);
-        let entries = match table {
-            Ok(entries) => entries,
-            Err(error) => return Ok(Step::Refuse(ReadError::Frame { offset: at, error })),
-        };
+        if let Err(error) = table {
+            return Ok(Step::Refuse(ReadError::Frame { offset: at, error }));
+        }
         if !checked && !self.cfg.trust_link {
             return Ok(Step::Refuse(ReadError::UncheckedData { offset: at }));
         }
 
-        let whole = Bytes::from_owner(block);
+        let whole = block.freeze();
         let pickle = whole.slice(..pickle_len);
-        let mut buffers = Vec::with_capacity(entries.len());
-        for (e, r) in entries.iter().zip(ranges) {
+        let mut buffers = Vec::with_capacity(s.entries.len());
+        for (e, r) in s.entries.iter().zip(&s.ranges) {
             let data = match r {
-                Some(r) => whole.slice(r),
+                Some(r) => whole.slice(r.clone()),
                 None => match self.regions.view(&e.descriptor) {
                     Ok(b) => b,
                     Err(error) => {
@@ -802,8 +899,8 @@ impl<R: Read> FrameReader<R> {
             });
         }
         if let Some(checker) = self.checker.as_mut() {
-            let lens: Vec<usize> = buffers.iter().map(|b| b.data.len()).collect();
-            if let Err(rejected) = checker.check(&pickle, &lens) {
+            s.lens.extend(buffers.iter().map(|b| b.data.len()));
+            if let Err(rejected) = checker.check(&pickle, &s.lens) {
                 return Ok(Step::Refuse(ReadError::Invalid {
                     offset: at,
                     seq: h.seq,
@@ -923,9 +1020,15 @@ impl RestartScan {
                 .get(i..i + HEADER_LEN)
                 .is_some_and(restart_header)
         });
-        let inside = sync_finder()
-            .find_iter(new)
-            .any(|i| new.get(i..i + HEADER_LEN).is_some_and(restart_header));
+        let inside = if new.len() < SHORT_SCAN {
+            // A searcher's set-up costs more than looking at each first sync byte here.
+            memchr::memchr_iter(SYNC[0], new)
+                .any(|i| new.get(i..i + HEADER_LEN).is_some_and(restart_header))
+        } else {
+            sync_finder()
+                .find_iter(new)
+                .any(|i| new.get(i..i + HEADER_LEN).is_some_and(restart_header))
+        };
         self.found = joint || inside;
         // Keep the last 23 bytes looked at.
         if new.len() >= HEADER_LEN - 1 {
@@ -974,6 +1077,40 @@ impl Carry {
     }
 }
 
+/// Pieces shorter than this are scanned for a restart header byte by byte (`memchr`).
+const SHORT_SCAN: usize = 512;
+
+/// CRC-32C of `b`: for the short inputs of a header or a tiny frame's body, the SSE 4.2
+/// instruction inline (the `crc32c` crate's entry costs about 100 instructions of set-up per
+/// call, more than a 20-byte CRC itself); otherwise, and without SSE 4.2, the `crc32c` crate.
+fn small_crc(b: &[u8]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if b.len() <= 256 && std::is_x86_feature_detected!("sse4.2") {
+        // SAFETY: the CPU has SSE 4.2 (checked just above), all `sse42_crc` needs.
+        return unsafe { sse42_crc(b) };
+    }
+    crc32c::crc32c(b)
+}
+
+/// CRC-32C of `b` with the SSE 4.2 `crc32` instruction, 8 bytes at a time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+unsafe fn sse42_crc(b: &[u8]) -> u32 {
+    use std::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
+    let mut crc = u64::from(u32::MAX);
+    let mut words = b.chunks_exact(8);
+    for w in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(w);
+        crc = _mm_crc32_u64(crc, u64::from_le_bytes(word));
+    }
+    let mut c = crc as u32;
+    for &byte in words.remainder() {
+        c = _mm_crc32_u8(c, byte);
+    }
+    !c
+}
+
 /// The searcher for the sync word, built once (building one per frame cost about as much as a
 /// tiny frame's CRCs).
 fn sync_finder() -> &'static memchr::memmem::Finder<'static> {
@@ -990,8 +1127,7 @@ fn restart_header(b: &[u8]) -> bool {
     head[..4] == SYNC
         && head[4] == VERSION
         && head[5] & dmapickle_core::frame::FLAG_SEQ_RESTART != 0
-        && crc32c::crc32c(&head[..20])
-            == u32::from_le_bytes([head[20], head[21], head[22], head[23]])
+        && small_crc(&head[..20]) == u32::from_le_bytes([head[20], head[21], head[22], head[23]])
 }
 
 impl<R: Read> Iterator for FrameReader<R> {
@@ -1040,6 +1176,78 @@ impl Pool {
     }
 }
 
+/// Receive blocks of at most this many bytes are cut from the reader's [`Arena`].
+const ARENA_MAX: usize = 4 << 10;
+/// Size of one arena allocation: a message kept alive keeps at most this much memory with it.
+const ARENA_SIZE: usize = 64 << 10;
+
+/// Receive memory for small frames: many frames' blocks cut one after another from one
+/// allocation, so a small frame costs no allocation and no lock, only the reference counts of
+/// its views. Once the allocation is used up it is taken back whole if every message cut from
+/// it is gone (else a new one is made, and the old one is freed with its last view).
+#[derive(Debug)]
+struct Arena {
+    /// The unused rest of the current allocation (length 0, capacity the rest).
+    rest: BytesMut,
+}
+
+impl Default for Arena {
+    fn default() -> Self {
+        Arena {
+            rest: BytesMut::with_capacity(ARENA_SIZE),
+        }
+    }
+}
+
+impl Arena {
+    /// `size` (at most [`ARENA_MAX`]) zeroed bytes starting at a [`BUFFER_ALIGN`] boundary.
+    fn take(&mut self, size: usize) -> BytesMut {
+        let pad = |rest: &BytesMut| rest.as_ptr().align_offset(BUFFER_ALIGN).min(BUFFER_ALIGN);
+        if self.rest.capacity() < pad(&self.rest) + size {
+            // Reclaims the whole allocation when no view of it is left, else allocates anew.
+            self.rest.reserve(ARENA_SIZE);
+        }
+        let pad = pad(&self.rest);
+        self.rest.resize(pad + size, 0);
+        self.rest.advance(pad);
+        self.rest.split()
+    }
+}
+
+/// One frame's receive memory: cut from the arena, or a pooled block for a large frame.
+enum RecvBlock {
+    Arena(BytesMut),
+    Pooled(Block),
+}
+
+impl RecvBlock {
+    /// The message's views share this.
+    fn freeze(self) -> Bytes {
+        match self {
+            RecvBlock::Arena(b) => b.freeze(),
+            RecvBlock::Pooled(b) => Bytes::from_owner(b),
+        }
+    }
+}
+
+impl AsRef<[u8]> for RecvBlock {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            RecvBlock::Arena(b) => b,
+            RecvBlock::Pooled(b) => b.as_ref(),
+        }
+    }
+}
+
+impl AsMut<[u8]> for RecvBlock {
+    fn as_mut(&mut self) -> &mut [u8] {
+        match self {
+            RecvBlock::Arena(b) => b,
+            RecvBlock::Pooled(b) => b.as_mut(),
+        }
+    }
+}
+
 /// One frame's receive memory: the owner behind the message's `Bytes` views.
 struct Block {
     buf: Vec<u8>,
@@ -1066,6 +1274,22 @@ impl Drop for Block {
         let mut free = self.pool.free.lock().unwrap_or_else(|p| p.into_inner());
         if free.len() < POOL_KEEP {
             free.push(buf);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::small_crc;
+
+    #[test]
+    fn small_crc_is_crc32c_at_every_length_and_alignment() {
+        let data: Vec<u8> = (0..400u32).map(|i| (i * 7 + i / 3) as u8).collect();
+        for start in 0..9 {
+            for len in 0..=300 {
+                let b = &data[start..start + len];
+                assert_eq!(small_crc(b), crc32c::crc32c(b), "start {start} len {len}");
+            }
         }
     }
 }

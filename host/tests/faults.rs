@@ -22,6 +22,12 @@ pub const SEED: u64 = 0xFA_0175;
 const COUNT: u32 = 3_000;
 
 fn run(config: ReaderConfig, label: &str, seed: u64) {
+    run_with(config, label, seed, false)
+}
+
+/// `batch`: take the messages with `next_batch` (the reader's batch path) instead of
+/// `next_message`; the same frames must come out, counted the same way.
+fn run_with(config: ReaderConfig, label: &str, seed: u64, batch: bool) {
     let (clean, frames) = clean_stream(SEED, COUNT);
     let (stream, intact, damage) = corrupt(&clean, &frames, seed);
     let (rx, mut tx) = std::os::unix::net::UnixStream::pair().unwrap();
@@ -36,11 +42,32 @@ fn run(config: ReaderConfig, label: &str, seed: u64) {
     });
     let mut reader = FrameReader::with_config(rx, config);
     let mut delivered = Vec::new();
-    while let Some(m) = reader.next_message().transpose() {
-        let m = m.unwrap_or_else(|e| panic!("{label}: {e}"));
+    let mut take = |m: dmapickle_host::Message| {
         // Byte-identical to what the device sent: a damaged frame is never delivered.
         check_message(&m, m.seq, &spec(SEED, m.seq, 100));
         delivered.push(m.seq);
+    };
+    if batch {
+        let mut out = Vec::new();
+        let mut batches = 0u32;
+        loop {
+            let more = reader
+                .next_batch(&mut out, 64)
+                .unwrap_or_else(|e| panic!("{label}: {e}"));
+            assert!(out.len() <= 64, "{label}: a batch over its limit");
+            batches += 1;
+            for m in out.drain(..) {
+                take(m.unwrap_or_else(|e| panic!("{label}: {e}")));
+            }
+            if !more {
+                break;
+            }
+        }
+        assert!(batches > 1, "{label}: one batch for the whole stream");
+    } else {
+        while let Some(m) = reader.next_message().transpose() {
+            take(m.unwrap_or_else(|e| panic!("{label}: {e}")));
+        }
     }
     writer.join().unwrap();
     let c = reader.counters();
@@ -84,6 +111,17 @@ fn run(config: ReaderConfig, label: &str, seed: u64) {
 #[test]
 fn corrupted_stream_default_reader() {
     run(ReaderConfig::default(), "faults/default", SEED);
+}
+
+#[test]
+fn corrupted_stream_in_batches() {
+    run_with(ReaderConfig::default(), "faults/batch", SEED ^ 0x5EED, true);
+    let config = ReaderConfig {
+        read_chunk: 64,
+        direct_threshold: 256,
+        ..ReaderConfig::default()
+    };
+    run_with(config, "faults/batch-tiny", SEED ^ 0xBA7C, true);
 }
 
 #[test]

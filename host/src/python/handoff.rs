@@ -62,8 +62,10 @@ impl Handoff {
         }
     }
 
-    /// Queue `item`, waiting for room; false if the consumer is gone.
-    pub(super) fn push(&self, item: Item) -> bool {
+    /// Queue `items` (one lock for all of them), waiting for room first; false if the
+    /// consumer is gone. A batch may take the queue past `cap` by its own length: `cap` bounds
+    /// what waits before the batch goes in.
+    pub(super) fn push(&self, items: impl IntoIterator<Item = Item>) -> bool {
         let mut s = lock(&self.state);
         while s.items.len() >= self.cap && !s.closed {
             s.producer_waiting = true;
@@ -72,7 +74,7 @@ impl Handoff {
         if s.closed {
             return false;
         }
-        s.items.push_back(item);
+        s.items.extend(items);
         if s.consumer_waiting {
             s.consumer_waiting = false;
             self.ready.notify_one();
@@ -140,6 +142,9 @@ pub(super) fn note_event(e: &SourceEvent, shared: &Mutex<Shared>) {
 
 /// Starts the thread that runs `reader` until its source ends (or the consumer closes the
 /// handoff), keeping `shared`'s counters and last refusal current.
+/// Most frames the reader thread takes from the stream per batch.
+const BATCH_MAX: usize = 1024;
+
 pub(super) fn spawn_reader(
     mut reader: FrameReader<Source>,
     tx: Arc<Handoff>,
@@ -163,24 +168,34 @@ fn read_all(
     sh: &Mutex<Shared>,
     down: Option<&crate::control::DownSlot>,
 ) {
+    let mut batch = Vec::new();
+    let mut items = Vec::new();
     loop {
-        let next = reader.next_message();
+        // Every frame already read, in one go: one counters update and one handoff per batch.
+        let next = reader.next_batch(&mut batch, BATCH_MAX);
         // A reconnecting source has a new connection, and so a new down link, now and then.
         if let Some(down) = down {
             down.refresh(reader.get_ref());
         }
-        lock(sh).counters = reader.counters();
-        let item = match next {
-            Ok(Some(m)) => Item::Message(m),
-            Ok(None) => Item::End(None),
-            Err(e) if e.is_fatal() => Item::End(Some(e.to_string())),
-            Err(e) => {
-                lock(sh).refused_last = Some(e.to_string());
-                continue;
+        {
+            let mut s = lock(sh);
+            s.counters = reader.counters();
+            for outcome in batch.drain(..) {
+                match outcome {
+                    Ok(m) => items.push(Item::Message(m)),
+                    Err(e) => s.refused_last = Some(e.to_string()),
+                }
             }
+        }
+        let end = match next {
+            Ok(true) => None,
+            Ok(false) => Some(None),
+            Err(e) => Some(Some(e.to_string())),
         };
-        let end = matches!(item, Item::End(_));
-        if !tx.push(item) || end {
+        if let Some(end) = &end {
+            items.push(Item::End(end.clone()));
+        }
+        if (!items.is_empty() && !tx.push(items.drain(..))) || end.is_some() {
             break;
         }
     }
