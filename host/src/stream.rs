@@ -1185,32 +1185,40 @@ const ARENA_SIZE: usize = 64 << 10;
 /// allocation, so a small frame costs no allocation and no lock, only the reference counts of
 /// its views. Once the allocation is used up it is taken back whole if every message cut from
 /// it is gone (else a new one is made, and the old one is freed with its last view).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Arena {
-    /// The unused rest of the current allocation (length 0, capacity the rest).
+    /// The unused rest of the current allocation: zeroed, starting at a [`BUFFER_ALIGN`]
+    /// boundary, its length a multiple of it.
     rest: BytesMut,
 }
 
-impl Default for Arena {
-    fn default() -> Self {
-        Arena {
-            rest: BytesMut::with_capacity(ARENA_SIZE),
-        }
-    }
-}
-
 impl Arena {
-    /// `size` (at most [`ARENA_MAX`]) zeroed bytes starting at a [`BUFFER_ALIGN`] boundary.
+    /// `size` (at most [`ARENA_MAX`]) bytes starting at a [`BUFFER_ALIGN`] boundary.
     fn take(&mut self, size: usize) -> BytesMut {
-        let pad = |rest: &BytesMut| rest.as_ptr().align_offset(BUFFER_ALIGN).min(BUFFER_ALIGN);
-        if self.rest.capacity() < pad(&self.rest) + size {
-            // Reclaims the whole allocation when no view of it is left, else allocates anew.
-            self.rest.reserve(ARENA_SIZE);
+        let whole = align(size);
+        if self.rest.len() < whole {
+            self.renew();
         }
-        let pad = pad(&self.rest);
-        self.rest.resize(pad + size, 0);
+        let mut block = self.rest.split_to(whole);
+        block.truncate(size);
+        block
+    }
+
+    /// A fresh allocation: the old one taken back whole if no view of it is left (no
+    /// allocation), else a new one (the old one is freed with its last view).
+    #[cold]
+    fn renew(&mut self) {
+        self.rest.clear();
+        self.rest.reserve(ARENA_SIZE + BUFFER_ALIGN);
+        self.rest.resize(self.rest.capacity(), 0);
+        let pad = self
+            .rest
+            .as_ptr()
+            .align_offset(BUFFER_ALIGN)
+            .min(BUFFER_ALIGN);
         self.rest.advance(pad);
-        self.rest.split()
+        self.rest
+            .truncate(self.rest.len() / BUFFER_ALIGN * BUFFER_ALIGN);
     }
 }
 

@@ -105,10 +105,24 @@ class RestrictedUnpickler(pickle.Unpickler):
         if allowed is not None:
             self.allowed = allowed
 
+    #: Allowlisted globals already resolved, per subclass made by ``_unpickler`` (one per
+    #: allowlist): a stream's messages name the same few globals, so after the first message
+    #: each lookup is one dict probe instead of the import machinery. Only pairs that passed the
+    #: allowlist check are ever stored, so everything else is still refused below.
+    _resolved: Optional[Dict[Tuple[str, str], Any]] = None
+
     def find_class(self, module: str, name: str) -> Any:
+        resolved = self._resolved
+        if resolved is not None:
+            obj = resolved.get((module, name))
+            if obj is not None:
+                return obj
         if (module, name) not in self.allowed:
             raise pickle.UnpicklingError(f"global {module}.{name} is not in the dmapickle allowlist")
-        return super().find_class(module, name)
+        obj = super().find_class(module, name)
+        if resolved is not None:
+            resolved[(module, name)] = obj
+        return obj
 
 
 _UNPICKLERS: Dict[frozenset, type] = {}
@@ -121,7 +135,12 @@ def _unpickler(allowed: frozenset) -> type:
         cls = type(
             "RestrictedUnpickler",
             (RestrictedUnpickler,),
-            {"allowed": allowed, "__init__": pickle.Unpickler.__init__, "__slots__": ()},
+            {
+                "allowed": allowed,
+                "_resolved": {},
+                "__init__": pickle.Unpickler.__init__,
+                "__slots__": (),
+            },
         )
         _UNPICKLERS[allowed] = cls
     return cls
