@@ -1205,12 +1205,22 @@ impl Arena {
     }
 
     /// A fresh allocation: the old one taken back whole if no view of it is left (no
-    /// allocation), else a new one (the old one is freed with its last view).
+    /// allocation, no zeroing), else a new, zeroed one (the old one is freed with its last
+    /// view).
     #[cold]
     fn renew(&mut self) {
         self.rest.clear();
-        self.rest.reserve(ARENA_SIZE + BUFFER_ALIGN);
-        self.rest.resize(self.rest.capacity(), 0);
+        if self.rest.try_reclaim(ARENA_SIZE + BUFFER_ALIGN) {
+            // SAFETY: `try_reclaim` made `rest` the whole allocation again, from its start to
+            // its capacity; every byte of it was initialized (zeroed) when it was allocated
+            // below, and has only been written with initialized bytes since.
+            unsafe { self.rest.set_len(self.rest.capacity()) };
+        } else {
+            self.rest = BytesMut::zeroed(ARENA_SIZE + BUFFER_ALIGN);
+            // All of it zeroed (its capacity may exceed what was asked): reclaiming relies on it.
+            let cap = self.rest.capacity();
+            self.rest.resize(cap, 0);
+        }
         let pad = self
             .rest
             .as_ptr()
@@ -1288,7 +1298,40 @@ impl Drop for Block {
 
 #[cfg(test)]
 mod tests {
-    use super::small_crc;
+    use super::{small_crc, Arena, ARENA_SIZE, BUFFER_ALIGN};
+
+    #[test]
+    fn arena_blocks_are_aligned_and_survive_its_reuse() {
+        let mut arena = Arena::default();
+        let mut kept = Vec::new();
+        for i in 0..3 * ARENA_SIZE / 64 {
+            let size = 1 + i % 200;
+            let mut b = arena.take(size);
+            assert_eq!(b.len(), size);
+            assert_eq!(
+                b.as_ptr() as usize % BUFFER_ALIGN,
+                0,
+                "block {i} not aligned"
+            );
+            b.iter_mut().for_each(|x| *x = i as u8);
+            let b = b.freeze();
+            // Every other block is kept: the arena must not reuse memory still viewed.
+            if i % 2 == 0 {
+                kept.push((i as u8, b));
+            }
+        }
+        for (v, b) in &kept {
+            assert!(b.iter().all(|x| x == v));
+        }
+        // Nothing kept: the allocation is taken back, zeroing nothing, and still hands out
+        // whole, aligned blocks.
+        drop(kept);
+        for _ in 0..3 * ARENA_SIZE / 64 {
+            let b = arena.take(100);
+            assert_eq!(b.len(), 100);
+            assert_eq!(b.as_ptr() as usize % BUFFER_ALIGN, 0);
+        }
+    }
 
     #[test]
     fn small_crc_is_crc32c_at_every_length_and_alignment() {
