@@ -139,7 +139,7 @@ fn reassemble(buf_len: usize, count: u32) -> Run {
     if BATCH.load(Ordering::Relaxed) {
         let mut batch = Vec::new();
         loop {
-            let more = reader.next_batch(&mut batch, 4096).unwrap();
+            let more = reader.next_batch(&mut batch, 256).unwrap();
             batch.drain(..).for_each(|m| take(m.unwrap()));
             if !more {
                 break;

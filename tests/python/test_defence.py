@@ -155,6 +155,26 @@ def test_restricted_unpickler_alone_refuses_globals():
     assert dmapickle.check(p, allow=["builtins:complex"]) == "complex"
 
 
+def test_the_stream_unpickler_caches_only_allowed_globals():
+    """Each allowlist's Unpickler class remembers the globals it resolved (a stream's messages
+    name the same few): a refused global is never stored, stays refused after allowed ones were
+    cached, and a cache never serves a class with another allowlist."""
+    strict = dmapickle._unpickler(dmapickle.ALLOWED_GLOBALS["strict"])
+    general = dmapickle._unpickler(dmapickle.ALLOWED_GLOBALS["general"])
+    arr = np.arange(4, dtype=np.int16)
+    p = pickle.dumps(arr, protocol=5)
+    for _ in range(2):  # the second load is served from the cache
+        assert (general(io.BytesIO(p)).load() == arr).all()
+    assert ("numpy", "dtype") in general._resolved
+    with pytest.raises(pickle.UnpicklingError, match="os.system"):
+        general(io.BytesIO(OS_SYSTEM)).load()
+    assert ("os", "system") not in general._resolved and ("posix", "system") not in general._resolved
+    # `numpy.dtype` is not in the strict allowlist: general's cache does not make it loadable.
+    assert ("numpy", "dtype") not in strict._resolved
+    with pytest.raises(pickle.UnpicklingError, match="not in the dmapickle allowlist"):
+        strict(io.BytesIO(p)).load()
+
+
 # --- bounds on what loading costs (issue 10): the same limits as `dmapickle check --max-*` ---
 
 
