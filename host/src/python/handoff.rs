@@ -62,24 +62,29 @@ impl Handoff {
         }
     }
 
-    /// Queue `items` (one lock for all of them), waiting for room first; false if the
-    /// consumer is gone. A batch may take the queue past `cap` by its own length: `cap` bounds
-    /// what waits before the batch goes in.
-    pub(super) fn push(&self, items: impl IntoIterator<Item = Item>) -> bool {
+    /// Queue `items` (one lock for all of them), waiting until they fit under `cap` (or the
+    /// queue is empty: a batch is at most `cap` long, see [`Handoff::cap`]); false if the
+    /// consumer is gone.
+    pub(super) fn push(&self, items: &mut Vec<Item>) -> bool {
         let mut s = lock(&self.state);
-        while s.items.len() >= self.cap && !s.closed {
+        while !s.items.is_empty() && s.items.len() + items.len() > self.cap && !s.closed {
             s.producer_waiting = true;
             s = self.space.wait(s).unwrap_or_else(|p| p.into_inner());
         }
         if s.closed {
             return false;
         }
-        s.items.extend(items);
+        s.items.extend(items.drain(..));
         if s.consumer_waiting {
             s.consumer_waiting = false;
             self.ready.notify_one();
         }
         true
+    }
+
+    /// Most messages that may wait: the largest batch the producer should push.
+    pub(super) fn cap(&self) -> usize {
+        self.cap
     }
 
     /// Everything queued, waiting up to `tick` for something (may return empty).
@@ -172,7 +177,7 @@ fn read_all(
     let mut items = Vec::new();
     loop {
         // Every frame already read, in one go: one counters update and one handoff per batch.
-        let next = reader.next_batch(&mut batch, BATCH_MAX);
+        let next = reader.next_batch(&mut batch, BATCH_MAX.min(tx.cap()));
         // A reconnecting source has a new connection, and so a new down link, now and then.
         if let Some(down) = down {
             down.refresh(reader.get_ref());
@@ -195,7 +200,7 @@ fn read_all(
         if let Some(end) = &end {
             items.push(Item::End(end.clone()));
         }
-        if (!items.is_empty() && !tx.push(items.drain(..))) || end.is_some() {
+        if (!items.is_empty() && !tx.push(&mut items)) || end.is_some() {
             break;
         }
     }
