@@ -19,9 +19,11 @@
 //! How it reads (see `docs/wire-format.md`, "Reading a stream"): headers and bodies are read in
 //! chunks into a staging buffer; inline buffers of at least `direct_threshold` bytes are read by
 //! the OS straight into their final place in a pooled, 64-byte aligned receive block, so large
-//! payloads are never copied after the read. A frame whose body or data CRC fails, that the
-//! stream cuts off, or that holds the header of a rebooted device's first frame, is counted
-//! corrupt and every byte after its sync word is scanned again, so the good frames it swallowed
+//! payloads are never copied after the read. Small frames (receive block of at most 4 KiB) are
+//! cut one after another from a shared 64 KiB allocation instead, so they cost no allocation
+//! and no lock; [`FrameReader::next_batch`] gives every frame already staged in one call. A
+//! frame whose body or data CRC fails, that the stream cuts off, or that holds the header of a
+//! rebooted device's first frame, is counted corrupt and every byte after its sync word is scanned again, so the good frames it swallowed
 //! are still found. A frame whose CRCs all match is consumed whole, whether it is delivered or
 //! refused, so nothing inside it is ever read as a frame of its own.
 
