@@ -24,8 +24,9 @@
 //! and no lock; [`FrameReader::next_batch`] gives every frame already staged in one call. A
 //! frame whose body or data CRC fails, that the stream cuts off, or that holds the header of a
 //! rebooted device's first frame, is counted corrupt and every byte after its sync word is
-//! scanned again, so the good frames it swallowed are still found. A frame whose CRCs all match is consumed whole, whether it is delivered or
-//! refused, so nothing inside it is ever read as a frame of its own.
+//! scanned again, so the good frames it swallowed are still found. A frame whose CRCs all
+//! match is consumed whole, whether it is delivered or refused, so nothing inside it is ever
+//! read as a frame of its own.
 
 use std::io::{self, Read};
 use std::ops::Range;
