@@ -22,6 +22,7 @@ from builds import ROOT, embassy_elf
 from hil_control import (Checker, Timeline, connect, damaged_commands_applied_once,
                          device_log_stats, dmapickle, flood, rate_rows_stop_start)
 from hil_ethernet import ETHERNET
+from hil_link import done_line
 
 pytestmark = pytest.mark.dmapickle(targets=("qemu",), timeout=240, profile="strict", **ETHERNET)
 __all__ = ["dmapickle"]  # the package fixture, hil_control's
@@ -65,12 +66,9 @@ def test_damaged_commands_and_lost_replies_over_ethernet(net_board, dmapickle):
 def test_a_flood_of_commands_over_ethernet_loses_no_block(net_board, dmapickle):
     rows, rate = 256, 256_000
     board = net_board(n=rows, rate=rate)
-    flooded, quiet, sent = flood(board.addr, dmapickle, rows, rate, "Ethernet")
-    # The stated bound (docs/performance.md): commands are answered between blocks and the ADC
-    # keeps its clock, so the stream keeps the device's rate, 1000 blocks/s here, within QEMU's
-    # and this shared machine's noise. A block rate below half of it is a control path that
-    # starves the data path.
-    assert flooded > 0.5 * rate / rows, (flooded, quiet, sent)
+    # A measurement, not a pass/fail bound (no timed assertions): docs/performance.md records
+    # the block rate flooded against the device's own 1000 blocks/s and the quiet rate.
+    flood(board.addr, dmapickle, rows, rate, "Ethernet")
 
 
 def test_ctl_on_a_second_connection_beside_a_reader(net_board, dmapickle):
@@ -119,3 +117,42 @@ def test_ctl_alone_is_the_data_connection(net_board, dmapickle):
     log = board.log()
     assert "control connection" not in log, log
     assert re.search(r"(?<!control )connection 2 from", log), log
+
+
+def test_commands_to_the_last_block_and_the_stack_high_water(net_board, dmapickle):
+    """A run with an end (`count=`), commands of every kind while it streams, every block read
+    to the last: the device exits cleanly and its `done:` line gives the stack high-water with
+    the control path used (docs/performance.md records it)."""
+    rows, rate, count = 64, 64_000, 1200
+    board = net_board(n=rows, rate=rate, count=count)
+    with connect(board.addr, dmapickle) as s:
+        dev = s.device
+        tl = Timeline(rows, rate)
+        chk = Checker(s, tl)
+        chk.read_until(100)
+        tl.change(dev.set(rate_hz=128_000)["at_seq"], rate=128_000)
+        chk.read_until(chk.next_seq + 50)
+        tl.change(dev.set(block_rows=1024)["at_seq"], rows=1024)
+        chk.read_until(chk.next_seq + 20)
+        stopped = dev.stop()["at_seq"]
+        chk.read_until(stopped)
+        tl.change(stopped)
+        dev.ping()
+        assert dev.start()["at_seq"] == stopped
+        # 250 blocks/s to the end, so the stats below find the device still streaming.
+        tl.change(dev.set(block_rows=64)["at_seq"], rows=64)
+        tl.change(dev.set(rate_hz=16_000)["at_seq"], rate=16_000)
+        commands = 7
+        while chk.next_seq < count - 200:
+            dev.stats()
+            commands += 1
+            chk.read_until(chk.next_seq + 10)
+        chk.read_until(count)
+        assert s.next(timeout=60) is None, "the device closes after `count` messages"
+    assert board.wait() == 0, board.log()
+    log = board.log()
+    messages, stalls, overflows, stack = done_line(log)
+    assert (messages, overflows) == (count, 0), log
+    assert f"ethernet: 1 connections, 0 control connections, {commands} commands" in log, log
+    print(f"\n[hil] ethernet control: {count} messages, {commands} commands, stack high water "
+          f"{stack} bytes, {stalls} ADC stalls")

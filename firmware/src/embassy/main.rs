@@ -10,6 +10,15 @@
 //!   `embassy-net` on the LAN9118 ([`lan9118`]), publishing each block with
 //!   `Publisher::publish_async` straight from its buffer into the socket.
 //!
+//! Host -> device control (`dmapickle_core::control`): the publisher also reads commands on the
+//! data connection, and on a second connection to the same port that a host opens while a reader
+//! holds the first (`dmapickle ctl`; commands and replies only, never frames), and answers each
+//! between two frames with the UART build's command handling (`dmapickle_firmware::control`): a
+//! change pauses the ADC at a block boundary, publishes every block of the old setting, applies
+//! from the next seq and restarts the ADC's clock (`RESTART`). A connection made while no reader
+//! is connected is the data connection (smoltcp offers it to the first listening socket, and the
+//! data socket is created first); a data connection that ends closes the control one too.
+//!
 //! While no client is connected the ring fills and the ADC stalls (counted), so no block is
 //! skipped; a frame cut by a dropped connection is the only loss (besides `drop=`), and the host
 //! sees it as one lost sequence number. Network: QEMU's user network, static 10.0.2.15/24, gateway 10.0.2.2;
