@@ -11,14 +11,13 @@ port for commands only (replies, never frames) while a data connection is up; a 
 while none is up is the data connection, so `ctl` alone reads (and drops) the frames sent while
 it is connected, and the next reader starts at a later seq.
 """
-import os
 import re
 import subprocess
 import time
 
 import pytest
 
-from builds import ROOT, embassy_elf
+from builds import cli_exe, embassy_elf
 from hil_control import (Checker, Timeline, connect, damaged_commands_applied_once,
                          device_log_stats, dmapickle, flood, rate_rows_stop_start)
 from hil_ethernet import ETHERNET
@@ -39,12 +38,8 @@ def net_board(dmapickle_start):
 
 
 def ctl(board, *words):
-    """`dmapickle ctl tcp://127.0.0.1:PORT WORDS...` (the CLI from DMAPICKLE_BIN, else the debug
-    build): its stdout, which must succeed."""
-    exe = os.environ.get("DMAPICKLE_BIN") or str(ROOT / "target/debug/dmapickle")
-    if not os.path.isfile(exe):
-        raise RuntimeError(f"{exe} missing: `cargo build -p dmapickle-host --bin dmapickle` or set DMAPICKLE_BIN")
-    run = subprocess.run([exe, "ctl", f"tcp://{board.addr[0]}:{board.addr[1]}", *words],
+    """`dmapickle ctl tcp://127.0.0.1:PORT WORDS...`: its stdout, which must succeed."""
+    run = subprocess.run([cli_exe(), "ctl", f"tcp://{board.addr[0]}:{board.addr[1]}", *words],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, (run.returncode, run.stdout, run.stderr)
     return run.stdout
