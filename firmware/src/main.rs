@@ -503,26 +503,6 @@ fn now_us() -> u64 {
     (cycles + u64::from(into_tick)) / u64::from(CORE_HZ / 1_000_000)
 }
 
-/// A down link that never has a command (a board without one).
-#[cfg_attr(feature = "board", allow(dead_code))]
-struct NoDownlink;
-
-impl dmapickle_hal::embedded_io::ErrorType for NoDownlink {
-    type Error = core::convert::Infallible;
-}
-
-impl dmapickle_hal::embedded_io::ReadReady for NoDownlink {
-    fn read_ready(&mut self) -> Result<bool, Self::Error> {
-        Ok(false)
-    }
-}
-
-impl dmapickle_hal::embedded_io::Read for NoDownlink {
-    fn read(&mut self, _: &mut [u8]) -> Result<usize, Self::Error> {
-        Ok(0)
-    }
-}
-
 /// A link to nowhere, for the frames `drop=` numbers but never sends.
 struct Discard;
 
@@ -796,25 +776,27 @@ mod board {
     use dmapickle_firmware::config::BootConfig;
     use rtt_target::ChannelMode::NoBlockSkip;
 
-    use dmapickle_firmware::rtt_link::RttWriter;
+    use dmapickle_firmware::rtt_link::{RttReader, RttWriter};
     use dmapickle_hal::WriteLink;
 
-    /// The data link, no down direction (no RTT down channel yet) and the boot parameters.
-    pub fn start() -> (WriteLink<RttWriter>, crate::NoDownlink, BootConfig) {
+    /// The data link, its down direction (the host's commands on RTT down channel 0) and the
+    /// boot parameters.
+    pub fn start() -> (WriteLink<RttWriter>, RttReader, BootConfig) {
         let channels = rtt_target::rtt_init! {
             up: {
                 0: { size: 1024, mode: NoBlockSkip, name: "defmt" }
                 // Non-blocking until the host attaches and sets BlockIfFull (rtt_link's docs).
                 1: { size: 16384, mode: NoBlockSkip, name: "dmapickle" }
             }
+            down: {
+                // Commands: a few frames of at most MAX_FRAME (78) bytes.
+                0: { size: 256, name: "dmapickle" }
+            }
         };
         rtt_target::set_defmt_channel(channels.up.0);
         let frames = RttWriter::new(channels.up.1, 1).expect("rtt_init! made up channel 1");
-        (
-            WriteLink::new(frames),
-            crate::NoDownlink,
-            BootConfig::default(),
-        )
+        let commands = RttReader::new(channels.down.0, 0).expect("rtt_init! made down channel 0");
+        (WriteLink::new(frames), commands, BootConfig::default())
     }
 
     /// No free-running timer known on an unknown chip: one ADC period per SysTick.
