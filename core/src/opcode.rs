@@ -348,7 +348,14 @@ impl Opcode {
     /// assert_eq!(Opcode::from_byte(NEXT_BUFFER), Some(Opcode::NextBuffer));
     /// assert_eq!(Opcode::from_byte(0xff), None);
     /// ```
+    #[inline]
+    #[allow(clippy::indexing_slicing)] // a u8 indexes a 256-entry table
     pub const fn from_byte(byte: u8) -> Option<Opcode> {
+        BY_BYTE[byte as usize]
+    }
+
+    /// [`from_byte`](Opcode::from_byte) as a match: the source of its table.
+    const fn decode(byte: u8) -> Option<Opcode> {
         Some(match byte {
             INT => Opcode::Int,
             BININT => Opcode::Binint,
@@ -502,7 +509,14 @@ impl Opcode {
     }
 
     /// The layout of the argument that follows the opcode byte.
+    #[inline]
+    #[allow(clippy::indexing_slicing)] // a u8 indexes a 256-entry table
     pub const fn arg(self) -> Arg {
+        ARGS[self as usize]
+    }
+
+    /// [`arg`](Opcode::arg) as a match: the source of its table.
+    const fn arg_of(self) -> Arg {
         match self {
             Opcode::Int => Arg::DecimalNlShort,
             Opcode::Binint => Arg::Int4,
@@ -576,7 +590,14 @@ impl Opcode {
     }
 
     /// The first protocol that defines this opcode.
+    #[inline]
+    #[allow(clippy::indexing_slicing)] // a u8 indexes a 256-entry table
     pub const fn protocol(self) -> u8 {
+        PROTOCOLS[self as usize]
+    }
+
+    /// [`protocol`](Opcode::protocol) as a match: the source of its table.
+    const fn protocol_of(self) -> u8 {
         match self {
             Opcode::Int => 0,
             Opcode::Binint => 1,
@@ -649,3 +670,27 @@ impl Opcode {
         }
     }
 }
+
+// The reader looks each opcode byte up three times (is it an opcode, its argument, its
+// protocol): tables built at compile time from the matches above make each one load instead of a
+// call and a jump table.
+macro_rules! by_byte {
+    ($default:expr, $op:ident => $value:expr) => {{
+        let mut table = [$default; 256];
+        let mut i = 0;
+        while i < 256 {
+            if let Some($op) = Opcode::decode(i as u8) {
+                table[i] = $value;
+            }
+            i += 1;
+        }
+        table
+    }};
+}
+
+#[allow(clippy::indexing_slicing)] // i < 256
+const BY_BYTE: [Option<Opcode>; 256] = by_byte!(None, op => Some(op));
+#[allow(clippy::indexing_slicing)] // i < 256
+const ARGS: [Arg; 256] = by_byte!(Arg::None, op => op.arg_of());
+#[allow(clippy::indexing_slicing)] // i < 256
+const PROTOCOLS: [u8; 256] = by_byte!(0, op => op.protocol_of());

@@ -806,6 +806,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
     /// assert_eq!(p.finish()?.pickle, b"\x80\x05}\x8c\x01aNs.");
     /// # Ok::<(), dmapickle_core::EncodeError>(())
     /// ```
+    #[inline]
     pub fn end(&mut self, kind: Container) -> Result<()> {
         let top = self
             .depth
@@ -1340,6 +1341,7 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
         self.put(&[op::BINFLOAT, a, b, c, d, e, f, g, h])
     }
 
+    #[inline]
     fn put_str(&mut self, value: &str) -> Result<()> {
         let bytes = value.as_bytes();
         if let Ok(n) = u8::try_from(bytes.len()) {

@@ -113,6 +113,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads the next opcode, `None` at the end of the data or after an error.
+    #[inline]
     pub fn read_op(&mut self) -> Option<Result<Op<'a>>> {
         if self.failed || self.pos >= self.data.len() {
             return None;
@@ -124,6 +125,7 @@ impl<'a> Reader<'a> {
         Some(r)
     }
 
+    #[inline]
     fn read_inner(&mut self) -> Result<Op<'a>> {
         let offset = self.pos;
         let byte = *self
@@ -246,6 +248,7 @@ impl<'a> Cursor<'a> {
         })
     }
 
+    #[inline]
     fn argument(&mut self, kind: Arg) -> Result<Argument<'a>> {
         Ok(match kind {
             Arg::None => Argument::None,

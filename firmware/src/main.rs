@@ -28,18 +28,18 @@ use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::{entry, exception, ExceptionFrame};
 use critical_section::Mutex;
-use dmapickle_core::control::{Info, LinkKind, Reply, Request, Stats};
+use dmapickle_core::control::LinkKind;
 use dmapickle_core::release::control_len;
 use dmapickle_hal::control::{Command, CommandReader, ReplyCache};
 use dmapickle_hal::pool::{Pool, SharedPool};
 use dmapickle_hal::{BufferRing, DmaBuf, Outgoing, Publisher, SharedBuf, SharedRegion, WriteLink};
 
 use dmapickle_firmware::adc::Adc;
-use dmapickle_firmware::config::{BootConfig, Fault, Placement, MAX_BLOCK, MAX_RATE_HZ};
-use dmapickle_firmware::control::{Acquisition, Change};
+use dmapickle_firmware::config::{BootConfig, Fault, Placement, MAX_BLOCK};
+use dmapickle_firmware::control::{Acquisition, Answer, Change, Controls, Layout, Report};
 use dmapickle_firmware::message::{self, MAX_PICKLE};
 use dmapickle_firmware::sample_clock::SampleClock;
-use dmapickle_firmware::waveform::{CHANNELS, ROW_BYTES};
+use dmapickle_firmware::waveform::ROW_BYTES;
 use paint::{paint_stack, stack_high_water};
 
 /// Core clock of mps2-an386 (SYSCLK), which drives SysTick.
@@ -156,8 +156,7 @@ fn main() -> ! {
         rx,
         reader: CommandReader::new(),
         cache: ReplyCache::new(),
-        acq: Acquisition::new(&cfg),
-        commands: 0,
+        controls: Controls::new(&cfg),
     };
     let syst = &mut core.SYST;
     let published = match cfg.placement {
@@ -250,14 +249,14 @@ where
             command(cmd, cfg, ctl, &mut out, syst, pool, &outgoing);
         }
         let Some(buf) = pool.pop_ready() else {
-            if !warned && ctl.acq.running && stall_streak(cfg.placement) >= tick_hz {
+            if !warned && ctl.controls.acq.running && stall_streak(cfg.placement) >= tick_hz {
                 warned = true;
                 warn_stalled(cfg.placement, out.seq);
             }
             cortex_m::asm::wfi();
             continue;
         };
-        out.block(buf, &ctl.acq, pool, &outgoing);
+        out.block(buf, &ctl.controls.acq, pool, &outgoing);
     }
     out.seq
 }
@@ -329,8 +328,7 @@ struct Control<R> {
     rx: R,
     reader: CommandReader,
     cache: ReplyCache,
-    acq: Acquisition,
-    commands: u32,
+    controls: Controls,
 }
 
 /// Answers one command (from the reply cache if its id is the last one answered) and writes
@@ -350,46 +348,22 @@ fn command<P, W, R, B>(
     W: dmapickle_hal::embedded_io::Write,
     B: embedded_dma::ReadBuffer<Word = u8> + 'static + GiveBack,
 {
-    let skipped = ctl.reader.bytes_skipped();
-    let (acq, commands) = (&mut ctl.acq, &mut ctl.commands);
-    let repeats = ctl.cache.repeats();
+    let report = report(cfg.placement, out, &ctl.reader, &ctl.cache);
+    let controls = &mut ctl.controls;
     let (frame, fresh) = ctl.cache.answer(&cmd, |request| {
-        *commands = commands.wrapping_add(1);
-        let reply = match request {
-            Err(e) => Reply::Error(e),
-            Ok(Request::GetInfo) => Reply::Info(info(cfg, acq, out.seq)),
-            Ok(Request::GetStats) => {
-                let (adc_stalls, overflows) = adc_counters(cfg.placement);
-                Reply::Stats(Stats {
-                    published: out.seq,
-                    adc_stalls,
-                    overflows,
-                    lent: lent(cfg.placement),
-                    dropped: out.dropped,
-                    commands: *commands,
-                    bytes_skipped: skipped,
-                    repeats,
-                })
-            }
-            Ok(Request::Ping { host_ns }) => Reply::Pong {
-                host_ns,
-                device_us: now_us(),
-            },
-            Ok(req) => match acq.plan(req) {
-                Err(e) => Reply::Error(e),
-                Ok(change) => {
-                    pause_between_blocks(cfg.placement, out, acq, pool, outgoing);
-                    let at_seq = out.seq;
-                    acq.apply(change, at_seq);
-                    if let Change::Rate(rate) = change {
-                        set_tick(syst, rate, acq.block);
-                    }
-                    if acq.running {
-                        adc_resume(cfg.placement, acq.block);
-                    }
-                    Reply::Applied { at_seq }
+        let reply = match controls.answer(request, &report) {
+            Answer::Reply(reply) => reply,
+            Answer::Change(change) => {
+                pause_between_blocks(cfg.placement, out, &controls.acq, pool, outgoing);
+                let reply = controls.applied(change, out.seq);
+                if let Change::Rate(rate) = change {
+                    set_tick(syst, rate, controls.acq.block);
                 }
-            },
+                if controls.acq.running {
+                    adc_resume(cfg.placement, controls.acq.block);
+                }
+                reply
+            }
         };
         defmt::info!("command {=u32}: {} -> {}", cmd.id, cmd.request, reply);
         reply
@@ -401,6 +375,27 @@ fn command<P, W, R, B>(
         );
     }
     let _ = out.link.get_mut().write_all(frame);
+}
+
+/// The board's state for the answer to a command.
+fn report<W>(
+    mode: Placement,
+    out: &Out<'_, W>,
+    reader: &CommandReader,
+    cache: &ReplyCache,
+) -> Report {
+    let (adc_stalls, overflows) = adc_counters(mode);
+    Report {
+        layout: layout(mode),
+        next_seq: out.seq,
+        dropped: out.dropped,
+        adc_stalls,
+        overflows,
+        lent: lent(mode),
+        bytes_skipped: reader.bytes_skipped(),
+        repeats: cache.repeats(),
+        now_us: now_us(),
+    }
 }
 
 /// Asks the ADC to pause at its next block boundary, publishing the blocks that complete
@@ -427,42 +422,21 @@ fn pause_between_blocks<P, W, B>(
     }
 }
 
-/// What `GetInfo` answers.
-fn info(cfg: &BootConfig, acq: &Acquisition, next_seq: u32) -> Info {
-    let (link, region, region_len, slots) = match cfg.placement {
-        Placement::Inline => (
-            LinkKind::Inline,
-            RAM_REGION,
-            (SLOTS * BLOCK_BYTES) as u32,
-            SLOTS,
-        ),
-        Placement::Shared => (
-            LinkKind::Shared,
-            PSRAM_REGION,
-            PSRAM_REGION_LEN as u32,
-            SHARED_SLOTS,
-        ),
-    };
-    let v = |s: &str| s.parse::<u8>().unwrap_or(0);
-    Info {
-        firmware: [
-            v(env!("CARGO_PKG_VERSION_MAJOR")),
-            v(env!("CARGO_PKG_VERSION_MINOR")),
-            v(env!("CARGO_PKG_VERSION_PATCH")),
-        ],
-        wire_version: dmapickle_core::frame::VERSION,
-        control_version: dmapickle_core::control::VERSION,
-        link,
-        region,
-        region_len,
-        slots: slots as u16,
-        block_rows: acq.block,
-        max_block_rows: MAX_BLOCK,
-        channels: CHANNELS as u8,
-        rate_hz: acq.rate_hz,
-        max_rate_hz: MAX_RATE_HZ,
-        running: acq.running,
-        next_seq,
+/// Where this build's blocks live, for `GetInfo`.
+fn layout(mode: Placement) -> Layout {
+    match mode {
+        Placement::Inline => Layout {
+            link: LinkKind::Inline,
+            region: RAM_REGION,
+            region_len: (SLOTS * BLOCK_BYTES) as u32,
+            slots: SLOTS as u16,
+        },
+        Placement::Shared => Layout {
+            link: LinkKind::Shared,
+            region: PSRAM_REGION,
+            region_len: PSRAM_REGION_LEN as u32,
+            slots: SHARED_SLOTS as u16,
+        },
     }
 }
 
@@ -527,26 +501,6 @@ fn now_us() -> u64 {
     let cycles = critical_section::with(|cs| CYCLES.borrow(cs).get());
     let into_tick = reload - cortex_m::peripheral::SYST::get_current().min(reload);
     (cycles + u64::from(into_tick)) / u64::from(CORE_HZ / 1_000_000)
-}
-
-/// A down link that never has a command (a board without one).
-#[cfg_attr(feature = "board", allow(dead_code))]
-struct NoDownlink;
-
-impl dmapickle_hal::embedded_io::ErrorType for NoDownlink {
-    type Error = core::convert::Infallible;
-}
-
-impl dmapickle_hal::embedded_io::ReadReady for NoDownlink {
-    fn read_ready(&mut self) -> Result<bool, Self::Error> {
-        Ok(false)
-    }
-}
-
-impl dmapickle_hal::embedded_io::Read for NoDownlink {
-    fn read(&mut self, _: &mut [u8]) -> Result<usize, Self::Error> {
-        Ok(0)
-    }
 }
 
 /// A link to nowhere, for the frames `drop=` numbers but never sends.
@@ -822,25 +776,27 @@ mod board {
     use dmapickle_firmware::config::BootConfig;
     use rtt_target::ChannelMode::NoBlockSkip;
 
-    use dmapickle_firmware::rtt_link::RttWriter;
+    use dmapickle_firmware::rtt_link::{RttReader, RttWriter};
     use dmapickle_hal::WriteLink;
 
-    /// The data link, no down direction (no RTT down channel yet) and the boot parameters.
-    pub fn start() -> (WriteLink<RttWriter>, crate::NoDownlink, BootConfig) {
+    /// The data link, its down direction (the host's commands on RTT down channel 0) and the
+    /// boot parameters.
+    pub fn start() -> (WriteLink<RttWriter>, RttReader, BootConfig) {
         let channels = rtt_target::rtt_init! {
             up: {
                 0: { size: 1024, mode: NoBlockSkip, name: "defmt" }
                 // Non-blocking until the host attaches and sets BlockIfFull (rtt_link's docs).
                 1: { size: 16384, mode: NoBlockSkip, name: "dmapickle" }
             }
+            down: {
+                // Commands: a few frames of at most MAX_FRAME (78) bytes.
+                0: { size: 256, name: "dmapickle" }
+            }
         };
         rtt_target::set_defmt_channel(channels.up.0);
         let frames = RttWriter::new(channels.up.1, 1).expect("rtt_init! made up channel 1");
-        (
-            WriteLink::new(frames),
-            crate::NoDownlink,
-            BootConfig::default(),
-        )
+        let commands = RttReader::new(channels.down.0, 0).expect("rtt_init! made down channel 0");
+        (WriteLink::new(frames), commands, BootConfig::default())
     }
 
     /// No free-running timer known on an unknown chip: one ADC period per SysTick.

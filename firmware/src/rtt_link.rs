@@ -1,7 +1,11 @@
-//! The data link of a real board through a debug probe: an RTT up channel (feature `rtt`).
+//! The data link of a real board through a debug probe: an RTT up channel (feature `rtt`), and
+//! the host's commands on an RTT down channel ([`RttReader`]).
 //!
 //! `probe-rs` (the host's `rtt://` source) reads the channel named `dmapickle` out of the
-//! target's RAM while the core runs; a separate channel carries defmt.
+//! target's RAM while the core runs; a separate channel carries defmt. Commands
+//! (`dmapickle_core::control`) come down on down channel 0, also named `dmapickle`: the firmware
+//! polls it between blocks with `dmapickle_hal::control::CommandReader::poll_read`, and the
+//! replies go up between two frames on the frame channel.
 //!
 //! # Flow control
 //! The channel starts non-blocking (`NoBlockSkip`), so an instrument that no probe reads (a
@@ -24,7 +28,8 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use dmapickle_core::frame::{Header, HEADER_LEN};
 use dmapickle_hal::embedded_io::{ErrorType, Write};
-use rtt_target::{ChannelMode, UpChannel};
+use dmapickle_hal::embedded_io::{Read, ReadReady};
+use rtt_target::{ChannelMode, DownChannel, UpChannel};
 
 /// The SEGGER RTT control block's header: its id, then how many up and down channel
 /// descriptors follow it.
@@ -52,6 +57,39 @@ struct Descriptor {
 extern "C" {
     #[link_name = "_SEGGER_RTT"]
     static CONTROL_BLOCK: ControlBlock;
+}
+
+/// Which of the control block's channel arrays.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// Device to host (the `max_up` descriptors right after the header).
+    Up,
+    /// Host to device (the `max_down` descriptors after the up ones).
+    Down,
+}
+
+/// Descriptor `number` of `direction` in the control block `rtt_target::rtt_init!` made, `None`
+/// if there is no such channel.
+#[allow(unsafe_code)] // the control block's descriptors: the one unsafe block of this crate's lib
+fn descriptor(direction: Direction, number: usize) -> Option<&'static Descriptor> {
+    // SAFETY: `rtt_init!` defined `_SEGGER_RTT` (the symbol `UpChannel::conjure` reads too) and
+    // initialised it before it returned the channels; the control block is a static, never
+    // moved or freed. Its header is followed in memory by `max_up` up channel descriptors, then
+    // `max_down` down channel descriptors (SEGGER's layout, rtt-target's `RttControlBlock`), so
+    // descriptor `number` below the count of its direction is in bounds. The fields either side
+    // moves (`write`, `read`, `flags`) are atomics.
+    unsafe {
+        let block = &*core::ptr::addr_of!(CONTROL_BLOCK);
+        let (skip, count) = match direction {
+            Direction::Up => (0, block.max_up),
+            Direction::Down => (block.max_up, block.max_down),
+        };
+        if number >= count {
+            return None;
+        }
+        let first = (block as *const ControlBlock).add(1).cast::<Descriptor>();
+        Some(&*first.add(skip + number))
+    }
 }
 
 /// Bytes that can be written to a ring of `size` bytes before the device's `write` offset
@@ -92,21 +130,8 @@ pub struct RttWriter {
 impl RttWriter {
     /// The writer for `channel`, which is up channel `number` of the control block
     /// `rtt_target::rtt_init!` made (`None` if there is no such channel).
-    #[allow(unsafe_code)] // the control block's descriptor: the one unsafe block of this crate's lib
     pub fn new(channel: UpChannel, number: usize) -> Option<Self> {
-        // SAFETY: `rtt_init!` defined `_SEGGER_RTT` (the symbol `UpChannel::conjure` reads too)
-        // and initialised it before it returned `channel`; the control block is a static, never
-        // moved or freed. Its header is followed in memory by `max_up` up channel descriptors,
-        // so descriptor `number < max_up` is in bounds. The device writes only `write` (through
-        // this channel, owned by us) and the probe only `read` and `flags`, all atomics.
-        let descriptor = unsafe {
-            let block = &*core::ptr::addr_of!(CONTROL_BLOCK);
-            if number >= block.max_up {
-                return None;
-            }
-            let first = (block as *const ControlBlock).add(1).cast::<Descriptor>();
-            &*first.add(number)
-        };
+        let descriptor = descriptor(Direction::Up, number)?;
         Some(Self {
             channel,
             descriptor,
@@ -215,6 +240,55 @@ impl Write for RttWriter {
 
     fn flush(&mut self) -> Result<(), Infallible> {
         Ok(())
+    }
+}
+
+/// An RTT down channel as the down direction of the link: `embedded_io::Read` + `ReadReady`, for
+/// `CommandReader::poll_read` between blocks. The probe (probe-rs `DownChannel::write`) copies
+/// bytes into the ring and moves `write`; this side copies them out and moves `read`.
+pub struct RttReader {
+    channel: DownChannel,
+    descriptor: &'static Descriptor,
+}
+
+impl RttReader {
+    /// The reader for `channel`, which is down channel `number` of the control block
+    /// `rtt_target::rtt_init!` made (`None` if there is no such channel).
+    pub fn new(channel: DownChannel, number: usize) -> Option<Self> {
+        let descriptor = descriptor(Direction::Down, number)?;
+        Some(Self {
+            channel,
+            descriptor,
+        })
+    }
+}
+
+impl ErrorType for RttReader {
+    type Error = Infallible;
+}
+
+impl ReadReady for RttReader {
+    /// Whether the host has written bytes not read yet.
+    fn read_ready(&mut self) -> Result<bool, Infallible> {
+        let d = self.descriptor;
+        Ok(d.write.load(Ordering::SeqCst) != d.read.load(Ordering::SeqCst))
+    }
+}
+
+impl Read for RttReader {
+    /// Copies out what the host wrote, at least one byte (waiting for it, as `embedded_io::Read`
+    /// asks; after [`ReadReady::read_ready`] said so it never waits), at most `buf.len()`.
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let n = self.channel.read(buf);
+            if n > 0 {
+                return Ok(n);
+            }
+            core::hint::spin_loop();
+        }
     }
 }
 

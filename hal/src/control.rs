@@ -213,23 +213,43 @@ impl ReplyCache {
         cmd: &Command,
         apply: impl FnOnce(Result<Request, CommandError>) -> Reply,
     ) -> (&[u8], bool) {
-        let fresh = self.id != Some(cmd.id);
-        if fresh {
-            let reply = apply(cmd.request);
-            self.len = match encode_reply(cmd.id, &reply, &mut self.frame) {
-                Ok(f) => f.len(),
-                Err(_) => encode_reply(
-                    cmd.id,
-                    &Reply::Error(CommandError::Unknown),
-                    &mut self.frame,
-                )
-                .map_or(0, |f| f.len()),
-            };
-            self.id = Some(cmd.id);
-        } else {
+        if self.repeat(cmd) {
+            return (self.last(), false);
+        }
+        let reply = apply(cmd.request);
+        (self.record(cmd.id, &reply), true)
+    }
+
+    /// [`Self::answer`] in two steps, for a caller that must wait (an async firmware pausing
+    /// its ADC) between them: `true` if `cmd` repeats the last id answered (counted in
+    /// [`Self::repeats`]; send [`Self::last`] again), else `false` and the caller answers with
+    /// [`Self::record`].
+    pub fn repeat(&mut self, cmd: &Command) -> bool {
+        let repeat = self.is_repeat(cmd);
+        if repeat {
             self.repeats = self.repeats.wrapping_add(1);
         }
-        (self.frame.get(..self.len).unwrap_or_default(), fresh)
+        repeat
+    }
+
+    /// The last reply frame recorded (empty before the first).
+    pub fn last(&self) -> &[u8] {
+        self.frame.get(..self.len).unwrap_or_default()
+    }
+
+    /// Encodes and caches `reply` as the answer to request `id`; returns the frame to send.
+    pub fn record(&mut self, id: u32, reply: &Reply) -> &[u8] {
+        self.len = match encode_reply(id, reply, &mut self.frame) {
+            Ok(f) => f.len(),
+            Err(_) => encode_reply(id, &Reply::Error(CommandError::Unknown), &mut self.frame)
+                .map_or(0, |f| f.len()),
+        };
+        self.id = Some(id);
+        self.last()
+    }
+
+    fn is_repeat(&self, cmd: &Command) -> bool {
+        self.id == Some(cmd.id)
     }
 }
 
@@ -364,5 +384,26 @@ mod tests {
             });
         }
         assert_eq!((n, cache.repeats()), (3, 3));
+    }
+
+    #[test]
+    fn the_two_step_answer_is_the_one_step_answer() {
+        let (mut one, mut two) = (ReplyCache::new(), ReplyCache::new());
+        for (id, at_seq) in [(7, 1), (7, 2), (8, 3)] {
+            let cmd = Command {
+                id,
+                request: Ok(Request::Stop),
+            };
+            let reply = Reply::Applied { at_seq };
+            let (a, _) = one.answer(&cmd, |_| reply);
+            let a = a.to_vec();
+            let b = if two.repeat(&cmd) {
+                two.last().to_vec()
+            } else {
+                two.record(cmd.id, &reply).to_vec()
+            };
+            assert_eq!(a, b, "id {id}");
+        }
+        assert_eq!((one.repeats(), two.repeats()), (1, 1));
     }
 }

@@ -11,6 +11,17 @@ use std::ops::Range;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
 
+/// CRC-32C of `bytes` appended to `crc` (the CRC of what came before): the same value as
+/// `crc32c::crc32c_append`, computed with the fastest instructions the CPU has (on x86-64 with
+/// AVX-512 VPCLMULQDQ, about twice the speed of the SSE 4.2 `crc32` instruction the `crc32c`
+/// crate uses), so the reader spends less of its time on the data CRC.
+pub(crate) fn append(crc: u32, bytes: &[u8]) -> u32 {
+    let mut digest =
+        crc_fast::Digest::new_with_init_state(crc_fast::CrcAlgorithm::Crc32Iscsi, u64::from(!crc));
+    digest.update(bytes);
+    digest.finalize() as u32
+}
+
 /// A piece of a payload for the helper. The pointer is valid for reads of `len` bytes, and the
 /// bytes do not change, until the helper has answered the frame's last piece.
 struct Piece {
@@ -40,7 +51,7 @@ fn run_helper(pieces: Receiver<Piece>, answers: Sender<u32>) {
         }
         // SAFETY: see `Piece`: the bytes are alive and unchanged until we answer.
         let bytes = unsafe { std::slice::from_raw_parts(p.ptr, p.len) };
-        crc = crc32c::crc32c_append(crc, bytes);
+        crc = append(crc, bytes);
         if p.last && answers.send(crc).is_err() {
             return;
         }
@@ -129,7 +140,7 @@ impl Frame<'_> {
         let range = self.handed..self.read;
         self.handed = self.read;
         if let Some(crc) = self.local {
-            self.local = Some(crc32c::crc32c_append(crc, self.bytes(range)));
+            self.local = Some(append(crc, self.bytes(range)));
             return;
         }
         let seed = (!self.pending).then_some(self.seed);
@@ -157,7 +168,7 @@ impl Frame<'_> {
     fn fall_back(&mut self, end: usize) {
         self.helper.link = None;
         self.pending = false;
-        self.local = Some(crc32c::crc32c_append(self.seed, self.bytes(0..end)));
+        self.local = Some(append(self.seed, self.bytes(0..end)));
     }
 
     /// Waits for the helper's answer to the pieces handed over.
@@ -204,6 +215,22 @@ mod tests {
 
     /// Pieces of every size through the helper give the CRC of the whole payload, from any
     /// seed; a frame dropped half-read waits for the helper and leaves it usable.
+    /// `append` is `crc32c_append` at every length and alignment, from any seed.
+    #[test]
+    fn append_is_crc32c() {
+        let data: Vec<u8> = (0..70_000u32)
+            .map(|i| (i.wrapping_mul(40_503) >> 7) as u8)
+            .collect();
+        for start in [0, 1, 3, 63] {
+            for len in [0, 1, 7, 15, 16, 31, 64, 255, 256, 4097, 65_536, 69_000] {
+                let bytes = &data[start..start + len];
+                for seed in [0, 1, 0xdead_beef, u32::MAX] {
+                    assert_eq!(append(seed, bytes), crc32c::crc32c_append(seed, bytes));
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_helper_folds_what_was_read() {
         let payload: Vec<u8> = (0..3_000_000u32)

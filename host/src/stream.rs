@@ -25,7 +25,7 @@
 //! are still found. A frame whose CRCs all match is consumed whole, whether it is delivered or
 //! refused, so nothing inside it is ever read as a frame of its own.
 
-use std::io::{self, Read};
+use std::io::{self, IoSliceMut, Read};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
@@ -292,6 +292,21 @@ pub struct FrameReader<R> {
 /// thread while the next piece is read (if the machine has a second core).
 pub const CRC_HELPER_MIN: usize = 512 << 10;
 
+/// The size from which the data CRC goes to the helper thread: `DMAPICKLE_CRC_HELPER_MIN`
+/// (bytes, or `never`), else [`CRC_HELPER_MIN`] if there is a second core, else never.
+fn crc_helper_min_from_env() -> usize {
+    let auto = if CrcHelper::available() {
+        CRC_HELPER_MIN
+    } else {
+        usize::MAX
+    };
+    match std::env::var("DMAPICKLE_CRC_HELPER_MIN") {
+        Ok(v) if v.trim() == "never" => usize::MAX,
+        Ok(v) => v.trim().parse().unwrap_or(auto),
+        Err(_) => auto,
+    }
+}
+
 /// Where a direct read lands: the payload, and the data CRC of what landed.
 trait Landing {
     /// The payload not read yet.
@@ -315,7 +330,7 @@ impl Landing for Here<'_> {
     }
     fn landed(&mut self, n: usize) {
         if let Some(crc) = self.crc.as_mut() {
-            *crc = crc32c::crc32c_append(*crc, &self.dst[self.read..self.read + n]);
+            *crc = crate::data_crc::append(*crc, &self.dst[self.read..self.read + n]);
         }
         self.read += n;
     }
@@ -384,13 +399,17 @@ impl<R: Read> FrameReader<R> {
             scan: None,
             last_read_ns: 0,
             crc_helper: CrcHelper::default(),
-            crc_helper_min: match std::env::var("DMAPICKLE_CRC_HELPER_MIN") {
-                Ok(v) => v.parse().unwrap_or(CRC_HELPER_MIN),
-                Err(_) if CrcHelper::available() => CRC_HELPER_MIN,
-                Err(_) => usize::MAX,
-            },
+            crc_helper_min: crc_helper_min_from_env(),
             skip_tap: None,
         }
+    }
+
+    /// Fold the data CRC of direct payload reads of at least `min` bytes on a helper thread
+    /// (`usize::MAX`: never, always on the reading thread). The default is [`CRC_HELPER_MIN`]
+    /// on a machine with a second core, or `DMAPICKLE_CRC_HELPER_MIN` (bytes, or `never`).
+    pub fn with_crc_helper_min(mut self, min: usize) -> Self {
+        self.crc_helper_min = min;
+        self
     }
 
     /// Hand every byte skipped while hunting for a frame to `tap`, in stream order: how the
@@ -569,18 +588,32 @@ impl<R: Read> FrameReader<R> {
     /// bytes read (short at end of input, or when a rebooted device's header shows up inside
     /// the frame). `staged` is the stage-relative position the bytes belong at (the frame's
     /// staged bytes end there).
+    ///
+    /// The read that completes the payload also asks for up to `tail` bytes more into the
+    /// stage (one `read_vectored`): the data CRC and the next frame's header and body arrive
+    /// with it instead of in a read of their own. Those bytes are staged at `staged` (where
+    /// the bytes after the payload belong) and counted in `bytes_read` here.
     fn read_direct(
         &mut self,
         dst: &mut [u8],
         staged: usize,
         crc: Option<&mut u32>,
+        tail: usize,
     ) -> Result<usize, ReadError> {
         let total = dst.len();
+        if self.stage.len() - self.len < tail {
+            // Room for the tail: the frame's staged bytes move to the front (positions are
+            // relative to `pos`, as in `fill_to`).
+            self.stage.copy_within(self.pos..self.len, 0);
+            self.len -= self.pos;
+            self.pos = 0;
+        }
+        let tail = tail.min(self.stage.len() - self.len);
         let done = match crc {
             Some(crc) if total >= self.crc_helper_min => {
                 let mut helper = std::mem::take(&mut self.crc_helper);
                 let mut frame = helper.frame(dst, *crc);
-                let done = self.read_pieces(&mut frame, total, staged);
+                let done = self.read_pieces(&mut frame, total, staged, tail);
                 *crc = frame.finish();
                 self.crc_helper = helper;
                 done?
@@ -591,7 +624,7 @@ impl<R: Read> FrameReader<R> {
                     read: 0,
                     crc: crc.as_deref().copied(),
                 };
-                let done = self.read_pieces(&mut here, total, staged)?;
+                let done = self.read_pieces(&mut here, total, staged, tail)?;
                 if let (Some(crc), Some(folded)) = (crc, here.crc) {
                     *crc = folded;
                 }
@@ -606,24 +639,43 @@ impl<R: Read> FrameReader<R> {
         Ok(done)
     }
 
-    /// The read loop of [`read_direct`](Self::read_direct): up to `total` bytes into `land`.
+    /// The read loop of [`read_direct`](Self::read_direct): up to `total` bytes into `land`,
+    /// then up to `tail` into the stage.
     fn read_pieces(
         &mut self,
         land: &mut impl Landing,
         total: usize,
         staged: usize,
+        tail: usize,
     ) -> Result<usize, ReadError> {
         let mut done = 0;
         while done < total {
-            match self.src.read(land.unread()) {
+            let read = if tail == 0 {
+                self.src.read(land.unread())
+            } else {
+                let stage = &mut self.stage[self.len..self.len + tail];
+                let mut bufs = [IoSliceMut::new(land.unread()), IoSliceMut::new(stage)];
+                self.src.read_vectored(&mut bufs)
+            };
+            match read {
                 Ok(0) => break,
-                Ok(k) => {
+                Ok(got) => {
                     self.last_read_ns = monotonic_ns();
+                    // The payload's part first: a source fills the buffers in order.
+                    let k = got.min(total - done);
                     land.landed(k);
                     let rel = (staged + done) as u64;
                     done += k;
+                    // The payload is complete if more came: that is staged (and kept, even
+                    // when the scan below stops the frame).
+                    let extra = got - k;
+                    self.len += extra;
+                    self.counters.bytes_read += extra as u64;
                     if let Some(scan) = self.scan.as_mut() {
-                        if scan.feed_staged(rel, land.bytes(done - k..done)) {
+                        let after = &self.stage[self.len - extra..self.len];
+                        if scan.feed_staged(rel, land.bytes(done - k..done))
+                            || scan.feed_staged((staged + done) as u64, after)
+                        {
                             break;
                         }
                     }
@@ -710,17 +762,21 @@ impl<R: Read> FrameReader<R> {
             let staged_bytes = &self.stage[from..from + staged];
             block.as_mut()[r.start..r.start + staged].copy_from_slice(staged_bytes);
             if checked {
-                crc = crc32c::crc32c_append(crc, staged_bytes);
+                crc = crate::data_crc::append(crc, staged_bytes);
             }
             self.counters.payload_copied += staged as u64;
             cur += staged;
             done += staged;
             if done < need && need - done >= self.cfg.direct_threshold {
                 let dst = r.start + done..r.end;
+                // After the frame's last payload: its data CRC, the next header and body.
+                let last = std::ptr::eq(r, reads.last().unwrap_or(r));
+                let tail = if last { 4 + HEADER_LEN + body_len } else { 0 };
                 let got = self.read_direct(
                     &mut block.as_mut()[dst.clone()],
                     cur,
                     checked.then_some(&mut crc),
+                    tail,
                 )?;
                 direct.push((cur, dst.start..dst.start + got));
                 if got < dst.len() {
@@ -737,7 +793,7 @@ impl<R: Read> FrameReader<R> {
                 let staged_bytes = &self.stage[from..from + k];
                 block.as_mut()[r.start + done..r.end].copy_from_slice(staged_bytes);
                 if checked {
-                    crc = crc32c::crc32c_append(crc, staged_bytes);
+                    crc = crate::data_crc::append(crc, staged_bytes);
                 }
                 self.counters.payload_copied += k as u64;
                 cur += k;

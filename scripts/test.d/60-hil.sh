@@ -5,7 +5,8 @@
 # shared region through the `dmapickle` Python package; >= 1000 messages each, every sample
 # checked in Python; faults and exit codes; the Embassy build over Ethernet, 4096 messages and a
 # connection dropped mid-frame; host -> device control over the UART with a proxy that damages
-# commands and drops replies, hil_control.py). Budget: 5 minutes. Every QEMU run has a timeout and is killed
+# commands and drops replies, hil_control.py; the same over Ethernet and `ctl` beside a reader,
+# hil_control_ethernet.py). Budget: 5 minutes. Every QEMU run has a timeout and is killed
 # with its process group when its test ends, pass or fail.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
@@ -52,6 +53,9 @@ export DMAPICKLE_MINIMAL_ELF=$minimal_target/thumbv7em-none-eabihf/release/minim
 # The host end: dmapickle-host's frame reader feeding the Python checks, and the Python package.
 cd "$root"
 cargo build -q -p dmapickle-hil-feeder
+# `dmapickle ctl` for hil_control_ethernet.py (the features 55-readme.sh builds it with).
+cargo build -q -p dmapickle-host --features zmq --bin dmapickle
+export DMAPICKLE_BIN=$(target_dir)/debug/dmapickle
 bash tests/hil/ensure-package.sh "$py"
 bash tests/hil/ensure-package.sh "$py1"  # its pytest plugin starts QEMU for the numpy 1.26 run
 export DMAPICKLE_HIL_FEEDER=$(target_dir)/debug/dmapickle-hil-feeder

@@ -45,6 +45,13 @@ def minimal_elf():
                   "`cd tests/minimal-firmware && cargo build --release`")
 
 
+def cli_exe():
+    """The `dmapickle` CLI (DMAPICKLE_BIN; 60-hil.sh builds it with the zmq feature, as
+    55-readme.sh does)."""
+    return _built("DMAPICKLE_BIN", _target(ROOT) / "debug/dmapickle",
+                  "build it with `cargo build -p dmapickle-host --features zmq --bin dmapickle`")
+
+
 def feeder_exe():
     """dmapickle-host's frame reader as a process (DMAPICKLE_HIL_FEEDER, tests/hil/feeder)."""
     return _built("DMAPICKLE_HIL_FEEDER", _target(ROOT) / "debug/dmapickle-hil-feeder",

@@ -3,9 +3,10 @@
 
 use super::*;
 
-pub(super) fn str_of<'p>(m: &Machine<'_, 'p, '_, '_, '_>, k: &Kind) -> Option<&'p str> {
+/// A str's UTF-8 bytes (the reader proved them; comparing bytes checks nothing twice).
+pub(super) fn str_of<'p>(m: &Machine<'_, 'p, '_, '_, '_>, k: &Kind) -> Option<&'p [u8]> {
     match k {
-        Kind::Str(s) => Some(s.str(m.pickle)),
+        Kind::Str(s) => Some(s.bytes(m.pickle)),
         _ => None,
     }
 }
@@ -54,10 +55,10 @@ pub(super) fn source_of(k: &Kind) -> Check<Source> {
     }
 }
 
-pub(super) fn order_of(s: Option<&str>) -> Check<bool> {
+pub(super) fn order_of(s: Option<&[u8]>) -> Check<bool> {
     match s {
-        Some("C") => Ok(false),
-        Some("F") => Ok(true),
+        Some(b"C") => Ok(false),
+        Some(b"F") => Ok(true),
         _ => Err(Reason::BadOrder),
     }
 }
@@ -240,17 +241,17 @@ pub(super) fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class
                 Some(&Kind::Int(Some(-1))),
                 Some(&Kind::Int(Some(0))),
             ];
-        let order = match (plain, order.str(m.pickle)) {
-            (true, "<") => Ok(Some(false)),
-            (true, ">") => Ok(Some(true)),
-            (true, "|") => Ok(None),
+        let order = match (plain, order.bytes(m.pickle)) {
+            (true, b"<") => Ok(Some(false)),
+            (true, b">") => Ok(Some(true)),
+            (true, b"|") => Ok(None),
             _ => Err(Reason::DtypeNotAllowed),
         };
         return Class::DtypeState(order);
     }
     // _codecs.encode(str, 'latin1')
     if let (2, Some(Kind::Str(text)), Some(Kind::Str(enc))) = (items.len(), k(0), k(1)) {
-        if enc.str(m.pickle) == "latin1" {
+        if enc.bytes(m.pickle) == b"latin1" {
             return Class::EncodeArgs(*text);
         }
     }

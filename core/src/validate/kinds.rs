@@ -21,7 +21,17 @@ pub(super) struct Span {
 }
 
 /// [`Span::latin1`] of UTF-8 `text`: every byte below `C4` means every char below U+0100.
-pub(super) fn latin1_chars(text: &[u8]) -> u64 {
+/// `ascii`: whether `text` is ASCII (the caller knows it already), one char per byte.
+#[inline]
+pub(super) fn latin1_chars(text: &[u8], ascii: bool) -> u64 {
+    if ascii {
+        return 1 + text.len() as u64;
+    }
+    latin1_chars_slow(text)
+}
+
+#[inline(never)]
+fn latin1_chars_slow(text: &[u8]) -> u64 {
     if text.iter().any(|b| *b >= 0xc4) {
         return 0;
     }

@@ -482,57 +482,6 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         }
     }
 
-    pub(super) fn allowed(&self, op: Opcode) -> bool {
-        use Opcode::*;
-        let strict = matches!(
-            op,
-            Proto
-                | Stop
-                | None
-                | Newtrue
-                | Newfalse
-                | Binint
-                | Binint1
-                | Binint2
-                | Long1
-                | Binfloat
-                | ShortBinunicode
-                | Binunicode
-                | Binunicode8
-                | ShortBinbytes
-                | Binbytes
-                | Binbytes8
-                | Bytearray8
-                | EmptyTuple
-                | Tuple1
-                | Tuple2
-                | Tuple3
-                | Mark
-                | Tuple
-                | EmptyList
-                | Append
-                | Appends
-                | EmptyDict
-                | Setitem
-                | Setitems
-                | EmptySet
-                | Additems
-                | Frozenset
-                | StackGlobal
-                | Memoize
-                | Binget
-                | Reduce
-                | Newobj
-                | NextBuffer
-                | ReadonlyBuffer
-        );
-        let general = matches!(
-            op,
-            Frame | Binput | LongBinput | LongBinget | Global | Build | Long4 | Pop | PopMark
-        );
-        strict || (general && !self.strict())
-    }
-
     pub(super) fn step(&mut self, op: &Op<'p>) -> Check<()> {
         // Protocol and frames.
         if op.opcode == Opcode::Proto {
@@ -558,17 +507,17 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         }
         if !self.allowed(op.opcode) {
             if let (Opcode::Inst, Argument::Global { module, name }) = (op.opcode, op.arg) {
-                self.resolve(module, name)?;
+                self.resolve(module.as_bytes(), name.as_bytes())?;
             }
             return Err(Reason::OpcodeNotAllowed);
         }
         if op.opcode.protocol() > protocol {
             return Err(Reason::OpcodeAboveProtocol);
         }
-        let literal = |s: &str| Span {
+        let literal = |s: &str, ascii: bool| Span {
             start: op.end - s.len(),
             len: s.len(),
-            latin1: latin1_chars(s.as_bytes()),
+            latin1: latin1_chars(s.as_bytes(), ascii),
         };
         match (op.opcode, op.arg) {
             (Opcode::Frame, Argument::Uint(n)) => {
@@ -604,8 +553,9 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                 self.note_literal(op);
             }
             (_, Argument::Str(s)) => {
-                self.charge(limits::cost::str(s.len() as u64, s.is_ascii()))?;
-                self.push(Kind::Str(literal(s)))?
+                let ascii = s.is_ascii();
+                self.charge(limits::cost::str(s.len() as u64, ascii))?;
+                self.push(Kind::Str(literal(s, ascii)))?
             }
             (_, Argument::StrWithSurrogates(b)) => {
                 self.charge(limits::cost::str(b.len() as u64, false))?;
@@ -768,7 +718,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             }
             // ---- globals and calls
             (Opcode::Global, Argument::Global { module, name }) => {
-                let callee = self.resolve(module, name)?;
+                let callee = self.resolve(module.as_bytes(), name.as_bytes())?;
                 self.push(Kind::Global(callee))?
             }
             (Opcode::StackGlobal, _) => {
@@ -793,7 +743,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                 if self.strict() && !(is_literal(self.prev[0]) && is_literal(self.prev[1])) {
                     return Err(Reason::GlobalNotLiteral);
                 }
-                let callee = self.resolve(module.str(self.pickle), name.str(self.pickle))?;
+                let callee = self.resolve(module.bytes(self.pickle), name.bytes(self.pickle))?;
                 self.sp = range.start;
                 self.push(Kind::Global(callee))?
             }
@@ -937,18 +887,20 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         Ok(())
     }
 
-    pub(super) fn resolve(&mut self, module: &str, name: &str) -> Check<Callee> {
+    /// The callee `module.name` names (UTF-8 bytes the reader proved), if allowed.
+    pub(super) fn resolve(&mut self, module: &[u8], name: &[u8]) -> Check<Callee> {
+        let is = |(m, n): (&str, &str)| m.as_bytes() == module && n.as_bytes() == name;
         let builtin = GLOBALS
             .iter()
-            .find(|(m, n, _, strict)| *m == module && *n == name && (*strict || !self.strict()));
+            .find(|(m, n, _, strict)| is((m, n)) && (*strict || !self.strict()));
         if let Some((_, _, callee, _)) = builtin {
             return Ok(*callee);
         }
-        if self.v.extra.iter().any(|(m, n)| *m == module && *n == name) {
+        if self.v.extra.iter().any(|(m, n)| is((m, n))) {
             return Ok(Callee::Custom);
         }
         // Both texts are slices of the pickle: remember where, for the caller's message.
-        let at = |s: &str| (s.as_ptr() as usize).wrapping_sub(self.pickle.as_ptr() as usize);
+        let at = |s: &[u8]| (s.as_ptr() as usize).wrapping_sub(self.pickle.as_ptr() as usize);
         *self.refused = Some([at(module), module.len(), at(name), name.len()]);
         Err(Reason::GlobalNotAllowed)
     }

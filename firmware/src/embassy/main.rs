@@ -10,6 +10,15 @@
 //!   `embassy-net` on the LAN9118 ([`lan9118`]), publishing each block with
 //!   `Publisher::publish_async` straight from its buffer into the socket.
 //!
+//! Host -> device control (`dmapickle_core::control`): the publisher also reads commands on the
+//! data connection, and on a second connection to the same port that a host opens while a reader
+//! holds the first (`dmapickle ctl`; commands and replies only, never frames), and answers each
+//! between two frames with the UART build's command handling (`dmapickle_firmware::control`): a
+//! change pauses the ADC at a block boundary, publishes every block of the old setting, applies
+//! from the next seq and restarts the ADC's clock (`RESTART`). A connection made while no reader
+//! is connected is the data connection (smoltcp offers it to the first listening socket, and the
+//! data socket is created first); a data connection that ends closes the control one too.
+//!
 //! While no client is connected the ring fills and the ADC stalls (counted), so no block is
 //! skipped; a frame cut by a dropped connection is the only loss (besides `drop=`), and the host
 //! sees it as one lost sequence number. Network: QEMU's user network, static 10.0.2.15/24, gateway 10.0.2.2;
@@ -36,9 +45,11 @@ use cortex_m::peripheral::NVIC;
 use cortex_m_rt::{entry, exception, ExceptionFrame};
 use critical_section::Mutex;
 use defmt_semihosting as _;
+use dmapickle_core::control::LinkKind;
+use dmapickle_hal::control::{Command, CommandReader, ReplyCache};
 use dmapickle_hal::{BufferRing, DmaBuf, Outgoing, Publisher};
 use embassy_executor::{raw, Spawner};
-use embassy_futures::select::{select, Either};
+use embassy_futures::select::{select, select3, Either, Either3};
 use embassy_net::tcp::TcpSocket;
 use embassy_net::{Ipv4Address, Ipv4Cidr, Stack, StackResources, StaticConfigV4};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
@@ -49,6 +60,7 @@ use static_cell::{ConstStaticCell, StaticCell};
 
 use dmapickle_firmware::adc::Adc;
 use dmapickle_firmware::config::{BootConfig, Placement, MAX_BLOCK};
+use dmapickle_firmware::control::{Acquisition, Answer, Controls, Layout, Report};
 use dmapickle_firmware::message::{self, MAX_PICKLE};
 use dmapickle_firmware::waveform::ROW_BYTES;
 
@@ -63,6 +75,9 @@ const RAM_REGION: u16 = 1;
 /// TCP send buffer: what may be in flight unacknowledged.
 const TCP_TX: usize = 64 * 1024;
 const TCP_RX: usize = 1024;
+/// The control connection's buffers: commands down, replies up (both under 100 bytes).
+const CTL_RX: usize = 512;
+const CTL_TX: usize = 512;
 const EXIT_CONFIG: i32 = 2;
 const EXIT_PUBLISH: i32 = 3;
 const EXIT_PANIC: i32 = 101;
@@ -82,8 +97,13 @@ static TCP_RX_BUF: ConstStaticCell<[u8; TCP_RX]> = ConstStaticCell::new([0; TCP_
 /// copy of each segment's payload runs word by word (`lan9118::TX_OFFSET`).
 #[repr(C, align(4))]
 struct Aligned<const N: usize>([u8; N]);
+static CTL_RX_BUF: ConstStaticCell<[u8; CTL_RX]> = ConstStaticCell::new([0; CTL_RX]);
+static CTL_TX_BUF: ConstStaticCell<[u8; CTL_TX]> = ConstStaticCell::new([0; CTL_TX]);
+/// Raised by the publisher when a command changed the acquisition: the ADC's new `(rate_hz,
+/// block rows)`, from a block boundary (the ADC is paused there until then).
+static RESTART: Signal<CriticalSectionRawMutex, (u32, u32)> = Signal::new();
 static EXECUTOR: StaticCell<raw::Executor> = StaticCell::new();
-static RESOURCES: StaticCell<StackResources<2>> = StaticCell::new();
+static RESOURCES: StaticCell<StackResources<3>> = StaticCell::new();
 static NIC: StaticCell<Lan9118> = StaticCell::new();
 
 defmt::timestamp!("{=u64:us}", Instant::now().as_micros());
@@ -162,9 +182,18 @@ async fn net_task(mut runner: embassy_net::Runner<'static, &'static mut Lan9118>
 /// the rows due since the last wake, block after block. When no buffer is free it stalls
 /// (counted) and keeps what is due, up to a ring's worth, for when the publisher gives a buffer
 /// back (`FREED`), so a slow wake never idles the link; the signal stays continuous and no
-/// block is skipped.
+/// block is skipped. A command's change (`RESTART`, sent once the ADC paused at a block
+/// boundary) restarts its clock with the new rate and block rows from that boundary.
 #[embassy_executor::task]
-async fn adc_task(block: u32, rate_hz: u32) {
+async fn adc_task(mut block: u32, mut rate_hz: u32) {
+    loop {
+        let (rate, rows) = acquire(block, rate_hz).await;
+        (rate_hz, block) = (rate, rows);
+    }
+}
+
+/// [`adc_task`] at one setting, until `RESTART` brings the next one.
+async fn acquire(block: u32, rate_hz: u32) -> (u32, u32) {
     let rows = (rate_hz / 1000).max(1);
     let period = Duration::from_micros((u64::from(rows) * 1_000_000 / u64::from(rate_hz)).max(1));
     defmt::info!(
@@ -183,15 +212,25 @@ async fn adc_task(block: u32, rate_hz: u32) {
     loop {
         let at_us = ((wakes + 1) * u64::from(rows) * 1_000_000).div_ceil(u64::from(rate_hz));
         let wake = Timer::at(start + Duration::from_micros(at_us));
-        if let Either::First(()) = select(wake, FREED.wait()).await {
-            wakes += 1;
-            due = (due + rows).min(most.max(rows));
+        // The restart first: once it is signalled no row of the old setting is acquired.
+        match select3(RESTART.wait(), wake, FREED.wait()).await {
+            Either3::First(next) => return next,
+            Either3::Second(()) => {
+                wakes += 1;
+                due = (due + rows).min(most.max(rows));
+            }
+            Either3::Third(()) => {}
         }
         while due > 0 {
             let step = due.min(block - done);
             let (complete, stalled) = critical_section::with(|cs| {
                 let mut adc = ADC.borrow_ref_mut(cs);
                 let stalls = adc.stalls();
+                // Paused (a command waits for the block boundary): nothing is acquired, and
+                // what falls due meanwhile is not owed (t_us continues from the boundary).
+                if adc.paused() {
+                    return (false, true);
+                }
                 (adc.tick(&RING, step), adc.stalls() != stalls)
             });
             if stalled {
@@ -252,6 +291,301 @@ impl<W: Write> Write for Cut<'_, W> {
     }
 }
 
+/// Why serving one data connection ended.
+enum Ended {
+    /// `count=` messages went out.
+    Done,
+    /// A write failed at this seq (the host went away).
+    Failed(dmapickle_hal::Error),
+    /// `cut=` cut this frame in the middle.
+    Cut,
+}
+
+/// The instrument's state across connections: the settings, the reply cache, the seq.
+struct Device<'a> {
+    cfg: &'a BootConfig,
+    publisher: &'a Publisher,
+    controls: Controls,
+    cache: ReplyCache,
+    /// The seq of the next block.
+    seq: u32,
+    /// Blocks `drop=` left out.
+    dropped: u32,
+    /// Blocks acquired with an old setting that a failed connection could not take while a
+    /// change waited for them (published to nowhere, so the host counts them as lost).
+    orphaned: u32,
+}
+
+impl Device<'_> {
+    /// Publishes `buf` as block `self.seq` with the settings in force (`drop=` sends it to
+    /// nowhere), gives the buffer back and counts the seq.
+    async fn block<W: Write>(
+        &mut self,
+        link: &mut W,
+        buf: DmaBuf,
+    ) -> Result<(), dmapickle_hal::Error> {
+        let seq = self.seq;
+        let acq = &self.controls.acq;
+        let result = if self.cfg.drops(seq) {
+            // `drop=` (as in the UART build): the frame number is used up on a link to
+            // nowhere, so the host sees a gap.
+            self.dropped = self.dropped.wrapping_add(1);
+            publish_block(self.publisher, &mut Null, seq, acq, &buf).await
+        } else {
+            publish_block(self.publisher, link, seq, acq, &buf).await
+        };
+        self.sent(buf);
+        result
+    }
+
+    /// `buf`, block `self.seq`, went out (or was cut): back to the ADC, next seq.
+    fn sent(&mut self, buf: DmaBuf) {
+        // The future is gone: the buffer is ours again, back to the ADC.
+        give_back(buf);
+        if self.seq.is_multiple_of(256) {
+            defmt::info!("published seq {=u32}", self.seq);
+        }
+        self.seq = self.seq.wrapping_add(1);
+    }
+
+    /// Answers `cmd` (from the reply cache if its id is the last one answered) and returns the
+    /// reply frame, for the caller to write between two frames on the connection the command
+    /// came on. A change pauses the ADC at its next block boundary, publishes every block of the
+    /// old setting on `data`, then applies from the next seq, exactly as the UART build does.
+    async fn command(&mut self, cmd: Command, data: &mut TcpSocket<'_>, skipped: u32) -> &[u8] {
+        if self.cache.repeat(&cmd) {
+            defmt::info!(
+                "command {=u32} repeated: reply sent again, not applied",
+                cmd.id
+            );
+            return self.cache.last();
+        }
+        let (adc_stalls, overflows) = adc_counters();
+        let report = Report {
+            layout: Layout {
+                link: LinkKind::Inline,
+                region: RAM_REGION,
+                region_len: (SLOTS * BLOCK_BYTES) as u32,
+                slots: SLOTS as u16,
+            },
+            next_seq: self.seq,
+            dropped: self.dropped,
+            adc_stalls,
+            overflows,
+            lent: 0,
+            bytes_skipped: skipped,
+            repeats: self.cache.repeats(),
+            now_us: Instant::now().as_micros(),
+        };
+        let reply = match self.controls.answer(cmd.request, &report) {
+            Answer::Reply(reply) => reply,
+            Answer::Change(change) => {
+                self.pause_between_blocks(data).await;
+                let reply = self.controls.applied(change, self.seq);
+                let acq = self.controls.acq;
+                if acq.running {
+                    critical_section::with(|cs| ADC.borrow_ref_mut(cs).resume(acq.block));
+                    RESTART.signal((acq.rate_hz, acq.block));
+                }
+                reply
+            }
+        };
+        defmt::info!("command {=u32}: {} -> {}", cmd.id, cmd.request, reply);
+        self.cache.record(cmd.id, &reply)
+    }
+
+    /// Asks the ADC to pause at its next block boundary and publishes the blocks that complete
+    /// meanwhile on `data`, until it has paused and every block it acquired went out. If `data`
+    /// fails meanwhile, the rest of the old blocks go to nowhere (lost, as a cut frame is), so
+    /// none is ever sent with the new setting's metadata.
+    async fn pause_between_blocks(&mut self, data: &mut TcpSocket<'_>) {
+        critical_section::with(|cs| ADC.borrow_ref_mut(cs).pause());
+        let mut failed = false;
+        loop {
+            if let Some(buf) = RING.pop_ready() {
+                if failed {
+                    self.orphaned = self.orphaned.wrapping_add(1);
+                    let _ = self.block(&mut Null, buf).await;
+                } else if self.block(data, buf).await.is_err() {
+                    failed = true;
+                    data.abort();
+                }
+                continue;
+            }
+            if critical_section::with(|cs| ADC.borrow_ref(cs).paused()) {
+                return;
+            }
+            let _ = select(READY.wait(), Timer::after_millis(1)).await;
+        }
+    }
+
+    /// Serves one data connection on `socket` (and commands on it and on `ctl`) until it ends.
+    async fn serve(
+        &mut self,
+        socket: &mut TcpSocket<'_>,
+        ctl: &mut CtlLink<'_>,
+        data: &mut DownLink,
+        net: &NetParams,
+        cut: bool,
+    ) -> Ended {
+        let limit = self.cfg.messages();
+        let mut on_this = 0u32;
+        loop {
+            if limit.is_some_and(|n| self.seq >= n) {
+                return Ended::Done;
+            }
+            // Commands first: a backlog of blocks must not starve them.
+            let next = select3(data.next(socket), ctl.next(net.port), next_block()).await;
+            let buf = match next {
+                Either3::First(cmd) => {
+                    let skipped = data.skipped() + ctl.skipped();
+                    let frame = self.command(cmd, socket, skipped).await;
+                    if socket.write_all(frame).await.is_err() {
+                        return Ended::Failed(dmapickle_hal::Error::Link);
+                    }
+                    continue;
+                }
+                Either3::Second(cmd) => {
+                    let skipped = data.skipped() + ctl.skipped();
+                    let frame = self.command(cmd, socket, skipped).await;
+                    ctl.reply(frame).await;
+                    continue;
+                }
+                Either3::Third(buf) => buf,
+            };
+            if cut && net.cut_after == Some(on_this) {
+                let budget = buf.len() / 2;
+                let mut cut = Cut {
+                    inner: &mut *socket,
+                    budget,
+                };
+                let publishing =
+                    publish_block(self.publisher, &mut cut, self.seq, &self.controls.acq, &buf);
+                if let Either::First(_) = select(publishing, Timer::after_millis(200)).await {
+                    defmt::panic!("the cut link cannot complete a frame");
+                }
+                self.sent(buf);
+                return Ended::Cut;
+            }
+            if let Err(e) = self.block(socket, buf).await {
+                return Ended::Failed(e);
+            }
+            on_this += 1;
+        }
+    }
+}
+
+/// A connection's down direction: the command reader, and whether the host still sends.
+struct DownLink {
+    reader: CommandReader,
+    open: bool,
+    /// Bytes skipped on earlier connections.
+    skipped_before: u32,
+}
+
+impl DownLink {
+    const fn new() -> Self {
+        DownLink {
+            reader: CommandReader::new(),
+            open: false,
+            skipped_before: 0,
+        }
+    }
+
+    /// A new connection: nothing held from the last one.
+    fn reset(&mut self) {
+        self.skipped_before = self.skipped();
+        self.reader = CommandReader::new();
+        self.open = true;
+    }
+
+    fn skipped(&self) -> u32 {
+        self.skipped_before
+            .wrapping_add(self.reader.bytes_skipped())
+    }
+
+    /// The next command from `socket`, or `None` once the host closed its sending half or the
+    /// read failed. Cancel-safe: bytes read stay held.
+    async fn next_or_end(&mut self, socket: &mut TcpSocket<'_>) -> Option<Command> {
+        if self.open {
+            match self.reader.read_async(socket).await {
+                Ok(Some(cmd)) => return Some(cmd),
+                Ok(None) | Err(_) => self.open = false,
+            }
+        }
+        None
+    }
+
+    /// The next command from the data connection `socket`; never, once it ended (a failed
+    /// connection shows itself on the next frame's write). Cancel-safe.
+    async fn next(&mut self, socket: &mut TcpSocket<'_>) -> Command {
+        match self.next_or_end(socket).await {
+            Some(cmd) => cmd,
+            None => core::future::pending().await,
+        }
+    }
+}
+
+/// The second connection on the data port, for commands only (`dmapickle ctl` while a reader
+/// holds the data connection): replies go up on it, frames never do. It is served while a data
+/// connection is up; a connection made while none is becomes the data connection instead.
+struct CtlLink<'a> {
+    socket: TcpSocket<'a>,
+    down: DownLink,
+    up: bool,
+    connections: u32,
+}
+
+impl CtlLink<'_> {
+    fn skipped(&self) -> u32 {
+        self.down.skipped()
+    }
+
+    /// The next command on the control connection, accepting one first if needed. Cancel-safe:
+    /// an accept interrupted leaves the socket listening, a read keeps what it got.
+    async fn next(&mut self, port: u16) -> Command {
+        loop {
+            if !self.up {
+                if let Err(e) = self.socket.accept(port).await {
+                    defmt::warn!("control accept: {}", e);
+                    self.close().await;
+                    Timer::after_millis(10).await;
+                    continue;
+                }
+                self.up = true;
+                self.connections += 1;
+                self.down.reset();
+                defmt::info!(
+                    "control connection {=u32} from {}",
+                    self.connections,
+                    self.socket.remote_endpoint()
+                );
+            }
+            match self.down.next_or_end(&mut self.socket).await {
+                Some(cmd) => return cmd,
+                None => {
+                    defmt::info!("control connection {=u32} closed", self.connections);
+                    self.close().await;
+                }
+            }
+        }
+    }
+
+    /// Writes a reply on the control connection; a failure closes it.
+    async fn reply(&mut self, frame: &[u8]) {
+        if self.socket.write_all(frame).await.is_err() {
+            self.close().await;
+        }
+    }
+
+    /// Ends the control connection (or stops listening): RST, sent before the socket is reused.
+    async fn close(&mut self) {
+        self.socket.abort();
+        let _ = select(self.socket.flush(), Timer::after_millis(100)).await;
+        self.up = false;
+    }
+}
+
 #[embassy_executor::task]
 async fn publisher_task(
     stack: Stack<'static>,
@@ -259,20 +593,36 @@ async fn publisher_task(
     net: NetParams,
     painted: (*mut u32, usize),
 ) {
+    // The data socket first: smoltcp offers a connection to the first listening socket, so a
+    // connection made while no reader is connected is always the data connection.
     let mut socket = TcpSocket::new(stack, TCP_RX_BUF.take(), &mut TCP_TX_BUF.take().0);
+    let mut ctl = CtlLink {
+        socket: TcpSocket::new(stack, CTL_RX_BUF.take(), CTL_TX_BUF.take()),
+        down: DownLink::new(),
+        up: false,
+        connections: 0,
+    };
     let publisher = if net.data_crc {
         Publisher::new()
     } else {
         Publisher::new().without_data_crc()
     };
-    let limit = cfg.messages();
-    let mut seq: u32 = 0;
+    let mut dev = Device {
+        cfg: &cfg,
+        publisher: &publisher,
+        controls: Controls::new(&cfg),
+        cache: ReplyCache::new(),
+        seq: 0,
+        dropped: 0,
+        orphaned: 0,
+    };
+    let mut data = DownLink::new();
     let mut connections = 0u32;
     if net.null_sink {
-        seq = null_sink_run(&publisher, &cfg).await;
+        dev.seq = null_sink_run(&publisher, &cfg).await;
     }
     stack.wait_config_up().await;
-    'serve: while limit.is_none_or(|n| seq < n) {
+    while cfg.messages().is_none_or(|n| dev.seq < n) {
         defmt::info!("listening on tcp port {=u16}", net.port);
         if let Err(e) = socket.accept(net.port).await {
             defmt::warn!("accept: {}", e);
@@ -280,101 +630,83 @@ async fn publisher_task(
             continue;
         }
         connections += 1;
+        data.reset();
         defmt::info!(
             "connection {=u32} from {}",
             connections,
             socket.remote_endpoint()
         );
-        let mut on_this = 0u32;
-        while limit.is_none_or(|n| seq < n) {
-            let buf = next_block().await;
-            let cut_here = connections == 1 && net.cut_after == Some(on_this);
-            let result = if cfg.drops(seq) {
-                // `drop=` (as in the UART build): the frame number is used up on a link to
-                // nowhere, so the host sees a gap.
-                Some(publish_block(&publisher, &mut Null, seq, &cfg, &buf).await)
-            } else if cut_here {
-                let budget = buf.len() / 2;
-                let mut cut = Cut {
-                    inner: &mut socket,
-                    budget,
-                };
-                let publishing = publish_block(&publisher, &mut cut, seq, &cfg, &buf);
-                match select(publishing, Timer::after_millis(200)).await {
-                    Either::First(_) => defmt::panic!("the cut link cannot complete a frame"),
-                    Either::Second(()) => None,
-                }
-            } else {
-                Some(publish_block(&publisher, &mut socket, seq, &cfg, &buf).await)
-            };
-            // The future is gone: the buffer is ours again, back to the ADC.
-            give_back(buf);
-            if seq.is_multiple_of(256) {
-                defmt::info!("published seq {=u32}", seq);
-            }
-            seq = seq.wrapping_add(1);
-            on_this += 1;
-            match result {
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    defmt::warn!(
-                        "connection {=u32} failed at seq {=u32}: {}",
-                        connections,
-                        seq - 1,
-                        e
-                    );
-                    socket.abort();
-                    let _ = socket.flush().await;
-                    continue 'serve;
-                }
-                None => {
-                    defmt::info!(
-                        "dropped connection {=u32} in the middle of seq {=u32}",
-                        connections,
-                        seq - 1
-                    );
-                    socket.abort();
-                    let _ = socket.flush().await;
-                    continue 'serve;
-                }
-            }
+        let ended = dev
+            .serve(&mut socket, &mut ctl, &mut data, &net, connections == 1)
+            .await;
+        match ended {
+            Ended::Done => break,
+            Ended::Failed(e) => defmt::warn!(
+                "connection {=u32} failed at seq {=u32}: {}",
+                connections,
+                dev.seq - 1,
+                e
+            ),
+            Ended::Cut => defmt::info!(
+                "dropped connection {=u32} in the middle of seq {=u32}",
+                connections,
+                dev.seq - 1
+            ),
         }
+        // No data connection: the control connection goes too (its changes need a link for the
+        // blocks of the old setting), and it stops listening so the next connection is data.
+        ctl.close().await;
+        socket.abort();
+        let _ = socket.flush().await;
     }
+    ctl.close().await;
     let _ = socket.flush().await;
     socket.close();
     let _ = select(socket.flush(), Timer::after_secs(2)).await;
     Timer::after_millis(100).await;
-    let (stalls, overflows) = critical_section::with(|cs| {
-        let adc = ADC.borrow_ref(cs);
-        (adc.stalls(), adc.overflows())
-    });
+    let (stalls, overflows) = adc_counters();
     defmt::info!(
         "done: {=u32} messages, {=u32} ADC stalls, {=u32} overflows, stack high water {=usize} bytes",
-        seq,
+        dev.seq,
         stalls,
         overflows,
         stack_high_water(painted)
     );
-    defmt::info!("ethernet: {=u32} connections", connections);
+    defmt::info!(
+        "ethernet: {=u32} connections, {=u32} control connections, {=u32} commands, {=u32} blocks orphaned",
+        connections,
+        ctl.connections,
+        dev.controls.commands,
+        dev.orphaned
+    );
     exit(0)
 }
 
-/// Encodes block `seq` (in `buf`) and publishes it on `link`, `buf` borrowed for the call.
+/// `(stalls, overflows)` of the ADC.
+fn adc_counters() -> (u32, u32) {
+    critical_section::with(|cs| {
+        let adc = ADC.borrow_ref(cs);
+        (adc.stalls(), adc.overflows())
+    })
+}
+
+/// Encodes block `seq` (in `buf`) with the settings `acq` and publishes it on `link`, `buf`
+/// borrowed for the call.
 async fn publish_block<W: Write>(
     publisher: &Publisher,
     link: &mut W,
     seq: u32,
-    cfg: &BootConfig,
+    acq: &Acquisition,
     buf: &DmaBuf,
 ) -> Result<(), dmapickle_hal::Error> {
     let mut out = [0u8; MAX_PICKLE];
-    let t_us = cfg.t_us(seq);
+    let t_us = acq.t_us(seq);
     let msg = match message::encode_at(
         &mut out,
         seq,
         t_us,
-        cfg.block,
-        cfg.rate_hz,
+        acq.block,
+        acq.rate_hz,
         buf.descriptor(),
     ) {
         Ok(msg) => msg,
@@ -410,10 +742,11 @@ impl Write for Null {
 /// `sink=null`: publish `count` messages into [`Null`] and log the rate; returns the count.
 async fn null_sink_run(publisher: &Publisher, cfg: &BootConfig) -> u32 {
     let count = cfg.messages().unwrap_or(1000);
+    let acq = Acquisition::new(cfg);
     let start = Instant::now();
     for seq in 0..count {
         let buf = next_block().await;
-        let _ = publish_block(publisher, &mut Null, seq, cfg, &buf).await;
+        let _ = publish_block(publisher, &mut Null, seq, &acq, &buf).await;
         give_back(buf);
     }
     let us = start.elapsed().as_micros().max(1);

@@ -1,17 +1,22 @@
 //! The skip-whole-frame logic over a real rtt-target channel in this process's memory, read the
 //! way probe-rs reads a target's: the channel's descriptor in the control block, the ring copied
 //! out and its `read` offset moved, the mode flags set on attach. The frames are the hal
-//! publisher's; every byte the "probe" gets must parse as whole, CRC-checked frames.
+//! publisher's; every byte the "probe" gets must parse as whole, CRC-checked frames. The down
+//! channel of the same control block (one per process: `rtt_init!` defines `_SEGGER_RTT`)
+//! carries commands written the way probe-rs writes them, read by the hal's `CommandReader`.
 #![allow(unsafe_code)]
 
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 
+use dmapickle_core::control::{encode_request, Request, MAX_FRAME};
 use dmapickle_core::frame::{crc32c, Body, Header, CRC_LEN, HEADER_LEN};
+use dmapickle_hal::control::CommandReader;
+use dmapickle_hal::embedded_io::ReadReady;
 use dmapickle_hal::{Publisher, WriteLink};
-use rtt_target::ChannelMode;
+use rtt_target::{ChannelMode, DownChannel};
 
-use super::{free_space, Descriptor, RttWriter};
+use super::{free_space, Descriptor, RttReader, RttWriter};
 
 /// The host's end of up channel 1: what probe-rs does over SWD, done on the same memory.
 #[derive(Clone, Copy)]
@@ -88,7 +93,11 @@ fn frames_are_skipped_whole_until_the_host_attaches_and_none_is_lost_after() {
             0: { size: 64, name: "defmt" }
             1: { size: 512, mode: ChannelMode::NoBlockSkip, name: "dmapickle" }
         }
+        down: {
+            0: { size: 64, name: "dmapickle" }
+        }
     };
+    commands_come_down_whole_and_in_order(channels.down.0);
     let writer = RttWriter::new(channels.up.1, 1).expect("up channel 1");
     let probe = Probe(writer.descriptor);
     let mut link = WriteLink::new(writer);
@@ -157,4 +166,57 @@ fn frames_are_skipped_whole_until_the_host_attaches_and_none_is_lost_after() {
     let last = frames(&got);
     assert_eq!(last, (342..342 + last.len() as u32).collect::<Vec<_>>());
     assert_eq!(link.get_ref().skipped(), 40 - k + 40 - last.len() as u32);
+}
+
+/// What probe-rs's `DownChannel::write` does: copies as much of `bytes` as fits into the ring
+/// (one byte stays free) and moves `write`; returns how much.
+fn write_down(d: &Descriptor, bytes: &[u8]) -> usize {
+    let (mut write, read) = (d.write.load(SeqCst), d.read.load(SeqCst));
+    let mut n = 0;
+    for &b in bytes {
+        if (write + 1) % d.size == read {
+            break;
+        }
+        // SAFETY: `buffer` is the channel's `size`-byte ring and `write < size`; the device
+        // reads these bytes only once `write` moved past them (SeqCst), as on a target.
+        unsafe { *d.buffer.add(write) = b };
+        write = (write + 1) % d.size;
+        n += 1;
+    }
+    d.write.store(write, SeqCst);
+    n
+}
+
+/// 40 commands through a 64-byte down ring (it wraps every few commands), written as the probe
+/// makes room, one with a flipped payload bit: every good one arrives once, in order, the
+/// damaged one never.
+fn commands_come_down_whole_and_in_order(channel: DownChannel) {
+    let mut reader = RttReader::new(channel, 0).expect("down channel 0");
+    let d = reader.descriptor;
+    let mut commands = CommandReader::new();
+    assert!(!reader.read_ready().unwrap());
+    assert_eq!(commands.poll_read(&mut reader).unwrap(), None);
+    let mut got = Vec::new();
+    for id in 0..40u32 {
+        let mut f = [0u8; MAX_FRAME];
+        let request = Request::SetRate { rate_hz: 1000 + id };
+        let mut frame = encode_request(id, &request, &mut f).unwrap().to_vec();
+        if id == 7 {
+            frame[10] ^= 0x10; // the first payload byte: the frame's CRC fails
+        }
+        let mut at = 0;
+        while at < frame.len() {
+            at += write_down(d, &frame[at..]);
+            while let Some(cmd) = commands.poll_read(&mut reader).unwrap() {
+                got.push((cmd.id, cmd.request.unwrap()));
+            }
+        }
+    }
+    let want: Vec<_> = (0..40u32)
+        .filter(|&id| id != 7)
+        .map(|id| (id, Request::SetRate { rate_hz: 1000 + id }))
+        .collect();
+    assert_eq!(got, want);
+    assert!(commands.bytes_skipped() > 0);
+    assert!(!reader.read_ready().unwrap());
 }

@@ -38,6 +38,7 @@ __all__ = [
     "RestrictedUnpickler",
     "Stream",
     "WaitingWarning",
+    "bridge_control",
     "check",
     "export",
     "loads",
@@ -426,3 +427,4 @@ def check(
 
 # HDF5 / Zarr / plain-pickle export (h5py and zarr are imported only when used): see _export.py.
 from ._export import export  # noqa: E402
+from .device import bridge_control  # noqa: E402

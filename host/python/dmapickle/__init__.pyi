@@ -2,7 +2,7 @@
 
 import pickle
 from .clock import ClockEstimate as ClockEstimate, DeviceClock as DeviceClock
-from .device import Device as Device
+from .device import Device as Device, bridge_control as bridge_control
 from typing import BinaryIO, Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 Global = Union[str, Tuple[str, str]]

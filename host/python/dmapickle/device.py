@@ -53,3 +53,69 @@ class Device:
         """``host_ns`` (sent, ``time.monotonic_ns`` clock of ``Message.host_ns``) and the
         device's ``device_us``."""
         return dict(self._native.control("ping", timeout=timeout))
+
+
+class _BridgeLink:
+    """The ``control(name, value, timeout)`` of a stream's native object, over the ZeroMQ REP
+    socket of ``dmapickle bridge --allow-control``: one request of text (the words of
+    ``dmapickle ctl``), one reply of text (``ok KEY=VALUE...`` lines, or a last line
+    ``refused``/``timeout``/``error MESSAGE``)."""
+
+    def __init__(self, endpoint: str, source: Optional[str], timeout: float) -> None:
+        import zmq  # pyzmq: only this client needs it
+
+        self._zmq = zmq
+        self._ctx = zmq.Context.instance()
+        self._endpoint, self._source, self._timeout = endpoint, source, timeout
+        self._sock: Any = None
+
+    def _socket(self) -> Any:
+        if self._sock is None:
+            self._sock = self._ctx.socket(self._zmq.REQ)
+            self._sock.setsockopt(self._zmq.LINGER, 0)
+            self._sock.connect(self._endpoint)
+        return self._sock
+
+    def control(self, name: str, value: Optional[int] = None,
+                timeout: Optional[float] = None) -> Dict[str, Any]:
+        words = {"rate_hz": f"set rate={value}", "block_rows": f"set rows={value}"}.get(name, name)
+        if self._source is not None:
+            words = f"@{self._source} {words}"
+        sock = self._socket()
+        sock.send(words.encode())
+        # The bridge retries on the device link itself (same request id, applied once); this
+        # side never resends, so it waits longer than the bridge's retries take.
+        wait = self._timeout if timeout is None else max(self._timeout, 10 * timeout)
+        if not sock.poll(int(wait * 1000)):
+            # A REQ socket without its reply cannot send again: start a fresh one next time.
+            sock.close(linger=0)
+            self._sock = None
+            raise TimeoutError(f"no reply from the bridge at {self._endpoint} within {wait} s "
+                               "(is it running with --allow-control on this endpoint?)")
+        lines = sock.recv().decode("utf-8", "replace").splitlines() or ["error empty reply"]
+        kind, _, text = lines[-1].partition(" ")
+        if kind == "refused":
+            raise DeviceError(text)
+        if kind == "timeout":
+            raise TimeoutError(text)
+        if kind != "ok":
+            raise ValueError(f"the bridge refused the request {words!r}: {text}")
+        return {k: _value(v) for k, _, v in (w.partition("=") for w in text.split())}
+
+
+def _value(v: str) -> Any:
+    if v in ("true", "false"):
+        return v == "true"
+    try:
+        return int(v)
+    except ValueError:
+        return v
+
+
+def bridge_control(endpoint: str, source: Optional[str] = None, timeout: float = 10.0) -> Device:
+    """The instrument behind ``dmapickle bridge --allow-control ENDPOINT``, with the
+    :class:`Device` API of ``stream.device`` (needs pyzmq). ``source``: the bridge's source name
+    (``--name``; default its first source). ``timeout``: seconds to wait for each reply (the
+    bridge retries on the device link meanwhile; nothing is resent from here, so a setting is
+    never applied twice). A malformed request raises ``ValueError`` with the bridge's reason."""
+    return Device(_BridgeLink(endpoint, source, timeout))

@@ -27,6 +27,16 @@
 //! that owns the socket, so a socket that waits makes every reader wait. Stats per source on
 //! stderr every second; final stats on stdout, one line per source.
 //!
+//! No command reaches a device unless asked: `--allow-control ENDPOINT` binds a ZeroMQ REP
+//! socket whose requests (one frame of text: the words of `dmapickle ctl`, `info`, `stats`,
+//! `set rate=HZ rows=N`, `start`, `stop`, `ping`, optionally `@NAME` first for a source other
+//! than the first) the bridge sends to the device on its own link, with the same request ids,
+//! timeouts and retries as `dmapickle ctl`, and answers with one frame of text: a line
+//! `ok KEY=VALUE...` per command (what `ctl` prints), or as the last line `refused MESSAGE` (the
+//! device refused: nothing applied), `timeout MESSAGE` or `error MESSAGE` (a malformed request:
+//! nothing sent). `dmapickle.bridge_control(endpoint)` is the Python client (README, "Why the
+//! ZeroMQ bridge does not forward commands" says why this is opt-in).
+//!
 //! Exit codes: 0 every source ended or Ctrl-C, 2 usage or I/O error (or a source failed).
 
 use super::live::SourceArgs;
@@ -65,6 +75,13 @@ pub(crate) struct Args {
     /// Seconds between the `stats/NAME/` messages of each source (0: only the final one).
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
     stats_interval: f64,
+    /// ZeroMQ endpoint to bind a REP socket to that forwards commands to the devices (off by
+    /// default: whoever reaches this endpoint can reconfigure or stop the instrument for every
+    /// subscriber). Requests are the words of `dmapickle ctl` (`set rate=32000`), `@NAME` first
+    /// for another source than the first; replies `ok ...`, `refused ...`, `timeout ...` or
+    /// `error ...`.
+    #[arg(long = "allow-control", value_name = "ENDPOINT")]
+    allow_control: Option<String>,
 }
 
 fn parse_name(s: &str) -> Result<String, String> {
@@ -142,6 +159,10 @@ mod run_zmq {
     use std::sync::mpsc;
     use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use dmapickle_host::control::{self, describe, ControlError, Controller, DownSlot};
     use dmapickle_host::stream::Counters;
     use dmapickle_host::Message;
 
@@ -335,15 +356,42 @@ mod run_zmq {
             println!("final (interrupted): published 0, waited for subscribers");
             return ExitCode::SUCCESS;
         }
+        let rep = match args.allow_control.as_deref().map(|e| bind_control(&ctx, e)) {
+            Some(Ok(rep)) => Some(rep),
+            Some(Err(e)) => return fail(&e),
+            None => None,
+        };
         let stop = live::stop_on_ctrl_c();
         let (tx, rx) = mpsc::sync_channel::<Event>(2 * per_source.len());
         let mut sources = Vec::new();
         let mut threads = Vec::new();
+        let mut controllers = Vec::new();
         for (src, (a, name)) in per_source.into_iter().zip(names).enumerate() {
-            let reader = live::open_source(&a, stop.clone()).and_then(|s| live::reader(&a, s));
-            let mut reader = match reader {
+            let source = match live::open_source(&a, stop.clone()) {
+                Ok(s) => s,
+                Err(e) => return fail(&e),
+            };
+            // The command path exists only when asked for (--allow-control).
+            let down = DownSlot::default();
+            let attached = args
+                .allow_control
+                .is_some()
+                .then(|| control::attach(&source, down.clone()))
+                .flatten();
+            let mut reader = match live::reader(&a, source) {
                 Ok(r) => r,
                 Err(e) => return fail(&e),
+            };
+            let down = match attached {
+                Some((controller, replies)) => {
+                    reader = reader.with_skip_tap(Box::new(move |b| replies.feed(b)));
+                    controllers.push((name.clone(), Some(controller)));
+                    Some(down)
+                }
+                None => {
+                    controllers.push((name.clone(), None));
+                    None
+                }
             };
             sources.push(Source {
                 data_topic: header::topic(header::DATA, &name),
@@ -365,8 +413,12 @@ mod run_zmq {
             };
             threads.push(std::thread::spawn(move || {
                 let (code, stats) =
-                    live::drive_counted(&mut reader, &a.source, &label, |msg, c| {
-                        let counters = *c;
+                    live::drive_counted(&mut reader, &a.source, &label, |msg, r| {
+                        // A reconnecting source has a new connection, so a new down link.
+                        if let Some(down) = &down {
+                            down.refresh(r.get_ref());
+                        }
+                        let counters = r.counters();
                         let recv_ns = now_ns();
                         let _ = tx.send(Event::Message {
                             src,
@@ -375,6 +427,9 @@ mod run_zmq {
                             counters,
                         });
                     });
+                if let Some(down) = &down {
+                    down.clear(); // the connection closes with its reader
+                }
                 let counters = reader.counters();
                 let _ = tx.send(Event::Ended {
                     src,
@@ -385,7 +440,17 @@ mod run_zmq {
             }));
         }
         drop(tx);
+        let done = Arc::new(AtomicBool::new(false));
+        let commands = match rep.map(|rep| serve_control(rep, controllers, done.clone())) {
+            Some(Ok(t)) => Some(t),
+            Some(Err(e)) => return fail(&e),
+            None => None,
+        };
         let result = pump(&socket, &rx, &mut sources, args.stats_interval);
+        done.store(true, Ordering::Relaxed);
+        if let Some(t) = commands {
+            let _ = t.join();
+        }
         drop(rx); // after a send error, readers still sending end instead of waiting
         for t in threads {
             let _ = t.join();
@@ -420,6 +485,109 @@ mod run_zmq {
             Ok(true) => ExitCode::from(2),
             Err(e) => fail(&format!("sending on {endpoint}: {e}")),
         }
+    }
+
+    /// The `--allow-control` REP socket, bound to `endpoint`.
+    fn bind_control(ctx: &zmq::Context, endpoint: &str) -> Result<zmq::Socket, String> {
+        let rep = ctx
+            .socket(zmq::REP)
+            .map_err(|e| format!("cannot create the ZeroMQ REP socket for --allow-control: {e}"))?;
+        let _ = rep.set_linger(0);
+        rep.bind(endpoint).map_err(|e| {
+            format!(
+                "cannot bind --allow-control to {endpoint}: {e}; is the port in use or the \
+                 endpoint malformed?"
+            )
+        })?;
+        eprintln!("dmapickle: bridge: commands accepted on {endpoint} (--allow-control)");
+        Ok(rep)
+    }
+
+    /// Answers the requests on `rep` on a thread of its own until `done` (or Ctrl-C): each one
+    /// sent to its source's device with that source's [`Controller`] (its own link, its
+    /// retries), the reader threads reading meanwhile.
+    fn serve_control(
+        rep: zmq::Socket,
+        mut controllers: Vec<(String, Option<Controller>)>,
+        done: Arc<AtomicBool>,
+    ) -> Result<std::thread::JoinHandle<()>, String> {
+        std::thread::Builder::new()
+            .name("dmapickle-bridge-control".into())
+            .spawn(move || {
+                while !done.load(Ordering::Relaxed) && !live::stopped() {
+                    match rep.poll(zmq::POLLIN, 100) {
+                        Ok(0) => continue,
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                    let Ok(request) = rep.recv_bytes(0) else {
+                        continue;
+                    };
+                    let mut frames = 1;
+                    while rep.get_rcvmore().unwrap_or(false) {
+                        let _ = rep.recv_bytes(0);
+                        frames += 1;
+                    }
+                    let reply = if frames > 1 {
+                        format!("error a command is one frame of text, got {frames} frames")
+                    } else {
+                        answer(&request, &mut controllers)
+                    };
+                    let what = String::from_utf8_lossy(&request);
+                    let first = reply.lines().last().unwrap_or_default();
+                    eprintln!("dmapickle: bridge: command {what:?}: {first}");
+                    let _ = rep.send(reply.as_bytes(), 0);
+                }
+            })
+            .map_err(|e| format!("cannot start the --allow-control thread: {e}"))
+    }
+
+    /// The reply to one `--allow-control` request (see the module docs for both forms).
+    fn answer(request: &[u8], controllers: &mut [(String, Option<Controller>)]) -> String {
+        let Ok(text) = std::str::from_utf8(request) else {
+            return "error the request is not UTF-8 text: send the words of `dmapickle ctl`, \
+                    e.g. `info` or `set rate=32000`"
+                .into();
+        };
+        let mut words: Vec<&str> = text.split_whitespace().collect();
+        let mut at = 0;
+        if let Some(name) = words.first().and_then(|w| w.strip_prefix('@')) {
+            let Some(i) = controllers.iter().position(|(n, _)| n == name) else {
+                let known: Vec<&str> = controllers.iter().map(|(n, _)| n.as_str()).collect();
+                return format!(
+                    "error no source named {name} (sources: {})",
+                    known.join(", ")
+                );
+            };
+            at = i;
+            words.remove(0);
+        }
+        let requests = match crate::cli::ctl::parse_words(&words) {
+            Ok(r) => r,
+            Err(e) => return format!("error {e}"),
+        };
+        let (name, controller) = &mut controllers[at];
+        let Some(controller) = controller else {
+            return format!(
+                "error source {name} cannot take commands (tcp://, unix:// and serial:// can)"
+            );
+        };
+        let mut lines = Vec::new();
+        for request in requests {
+            match controller.call(request) {
+                Ok(reply) => lines.push(format!("ok {}", describe(&reply))),
+                Err(e) => {
+                    let kind = match e {
+                        ControlError::Device(_) => "refused",
+                        ControlError::Timeout { .. } => "timeout",
+                        _ => "error",
+                    };
+                    lines.push(format!("{kind} {e}"));
+                    break;
+                }
+            }
+        }
+        lines.join("\n")
     }
 
     /// Send what the readers hand over until every source ended; `Ok(true)` if one failed.

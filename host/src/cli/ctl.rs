@@ -50,7 +50,25 @@ enum Action {
 }
 
 fn requests(args: &Args) -> Result<Vec<Request>, String> {
-    let simple = match args.action {
+    requests_for(args.action, &args.settings)
+}
+
+/// The requests of a `ctl` command line given as words (`info`, `set rate=32000 rows=128`):
+/// what `dmapickle bridge --allow-control` takes from a ZeroMQ client.
+#[cfg_attr(not(feature = "zmq"), allow(dead_code))]
+pub(crate) fn parse_words(words: &[&str]) -> Result<Vec<Request>, String> {
+    let Some((first, settings)) = words.split_first() else {
+        return Err("empty command (info, stats, set rate=HZ rows=N, start, stop, ping)".into());
+    };
+    let action = <Action as clap::ValueEnum>::from_str(first, false).map_err(|_| {
+        format!("unknown command `{first}` (info, stats, set rate=HZ rows=N, start, stop, ping)")
+    })?;
+    let settings: Vec<String> = settings.iter().map(|w| w.to_string()).collect();
+    requests_for(action, &settings)
+}
+
+fn requests_for(action: Action, settings: &[String]) -> Result<Vec<Request>, String> {
+    let simple = match action {
         Action::Info => Some(Request::GetInfo),
         Action::Stats => Some(Request::GetStats),
         Action::Start => Some(Request::Start),
@@ -61,15 +79,15 @@ fn requests(args: &Args) -> Result<Vec<Request>, String> {
         Action::Set => None,
     };
     if let Some(r) = simple {
-        if !args.settings.is_empty() {
-            return Err(format!("{:?} takes no settings", args.action).to_lowercase());
+        if !settings.is_empty() {
+            return Err(format!("{action:?} takes no settings").to_lowercase());
         }
         return Ok(vec![r]);
     }
-    if args.settings.is_empty() {
+    if settings.is_empty() {
         return Err("set needs rate=HZ and/or rows=N".into());
     }
-    args.settings
+    settings
         .iter()
         .map(|word| {
             let (key, value) = word

@@ -172,20 +172,21 @@ pub(crate) fn drive<R: io::Read>(
     drive_counted(reader, source, label, |m, _| each(m))
 }
 
-/// [`drive`], with the reader's counters as they stand after each message (for `bridge`, whose
-/// header frame carries the link's loss count).
+/// [`drive`], with the reader as it stands after each message (for `bridge`, whose header frame
+/// carries the link's loss count, and whose command path takes the source's down link after a
+/// reconnect).
 pub(crate) fn drive_counted<R: io::Read>(
     reader: &mut FrameReader<R>,
     source: &str,
     label: &str,
-    mut each: impl FnMut(Message, &Counters),
+    mut each: impl FnMut(Message, &FrameReader<R>),
 ) -> (ExitCode, Stats) {
     let mut stats = Stats::new();
     let code = loop {
         match reader.next_message() {
             Ok(Some(m)) => {
                 stats.add(&m);
-                each(m, &reader.counters());
+                each(m, reader);
             }
             Ok(None) => break ExitCode::SUCCESS,
             Err(e) if e.is_fatal() => {

@@ -129,8 +129,8 @@ impl DownSlot {
     pub fn refresh(&self, src: &crate::source::Source) {
         let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_none() {
-            if let Ok(f) = src.down_link() {
-                *slot = Some(Box::new(f));
+            if let Ok(w) = src.down_link() {
+                *slot = Some(w);
             }
         }
     }

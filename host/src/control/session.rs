@@ -14,7 +14,7 @@ use super::{Controller, DownSlot, Replies};
 /// reader must feed with the bytes it skips ([`FrameReader::with_skip_tap`]). The reader must
 /// also [refresh](DownSlot::refresh) `down` after each message (a reconnecting source has no
 /// connection before its first read), [clear](DownSlot::clear) it when a connection drops and
-/// when it stops reading. `None` for a source with no down direction (a file, stdin, RTT).
+/// when it stops reading. `None` for a source with no down direction (a file, stdin).
 pub fn attach(src: &Source, down: DownSlot) -> Option<(Controller, Arc<Replies>)> {
     if !src.spec().has_down_link() {
         return None;

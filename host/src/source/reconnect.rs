@@ -135,10 +135,10 @@ impl Source {
         std::mem::take(&mut self.events)
     }
 
-    /// A writer to the device on the current connection (a duplicate of its file descriptor),
-    /// for commands (`crate::control`). Fails when not connected or when the source has no down
-    /// direction (files, stdin, RTT).
-    pub fn down_link(&self) -> io::Result<std::fs::File> {
+    /// A writer to the device on the current connection (a duplicate of its file descriptor,
+    /// or RTT's down channel), for commands (`crate::control`). Fails when not connected or
+    /// when the source has no down direction (files, stdin).
+    pub fn down_link(&self) -> io::Result<Box<dyn io::Write + Send>> {
         match &self.conn {
             Some(conn) if self.spec.has_down_link() => conn.down_link(),
             None => Err(io::Error::new(
@@ -147,7 +147,7 @@ impl Source {
             )),
             Some(_) => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                "this source has no way to send commands (use tcp://, unix:// or serial://)",
+                "this source has no way to send commands (use tcp://, unix://, serial:// or rtt://)",
             )),
         }
     }

@@ -171,7 +171,17 @@ mod tests {
             SourceSpec::Rtt(Rtt {
                 chip: "nRF52840_xxAA".into(),
                 probe: Some("1366:1015".into()),
-                channel: 1
+                channel: 1,
+                down: 0,
+            })
+        );
+        assert_eq!(
+            p("rtt://STM32F407VGTx?channel=1&down=2"),
+            SourceSpec::Rtt(Rtt {
+                chip: "STM32F407VGTx".into(),
+                probe: None,
+                channel: 1,
+                down: 2,
             })
         );
     }

@@ -43,8 +43,8 @@ pub trait Scheme: Sized + Clone + fmt::Debug + fmt::Display + PartialEq + Eq {
     }
 
     /// Whether the device can be sent commands over this source's connection
-    /// ([`Source::down_link`](super::Source::down_link), `crate::control`): sockets and serial
-    /// ports can, files, stdin and RTT cannot.
+    /// ([`Source::down_link`](super::Source::down_link), `crate::control`): sockets, serial
+    /// ports and RTT (a down channel) can, files and stdin cannot.
     const DOWN_LINK: bool = false;
 
     /// What to check when connecting failed with `kind`, if this scheme knows better than the
@@ -65,7 +65,7 @@ pub trait Connection: Send {
     fn read_within(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize>;
 
     /// A writer to the device on this connection (for [`Scheme::DOWN_LINK`] schemes).
-    fn down_link(&self) -> io::Result<std::fs::File> {
+    fn down_link(&self) -> io::Result<Box<dyn io::Write + Send>> {
         Err(io::ErrorKind::Unsupported.into())
     }
 }
@@ -83,11 +83,11 @@ impl<T: Read + AsRawFd + Send> Connection for Fd<T> {
         }
     }
 
-    fn down_link(&self) -> io::Result<std::fs::File> {
+    fn down_link(&self) -> io::Result<Box<dyn io::Write + Send>> {
         // SAFETY: the fd belongs to the open connection `self.0`, alive for this borrow;
         // `BorrowedFd` only lends it to `try_clone_to_owned`, which dups it.
         let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.0.as_raw_fd()) };
-        Ok(std::fs::File::from(fd.try_clone_to_owned()?))
+        Ok(Box::new(std::fs::File::from(fd.try_clone_to_owned()?)))
     }
 }
 
