@@ -1,6 +1,8 @@
 """Array MB/s reaching numpy over the three links, one run, side by side (issue 13):
 
     bench_links.py [--repeat R]
+    bench_links.py --guest-instructions
+
 
 For (256, 4) and (1024, 4) int16 blocks: the UART build's inline link (CMSDK UART0 on a unix
 socket), its shared-region link (frames on the UART, arrays lent from the PSRAM file) and the
@@ -9,10 +11,19 @@ with `dmapickle.open` and every message is loaded into numpy (`Message.load()`);
 from the first to the last message Python receives. The simulated ADC runs fast enough that the
 link, not the ADC, is the limit (the firmware's ADC stalls when every buffer is in flight).
 Same environment as the HIL tests (DMAPICKLE_FIRMWARE_ELF, DMAPICKLE_EMBASSY_ELF).
+
+`--guest-instructions` measures what wall time on a shared machine cannot: the Ethernet rows
+run under `-icount shift=0,sleep=off`, where QEMU's virtual clock advances one nanosecond per
+guest instruction, so the span between the firmware's `published seq` log lines (their defmt
+timestamps) counts the instructions the emulated CPU executed per array byte: the device's work
+(ADC simulation, encoding, CRC-32C, framing) plus the network stack and the LAN9118 driver, but
+not what QEMU spends outside the guest (MMIO dispatch, slirp, the host kernel). The ADC runs at
+the firmware's highest rate so that the CPU never waits for it.
 """
 import argparse
 import gc
 import os
+import re
 import time
 
 from dmapickle.pytest_plugin import QemuTarget
@@ -68,13 +79,34 @@ def run(link, block, count, rate):
             "link MB/s": stats["bytes_read"] * (count - 1) / count / dt / 1e6}
 
 
+def guest_instructions(block, count):
+    """Guest instructions per array byte over an Ethernet stream (see the module doc)."""
+    board = QemuTarget(embassy_elf(), {"n": block, "count": count, "rate": 10_000_000},
+                       timeout=600, extra=["-icount", "shift=0,sleep=off"], **ETHERNET)
+    with board:
+        with board.stream() as stream:
+            timed(stream, count)
+        assert board.wait() == 0, board.log()
+        log = board.log()
+    at = {int(seq): float(t) for t, seq in
+          re.findall(r"^\s*([0-9.]+) INFO\s+published seq (\d+)", log, re.M)}
+    first, last = sorted(at)[1], max(at)  # past the first block: connection set-up
+    return (at[last] - at[first]) * 1e9 / ((last - first) * block * 8)
+
+
 def main():
     only = os.environ.get("BENCH_ONLY")
     if only:
         RUNS[:] = [r for r in RUNS if r[0] == only]
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=1, help="rounds (interleaved); the table gives the median")
+    ap.add_argument("--guest-instructions", action="store_true",
+                    help="guest instructions per array byte over Ethernet, under -icount")
     args = ap.parse_args()
+    if args.guest_instructions:
+        for block, count in ((256, 6000), (1024, 3000)):
+            print(f"ethernet ({block}, 4): {guest_instructions(block, count):.2f} guest instructions per array byte")
+        return
     load = open("/proc/loadavg").read().strip()
     rounds = [[run(*r) for r in RUNS] for _ in range(args.repeat)]
     print(f"/proc/loadavg at start: {load}; at end: {open('/proc/loadavg').read().strip()}")

@@ -258,6 +258,29 @@ def test_an_export_killed_midway_leaves_a_readable_prefix(cli, start_device, tmp
         np.testing.assert_array_equal(data["/adc"][i], expected_adc(i, rows))
 
 
+def test_a_ctrl_c_inside_a_row_waits_for_the_whole_row():
+    # The guard export() puts around adding one message to every column: a SIGINT that lands
+    # mid-row is raised only once the row is whole (a column one row longer than the others
+    # was the symptom), and one outside a row interrupts at once, as Python's own handler does.
+    from dmapickle._export import _RowGuard
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with _RowGuard() as guard:
+            with guard.row():
+                os.kill(os.getpid(), signal.SIGINT)
+                for column in range(3):
+                    time.sleep(0.01)  # Python runs signal handlers between these steps
+                    done.append(column)
+    assert done == [0, 1, 2]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt):
+        with _RowGuard():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+            pytest.fail("the interrupt outside a row did not stop the export")
+
+
 def test_missing_python_or_package_is_one_clear_line(cli, sim_rec, tmp_path):
     env = {**os.environ, "DMAPICKLE_PYTHON": str(tmp_path / "no-python")}
     r = subprocess.run([cli, "export", str(sim_rec), str(tmp_path / "x.h5")], capture_output=True, text=True, env=env)

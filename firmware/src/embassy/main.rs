@@ -90,8 +90,13 @@ static ADC: Mutex<RefCell<Adc<DmaBuf>>> = Mutex::new(RefCell::new(Adc::new(256))
 static READY: Signal<CriticalSectionRawMutex, ()> = Signal::new();
 /// Raised by the publisher when it gave a buffer back to the free queue.
 static FREED: Signal<CriticalSectionRawMutex, ()> = Signal::new();
-static TCP_TX_BUF: ConstStaticCell<[u8; TCP_TX]> = ConstStaticCell::new([0; TCP_TX]);
+static TCP_TX_BUF: ConstStaticCell<Aligned<TCP_TX>> = ConstStaticCell::new(Aligned([0; TCP_TX]));
 static TCP_RX_BUF: ConstStaticCell<[u8; TCP_RX]> = ConstStaticCell::new([0; TCP_RX]);
+/// A word-aligned byte buffer. The TCP send buffer is one: full segments then start at word
+/// offsets in it (1460-byte payloads), as they do in the LAN9118 driver's frame buffer, so the
+/// copy of each segment's payload runs word by word (`lan9118::TX_OFFSET`).
+#[repr(C, align(4))]
+struct Aligned<const N: usize>([u8; N]);
 static CTL_RX_BUF: ConstStaticCell<[u8; CTL_RX]> = ConstStaticCell::new([0; CTL_RX]);
 static CTL_TX_BUF: ConstStaticCell<[u8; CTL_TX]> = ConstStaticCell::new([0; CTL_TX]);
 /// Raised by the publisher when a command changed the acquisition: the ADC's new `(rate_hz,
@@ -590,7 +595,7 @@ async fn publisher_task(
 ) {
     // The data socket first: smoltcp offers a connection to the first listening socket, so a
     // connection made while no reader is connected is always the data connection.
-    let mut socket = TcpSocket::new(stack, TCP_RX_BUF.take(), TCP_TX_BUF.take());
+    let mut socket = TcpSocket::new(stack, TCP_RX_BUF.take(), &mut TCP_TX_BUF.take().0);
     let mut ctl = CtlLink {
         socket: TcpSocket::new(stack, CTL_RX_BUF.take(), CTL_TX_BUF.take()),
         down: DownLink::new(),

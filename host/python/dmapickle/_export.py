@@ -34,8 +34,11 @@ import datetime
 import io
 import json
 import os
+import contextlib
 import pickle
+import signal
 import sys
+import threading
 import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
@@ -190,6 +193,44 @@ class _Column:
         # After a partial chunk (a commit), fill up to the next chunk boundary only, so later
         # writes stay one whole chunk each.
         self.cap = self.rows - self.written % self.rows
+
+
+class _RowGuard:
+    """Holds back a Ctrl-C (SIGINT) that arrives while one message is being added to every
+    column, and raises it once the row is whole: an interrupted export never commits columns of
+    different lengths (``KeyboardInterrupt`` can otherwise land between two columns' appends).
+    Active only in the main thread and only over Python's default SIGINT handler."""
+
+    def __init__(self) -> None:
+        self.in_row = False
+        self.pending = False
+        self.previous: Any = None
+
+    def __enter__(self) -> "_RowGuard":
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.in_row:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def row(self) -> Iterable[None]:
+        self.in_row = True
+        try:
+            yield
+        finally:
+            self.in_row = False
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
 
 
 def _chunk_rows(shape: Tuple[int, ...], dtype: Any, chunk_bytes: int, scalar: bool) -> int:
@@ -578,49 +619,51 @@ def export(
             storage.flush()
 
     try:
-        while count is None or messages < count:
-            try:
-                msg = stream.next(timeout=max(0.0, next_commit - time.monotonic()))
-            except TimeoutError:
-                msg = False
-            if msg is None:
-                break
-            if msg is not False:
-                now = _wall_time(msg) if host_time else None
-                obj = msg.load()
-                if storage is None:
-                    if overwrite:
-                        _remove(path)
-                    if fmt == "pickle":
-                        storage = _PickleDir(path)
-                    else:
-                        storage = _HDF5(path) if fmt == "hdf5" else _Zarr(path)
-                        root = storage.group(None)
-                        storage.set_attrs(root, attrs)
-                if fmt == "pickle":
-                    storage.write(messages, plain_pickle(obj, bool(msg.buffers)))
-                else:
-                    values = fields(obj)
-                    key = _layout(values)
-                    table = tables.get(key)
-                    if table is None:
-                        if tables and strict_layout:
-                            first = next(iter(tables))
-                            raise ExportError(
-                                f"message {messages} (seq {msg.seq}) has the layout {key}, not the first "
-                                f"message's {first} (strict_layout)"
-                            )
-                        group = root if not tables else storage.group(_free_name(root, f"layout{len(tables)}"))
-                        table = tables[key] = _Table(storage, group, len(tables), key, host_time, chunk_bytes)
-                    table.add(values, msg.seq, messages, now)
-                messages += 1
-                payload += len(msg.pickle) + sum(b.nbytes for b in msg.buffers)
-                del msg, obj
-                if progress.due():
-                    progress.update(stream.stats["bytes_read"], messages)
-            if time.monotonic() >= next_commit:
-                commit()
-                next_commit = time.monotonic() + flush_interval
+        with _RowGuard() as guard:
+            while count is None or messages < count:
+                try:
+                    msg = stream.next(timeout=max(0.0, next_commit - time.monotonic()))
+                except TimeoutError:
+                    msg = False
+                if msg is None:
+                    break
+                if msg is not False:
+                    now = _wall_time(msg) if host_time else None
+                    obj = msg.load()
+                    with guard.row():  # every column gets this message, or none
+                        if storage is None:
+                            if overwrite:
+                                _remove(path)
+                            if fmt == "pickle":
+                                storage = _PickleDir(path)
+                            else:
+                                storage = _HDF5(path) if fmt == "hdf5" else _Zarr(path)
+                                root = storage.group(None)
+                                storage.set_attrs(root, attrs)
+                        if fmt == "pickle":
+                            storage.write(messages, plain_pickle(obj, bool(msg.buffers)))
+                        else:
+                            values = fields(obj)
+                            key = _layout(values)
+                            table = tables.get(key)
+                            if table is None:
+                                if tables and strict_layout:
+                                    first = next(iter(tables))
+                                    raise ExportError(
+                                        f"message {messages} (seq {msg.seq}) has the layout {key}, not the first "
+                                        f"message's {first} (strict_layout)"
+                                    )
+                                group = root if not tables else storage.group(_free_name(root, f"layout{len(tables)}"))
+                                table = tables[key] = _Table(storage, group, len(tables), key, host_time, chunk_bytes)
+                            table.add(values, msg.seq, messages, now)
+                        messages += 1
+                        payload += len(msg.pickle) + sum(b.nbytes for b in msg.buffers)
+                    del msg, obj
+                    if progress.due():
+                        progress.update(stream.stats["bytes_read"], messages)
+                if time.monotonic() >= next_commit:
+                    commit()
+                    next_commit = time.monotonic() + flush_interval
         clean = True
     except KeyboardInterrupt:
         interrupted = True
