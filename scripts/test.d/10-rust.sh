@@ -28,8 +28,8 @@ for f in $(crate_features dmapickle-host); do
 done
 cargo test --workspace --all-features
 # API docs: no broken intra-doc links, with and without the optional features.
-RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps -p dmapickle-core -p dmapickle-hal
-RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps -p dmapickle-core -p dmapickle-hal --all-features
+RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps -p dmapickle-core -p dmapickle-hal -p dmapickle-host
+RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps -p dmapickle-core -p dmapickle-hal -p dmapickle-host --all-features
 # The declared rust-version is true for core and hal (host and thumbv7em, every feature; the host
 # crate's dependencies set its floor, see host/Cargo.toml). scripts/setup.sh installs the toolchain;
 # its own target dir, as its artifacts are never the stable toolchain's.

@@ -4,7 +4,7 @@
 //! shown, and how one connection is made. Everything else is shared: the URI grammar
 //! ([`super::uri`]: `-`, plain paths, query strings, hints for QEMU spellings, the list of
 //! schemes in error messages) and reconnecting with backoff ([`super::Source`]) go through
-//! the table, so adding a scheme is one new file here and one line in [`schemes!`]'s table
+//! the table, so adding a scheme is one new file here and one line in the `schemes!` table
 //! (docs/extending.md, "A source scheme").
 
 use std::fmt;

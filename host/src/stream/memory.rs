@@ -1,0 +1,204 @@
+//! Receive memory: pooled blocks for large frames, a shared arena for small ones.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::BUFFER_ALIGN;
+
+pub(super) fn align(n: usize) -> usize {
+    n.div_ceil(BUFFER_ALIGN) * BUFFER_ALIGN
+}
+
+/// Receive blocks come back here when their last view is dropped, so steady-state reading
+/// allocates (and page-faults) nothing.
+#[derive(Debug, Default)]
+pub(super) struct Pool {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+const POOL_KEEP: usize = 8;
+
+impl Pool {
+    pub(super) fn take(self: &Arc<Self>, size: usize) -> Block {
+        let want = size + BUFFER_ALIGN - 1;
+        let reused = {
+            let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+            let i = free.iter().position(|v| v.capacity() >= want);
+            i.map(|i| free.swap_remove(i))
+        };
+        let mut buf = reused.unwrap_or_default();
+        if buf.len() < want {
+            buf.resize(want, 0);
+        }
+        let start = buf
+            .as_ptr()
+            .align_offset(BUFFER_ALIGN)
+            .min(BUFFER_ALIGN - 1);
+        Block {
+            buf,
+            start,
+            len: size,
+            pool: Arc::clone(self),
+        }
+    }
+}
+
+/// Receive blocks of at most this many bytes are cut from the reader's [`Arena`].
+pub(super) const ARENA_MAX: usize = 4 << 10;
+/// Size of one arena allocation: a message kept alive keeps at most this much memory with it.
+pub(super) const ARENA_SIZE: usize = 64 << 10;
+
+/// Receive memory for small frames: many frames' blocks cut one after another from one
+/// allocation, so a small frame costs no allocation and no lock, only the reference counts of
+/// its views. Once the allocation is used up it is taken back whole if every message cut from
+/// it is gone (else a new one is made, and the old one is freed with its last view).
+#[derive(Debug, Default)]
+pub(super) struct Arena {
+    /// The unused rest of the current allocation: zeroed, starting at a [`BUFFER_ALIGN`]
+    /// boundary, its length a multiple of it.
+    rest: BytesMut,
+}
+
+impl Arena {
+    /// `size` (at most [`ARENA_MAX`]) bytes starting at a [`BUFFER_ALIGN`] boundary.
+    pub(super) fn take(&mut self, size: usize) -> BytesMut {
+        let whole = align(size);
+        if self.rest.len() < whole {
+            self.renew();
+        }
+        let mut block = self.rest.split_to(whole);
+        block.truncate(size);
+        block
+    }
+
+    /// A fresh allocation: the old one taken back whole if no view of it is left (no
+    /// allocation, no zeroing), else a new, zeroed one (the old one is freed with its last
+    /// view).
+    #[cold]
+    fn renew(&mut self) {
+        self.rest.clear();
+        if self.rest.try_reclaim(ARENA_SIZE + BUFFER_ALIGN) {
+            // SAFETY: `try_reclaim` made `rest` the whole allocation again, from its start to
+            // its capacity; every byte of it was initialized (zeroed) when it was allocated
+            // below, and has only been written with initialized bytes since.
+            unsafe { self.rest.set_len(self.rest.capacity()) };
+        } else {
+            self.rest = BytesMut::zeroed(ARENA_SIZE + BUFFER_ALIGN);
+            // All of it zeroed (its capacity may exceed what was asked): reclaiming relies on it.
+            let cap = self.rest.capacity();
+            self.rest.resize(cap, 0);
+        }
+        let pad = self
+            .rest
+            .as_ptr()
+            .align_offset(BUFFER_ALIGN)
+            .min(BUFFER_ALIGN);
+        self.rest.advance(pad);
+        self.rest
+            .truncate(self.rest.len() / BUFFER_ALIGN * BUFFER_ALIGN);
+    }
+}
+
+/// One frame's receive memory: cut from the arena, or a pooled block for a large frame.
+pub(super) enum RecvBlock {
+    Arena(BytesMut),
+    Pooled(Block),
+}
+
+impl RecvBlock {
+    /// The message's views share this.
+    pub(super) fn freeze(self) -> Bytes {
+        match self {
+            RecvBlock::Arena(b) => b.freeze(),
+            RecvBlock::Pooled(b) => Bytes::from_owner(b),
+        }
+    }
+}
+
+impl AsRef<[u8]> for RecvBlock {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            RecvBlock::Arena(b) => b,
+            RecvBlock::Pooled(b) => b.as_ref(),
+        }
+    }
+}
+
+impl AsMut<[u8]> for RecvBlock {
+    fn as_mut(&mut self) -> &mut [u8] {
+        match self {
+            RecvBlock::Arena(b) => b,
+            RecvBlock::Pooled(b) => b.as_mut(),
+        }
+    }
+}
+
+/// One frame's receive memory: the owner behind the message's `Bytes` views.
+pub(super) struct Block {
+    buf: Vec<u8>,
+    start: usize,
+    len: usize,
+    pool: Arc<Pool>,
+}
+
+impl AsRef<[u8]> for Block {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+}
+
+impl AsMut<[u8]> for Block {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.start + self.len]
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        let mut free = self.pool.free.lock().unwrap_or_else(|p| p.into_inner());
+        if free.len() < POOL_KEEP {
+            free.push(buf);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Arena, ARENA_SIZE};
+    use crate::stream::BUFFER_ALIGN;
+
+    #[test]
+    fn arena_blocks_are_aligned_and_survive_its_reuse() {
+        let mut arena = Arena::default();
+        let mut kept = Vec::new();
+        for i in 0..3 * ARENA_SIZE / 64 {
+            let size = 1 + i % 200;
+            let mut b = arena.take(size);
+            assert_eq!(b.len(), size);
+            assert_eq!(
+                b.as_ptr() as usize % BUFFER_ALIGN,
+                0,
+                "block {i} not aligned"
+            );
+            b.iter_mut().for_each(|x| *x = i as u8);
+            let b = b.freeze();
+            // Every other block is kept: the arena must not reuse memory still viewed.
+            if i % 2 == 0 {
+                kept.push((i as u8, b));
+            }
+        }
+        for (v, b) in &kept {
+            assert!(b.iter().all(|x| x == v));
+        }
+        // Nothing kept: the allocation is taken back, zeroing nothing, and still hands out
+        // whole, aligned blocks.
+        drop(kept);
+        for _ in 0..3 * ARENA_SIZE / 64 {
+            let b = arena.take(100);
+            assert_eq!(b.len(), 100);
+            assert_eq!(b.as_ptr() as usize % BUFFER_ALIGN, 0);
+        }
+    }
+}
