@@ -107,6 +107,16 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A reader at offset `pos` of `data` (the validator reads the commonest opcodes itself
+    /// and hands the rest here).
+    pub(crate) const fn at(data: &'a [u8], pos: usize) -> Self {
+        Reader {
+            data,
+            pos,
+            failed: false,
+        }
+    }
+
     /// Offset of the next opcode to read.
     pub const fn position(&self) -> usize {
         self.pos
@@ -131,9 +141,9 @@ impl<'a> Reader<'a> {
         let byte = *self
             .data
             .get(offset)
-            .ok_or(rejected(offset, 0, Reason::Truncated))?;
+            .ok_or_else(|| rejected(offset, 0, Reason::Truncated))?;
         let opcode =
-            Opcode::from_byte(byte).ok_or(rejected(offset, byte, Reason::UnknownOpcode))?;
+            Opcode::from_byte(byte).ok_or_else(|| rejected(offset, byte, Reason::UnknownOpcode))?;
         let mut cur = Cursor {
             data: self.data,
             pos: offset + 1,
@@ -175,11 +185,14 @@ impl<'a> Cursor<'a> {
     }
 
     fn fixed<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let end = self.pos.checked_add(N).ok_or(self.err(Reason::Truncated))?;
+        let end = self
+            .pos
+            .checked_add(N)
+            .ok_or_else(|| self.err(Reason::Truncated))?;
         let bytes = self
             .data
             .get(self.pos..end)
-            .ok_or(self.err(Reason::Truncated))?;
+            .ok_or_else(|| self.err(Reason::Truncated))?;
         let mut out = [0u8; N];
         out.copy_from_slice(bytes);
         self.pos = end;
@@ -191,14 +204,16 @@ impl<'a> Cursor<'a> {
         let n = usize::try_from(len)
             .ok()
             .filter(|n| *n <= left)
-            .ok_or(self.err(Reason::LengthBeyondEnd {
-                declared: len,
-                left: left as u64,
-            }))?;
+            .ok_or_else(|| {
+                self.err(Reason::LengthBeyondEnd {
+                    declared: len,
+                    left: left as u64,
+                })
+            })?;
         let bytes = self
             .data
             .get(self.pos..self.pos + n)
-            .ok_or(self.err(Reason::Truncated))?;
+            .ok_or_else(|| self.err(Reason::Truncated))?;
         self.pos += n;
         Ok(bytes)
     }
@@ -208,8 +223,8 @@ impl<'a> Cursor<'a> {
         let n = rest
             .iter()
             .position(|b| *b == b'\n')
-            .ok_or(self.err(Reason::NoNewline))?;
-        let line = rest.get(..n).ok_or(self.err(Reason::NoNewline))?;
+            .ok_or_else(|| self.err(Reason::NoNewline))?;
+        let line = rest.get(..n).ok_or_else(|| self.err(Reason::NoNewline))?;
         self.pos += n + 1;
         Ok(line)
     }

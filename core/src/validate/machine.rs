@@ -188,57 +188,6 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         result
     }
 
-    pub(super) fn run_inner(&mut self) -> Result<Run> {
-        let max_len = self.limits().max_len;
-        if self.pickle.len() > max_len {
-            self.op = self.pickle.first().copied().unwrap_or(0);
-            return Err(self.reject(Reason::Limit {
-                limit: Limit::Length,
-                found: self.pickle.len() as u64,
-                max: max_len as u64,
-            }));
-        }
-        self.charge(limits::cost::LOAD)
-            .map_err(|r| self.reject(r))?;
-        let mut reader = Reader::new(self.pickle);
-        let mut opcodes = 0usize;
-        while let Some(op) = reader.read_op() {
-            let op = op?;
-            opcodes += 1;
-            self.at = op.offset;
-            self.op = op.opcode.byte();
-            if op.opcode == Opcode::Stop {
-                self.stop(&op).map_err(|r| self.reject(r))?;
-                let max = u64::from(self.limits().max_collisions);
-                let chosen = self.chosen_keys
-                    + if self.set_of_list {
-                        self.chosen_list_items
-                    } else {
-                        0
-                    };
-                if !self.use_keys && chosen > max {
-                    return Ok(Run::NeedKeys {
-                        lists: self.set_of_list,
-                    });
-                }
-                let validated = Validated {
-                    protocol: self.protocol.unwrap_or(0),
-                    buffers: self.used_buffers,
-                    arrays: self.arrays,
-                    opcodes,
-                    depth: self.depth,
-                    alloc: self.alloc,
-                };
-                return Ok(Run::Done(validated));
-            }
-            self.step(&op).map_err(|r| self.reject(r))?;
-            self.prev = [self.prev[1], Some(op.opcode)];
-        }
-        self.at = self.pickle.len();
-        self.op = 0;
-        Err(self.reject(Reason::NoStop))
-    }
-
     // ---- costs -----------------------------------------------------------------------------------
 
     /// Adds `bytes` to the allocation bound.
@@ -499,26 +448,14 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             self.protocol = u8::try_from(n).ok();
             return Ok(());
         }
-        let Some(protocol) = self.protocol else {
-            return Err(Reason::BadProto);
-        };
-        if op.offset < self.frame_end && op.end > self.frame_end {
-            return Err(Reason::BadFrame);
-        }
-        if !self.allowed(op.opcode) {
-            if let (Opcode::Inst, Argument::Global { module, name }) = (op.opcode, op.arg) {
+        if let Err(reason) = self.admit(op.opcode, op.offset, op.end) {
+            if let (Reason::OpcodeNotAllowed, Opcode::Inst, Argument::Global { module, name }) =
+                (reason, op.opcode, op.arg)
+            {
                 self.resolve(module.as_bytes(), name.as_bytes())?;
             }
-            return Err(Reason::OpcodeNotAllowed);
+            return Err(reason);
         }
-        if op.opcode.protocol() > protocol {
-            return Err(Reason::OpcodeAboveProtocol);
-        }
-        let literal = |s: &str, ascii: bool| Span {
-            start: op.end - s.len(),
-            len: s.len(),
-            latin1: latin1_chars(s.as_bytes(), ascii),
-        };
         match (op.opcode, op.arg) {
             (Opcode::Frame, Argument::Uint(n)) => {
                 let left = (self.pickle.len() - op.end) as u64;
@@ -552,11 +489,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                 self.push(Kind::Float(f.to_bits()))?;
                 self.note_literal(op);
             }
-            (_, Argument::Str(s)) => {
-                let ascii = s.is_ascii();
-                self.charge(limits::cost::str(s.len() as u64, ascii))?;
-                self.push(Kind::Str(literal(s, ascii)))?
-            }
+            (_, Argument::Str(s)) => self.text(op.end - s.len(), s.len(), s.is_ascii())?,
             (_, Argument::StrWithSurrogates(b)) => {
                 self.charge(limits::cost::str(b.len() as u64, false))?;
                 self.push(Kind::Str(Span {

@@ -102,6 +102,7 @@ pub use limits::{Limit, Limits};
 
 mod allowlist;
 mod arrays;
+mod decode;
 mod kinds;
 mod machine;
 mod summary;
