@@ -87,7 +87,28 @@ impl Scalar {
     /// The element type whose [`code`](Scalar::code) is exactly `s` (what the validator allows
     /// in `numpy.dtype(code, False, True)`), or `None`.
     pub fn from_code(s: &str) -> Option<Scalar> {
-        Scalar::ALL.into_iter().find(|scalar| scalar.code() == s)
+        Scalar::from_code_bytes(s.as_bytes())
+    }
+
+    /// [`from_code`](Scalar::from_code) of a code's bytes (no scan of the table's strings).
+    pub(crate) fn from_code_bytes(s: &[u8]) -> Option<Scalar> {
+        Some(match s {
+            b"b1" => Scalar::Bool,
+            b"i1" => Scalar::I8,
+            b"i2" => Scalar::I16,
+            b"i4" => Scalar::I32,
+            b"i8" => Scalar::I64,
+            b"u1" => Scalar::U8,
+            b"u2" => Scalar::U16,
+            b"u4" => Scalar::U32,
+            b"u8" => Scalar::U64,
+            b"f2" => Scalar::F16,
+            b"f4" => Scalar::F32,
+            b"f8" => Scalar::F64,
+            b"c8" => Scalar::C64,
+            b"c16" => Scalar::C128,
+            _ => return None,
+        })
     }
 
     /// Bytes per element.
@@ -327,6 +348,36 @@ mod tests {
                 assert_eq!(digits, dtype.itemsize());
             }
         }
+    }
+
+    #[test]
+    fn from_code_knows_exactly_the_codes() {
+        for scalar in Scalar::ALL {
+            assert_eq!(Scalar::from_code(scalar.code()), Some(scalar));
+        }
+        // Every other string of up to three bytes from the codes' alphabet, and more.
+        let alphabet = b"biufc012468<|O";
+        let mut known = 0;
+        for a in alphabet {
+            for b in alphabet {
+                for c in alphabet.iter().map(Some).chain([None]) {
+                    let mut s = [*a, *b, 0];
+                    let n = if let Some(c) = c {
+                        s[2] = *c;
+                        3
+                    } else {
+                        2
+                    };
+                    let text = core::str::from_utf8(&s[..n]).unwrap();
+                    let expect = Scalar::ALL.into_iter().find(|x| x.code() == text);
+                    known += usize::from(expect.is_some());
+                    assert_eq!(Scalar::from_code(text), expect, "{text}");
+                }
+            }
+        }
+        assert_eq!(known, Scalar::ALL.len());
+        assert_eq!(Scalar::from_code(""), None);
+        assert_eq!(Scalar::from_code("i"), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub(super) fn str_of<'p>(m: &Machine<'_, 'p, '_, '_, '_>, k: &Kind) -> Option<&'
 }
 
 pub(super) fn ints(items: &[Slot]) -> Option<Dims> {
-    if items.len() > MAX_NDIM {
+    if items.len() > MAX_NDIM || !items.iter().all(|s| matches!(s.kind, Kind::Int(Some(_)))) {
         return None;
     }
     let mut d = Dims {
@@ -64,18 +64,19 @@ pub(super) fn order_of(s: Option<&[u8]>) -> Check<bool> {
 }
 
 /// Parses a numpy dtype string such as `<i2`, `|u1`, `>f8` (general also: `i2`, `=i2`).
-pub(super) fn dtype_str(s: &str, strict: bool) -> Check<DType> {
-    let (prefix, code) = match s.as_bytes().first() {
-        Some(b'<' | b'>' | b'|' | b'=') => (s.get(..1), s.get(1..).unwrap_or("")),
+/// `s` is the str's UTF-8 bytes (the reader proved them).
+pub(super) fn dtype_str(s: &[u8], strict: bool) -> Check<DType> {
+    let (prefix, code) = match s.split_first() {
+        Some((p @ (b'<' | b'>' | b'|' | b'='), rest)) => (Some(*p), rest),
         _ => (None, s),
     };
-    let code = Scalar::from_code(code).ok_or(Reason::DtypeNotAllowed)?;
+    let code = Scalar::from_code_bytes(code).ok_or(Reason::DtypeNotAllowed)?;
     let one = code.itemsize() == 1;
     let order = match prefix {
-        Some(">") if !one || !strict => ByteOrder::Big,
-        Some("<") if !one || !strict => ByteOrder::Little,
-        Some("|") if one || !strict => ByteOrder::Little,
-        Some("=") | None if !strict => ByteOrder::Little,
+        Some(b'>') if !one || !strict => ByteOrder::Big,
+        Some(b'<') if !one || !strict => ByteOrder::Little,
+        Some(b'|') if one || !strict => ByteOrder::Little,
+        Some(b'=') | None if !strict => ByteOrder::Little,
         _ => return Err(Reason::DtypeNotAllowed),
     };
     // One-byte types have no byte order: `DType::new` keeps them `Little`, as this did before.
@@ -196,10 +197,10 @@ pub(super) fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class
         }
         _ => {}
     }
-    match (items.len(), items.first().map(|s| *m.current(s))) {
+    match (items.len(), items.first().map(|s| m.current(s))) {
         (
             1,
-            Some(Slot {
+            Some(&Slot {
                 kind:
                     Kind::List {
                         hashable_items,
@@ -214,7 +215,7 @@ pub(super) fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class
         }
         (
             1,
-            Some(Slot {
+            Some(&Slot {
                 kind: Kind::Bytes { len, .. },
                 ..
             }),
@@ -226,7 +227,7 @@ pub(super) fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class
         (items.len(), k(0), k(1), k(2))
     {
         return Class::DtypeArgs(
-            Scalar::from_code(code.str(m.pickle)).ok_or(Reason::DtypeNotAllowed),
+            Scalar::from_code_bytes(code.bytes(m.pickle)).ok_or(Reason::DtypeNotAllowed),
         );
     }
     // dtype state (3, byteorder, None, None, None, -1, -1, 0)
@@ -307,7 +308,7 @@ pub(super) fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class
                 return Err(Reason::BadCallArguments);
             }
             let shape = shape_of(k(0).unwrap_or(&Kind::None))?;
-            let dtype = dtype_str(dtype.str(m.pickle), strict)?;
+            let dtype = dtype_str(dtype.bytes(m.pickle), strict)?;
             let source = source_of(k(2).unwrap_or(&Kind::None))?;
             if strict && !matches!(source, Source::Buffer { .. }) {
                 return Err(Reason::BadArrayData);

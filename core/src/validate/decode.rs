@@ -169,13 +169,11 @@ impl<'p> Machine<'_, 'p, '_, '_, '_> {
         if offset < self.frame_end && end > self.frame_end {
             return Err(Reason::BadFrame);
         }
-        if !self.allowed(opcode) {
-            return Err(Reason::OpcodeNotAllowed);
+        match self.level(opcode) {
+            Level::NotRun => Err(Reason::OpcodeNotAllowed),
+            Level::From(level) if level > protocol => Err(Reason::OpcodeAboveProtocol),
+            Level::From(_) => Ok(()),
         }
-        if opcode.protocol() > protocol {
-            return Err(Reason::OpcodeAboveProtocol);
-        }
-        Ok(())
     }
 
     /// A str literal of `len` bytes at `start` (UTF-8 the reader proved, `ascii` if it is).
