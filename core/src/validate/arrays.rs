@@ -28,12 +28,12 @@ pub(super) fn ints(items: &[Slot]) -> Option<Dims> {
     Some(d)
 }
 
-pub(super) fn shape_of(k: &Kind) -> Check<Dims> {
+pub(super) fn shape_of(k: &Kind) -> Check<&Dims> {
     match k {
         Kind::Tuple(Tuple {
             class: Class::Ints(d),
             ..
-        }) if d.as_slice().iter().all(|v| *v >= 0) => Ok(*d),
+        }) if d.as_slice().iter().all(|v| *v >= 0) => Ok(d),
         _ => Err(Reason::BadShape),
     }
 }
@@ -95,17 +95,45 @@ pub(super) fn nbytes(dtype: &DType, shape: &Dims) -> Check<u64> {
         })
 }
 
-/// Checks that the array's bytes lie inside its source. `exact`: the array must cover its
-/// source exactly (what `_frombuffer`, `_reconstruct` and strict `ndarray` require).
-pub(super) fn place(
-    dtype: DType,
-    shape: Dims,
-    fortran: bool,
-    source: Source,
-    offset: i64,
-    strides: Option<Dims>,
-    exact: bool,
-) -> Check<ArrayInfo> {
+/// Where an array's bytes come from and how they are laid out.
+pub(super) struct Placement<'d> {
+    pub(super) dtype: DType,
+    pub(super) shape: &'d Dims,
+    pub(super) fortran: bool,
+    pub(super) source: Source,
+    pub(super) offset: i64,
+    pub(super) strides: Option<&'d Dims>,
+    /// The array must cover its source exactly (what `_frombuffer`, `_reconstruct` and strict
+    /// `ndarray` require).
+    pub(super) exact: bool,
+}
+
+/// The array of this placement: checks that its bytes lie inside its source ([`place`]), then
+/// its logical size ([`logical`]), and builds its info once.
+pub(super) fn array(p: Placement<'_>, max_bytes: u64) -> Check<ArrayInfo> {
+    let offset = place(&p)?;
+    logical(&p.dtype, p.shape, max_bytes)?;
+    Ok(ArrayInfo {
+        dtype: p.dtype,
+        shape: *p.shape,
+        fortran: p.fortran,
+        source: p.source,
+        offset,
+        strided: p.strides.is_some(),
+    })
+}
+
+/// Checks that the array's bytes lie inside its source; the offset.
+pub(super) fn place(p: &Placement<'_>) -> Check<u64> {
+    let Placement {
+        dtype,
+        shape,
+        source,
+        offset,
+        strides,
+        exact,
+        ..
+    } = *p;
     let size = nbytes(&dtype, &shape)?;
     let offset = u64::try_from(offset).map_err(|_| Reason::NegativeOffset)?;
     let len = source.len();
@@ -142,14 +170,7 @@ pub(super) fn place(
             }
         }
     }
-    Ok(ArrayInfo {
-        dtype,
-        shape,
-        fortran,
-        source,
-        offset,
-        strided: strides.is_some(),
-    })
+    Ok(offset)
 }
 
 /// `hash(complex(a[, b]))` for number arguments, or why `complex()` would fail (an int too
@@ -172,8 +193,8 @@ pub(super) fn complex_hash(a: Option<&Kind>, b: Option<&Kind>) -> Check<Hash> {
 
 /// Checks an array's logical size: what `a + 1` or `a.copy()` allocates, whatever the strides
 /// (a stride-0 view of 8 bytes may claim 8 TiB).
-pub(super) fn logical(info: ArrayInfo, max_bytes: u64) -> Check<ArrayInfo> {
-    let size = nbytes(&info.dtype, &info.shape)?;
+pub(super) fn logical(dtype: &DType, shape: &Dims, max_bytes: u64) -> Check<()> {
+    let size = nbytes(dtype, shape)?;
     if size > max_bytes {
         return Err(Reason::Limit {
             limit: Limit::ArrayBytes,
@@ -181,7 +202,7 @@ pub(super) fn logical(info: ArrayInfo, max_bytes: u64) -> Check<ArrayInfo> {
             max: max_bytes,
         });
     }
-    Ok(info)
+    Ok(())
 }
 
 pub(super) fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class {
@@ -276,8 +297,17 @@ pub(super) fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class
             let source = source_of(k(0).unwrap_or(&Kind::None))?;
             let shape = shape_of(k(2).unwrap_or(&Kind::None))?;
             let fortran = order_of(k(3).and_then(|s| str_of(m, s)))?;
-            logical(
-                place(*dtype, shape, fortran, source, 0, None, true)?,
+            let (dtype, offset, strides, exact) = (*dtype, 0, None, true);
+            array(
+                Placement {
+                    dtype,
+                    shape,
+                    fortran,
+                    source,
+                    offset,
+                    strides,
+                    exact,
+                },
                 max_bytes,
             )
         })();
@@ -294,8 +324,17 @@ pub(super) fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class
                 Some(Kind::Bytes { len, .. }) => Source::Bytes { len: *len },
                 _ => return Err(Reason::BadArrayData),
             };
-            logical(
-                place(*dtype, shape, *fortran, source, 0, None, true)?,
+            let (dtype, fortran, offset, strides, exact) = (*dtype, *fortran, 0, None, true);
+            array(
+                Placement {
+                    dtype,
+                    shape,
+                    fortran,
+                    source,
+                    offset,
+                    strides,
+                    exact,
+                },
                 max_bytes,
             )
         })();
@@ -324,7 +363,7 @@ pub(super) fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class
                 Some(Kind::Tuple(Tuple {
                     class: Class::Ints(d),
                     ..
-                })) if !strict => Some(*d),
+                })) if !strict => Some(d),
                 _ => return Err(Reason::BadStrides),
             };
             let fortran = match k(5) {
@@ -334,8 +373,17 @@ pub(super) fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class
             if offset < 0 {
                 return Err(Reason::NegativeOffset);
             }
-            logical(
-                place(dtype, shape, fortran, source, offset, strides, strict)?,
+            let exact = strict;
+            array(
+                Placement {
+                    dtype,
+                    shape,
+                    fortran,
+                    source,
+                    offset,
+                    strides,
+                    exact,
+                },
                 max_bytes,
             )
         })();
