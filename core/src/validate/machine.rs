@@ -1031,7 +1031,10 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                 s.kind.check_value()?;
             }
             hashable &= s.kind.hashable();
-            hasher.item(s.kind.hash());
+            // Once an item is unhashable the tuple's hash is `Random` whatever follows.
+            if hashable {
+                hasher.item(s.kind.hash());
+            }
         }
         let tuple = Tuple {
             len: items.len(),
