@@ -15,61 +15,68 @@ pub(super) enum Decoded<'p> {
     /// return them as an `Argument::Str` (ASCII is UTF-8), which is all the machine needs to
     /// know of them; it takes the span without proving UTF-8 a second time.
     Ascii { offset: usize, len: usize },
+    /// One for the reader to read (it may refuse it).
+    Reader,
+    /// The end of the pickle.
+    End,
 }
 
-/// The opcode at `pos`, `None` at the end of the pickle.
+/// The opcode at `pos` if it is one of the commonest and the reader would read it without
+/// error, else [`Decoded::Reader`] (or [`Decoded::End`]).
 #[inline(always)]
-pub(super) fn decode(pickle: &[u8], pos: usize) -> Option<Result<Decoded<'_>>> {
-    let byte = *pickle.get(pos)?;
+pub(super) fn decode(pickle: &[u8], pos: usize) -> Decoded<'_> {
+    let Some(&byte) = pickle.get(pos) else {
+        return Decoded::End;
+    };
     let Some(opcode) = Opcode::from_byte(byte) else {
-        return by_reader(pickle, pos);
+        return Decoded::Reader;
     };
     let after = pos + 1;
     let op = |arg, end| {
-        Some(Ok(Decoded::Op(Op {
+        Decoded::Op(Op {
             offset: pos,
             opcode,
             arg,
             end,
-        })))
+        })
     };
     let fixed = |n: usize| pickle.get(after..after + n);
     match opcode.arg() {
         Arg::None => op(Argument::None, after),
         Arg::Uint1 => match fixed(1) {
             Some(&[b]) => op(Argument::Int(i64::from(b)), after + 1),
-            _ => by_reader(pickle, pos),
+            _ => Decoded::Reader,
         },
         Arg::Uint2 => match fixed(2) {
             Some(&[a, b]) => op(
                 Argument::Int(i64::from(u16::from_le_bytes([a, b]))),
                 after + 2,
             ),
-            _ => by_reader(pickle, pos),
+            _ => Decoded::Reader,
         },
         Arg::Int4 => match fixed(4) {
             Some(&[a, b, c, d]) => op(
                 Argument::Int(i64::from(i32::from_le_bytes([a, b, c, d]))),
                 after + 4,
             ),
-            _ => by_reader(pickle, pos),
+            _ => Decoded::Reader,
         },
         Arg::Float8 => match fixed(8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
             Some(b) => op(Argument::Float(f64::from_be_bytes(b)), after + 8),
-            None => by_reader(pickle, pos),
+            None => Decoded::Reader,
         },
         Arg::Long1 => match counted(pickle, after) {
             Some((bytes, end)) => op(Argument::Long(bytes), end),
-            None => by_reader(pickle, pos),
+            None => Decoded::Reader,
         },
         Arg::UnicodeString1 => match counted(pickle, after) {
-            Some((text, _)) if text.iter().all(u8::is_ascii) => Some(Ok(Decoded::Ascii {
+            Some((text, _)) if text.iter().all(u8::is_ascii) => Decoded::Ascii {
                 offset: pos,
                 len: text.len(),
-            })),
-            _ => by_reader(pickle, pos),
+            },
+            _ => Decoded::Reader,
         },
-        _ => by_reader(pickle, pos),
+        _ => Decoded::Reader,
     }
 }
 
@@ -82,12 +89,19 @@ fn counted(pickle: &[u8], at: usize) -> Option<(&[u8], usize)> {
     Some((bytes, at + 1 + n))
 }
 
-/// The reader's decoding of the opcode at `pos` (its result or its error).
+/// The reader's decoding of the opcode at `pos` (its result or its error; `pos` is inside the
+/// pickle).
 #[inline(never)]
-fn by_reader(pickle: &[u8], pos: usize) -> Option<Result<Decoded<'_>>> {
-    Reader::at(pickle, pos)
-        .read_op()
-        .map(|r| r.map(Decoded::Op))
+fn by_reader(pickle: &[u8], pos: usize) -> Result<Op<'_>> {
+    match Reader::at(pickle, pos).read_op() {
+        Some(result) => result,
+        // Not reached: `pos` is inside the pickle, where the reader always answers.
+        None => Err(Error::Rejected {
+            at: pos,
+            opcode: 0,
+            reason: Reason::Truncated,
+        }),
+    }
 }
 
 impl<'p> Machine<'_, 'p, '_, '_, '_> {
@@ -105,9 +119,11 @@ impl<'p> Machine<'_, 'p, '_, '_, '_> {
             .map_err(|r| self.reject(r))?;
         let mut pos = 0;
         let mut opcodes = 0usize;
-        while let Some(decoded) = decode(self.pickle, pos) {
-            let op = match decoded? {
+        loop {
+            let op = match decode(self.pickle, pos) {
                 Decoded::Op(op) => op,
+                Decoded::Reader => by_reader(self.pickle, pos)?,
+                Decoded::End => break,
                 Decoded::Ascii { offset, len } => {
                     opcodes += 1;
                     let opcode = Opcode::ShortBinunicode;
@@ -214,18 +230,21 @@ mod tests {
     }
 
     fn decoder_view(pickle: &[u8], pos: usize) -> Option<Result<(usize, Option<Op<'_>>)>> {
-        decode(pickle, pos).map(|r| {
-            r.map(|d| match d {
-                Decoded::Op(op) => (op.end, Some(bits(op))),
-                Decoded::Ascii { offset, len } => {
-                    // The span really is the text the reader reads, and it is ASCII.
-                    let text = &pickle[offset + 2..offset + 2 + len];
-                    assert_eq!(usize::from(pickle[offset + 1]), len);
-                    assert!(text.is_ascii());
-                    (offset + 2 + len, None)
-                }
-            })
-        })
+        Some(Ok(match decode(pickle, pos) {
+            Decoded::End => return None,
+            Decoded::Reader => match by_reader(pickle, pos) {
+                Ok(op) => (op.end, Some(bits(op))),
+                Err(e) => return Some(Err(e)),
+            },
+            Decoded::Op(op) => (op.end, Some(bits(op))),
+            Decoded::Ascii { offset, len } => {
+                // The span really is the text the reader reads, and it is ASCII.
+                let text = &pickle[offset + 2..offset + 2 + len];
+                assert_eq!(usize::from(pickle[offset + 1]), len);
+                assert!(text.is_ascii());
+                (offset + 2 + len, None)
+            }
+        }))
     }
 
     #[test]
