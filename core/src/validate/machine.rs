@@ -926,19 +926,33 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         container_at: usize,
         want: Want,
     ) -> Check<()> {
-        let on_stack = *self.stack.get(container_at).ok_or(Reason::StackUnderflow)?;
-        let mut container = *self.current(&on_stack);
+        // The container as the memo knows it now (read in place: a Slot is large).
+        let on_stack = self.stack.get(container_at).ok_or(Reason::StackUnderflow)?;
         let pairs = want == Want::Dict;
         let n = range.len() as u64;
         if pairs && !n.is_multiple_of(2) {
             return Err(Reason::OddItems);
         }
-        match (container.kind, want) {
-            (Kind::List { .. }, Want::List) | (Kind::Dict, Want::Dict) | (Kind::Set, Want::Set) => {
-            }
+        let container = self.current(on_stack);
+        let list = match (container.kind, want) {
+            (
+                Kind::List {
+                    hashable_items,
+                    len,
+                    max_class,
+                },
+                Want::List,
+            ) => Some((hashable_items, len, max_class)),
+            (Kind::Dict, Want::Dict) | (Kind::Set, Want::Set) => None,
             (Kind::Mark, _) => return Err(Reason::MarkAsValue),
             _ => return Err(Reason::WrongContainer),
-        }
+        };
+        let (id, link, mut depth, mut size) = (
+            container.id,
+            container.memo,
+            container.depth,
+            container.size,
+        );
         self.charge(match want {
             Want::List => n.saturating_mul(limits::cost::LIST_ITEM),
             Want::Dict => (n / 2).saturating_mul(limits::cost::DICT_ITEM),
@@ -966,46 +980,45 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                 if !hashable {
                     return Err(Reason::Unhashable);
                 }
-                self.key(container.id, chosen, size)?;
+                self.key(id, chosen, size)?;
             }
             if want == Want::List {
                 hashable_all &= hashable;
                 if let Some(hash) = chosen {
                     self.chosen_list_items += 1;
                     if self.use_keys && self.count_lists {
-                        max_class = max_class.max(self.count_key(container.id, hash)?);
+                        max_class = max_class.max(self.count_key(id, hash)?);
                     }
                 }
             }
         }
-        if let Kind::List {
-            hashable_items,
-            len,
-            max_class: m,
-        } = container.kind
-        {
-            container.kind = Kind::List {
-                hashable_items: hashable_items && hashable_all,
-                len: len.saturating_add(n),
-                max_class: m.max(max_class),
-            };
-        }
+        let list = list.map(|(hashable_items, len, m)| Kind::List {
+            hashable_items: hashable_items && hashable_all,
+            len: len.saturating_add(n),
+            max_class: m.max(max_class),
+        });
         if n > 0 {
-            let (depth, size) = self.items_depth(range.clone());
-            container.depth = self.nest(container.depth.max(depth.saturating_add(1)))?;
-            container.size = self.expand(container.size.saturating_add(size))?;
+            let (items_depth, items_size) = self.items_depth(range.clone());
+            depth = self.nest(depth.max(items_depth.saturating_add(1)))?;
+            size = self.expand(size.saturating_add(items_size))?;
         }
-        self.trace_items(container.id, range, pairs);
+        self.trace_items(id, range, pairs);
+        // Write the new state to the stack copy (which keeps its own memo link) and to the memo
+        // copy it is linked to: the same container, so only what changed is written.
+        let update = |s: &mut Slot| {
+            if let Some(kind) = list {
+                s.kind = kind;
+            }
+            s.depth = depth;
+            s.size = size;
+        };
         if let Some(s) = self.stack.get_mut(container_at) {
-            *s = Slot {
-                memo: on_stack.memo,
-                ..container
-            };
+            update(s);
         }
-        if container.memo != 0 {
-            if let Some(m) = self.memo.get_mut(container.memo as usize - 1) {
-                if m.id == container.id {
-                    *m = container;
+        if link != 0 {
+            if let Some(m) = self.memo.get_mut(link as usize - 1) {
+                if m.id == id {
+                    update(m);
                 }
             }
         }
