@@ -354,6 +354,18 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             .ok_or(Reason::StackUnderflow)
     }
 
+    /// Pops the top value (as [`pop`](Self::pop) checks it) and returns where it was.
+    pub(super) fn pop_at(&mut self) -> Check<usize> {
+        self.top()?;
+        self.sp -= 1;
+        Ok(self.sp)
+    }
+
+    /// The stack entry at `i` as current as the memo knows it.
+    pub(super) fn current_at(&self, i: usize) -> &Slot {
+        self.stack.get(i).map_or(&Slot::EMPTY, |s| self.current(s))
+    }
+
     pub(super) fn pop(&mut self) -> Check<Slot> {
         let slot = *self.current(self.top()?);
         self.sp -= 1;
@@ -724,14 +736,16 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                 }
             }
             (Opcode::Newobj, _) => {
-                let args = self.pop()?;
-                let cls = self.pop()?;
-                let Kind::Tuple(args) = args.kind else {
+                // Popped in place (a Slot is large): the entries stay readable above `sp`.
+                let args_at = self.pop_at()?;
+                let cls_at = self.pop_at()?;
+                let args = self.current_at(args_at);
+                let Kind::Tuple(args) = &args.kind else {
                     return Err(Reason::BadCallArguments);
                 };
-                let kind = match (cls.kind, args.class) {
+                let kind = match (&self.current_at(cls_at).kind, &args.class) {
                     (Kind::Global(Callee::Ndarray), Class::NdarrayArgs(info)) => {
-                        let info = info?;
+                        let info = (*info)?;
                         self.arrays += 1;
                         self.charge(
                             limits::cost::array(u64::from(info.shape.len))
