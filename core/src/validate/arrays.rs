@@ -134,7 +134,7 @@ pub(super) fn place(p: &Placement<'_>) -> Check<u64> {
         exact,
         ..
     } = *p;
-    let size = nbytes(&dtype, &shape)?;
+    let size = nbytes(&dtype, shape)?;
     let offset = u64::try_from(offset).map_err(|_| Reason::NegativeOffset)?;
     let len = source.len();
     // The offset lies inside (or at the end of) the buffer for every size, empty arrays too.
