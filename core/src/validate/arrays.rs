@@ -123,6 +123,27 @@ pub(super) fn array(p: Placement<'_>, max_bytes: u64) -> Check<ArrayInfo> {
     })
 }
 
+/// [`array`] of C- or Fortran-ordered data that covers its source exactly, from offset 0 (what
+/// `_frombuffer` and `_reconstruct` build).
+pub(super) fn exact_array(
+    dtype: DType,
+    shape: &Dims,
+    fortran: bool,
+    source: Source,
+    max_bytes: u64,
+) -> Check<ArrayInfo> {
+    let placement = Placement {
+        dtype,
+        shape,
+        fortran,
+        source,
+        offset: 0,
+        strides: None,
+        exact: true,
+    };
+    array(placement, max_bytes)
+}
+
 /// Checks that the array's bytes lie inside its source; the offset.
 pub(super) fn place(p: &Placement<'_>) -> Check<u64> {
     let Placement {
@@ -297,19 +318,7 @@ pub(super) fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class
             let source = source_of(k(0).unwrap_or(&Kind::None))?;
             let shape = shape_of(k(2).unwrap_or(&Kind::None))?;
             let fortran = order_of(k(3).and_then(|s| str_of(m, s)))?;
-            let (dtype, offset, strides, exact) = (*dtype, 0, None, true);
-            array(
-                Placement {
-                    dtype,
-                    shape,
-                    fortran,
-                    source,
-                    offset,
-                    strides,
-                    exact,
-                },
-                max_bytes,
-            )
+            exact_array(*dtype, shape, fortran, source, max_bytes)
         })();
         return Class::FromBufferArgs(info);
     }
@@ -324,19 +333,7 @@ pub(super) fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class
                 Some(Kind::Bytes { len, .. }) => Source::Bytes { len: *len },
                 _ => return Err(Reason::BadArrayData),
             };
-            let (dtype, fortran, offset, strides, exact) = (*dtype, *fortran, 0, None, true);
-            array(
-                Placement {
-                    dtype,
-                    shape,
-                    fortran,
-                    source,
-                    offset,
-                    strides,
-                    exact,
-                },
-                max_bytes,
-            )
+            exact_array(*dtype, shape, *fortran, source, max_bytes)
         })();
         return Class::ArrayState(info);
     }
