@@ -64,12 +64,27 @@ impl Arena {
     /// `size` (at most [`ARENA_MAX`]) bytes starting at a [`BUFFER_ALIGN`] boundary.
     pub(super) fn take(&mut self, size: usize) -> BytesMut {
         let whole = align(size);
-        if self.rest.len() < whole {
-            self.renew();
-        }
-        let mut block = self.rest.split_to(whole);
+        self.room(whole);
+        let mut block = self.cut(whole);
         block.truncate(size);
         block
+    }
+
+    /// The unused rest of the current allocation, at least `min` (at most [`ARENA_MAX`]) bytes
+    /// (a fresh allocation if fewer are left), starting at a [`BUFFER_ALIGN`] boundary: a batch
+    /// writes many frames' bytes here, then [`cut`](Self::cut)s them off in one block.
+    pub(super) fn room(&mut self, min: usize) -> &mut [u8] {
+        if self.rest.len() < min {
+            self.renew();
+        }
+        &mut self.rest
+    }
+
+    /// The first `n` bytes of [`room`](Self::room) (`n` a multiple of [`BUFFER_ALIGN`], so the
+    /// rest stays aligned), as a block of their own.
+    pub(super) fn cut(&mut self, n: usize) -> BytesMut {
+        debug_assert_eq!(n % BUFFER_ALIGN, 0);
+        self.rest.split_to(n)
     }
 
     /// A fresh allocation: the old one taken back whole if no view of it is left (no
