@@ -24,7 +24,7 @@ use dmapickle_core::Descriptor;
 use super::crc::small_crc;
 use super::memory::{align, ARENA_MAX};
 use super::restart::restart_header;
-use super::{FrameReader, ReadError};
+use super::{FrameReader, ReadError, BUFFER_ALIGN};
 use crate::message::{Buffer, Message};
 
 /// The outcomes of one [`FrameReader::next_batch`] call, in stream order: messages and non-fatal
@@ -285,14 +285,18 @@ impl<'a> MessageRef<'a> {
                 seq: m.seq,
                 restart: m.restart,
                 pickle: block.slice(m.pickle_at as usize..(m.pickle_at + m.pickle_len) as usize),
-                buffers: pieces
-                    .iter()
-                    .map(|p| Buffer {
-                        data: block.slice(p.range()),
-                        descriptor: p.descriptor,
-                        kind: BufferKind::Inline,
-                    })
-                    .collect(),
+                buffers: if pieces.is_empty() {
+                    Vec::new()
+                } else {
+                    pieces
+                        .iter()
+                        .map(|p| Buffer {
+                            data: block.slice(p.range()),
+                            descriptor: p.descriptor,
+                            kind: BufferKind::Inline,
+                        })
+                        .collect()
+                },
                 stream_offset: m.stream_offset,
                 host_ns: m.host_ns,
             },
@@ -317,6 +321,9 @@ impl<R> FrameReader<R> {
     /// Take the frames staged whole at `stage[pos..]`, one after another, into `out` (at most
     /// `max` outcomes in all). See the [module docs](self).
     pub(super) fn take_staged(&mut self, out: &mut Batch, max: usize) -> Stop {
+        if !self.batch_pass {
+            return Stop::General;
+        }
         let FrameReader {
             stage,
             pos,
@@ -397,7 +404,8 @@ impl<R> FrameReader<R> {
             }
             let inline = &frame[body_end..frame.len() - 4];
             let field = u32::from_le_bytes(frame[frame.len() - 4..].try_into().unwrap_or([0; 4]));
-            let want = if !checked {
+            // No inline bytes: the CRC-32C of nothing is 0, the field's value either way.
+            let want = if !checked || inline.is_empty() {
                 0
             } else if inline.len() <= 256 {
                 small_crc(inline)
@@ -436,11 +444,19 @@ impl<R> FrameReader<R> {
                     continue;
                 }
             }
-            room[used..used + pickle_len].copy_from_slice(body.pickle);
-            let mut from = 0;
+            // The pickle and each inline buffer to their aligned places.
+            let from = *pos - frame.len() + HEADER_LEN;
+            copy_padded(
+                &mut room[used..used + align(pickle_len)],
+                stage,
+                from,
+                pickle_len,
+            );
+            let mut from = *pos - 4 - inline.len();
             for p in &out.pieces[pieces_at..] {
                 let n = p.descriptor.len as usize;
-                room[p.range()].copy_from_slice(&inline[from..from + n]);
+                let dst = p.at as usize..p.at as usize + align(n);
+                copy_padded(&mut room[dst], stage, from, n);
                 from += n;
             }
             out.slots.push(Slot::Staged(Staged {
@@ -465,16 +481,74 @@ impl<R> FrameReader<R> {
     }
 }
 
+/// Copy `stage[from..from + n]` to the start of `dst` (`n` rounded up to [`BUFFER_ALIGN`]
+/// bytes, the place of a piece in the shared block): 64 bytes at a time where the staging
+/// buffer reaches that far (the bytes after the piece land in its padding, which no view
+/// covers), so a tiny pickle's copy is two or four vector moves instead of a call to `memcpy`.
+fn copy_padded(dst: &mut [u8], stage: &[u8], from: usize, n: usize) {
+    match stage.get(from..from + dst.len()) {
+        Some(src) => {
+            for (d, s) in dst
+                .chunks_exact_mut(BUFFER_ALIGN)
+                .zip(src.chunks_exact(BUFFER_ALIGN))
+            {
+                d.copy_from_slice(s);
+            }
+        }
+        None => dst[..n].copy_from_slice(&stage[from..from + n]),
+    }
+}
+
 /// Whether a rebooted device's first header ([`restart_header`]) lies inside `frame`: starting
 /// after its first byte, all 24 bytes within its length (what [`super::restart::RestartScan`]
 /// finds in a frame fed whole).
 fn restart_inside(frame: &[u8]) -> bool {
-    let Some(starts) = frame.get(1..(frame.len() + 1).saturating_sub(HEADER_LEN)) else {
-        return false;
-    };
-    memchr::memchr_iter(dmapickle_core::frame::SYNC[0], starts).any(|i| {
-        frame
-            .get(1 + i..1 + i + HEADER_LEN)
-            .is_some_and(restart_header)
-    })
+    // Candidate starts are `1..end`; each 16-byte group read below ends at least 7 bytes
+    // before the frame does (`at < end` means `at + 16 <= frame.len() - 7`).
+    let end = (frame.len() + 1).saturating_sub(HEADER_LEN);
+    let mut at = 1;
+    while at < end {
+        let Some(group) = frame
+            .get(at..at + 16)
+            .and_then(|g| <&[u8; 16]>::try_from(g).ok())
+        else {
+            break;
+        };
+        let mut hits = sync_bytes(group);
+        if end - at < 16 {
+            hits &= (1 << (end - at)) - 1;
+        }
+        while hits != 0 {
+            let i = at + hits.trailing_zeros() as usize;
+            if frame.get(i..i + HEADER_LEN).is_some_and(restart_header) {
+                return true;
+            }
+            hits &= hits - 1;
+        }
+        at += 16;
+    }
+    false
+}
+
+/// Bit `i` set for each `group[i]` that is the sync word's first byte.
+#[inline]
+fn sync_bytes(group: &[u8; 16]) -> u32 {
+    let first = dmapickle_core::frame::SYNC[0];
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+        };
+        // SAFETY: SSE2 is part of every x86_64 CPU; the load reads the 16 bytes of `group`
+        // (unaligned loads are allowed).
+        unsafe {
+            let v = _mm_loadu_si128(group.as_ptr().cast::<__m128i>());
+            _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(first as i8))) as u32
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    group
+        .iter()
+        .enumerate()
+        .fold(0, |m, (i, &b)| m | (u32::from(b == first) << i))
 }

@@ -16,16 +16,24 @@ pub(super) fn small_crc(b: &[u8]) -> u32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2")]
 unsafe fn sse42_crc(b: &[u8]) -> u32 {
-    use std::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
+    use std::arch::x86_64::{_mm_crc32_u16, _mm_crc32_u32, _mm_crc32_u64, _mm_crc32_u8};
     let mut crc = u64::from(u32::MAX);
-    let mut words = b.chunks_exact(8);
-    for w in &mut words {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(w);
-        crc = _mm_crc32_u64(crc, u64::from_le_bytes(word));
+    let mut rest = b;
+    while let Some((word, r)) = rest.split_first_chunk::<8>() {
+        crc = _mm_crc32_u64(crc, u64::from_le_bytes(*word));
+        rest = r;
     }
+    // The last 0-7 bytes: 4, 2 and 1 at a time (a header's CRC covers 2 words and 4 bytes).
     let mut c = crc as u32;
-    for &byte in words.remainder() {
+    if let Some((four, r)) = rest.split_first_chunk::<4>() {
+        c = _mm_crc32_u32(c, u32::from_le_bytes(*four));
+        rest = r;
+    }
+    if let Some((two, r)) = rest.split_first_chunk::<2>() {
+        c = _mm_crc32_u16(c, u16::from_le_bytes(*two));
+        rest = r;
+    }
+    if let Some(&byte) = rest.first() {
         c = _mm_crc32_u8(c, byte);
     }
     !c

@@ -46,6 +46,8 @@ mod batch;
 mod crc;
 mod memory;
 mod restart;
+#[cfg(test)]
+mod tests;
 
 pub use batch::{Batch, BufferRef, Drain, MessageRef};
 
@@ -310,6 +312,9 @@ pub struct FrameReader<R> {
     queue: Batch,
     /// A fatal error met while filling `queue`, returned once the outcomes before it are out.
     deferred: Option<ReadError>,
+    /// Whether staged frames go through the batch pass (tests turn it off to compare with the
+    /// general path alone).
+    batch_pass: bool,
 }
 
 /// Most outcomes [`FrameReader::next_message`] checks ahead (frames already staged only).
@@ -321,6 +326,7 @@ fn within_limits(cfg: &ReaderConfig, h: &Header) -> bool {
 }
 
 /// Sequence accounting of a consumed frame (`docs/wire-format.md`, "Sequence numbers").
+#[inline]
 fn account_seq(
     counters: &mut Counters,
     last_seq: &mut Option<u32>,
@@ -483,6 +489,7 @@ impl<R: Read> FrameReader<R> {
             scratch: Scratch::default(),
             queue: Batch::default(),
             deferred: None,
+            batch_pass: true,
         }
     }
 
@@ -605,7 +612,8 @@ impl<R: Read> FrameReader<R> {
                 batch::Stop::Room => continue,
                 batch::Stop::General => {}
             }
-            if !out.is_empty() && !(ahead && self.frame_staged()) {
+            let more_staged = ahead && self.frame_staged();
+            if !out.is_empty() && !more_staged {
                 return Ok(true);
             }
             match self.next_frame() {
