@@ -21,7 +21,7 @@ use bytes::Bytes;
 use dmapickle_core::frame::{Body, BufferKind, Header, HEADER_LEN};
 use dmapickle_core::Descriptor;
 
-use super::crc::small_crc;
+use super::crc::SmallCrc;
 use super::memory::{align, ARENA_MAX};
 use super::restart::restart_header;
 use super::{FrameReader, ReadError, BUFFER_ALIGN};
@@ -343,6 +343,8 @@ impl<R> FrameReader<R> {
         let block = out.blocks.len() as u32;
         let mut used = 0usize;
         let lens = &mut scratch.lens;
+        let unit = SmallCrc::detect();
+        let crc = |b: &[u8]| unit.crc(b);
         let stop = loop {
             if out.slots.len() - out.start >= max {
                 break Stop::Full;
@@ -353,7 +355,7 @@ impl<R> FrameReader<R> {
             };
             // Checks in the order of docs/wire-format.md, "Reading a stream"; any failure leaves
             // the frame to the general path, which judges and counts it.
-            let Ok(h) = Header::decode_with(head, small_crc) else {
+            let Ok(h) = Header::decode_with(head, crc) else {
                 break Stop::General;
             };
             if !super::within_limits(cfg, &h) {
@@ -369,7 +371,7 @@ impl<R> FrameReader<R> {
                 break Stop::General;
             }
             let body_end = HEADER_LEN + h.body_len() as usize;
-            let Ok(body) = Body::parse_with(&h, &frame[HEADER_LEN..body_end], small_crc) else {
+            let Ok(body) = Body::parse_with(&h, &frame[HEADER_LEN..body_end], crc) else {
                 break Stop::General;
             };
             // The receive layout of `read_frame_bytes`: pickle at 0, each inline buffer at the
@@ -408,13 +410,13 @@ impl<R> FrameReader<R> {
             let want = if !checked || inline.is_empty() {
                 0
             } else if inline.len() <= 256 {
-                small_crc(inline)
+                crc(inline)
             } else {
                 crate::data_crc::append(0, inline)
             };
             // A rebooted device's header inside the frame (after its first byte, wholly within
             // its length) cuts it: the general path counts it corrupt and rescans.
-            if field != want || restart_inside(frame) {
+            if field != want || restart_inside(frame, unit) {
                 out.pieces.truncate(pieces_at);
                 break Stop::General;
             }
@@ -502,53 +504,57 @@ fn copy_padded(dst: &mut [u8], stage: &[u8], from: usize, n: usize) {
 /// Whether a rebooted device's first header ([`restart_header`]) lies inside `frame`: starting
 /// after its first byte, all 24 bytes within its length (what [`super::restart::RestartScan`]
 /// finds in a frame fed whole).
-fn restart_inside(frame: &[u8]) -> bool {
+fn restart_inside(frame: &[u8], unit: SmallCrc) -> bool {
     // Candidate starts are `1..end`; each 16-byte group read below ends at least 7 bytes
     // before the frame does (`at < end` means `at + 16 <= frame.len() - 7`).
     let end = (frame.len() + 1).saturating_sub(HEADER_LEN);
     let mut at = 1;
     while at < end {
-        let Some(group) = frame
-            .get(at..at + 16)
-            .and_then(|g| <&[u8; 16]>::try_from(g).ok())
-        else {
-            break;
+        // 32 starts at a time where the frame reaches that far, else 16.
+        let (mut hits, window) = match frame.get(at..at + 32) {
+            Some(g) => {
+                let (lo, hi) = g.split_at(16);
+                (sync_bytes(lo) | sync_bytes(hi) << 16, 32)
+            }
+            None => (frame.get(at..at + 16).map_or(0, sync_bytes), 16),
         };
-        let mut hits = sync_bytes(group);
-        if end - at < 16 {
+        if end - at < window {
             hits &= (1 << (end - at)) - 1;
         }
         while hits != 0 {
             let i = at + hits.trailing_zeros() as usize;
-            if frame.get(i..i + HEADER_LEN).is_some_and(restart_header) {
+            if frame
+                .get(i..i + HEADER_LEN)
+                .is_some_and(|h| restart_header(h, |b| unit.crc(b)))
+            {
                 return true;
             }
             hits &= hits - 1;
         }
-        at += 16;
+        at += window;
     }
     false
 }
 
-/// Bit `i` set for each `group[i]` that is the sync word's first byte.
+/// Bit `i` set for each `group[i]` (16 bytes) that is the sync word's first byte.
 #[inline]
-fn sync_bytes(group: &[u8; 16]) -> u32 {
+fn sync_bytes(group: &[u8]) -> u32 {
     let first = dmapickle_core::frame::SYNC[0];
     #[cfg(target_arch = "x86_64")]
-    {
+    if let Ok(group) = <&[u8; 16]>::try_from(group) {
         use std::arch::x86_64::{
             __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
         };
         // SAFETY: SSE2 is part of every x86_64 CPU; the load reads the 16 bytes of `group`
         // (unaligned loads are allowed).
-        unsafe {
+        return unsafe {
             let v = _mm_loadu_si128(group.as_ptr().cast::<__m128i>());
             _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(first as i8))) as u32
-        }
+        };
     }
-    #[cfg(not(target_arch = "x86_64"))]
     group
         .iter()
+        .take(16)
         .enumerate()
         .fold(0, |m, (i, &b)| m | (u32::from(b == first) << i))
 }
