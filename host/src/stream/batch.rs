@@ -285,17 +285,19 @@ impl<'a> MessageRef<'a> {
                 seq: m.seq,
                 restart: m.restart,
                 pickle: block.slice(m.pickle_at as usize..(m.pickle_at + m.pickle_len) as usize),
-                buffers: if pieces.is_empty() {
-                    Vec::new()
-                } else {
-                    pieces
-                        .iter()
-                        .map(|p| Buffer {
-                            data: block.slice(p.range()),
-                            descriptor: p.descriptor,
-                            kind: BufferKind::Inline,
-                        })
-                        .collect()
+                buffers: {
+                    let mut buffers = Vec::new();
+                    if !pieces.is_empty() {
+                        buffers.reserve_exact(pieces.len());
+                        for p in pieces {
+                            buffers.push(Buffer {
+                                data: block.slice(p.range()),
+                                descriptor: p.descriptor,
+                                kind: BufferKind::Inline,
+                            });
+                        }
+                    }
+                    buffers
                 },
                 stream_offset: m.stream_offset,
                 host_ns: m.host_ns,
