@@ -43,7 +43,16 @@ def ours(path: str) -> tuple[int, int, float]:
 
 
 def floor(path: str, limit: int) -> tuple[int, int, float]:
-    """The same messages' (pickle, buffers) held in memory, then `pickle.loads(p, buffers=b)`."""
+    """The same messages' (pickle, buffers) held in memory, then `pickle.loads(p, buffers=b)`.
+
+    Measured in a child process started with `DMAPICKLE_AUDIT_GUARD=0`, so that no audit hook
+    exists there: dmapickle's guard, once installed, makes every `pickle.loads` of the process
+    build an audit event (about 3.5% on these messages), which would flatter the ratio."""
+    if os.environ.get("DMAPICKLE_AUDIT_GUARD") != "0":
+        env = dict(os.environ, DMAPICKLE_AUDIT_GUARD="0")
+        out = subprocess.run([sys.executable, __file__, "--floor", path, str(limit)], env=env,
+                             check=True, capture_output=True, text=True).stdout.split()
+        return int(out[0]), int(out[1]), float(out[2])
     held = []
     with dmapickle.open(path) as stream:
         for msg in stream:
@@ -101,6 +110,11 @@ def best(fn, *args, repeat: int = 3):
 
 
 def main() -> None:
+    if sys.argv[1] == "--floor":
+        n, nbytes, t = best(floor, sys.argv[2], int(sys.argv[3]))
+        assert not dmapickle._native.audit_guard()
+        print(n, nbytes, t)
+        return
     device = sys.argv[1]
     quick = "--quick" in sys.argv
     cases = [
@@ -116,7 +130,7 @@ def main() -> None:
         path = f"/dev/shm/dmapickle-bench-{os.getpid()}.rec"
         try:
             size = record(device, path, count, rows)
-            fn, fb, ft = best(floor, path, min(count, 50_000))
+            fn, fb, ft = floor(path, min(count, 50_000))  # best of 3, in a hook-free process
             on, ob, ot = best(ours, path)
             assert on == count, (on, count)
             rb, rt = best(raw_read, path)
