@@ -14,7 +14,9 @@
 //! is, it refuses every `(module, name)` outside that load's allowlist with the same
 //! `pickle.UnpicklingError` the `find_class` override raises. So a stream's message is loaded by
 //! `pickle.loads(pickle, buffers=...)` itself, and the same pairs pass as through the
-//! restricted `Unpickler`: the same names, before any import.
+//! restricted `Unpickler`: the same names, before any import. (Neither sees an `EXT1`/`EXT2`/
+//! `EXT4` code already in `copyreg`'s extension cache, which CPython resolves without
+//! `find_class`; the validator refuses those opcodes in every profile.)
 //!
 //! The hook cannot be removed (PEP 578), so it is kept cheap for the rest of the process: on
 //! any other thread, or outside a load, it returns after one thread-local read, and being a C
