@@ -21,13 +21,9 @@ use serde_derive::Serialize;
 const ROWS: usize = 1024;
 const ADC: Descriptor = Descriptor::new(1, 0, (ROWS * 4 * 2) as u32).read_only();
 
-#[derive(Serialize)]
-struct Sensor<'a> {
-    seq: u32,
-    t_ns: u64,
-    adc: NdArray<'a, i16>,
-    gain: f32,
-}
+#[path = "../examples/common/sensor.rs"]
+mod sensor;
+use sensor::Sensor;
 
 /// The same message with the samples in-band, for serializers without out-of-band buffers.
 #[derive(Serialize)]

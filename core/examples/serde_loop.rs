@@ -11,15 +11,10 @@ use std::hint::black_box;
 
 use dmapickle_core::ser::{to_pickle, NdArray};
 use dmapickle_core::Descriptor;
-use serde_derive::Serialize;
 
-#[derive(Serialize)]
-struct Sensor<'a> {
-    seq: u32,
-    t_ns: u64,
-    adc: NdArray<'a, i16>,
-    gain: f32,
-}
+#[path = "common/sensor.rs"]
+mod sensor;
+use sensor::Sensor;
 
 fn main() {
     let n: u32 = std::env::args()

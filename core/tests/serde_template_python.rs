@@ -129,13 +129,9 @@ fn serde_case<T: Serialize + ?Sized>(name: &str, value: &T, expected: Json) -> C
 
 // ---- derived types ------------------------------------------------------------------------------
 
-#[derive(Serialize)]
-struct Sensor<'a> {
-    seq: u32,
-    t_ns: u64,
-    adc: NdArray<'a, i16>,
-    gain: f32,
-}
+#[path = "../examples/common/sensor.rs"]
+mod sensor;
+use sensor::Sensor;
 
 #[derive(Serialize)]
 struct UnitStruct;

@@ -3,7 +3,7 @@
 //! either only `read`s them into a 1 MiB buffer (raw), or runs the `FrameReader` (three CRCs,
 //! header/table decode, pooled zero-copy views, message built and dropped). Tiny frames are
 //! measured twice: one `next_message` call per message, and `next_batch` (every frame already
-//! staged per call, the batch's `Vec` reused).
+//! staged per call, the `Batch` reused, its messages borrowed).
 //!
 //! `cargo bench -p dmapickle-host --bench reassembly` prints a markdown table
 //! (docs/performance.md, "Link and reassembly"). `-- --quick` runs a smaller volume.
@@ -168,24 +168,27 @@ fn drain(src: &mut impl Read) -> u64 {
 fn read_all<R: Read>(reader: &mut FrameReader<R>, buf_len: usize, count: u32) -> u64 {
     let mut n = 0u32;
     let mut payload = 0u64;
-    let mut take = |m: dmapickle_host::Message| {
-        assert_eq!(m.seq, n);
-        payload += m.buffers.iter().map(|b| b.data.len() as u64).sum::<u64>();
-        n += 1;
-    };
     if BATCH.load(Ordering::Relaxed) {
-        // `next_batch`, at most 256 messages per call (as the Python reader thread asks).
-        let mut batch = Vec::new();
+        // `next_batch`, at most 256 messages per call (as the Python reader thread asks), each
+        // message borrowed from the batch.
+        let mut batch = dmapickle_host::stream::Batch::new();
         loop {
             let more = reader.next_batch(&mut batch, 256).unwrap();
-            batch.drain(..).for_each(|m| take(m.unwrap()));
+            for m in batch.iter() {
+                let m = m.unwrap();
+                assert_eq!(m.seq(), n);
+                payload += m.buffers().map(|b| b.data.len() as u64).sum::<u64>();
+                n += 1;
+            }
             if !more {
                 break;
             }
         }
     } else {
         while let Some(m) = reader.next_message().unwrap() {
-            take(m);
+            assert_eq!(m.seq, n);
+            payload += m.buffers.iter().map(|b| b.data.len() as u64).sum::<u64>();
+            n += 1;
         }
     }
     assert_eq!(n, count);

@@ -48,7 +48,7 @@ fn run_with(config: ReaderConfig, label: &str, seed: u64, batch: bool) {
         delivered.push(m.seq);
     };
     if batch {
-        let mut out = Vec::new();
+        let mut out = dmapickle_host::stream::Batch::new();
         let mut batches = 0u32;
         loop {
             let more = reader
@@ -56,8 +56,13 @@ fn run_with(config: ReaderConfig, label: &str, seed: u64, batch: bool) {
                 .unwrap_or_else(|e| panic!("{label}: {e}"));
             assert!(out.len() <= 64, "{label}: a batch over its limit");
             batches += 1;
-            for m in out.drain(..) {
-                take(m.unwrap_or_else(|e| panic!("{label}: {e}")));
+            for m in out.iter() {
+                let m = m.unwrap_or_else(|e| panic!("{label}: {e}"));
+                // The borrowed view and the owned message agree.
+                let owned = m.to_message();
+                assert_eq!(m.pickle(), &owned.pickle[..]);
+                assert!(m.buffers().map(|b| b.data).eq(owned.buffer_bytes()));
+                take(owned);
             }
             if !more {
                 break;

@@ -4,7 +4,9 @@ byte, and the RestrictedUnpickler refuses any global outside the allowlist on it
 from __future__ import annotations
 
 import io
+import os
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -16,31 +18,63 @@ OS_SYSTEM = b"\x80\x05\x8c\x02os\x8c\x06system\x93\x8c\x02id\x85R."
 SYNC = b"\xf1\x50\x4b\x05"
 
 
-@pytest.fixture
-def instrumented(monkeypatch):
-    """Count every load() of an unpickler, record every global it looks up and every pickle
-    given to pickle.loads."""
-    seen = {"loads": 0, "globals": [], "pickles": []}
-    real_load = dmapickle.RestrictedUnpickler.load
-    real_find = dmapickle.RestrictedUnpickler.find_class
-    real_loads = pickle.loads
+#: Every `(module, name)` any unpickler in this process looked up while `_RECORDING` is set:
+#: CPython raises the audit event `pickle.find_class` in every find_class (C and Python
+#: unpicklers, dmapickle's guarded `pickle.loads` and its restricted Unpickler alike), before
+#: any import. Audit hooks cannot be removed, so this one only records when asked to.
+_FIND_CLASS: list = []
+_RECORDING = [False]
 
-    def load(self):
-        seen["loads"] += 1
-        return real_load(self)
 
-    def find(self, module, name):
-        seen["globals"].append((module, name))
-        return real_find(self, module, name)
+def _record_find_class(event, args):
+    if _RECORDING[0] and event == "pickle.find_class":
+        _FIND_CLASS.append(tuple(args))
 
-    def loads(data, *a, **kw):
-        seen["pickles"].append(bytes(data))
-        return real_loads(data, *a, **kw)
 
-    monkeypatch.setattr(dmapickle.RestrictedUnpickler, "load", load)
-    monkeypatch.setattr(dmapickle.RestrictedUnpickler, "find_class", find)
-    monkeypatch.setattr(pickle, "loads", loads)
-    return seen
+sys.addaudithook(_record_find_class)
+
+
+class _Seen:
+    """Live counts for a test: `loads` (pickles given to an unpickler by any dmapickle loader
+    since the test started) and `globals` (every global any unpickler looked up)."""
+
+    def __init__(self, loaders):
+        self._loaders = loaders
+        self._base = {id(l): l.loads for l in loaders()}
+
+    def __getitem__(self, key):
+        if key == "loads":
+            return sum(l.loads - self._base.get(id(l), 0) for l in self._loaders())
+        if key == "globals":
+            return list(_FIND_CLASS)
+        raise KeyError(key)
+
+
+@pytest.fixture(params=["guard", "unpickler"])
+def instrumented(request, monkeypatch):
+    """Count every load of a delivered pickle and record every global looked up, with each of
+    the two second lines of defence: `pickle.loads` under dmapickle's audit guard (the default)
+    and the per-message restricted Unpickler (where the guard is unavailable)."""
+    made = []
+    if request.param == "unpickler":
+        def loader(allowed):
+            cls = dmapickle._unpickler(allowed)
+            # Every lookup through find_class's import path (and its audit event), not the
+            # cache of globals already resolved (tested on its own below).
+            monkeypatch.setattr(cls, "_resolved", None)
+            made.append(dmapickle._native.Loader(allowed, cls, guard=False))
+            assert not made[-1].guarded
+            return made[-1]
+
+        monkeypatch.setattr(dmapickle, "_loader", loader)
+    else:
+        assert dmapickle._native.audit_guard()
+    seen = _Seen(lambda: list(dmapickle._LOADERS.values()) + made)
+    _FIND_CLASS.clear()
+    _RECORDING[0] = True
+    yield seen
+    _RECORDING[0] = False
+    _FIND_CLASS.clear()
 
 
 def test_hostile_frames_are_refused_before_python(start_device, tmp_path, instrumented):
@@ -57,10 +91,10 @@ def test_hostile_frames_are_refused_before_python(start_device, tmp_path, instru
     assert seqs == list(range(20))
     assert stats["refused"] == 10 and stats["frames_ok"] == 20
     assert "refused" in stats["last_refused"]
-    # Only the 20 benign pickles reached an unpickler, and they only asked for numpy.ndarray;
-    # nothing went through pickle.loads at all.
-    assert instrumented["loads"] == 20 and instrumented["pickles"] == []
-    assert set(instrumented["globals"]) == {("numpy", "ndarray")}
+    # Only the 20 benign pickles reached an unpickler, and each asked for numpy.ndarray once:
+    # no unpickler in the process looked up anything else.
+    assert instrumented["loads"] == 20
+    assert instrumented["globals"] == [("numpy", "ndarray")] * 20
 
 
 def test_loads_refuses_a_hostile_frame_with_the_reason(start_device, tmp_path, instrumented):
@@ -72,7 +106,7 @@ def test_loads_refuses_a_hostile_frame_with_the_reason(start_device, tmp_path, i
     assert dmapickle.loads(good)["seq"] == 0
     with pytest.raises(dmapickle.RejectedError, match="allowlist"):
         dmapickle.loads(evil)
-    assert instrumented["loads"] == 1 and instrumented["pickles"] == []
+    assert instrumented["loads"] == 1 and instrumented["globals"] == [("numpy", "ndarray")]
 
 
 def test_check_api():
@@ -134,12 +168,16 @@ def test_rejected_error_says_where_and_why_as_data(start_device, tmp_path):
     with pytest.raises(dmapickle.RejectedError, match="no intact frame") as e:
         dmapickle.read_frame(b"not a frame")
     assert (e.value.offset, e.value.opcode, e.value.reason, e.value.limit) == (None, None, None, None)
-    # What Rust hands the Python side per message is a named type, not a bare tuple.
-    raw = dmapickle._native.read_frame(data[: data.index(SYNC, 1)], [], [], "general")
+    # What Rust hands the Python side per message is a `dmapickle.Message`, made in Rust.
+    loader = dmapickle._loader(dmapickle.ALLOWED_GLOBALS["general"])
+    raw = dmapickle._native.read_frame(data[: data.index(SYNC, 1)], [], [], "general", loader)
     msg = dmapickle.read_frame(data)
-    assert type(raw).__name__ == "RawMessage" and type(raw) is not tuple
+    assert type(raw) is dmapickle.Message is type(msg)
     assert (raw.seq, raw.pickle, raw.host_ns > 0) == (msg.seq, msg.pickle, True)
     assert [b.nbytes for b in raw.buffers] == [b.nbytes for b in msg.buffers] and raw.shared == msg.shared
+    assert repr(msg) == f"<dmapickle.Message seq=0 pickle={len(msg.pickle)} B buffers=[32]>"
+    with pytest.raises(AttributeError):
+        msg.seq = 5  # read-only, like the frame it came from
     # Old `except ValueError` clauses still catch it; the class has the attributes too.
     assert issubclass(dmapickle.RejectedError, ValueError)
     assert dmapickle.RejectedError("x").offset is None
@@ -153,6 +191,103 @@ def test_restricted_unpickler_alone_refuses_globals():
     # An extra allowed global is accepted by both lines of defence.
     p = pickle.dumps(complex(1, 2), protocol=5)
     assert dmapickle.check(p, allow=["builtins:complex"]) == "complex"
+
+
+def _creates(path) -> bytes:
+    """A pickle that, if anything ran it, would create ``path``: ``builtins.open(path, 'w')``."""
+    p = str(path).encode()
+    return b"\x80\x05\x8c\x08builtins\x8c\x04open\x93\x8c" + bytes([len(p)]) + p + b"\x8c\x01w\x86R."
+
+
+@pytest.mark.parametrize("guard", [True, False])
+def test_the_loader_alone_refuses_globals_outside_its_allowlist(tmp_path, guard):
+    """The second line of defence without the first: pickles the validator would refuse, given
+    straight to the native Loader, are refused before the global is imported or called, both
+    through `pickle.loads` under the audit guard and through the restricted Unpickler."""
+    general = dmapickle.ALLOWED_GLOBALS["general"]
+    loader = dmapickle._native.Loader(general, dmapickle._unpickler(general), guard=guard)
+    assert loader.guarded is guard
+    target = tmp_path / "created"
+    for evil, name in [(_creates(target), "builtins.open"), (OS_SYSTEM, "os.system")]:
+        with pytest.raises(pickle.UnpicklingError, match=f"global {name} is not in the dmapickle allowlist"):
+            loader.load(evil, [])
+    assert not target.exists()
+    # Allowed globals and out-of-band buffers load as pickle.loads loads them.
+    arr = np.arange(12, dtype="<i2").reshape(3, 4)
+    bufs = []
+    p = pickle.dumps({"a": arr, "t": (1, 2.5, "x"), "s": {1, 2}}, protocol=5, buffer_callback=bufs.append)
+    views = [memoryview(b.raw()) for b in bufs]
+    got = loader.load(p, views)
+    np.testing.assert_array_equal(got["a"], arr)
+    assert (got["t"], got["s"]) == ((1, 2.5, "x"), {1, 2}) and np.shares_memory(got["a"], np.asarray(views[0]))
+    # The guard acts only inside a load: afterwards (also after a refusal) pickle is untouched.
+    the_int_type = pickle.dumps(int, protocol=5)
+    assert pickle.loads(the_int_type) is int
+    # An allowlist with one more global lets exactly that one through.
+    more = general | {("builtins", "int")}
+    extra = dmapickle._native.Loader(more, dmapickle._unpickler(more), guard=guard)
+    assert extra.load(the_int_type, []) is int
+    with pytest.raises(pickle.UnpicklingError, match="builtins.int is not"):
+        loader.load(the_int_type, [])
+
+
+def test_the_audit_guard_acts_only_on_the_loading_thread():
+    """While one thread loads through the guard, another thread's own pickle.loads of a global
+    outside dmapickle's allowlist is not refused (the guard is per thread), and the guarded
+    loads keep refusing it throughout."""
+    import threading
+
+    general = dmapickle.ALLOWED_GLOBALS["general"]
+    loader = dmapickle._native.Loader(general, dmapickle._unpickler(general))
+    assert loader.guarded
+    bufs = []
+    benign = pickle.dumps(np.arange(64, dtype="<i2"), protocol=5, buffer_callback=bufs.append)
+    views = [memoryview(b.raw()) for b in bufs]
+    the_int_type = pickle.dumps(int, protocol=5)
+    failures, refused, stop = [], [0], threading.Event()
+    sys.setswitchinterval(1e-5)  # switch threads often, also in the middle of loads
+
+    def other():
+        try:
+            while not stop.is_set():
+                assert pickle.loads(the_int_type) is int
+        except Exception as e:  # noqa: BLE001 - reported below
+            failures.append(e)
+
+    t = threading.Thread(target=other)
+    t.start()
+    try:
+        for i in range(20_000):
+            if i % 2:
+                assert loader.load(benign, views).shape == (64,)
+            else:
+                try:
+                    loader.load(the_int_type, [])
+                except pickle.UnpicklingError:
+                    refused[0] += 1
+    finally:
+        stop.set()
+        t.join()
+        sys.setswitchinterval(0.005)
+    assert failures == [] and refused[0] == 10_000
+
+
+def test_the_audit_guard_can_be_turned_off(tmp_path):
+    """`DMAPICKLE_AUDIT_GUARD=0`: no audit hook is installed, and loads go through the restricted
+    Unpickler, which refuses the same globals."""
+    import subprocess
+
+    code = (
+        "import pickle, dmapickle\n"
+        "assert dmapickle._native.audit_guard() is False\n"
+        "g = dmapickle.ALLOWED_GLOBALS['general']\n"
+        "l = dmapickle._loader(g)\n"
+        "assert l.guarded is False\n"
+        f"try:\n    l.load({OS_SYSTEM!r}, [])\nexcept pickle.UnpicklingError as e:\n    print(e)\n"
+    )
+    env = dict(os.environ, DMAPICKLE_AUDIT_GUARD="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "global os.system is not in the dmapickle allowlist"
 
 
 def test_the_stream_unpickler_caches_only_allowed_globals():

@@ -14,16 +14,17 @@ arrays over the buffers that came with it, and gives you the message::
 region): nothing is copied after the read. The memory stays valid as long as any array or view
 of it exists; a shared-region buffer is handed back to the device when the last one is dropped.
 
-Defence in depth: every pickle is validated in Rust before Python sees it, and then loaded with
-an ``Unpickler`` whose ``find_class`` only returns globals from the allowlist.
+Defence in depth: every pickle is validated in Rust before Python sees it, and then loaded by
+CPython's ``pickle.loads`` while an audit hook refuses every global outside the allowlist (the
+``pickle.find_class`` audit event comes before any import); where that hook cannot be installed,
+or with ``DMAPICKLE_AUDIT_GUARD=0``, by an ``Unpickler`` whose ``find_class`` only returns
+allowlisted globals.
 """
 
 from __future__ import annotations
 
-import collections
-import io
 import pickle
-from typing import Any, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _native
 from .clock import ClockEstimate, DeviceClock
@@ -175,48 +176,23 @@ def _regions(regions: Union[None, Mapping[int, str], Iterable[str]]) -> List[Tup
     return out
 
 
-class Message:
-    """One delivered message: ``seq``, ``pickle`` (bytes), ``buffers`` (list of memoryview),
-    ``host_ns``.
+#: One delivered message (made in Rust): ``seq``, ``pickle`` (bytes), ``buffers`` (list of
+#: memoryview), ``shared`` (per buffer: in a shared region?), ``host_ns``. ``buffers[i]`` is a
+#: zero-copy view of the i-th out-of-band buffer, read-only when the frame's descriptor says so;
+#: ``load()`` unpickles with those buffers, allowing only the stream's allowlisted globals.
+Message = _native.Message
 
-    ``buffers[i]`` is a zero-copy view of the i-th out-of-band buffer, read-only when the
-    frame's descriptor says so. ``load()`` unpickles with those buffers.
-    """
+_LOADERS: Dict[frozenset, "_native.Loader"] = {}
 
-    __slots__ = ("seq", "pickle", "buffers", "shared", "host_ns", "_framed", "_unpickler", "_clock")
 
-    def __init__(
-        self, raw: "_native.RawMessage", unpickler: type, clock: Optional[DeviceClock] = None,
-    ) -> None:
-        # RawMessage is a struct sequence (a named tuple made in Rust, like os.stat_result)
-        # with the fields seq, pickle, framed, buffers, shared, host_ns; one unpack costs a
-        # little less than six attribute reads.
-        seq, pkl, framed, views, shared, host_ns = raw
-        self.seq: int = seq
-        #: When the frame's last byte was read, in ns of the host's monotonic clock (the clock of
-        #: ``time.monotonic_ns()`` on Linux), taken in Rust as the read returned.
-        self.host_ns: int = host_ns
-        self.pickle: bytes = pkl
-        # Each view exports the received bytes (or the shared region) without a copy, read-only
-        # when the descriptor says so, and keeps them alive while any view or array exists.
-        self.buffers: List[memoryview] = views
-        #: Per buffer: True when it lies in a shared region (released when its last view dies).
-        self.shared: List[bool] = shared
-        self._framed = framed  # the same pickle inside one FRAME: one read() for the Unpickler
-        self._unpickler = unpickler
-        self._clock = clock
-
-    def load(self) -> Any:
-        """Unpickle with this message's buffers, through ``RestrictedUnpickler``; a dict with
-        the stream clock's field (``t_us``) also feeds :attr:`Stream.clock`."""
-        obj = self._unpickler(io.BytesIO(self._framed), buffers=self.buffers).load()
-        if self._clock is not None:
-            self._clock.observe(self.seq, self.host_ns, obj)
-        return obj
-
-    def __repr__(self) -> str:
-        sizes = ", ".join(str(b.nbytes) for b in self.buffers)
-        return f"<dmapickle.Message seq={self.seq} pickle={len(self.pickle)} B buffers=[{sizes}]>"
+def _loader(allowed: frozenset) -> "_native.Loader":
+    """The loader for one allowlist: CPython's ``pickle.loads`` with every global outside
+    ``allowed`` refused by dmapickle's audit guard (host/src/python/loader.rs), or, where the
+    guard is unavailable or ``DMAPICKLE_AUDIT_GUARD=0``, the restricted Unpickler per message."""
+    loader = _LOADERS.get(allowed)
+    if loader is None:
+        loader = _LOADERS[allowed] = _native.Loader(allowed, _unpickler(allowed))
+    return loader
 
 
 class Stream:
@@ -240,19 +216,26 @@ class Stream:
         extra = _globals(allow)
         if profile not in ALLOWED_GLOBALS:
             raise ValueError(f"profile must be 'general' or 'strict', not {profile!r}")
-        self._unpickler = _unpickler(ALLOWED_GLOBALS[profile] | frozenset(extra))
+        loader = _loader(ALLOWED_GLOBALS[profile] | frozenset(extra))
         self.source = source
         self._native = _native.Stream(
-            source, _regions(regions), extra, profile, reconnect, queue, trust_link=trust_link,
+            source, _regions(regions), extra, profile, reconnect, queue, loader, trust_link=trust_link,
             max_frame=max_frame, max_pickle=max_pickle, max_buffers=max_buffers,
             limits=_limits(limits),
         )
-        self._ready: Deque["_native.RawMessage"] = collections.deque()  # received, not yet returned
-        #: The device clock against ``host_ns``, fitted from the ``t_us`` of every loaded
-        #: message (``clock.estimate``: offset, drift and their uncertainty; see
-        #: :mod:`dmapickle.clock`). Replace it with ``DeviceClock(field, unit_s)`` for another
-        #: timestamp field.
-        self.clock = DeviceClock()
+        self._native.clock = DeviceClock()
+
+    @property
+    def clock(self) -> DeviceClock:
+        """The device clock against ``host_ns``, fitted from the ``t_us`` of every loaded
+        message (``clock.estimate``: offset, drift and their uncertainty; see
+        :mod:`dmapickle.clock`). Replace it with ``DeviceClock(field, unit_s)`` for another
+        timestamp field: messages taken after that feed the new one."""
+        return self._native.clock
+
+    @clock.setter
+    def clock(self, clock: DeviceClock) -> None:
+        self._native.clock = clock
 
     def next(self, timeout: Optional[float] = None) -> Optional[Message]:
         """The next message, or None at the end of the stream.
@@ -260,26 +243,18 @@ class Stream:
         Waits with the GIL released; raises ``TimeoutError`` after ``timeout`` seconds and
         ``OSError`` if the source fails. Ctrl-C raises ``KeyboardInterrupt`` while waiting.
         """
-        ready = self._ready
-        if not ready:
-            batch = self._native.next_batch(timeout)
-            if batch is None:
-                return None
-            ready.extend(batch)
-        return Message(ready.popleft(), self._unpickler, self.clock)
+        return self._native.next(timeout)
 
     def __iter__(self) -> Iterator[Message]:
-        return self
+        # The native stream is its own iterator: `for msg in stream` takes each message
+        # without a Python frame.
+        return self._native
 
     def __next__(self) -> Message:
-        msg = self.next()
-        if msg is None:
-            raise StopIteration
-        return msg
+        return next(self._native)
 
     def close(self) -> None:
         """Stop reading. Messages (and arrays) already delivered stay valid."""
-        self._ready.clear()
         self._native.close()
 
     @property
@@ -398,10 +373,10 @@ def read_frame(
     :func:`check`.
     """
     extra = _globals(allow)
-    raw = _native.read_frame(
-        _frame_bytes(frame), _regions(regions), extra, profile, limits=_limits(limits)
+    loader = _loader(ALLOWED_GLOBALS[profile] | frozenset(extra))
+    return _native.read_frame(
+        _frame_bytes(frame), _regions(regions), extra, profile, loader, limits=_limits(limits)
     )
-    return Message(raw, _unpickler(ALLOWED_GLOBALS[profile] | frozenset(extra)))
 
 
 def loads(

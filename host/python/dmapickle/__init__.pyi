@@ -48,7 +48,8 @@ class Message:
     host_ns: int
     """When the frame's last byte was read: ns of the host's monotonic clock (``time.monotonic_ns()``)."""
     def load(self) -> Any:
-        """Unpickle with this message's buffers through RestrictedUnpickler."""
+        """Unpickle with this message's buffers: ``pickle.loads`` with every global outside the
+        stream's allowlist refused (or the restricted Unpickler, ``DMAPICKLE_AUDIT_GUARD=0``)."""
 
 class Stream:
     """Messages from a source, read by a background thread; iterable, a context manager."""

@@ -173,7 +173,7 @@ fn read_all(
     sh: &Mutex<Shared>,
     down: Option<&crate::control::DownSlot>,
 ) {
-    let mut batch = Vec::new();
+    let mut batch = crate::stream::Batch::new();
     let mut items = Vec::new();
     loop {
         // Every frame already read, in one go: one counters update and one handoff per batch.
@@ -185,7 +185,7 @@ fn read_all(
         {
             let mut s = lock(sh);
             s.counters = reader.counters();
-            for outcome in batch.drain(..) {
+            for outcome in batch.drain() {
                 match outcome {
                     Ok(m) => items.push(Item::Message(m)),
                     Err(e) => s.refused_last = Some(e.to_string()),

@@ -1,7 +1,7 @@
 //! `dmapickle._native`: the Rust half of the `dmapickle` Python package (feature `python`).
 //!
-//! The Python half (`host/python/dmapickle/__init__.py`) turns what this module returns into
-//! `Message` objects. Zero-copy works like this: every buffer of a delivered message is a
+//! The Python half (`host/python/dmapickle/__init__.py`) wraps this module; the `Message`
+//! objects it hands out are made here. Zero-copy works like this: every buffer of a delivered message is a
 //! [`bytes::Bytes`] view of the frame reader's receive block or of a mapped shared region. This
 //! module hands Python, per buffer, a `BufferView`: an object that owns one reference to those
 //! bytes and exports them through the buffer protocol, read-only when the frame's descriptor
@@ -20,9 +20,9 @@
 //! bytes); `next` waits on a bounded queue with the GIL released, waking every 50 ms to let
 //! Python handle Ctrl-C.
 //!
-//! One file per job: [`view`] (the buffer export and its `unsafe`), [`message`] (the named
-//! type each message reaches Python as), [`handoff`] (the reader thread and its batched
-//! handoff) and this file (the pyo3 API: `Stream`, `check`, `read_frame`, the exception types).
+//! One file per job: [`view`] (the buffer export and its `unsafe`), [`message`]
+//! (`dmapickle.Message`), [`loader`] (how a message is unpickled: `pickle.loads` under an
+//! allowlist audit guard), [`handoff`] (the reader thread and its batched handoff) and this file (the pyo3 API: `Stream`, `check`, `read_frame`, the exception types).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -33,7 +33,7 @@ use std::time::Duration;
 use dmapickle_core::Profile;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::PyDict;
 
 use crate::region::RegionMap;
 use crate::source::{Source, SourceEvent, SourceOptions, SourceSpec};
@@ -86,6 +86,7 @@ pyo3::create_exception!(
 const WAITING_WARNING_AFTER: Duration = Duration::from_secs(2);
 
 mod handoff;
+mod loader;
 mod message;
 mod view;
 
@@ -159,12 +160,16 @@ struct Stream {
     /// Commands to the device on the same connection (`stream.device`), if the source has a
     /// down direction.
     controller: Option<Mutex<crate::control::Controller>>,
+    /// How its messages are loaded (the stream's allowlist).
+    loader: Py<loader::Loader>,
+    /// The `DeviceClock` each message is given when taken.
+    clock: Mutex<Option<Py<PyAny>>>,
 }
 
 #[pymethods]
 impl Stream {
     #[new]
-    #[pyo3(signature = (source, regions, allow, profile, reconnect, queue, trust_link=false,
+    #[pyo3(signature = (source, regions, allow, profile, reconnect, queue, loader, trust_link=false,
                         max_frame=None, max_pickle=None, max_buffers=None, limits=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -175,6 +180,7 @@ impl Stream {
         profile: &str,
         reconnect: bool,
         queue: usize,
+        loader: Py<loader::Loader>,
         trust_link: bool,
         max_frame: Option<u64>,
         max_pickle: Option<u32>,
@@ -242,42 +248,55 @@ impl Stream {
             opened: std::time::Instant::now(),
             warned: std::sync::atomic::AtomicBool::new(false),
             controller,
+            loader,
+            clock: Mutex::new(None),
         })
     }
 
-    /// Every message already received (at least one; waits with the GIL released, checking
-    /// for Ctrl-C every 50 ms), as a list of `RawMessage`s (see `message.rs`), or `None` at the
-    /// end of the stream. Raises `OSError` if the source failed, `TimeoutError` after `timeout` s.
-    /// One call per batch instead of per message.
+    /// The next message as a `dmapickle.Message`, or `None` at the end of the stream (waits
+    /// with the GIL released, checking for Ctrl-C every 50 ms). Raises `OSError` if the source
+    /// failed, `TimeoutError` after `timeout` s. Messages come off the reader's queue, which
+    /// the reader fills a batch at a time.
     #[pyo3(signature = (timeout=None))]
-    fn next_batch<'py>(
+    fn next<'py>(
         &self,
         py: Python<'py>,
         timeout: Option<f64>,
-    ) -> PyResult<Option<Bound<'py, PyList>>> {
+    ) -> PyResult<Option<Bound<'py, message::PyMessage>>> {
         if !self.wait_pending(py, timeout)? {
             return Ok(None);
         }
-        let out = PyList::empty(py);
-        loop {
-            let next = {
-                let mut pending = lock(&self.pending);
-                match pending.front() {
-                    Some(Item::Message(_)) => pending.pop_front(),
-                    // The end is reported by the next call, after these messages.
-                    Some(Item::End(_)) if !out.is_empty() => None,
-                    _ => pending.pop_front(),
-                }
-            };
-            match next {
-                Some(Item::Message(m)) => out.append(message::raw_message(py, m)?)?,
-                Some(Item::End(err)) => {
-                    self.end(py, err)?;
-                    return Ok(None);
-                }
-                None => return Ok(Some(out)),
+        let next = lock(&self.pending).pop_front();
+        match next {
+            Some(Item::Message(m)) => {
+                let clock = lock(&self.clock).as_ref().map(|c| c.clone_ref(py));
+                message::message(py, m, &self.loader, clock).map(Some)
             }
+            Some(Item::End(err)) => {
+                self.end(py, err)?;
+                Ok(None)
+            }
+            None => Ok(None),
         }
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, message::PyMessage>>> {
+        self.next(py, None)
+    }
+
+    /// The `DeviceClock` that `Message.load()` feeds (None: no clock).
+    #[getter]
+    fn get_clock(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        lock(&self.clock).as_ref().map(|c| c.clone_ref(py))
+    }
+
+    #[setter]
+    fn set_clock(&self, clock: Option<Py<PyAny>>) {
+        *lock(&self.clock) = clock;
     }
 
     /// One command to the device (`dmapickle.device.Device`), its reply as a dict.
@@ -452,23 +471,25 @@ fn check(
         .map_err(|e| rejected_error(py, e.to_string(), Some(&e)))
 }
 
-/// Decode and validate one complete frame; returns `(seq, pickle, buffers)` like `Stream.next`.
+/// Decode and validate the first intact frame in `frame`: a `dmapickle.Message` loaded by
+/// `loader`, like `Stream.next`'s.
 #[pyfunction]
-#[pyo3(signature = (frame, regions, allow, profile, limits=None))]
+#[pyo3(signature = (frame, regions, allow, profile, loader, limits=None))]
 fn read_frame<'py>(
     py: Python<'py>,
     frame: &[u8],
     regions: Vec<(u16, String)>,
     allow: Vec<(String, String)>,
     profile: &str,
+    loader: Py<loader::Loader>,
     limits: Option<HashMap<String, u64>>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> PyResult<Bound<'py, message::PyMessage>> {
     let map = region_map(&regions)?;
     let mut reader = FrameReader::new(frame)
         .with_regions(map)
         .with_checker(checker(profile, &allow, limits)?);
     match reader.next_message() {
-        Ok(Some(m)) => message::raw_message(py, m),
+        Ok(Some(m)) => message::message(py, m, &loader, None),
         Ok(None) => {
             let c = reader.counters();
             let message = format!(
@@ -492,10 +513,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Stream>()?;
     m.add_function(wrap_pyfunction!(check, m)?)?;
     m.add_function(wrap_pyfunction!(read_frame, m)?)?;
-    m.add(
-        "RawMessage",
-        message::raw_message_type(m.py())?.clone_ref(m.py()),
-    )?;
+    m.add_class::<message::PyMessage>()?;
+    m.add_class::<loader::Loader>()?;
+    m.add_function(wrap_pyfunction!(loader::audit_guard, m)?)?;
     let rejected = m.py().get_type::<RejectedError>();
     for attr in REJECTED_ATTRS {
         rejected.setattr(attr, m.py().None())?;

@@ -249,6 +249,26 @@ impl Read for Source {
         if buf.is_empty() {
             return Ok(0);
         }
+        self.read_with(|conn, poll| conn.read_within(buf, poll))
+    }
+
+    /// As [`read`](Self::read), into `bufs` in order with one read of the connection where it
+    /// has a vectored read (file descriptors: `readv(2)`).
+    fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Ok(0);
+        }
+        self.read_with(|conn, poll| conn.read_vectored_within(bufs, poll))
+    }
+}
+
+impl Source {
+    /// The read loop of `read` and `read_vectored`: `read` (not empty) on the connection,
+    /// reconnecting, waiting and ending as the source's kind says.
+    fn read_with(
+        &mut self,
+        mut read: impl FnMut(&mut Box<dyn Connection>, Duration) -> io::Result<usize>,
+    ) -> io::Result<usize> {
         loop {
             // Checked before every read, not only when idle: a source that never pauses must
             // still end promptly on Ctrl-C or close(). Bytes already returned are kept.
@@ -257,7 +277,7 @@ impl Read for Source {
             }
             let poll = self.opts.poll;
             let result = match &mut self.conn {
-                Some(conn) => conn.read_within(buf, poll),
+                Some(conn) => read(conn, poll),
                 None => Ok(0),
             };
             match result {
@@ -321,6 +341,21 @@ mod tests {
             .to_string();
         assert!(e.starts_with(&format!("cannot open tcp://{addr}: ")), "{e}");
         assert!(e.contains("listening"), "{e}");
+    }
+
+    #[test]
+    fn a_vectored_read_fills_every_buffer_in_one_read() {
+        // What the frame reader relies on to bring a payload's end, its data CRC and the next
+        // header in one read: one readv, not one read per buffer.
+        let path = std::env::temp_dir().join(format!("dmapickle-src-vec-{}", std::process::id()));
+        std::fs::write(&path, b"0123456789ab").unwrap();
+        let mut src = Source::open_uri(path.to_str().unwrap(), SourceOptions::default()).unwrap();
+        let (mut a, mut b) = ([0u8; 4], [0u8; 8]);
+        let mut bufs = [io::IoSliceMut::new(&mut a), io::IoSliceMut::new(&mut b)];
+        assert_eq!(src.read_vectored(&mut bufs).unwrap(), 12);
+        assert_eq!(src.read_vectored(&mut bufs).unwrap(), 0);
+        assert_eq!((&a, &b, Source::bytes(&src)), (b"0123", b"456789ab", 12));
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

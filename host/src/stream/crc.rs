@@ -12,20 +12,58 @@ pub(super) fn small_crc(b: &[u8]) -> u32 {
     crc32c::crc32c(b)
 }
 
+/// [`small_crc`] with the CPU's features looked up once (for a pass over many frames): the
+/// SSE 4.2 instruction at every length if the CPU has it, else the `crc32c` crate.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SmallCrc {
+    /// Only true if the CPU has SSE 4.2 ([`SmallCrc::detect`] is the only constructor).
+    sse42: bool,
+}
+
+impl SmallCrc {
+    pub(super) fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        let sse42 = std::is_x86_feature_detected!("sse4.2");
+        #[cfg(not(target_arch = "x86_64"))]
+        let sse42 = false;
+        SmallCrc { sse42 }
+    }
+
+    /// CRC-32C of `b`.
+    #[inline]
+    pub(super) fn crc(self, b: &[u8]) -> u32 {
+        #[cfg(target_arch = "x86_64")]
+        if self.sse42 {
+            // SAFETY: `sse42` is only true when the CPU has SSE 4.2 (`detect`), all
+            // `sse42_crc` needs.
+            return unsafe { sse42_crc(b) };
+        }
+        crc32c::crc32c(b)
+    }
+}
+
 /// CRC-32C of `b` with the SSE 4.2 `crc32` instruction, 8 bytes at a time.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2")]
 unsafe fn sse42_crc(b: &[u8]) -> u32 {
-    use std::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
+    use std::arch::x86_64::{_mm_crc32_u16, _mm_crc32_u32, _mm_crc32_u64, _mm_crc32_u8};
     let mut crc = u64::from(u32::MAX);
-    let mut words = b.chunks_exact(8);
-    for w in &mut words {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(w);
-        crc = _mm_crc32_u64(crc, u64::from_le_bytes(word));
+    let mut rest = b;
+    while let Some((word, r)) = rest.split_first_chunk::<8>() {
+        crc = _mm_crc32_u64(crc, u64::from_le_bytes(*word));
+        rest = r;
     }
+    // The last 0-7 bytes: 4, 2 and 1 at a time (a header's CRC covers 2 words and 4 bytes).
     let mut c = crc as u32;
-    for &byte in words.remainder() {
+    if let Some((four, r)) = rest.split_first_chunk::<4>() {
+        c = _mm_crc32_u32(c, u32::from_le_bytes(*four));
+        rest = r;
+    }
+    if let Some((two, r)) = rest.split_first_chunk::<2>() {
+        c = _mm_crc32_u16(c, u16::from_le_bytes(*two));
+        rest = r;
+    }
+    if let Some(&byte) = rest.first() {
         c = _mm_crc32_u8(c, byte);
     }
     !c
@@ -34,6 +72,19 @@ unsafe fn sse42_crc(b: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::small_crc;
+
+    #[test]
+    fn the_detected_crc_is_crc32c_at_every_length() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 11 + i / 5) as u8).collect();
+        let unit = super::SmallCrc::detect();
+        for len in (0..300).chain([511, 512, 4095, 5000]) {
+            assert_eq!(
+                unit.crc(&data[..len]),
+                crc32c::crc32c(&data[..len]),
+                "len {len}"
+            );
+        }
+    }
 
     #[test]
     fn small_crc_is_crc32c_at_every_length_and_alignment() {

@@ -51,39 +51,72 @@ pub(super) const ARENA_SIZE: usize = 64 << 10;
 
 /// Receive memory for small frames: many frames' blocks cut one after another from one
 /// allocation, so a small frame costs no allocation and no lock, only the reference counts of
-/// its views. Once the allocation is used up it is taken back whole if every message cut from
-/// it is gone (else a new one is made, and the old one is freed with its last view).
+/// its views. Once the allocation is used up it is kept aside, and the next one is one of those
+/// kept aside that every message cut from it has left (taken back whole, nothing zeroed), else a
+/// new one. A batch of messages holds the allocation it was cut from while the next is in use,
+/// so two or three take turns; at most [`ARENA_SPARES`] wait, older ones are freed with their
+/// last view.
 #[derive(Debug, Default)]
 pub(super) struct Arena {
     /// The unused rest of the current allocation: zeroed, starting at a [`BUFFER_ALIGN`]
     /// boundary, its length a multiple of it.
     rest: BytesMut,
+    /// Used-up allocations (each an empty handle on one), oldest first.
+    spares: Vec<BytesMut>,
 }
+
+/// Used-up arena allocations kept for reuse: a message kept alive keeps at most its own with it,
+/// the arena at most this many more.
+const ARENA_SPARES: usize = 3;
 
 impl Arena {
     /// `size` (at most [`ARENA_MAX`]) bytes starting at a [`BUFFER_ALIGN`] boundary.
     pub(super) fn take(&mut self, size: usize) -> BytesMut {
         let whole = align(size);
-        if self.rest.len() < whole {
-            self.renew();
-        }
-        let mut block = self.rest.split_to(whole);
+        self.room(whole);
+        let mut block = self.cut(whole);
         block.truncate(size);
         block
     }
 
-    /// A fresh allocation: the old one taken back whole if no view of it is left (no
-    /// allocation, no zeroing), else a new, zeroed one (the old one is freed with its last
-    /// view).
+    /// The unused rest of the current allocation, at least `min` (at most [`ARENA_MAX`]) bytes
+    /// (a fresh allocation if fewer are left), starting at a [`BUFFER_ALIGN`] boundary: a batch
+    /// writes many frames' bytes here, then [`cut`](Self::cut)s them off in one block.
+    pub(super) fn room(&mut self, min: usize) -> &mut [u8] {
+        if self.rest.len() < min {
+            self.renew();
+        }
+        &mut self.rest
+    }
+
+    /// The first `n` bytes of [`room`](Self::room) (`n` a multiple of [`BUFFER_ALIGN`], so the
+    /// rest stays aligned), as a block of their own.
+    pub(super) fn cut(&mut self, n: usize) -> BytesMut {
+        debug_assert_eq!(n % BUFFER_ALIGN, 0);
+        self.rest.split_to(n)
+    }
+
+    /// A fresh allocation: a used-up one no view is left of, taken back whole (no allocation,
+    /// no zeroing), else a new, zeroed one.
     #[cold]
     fn renew(&mut self) {
-        self.rest.clear();
-        if self.rest.try_reclaim(ARENA_SIZE + BUFFER_ALIGN) {
+        let mut old = std::mem::take(&mut self.rest);
+        old.clear();
+        self.spares.push(old);
+        let free = self
+            .spares
+            .iter_mut()
+            .position(|b| b.try_reclaim(ARENA_SIZE + BUFFER_ALIGN));
+        if let Some(i) = free {
+            self.rest = self.spares.remove(i);
             // SAFETY: `try_reclaim` made `rest` the whole allocation again, from its start to
             // its capacity; every byte of it was initialized (zeroed) when it was allocated
             // below, and has only been written with initialized bytes since.
             unsafe { self.rest.set_len(self.rest.capacity()) };
         } else {
+            if self.spares.len() > ARENA_SPARES {
+                self.spares.remove(0);
+            }
             self.rest = BytesMut::zeroed(ARENA_SIZE + BUFFER_ALIGN);
             // All of it zeroed (its capacity may exceed what was asked): reclaiming relies on it.
             let cap = self.rest.capacity();
@@ -166,7 +199,7 @@ impl Drop for Block {
 
 #[cfg(test)]
 mod tests {
-    use super::{Arena, ARENA_SIZE};
+    use super::{Arena, ARENA_MAX, ARENA_SIZE};
     use crate::stream::BUFFER_ALIGN;
 
     #[test]
@@ -200,5 +233,30 @@ mod tests {
             assert_eq!(b.len(), 100);
             assert_eq!(b.as_ptr() as usize % BUFFER_ALIGN, 0);
         }
+    }
+
+    #[test]
+    fn a_batch_holding_the_last_allocation_does_not_force_a_new_one() {
+        // Batches cut whole runs from the arena; the batch being filled holds the previous
+        // allocation's last block when the arena renews. Two allocations take turns.
+        let mut arena = Arena::default();
+        let mut held = Vec::new();
+        let mut bases = Vec::new();
+        for _ in 0..8 {
+            // A fresh allocation: where it starts.
+            bases.push(arena.room(ARENA_MAX).as_ptr() as usize);
+            // Use it up, holding its last block (the batch), dropping the rest.
+            let mut last = None;
+            while arena.room(0).len() >= ARENA_MAX {
+                last = Some(arena.cut(ARENA_MAX).freeze());
+            }
+            held.push(last.expect("a block"));
+            // The batch before the previous one is gone now.
+            if held.len() > 1 {
+                held.remove(0);
+            }
+        }
+        let distinct: std::collections::BTreeSet<_> = bases.iter().collect();
+        assert!(distinct.len() <= 3, "allocations not reused: {bases:x?}");
     }
 }

@@ -21,7 +21,10 @@
 //! the OS straight into their final place in a pooled, 64-byte aligned receive block, so large
 //! payloads are never copied after the read. Small frames (receive block of at most 4 KiB) are
 //! cut one after another from a shared 64 KiB allocation instead, so they cost no allocation
-//! and no lock; [`FrameReader::next_batch`] gives every frame already staged in one call. A
+//! and no lock. When the staging buffer holds many whole frames (tiny frames: hundreds per
+//! read), they are checked in one pass and share one such piece of memory: a [`Batch`] hands
+//! them out as [`MessageRef`]s that borrow it ([`FrameReader::next_batch`]), and
+//! [`FrameReader::next_message`] takes its messages one by one from the same batches. A
 //! frame whose body or data CRC fails, that the stream cuts off, or that holds the header of a
 //! rebooted device's first frame, is counted corrupt and every byte after its sync word is
 //! scanned again, so the good frames it swallowed are still found. A frame whose CRCs all
@@ -39,9 +42,14 @@ use crate::message::{Buffer, Message};
 use crate::region::{RegionError, RegionMap};
 use crate::validation::{Checker, Rejection};
 
+mod batch;
 mod crc;
 mod memory;
 mod restart;
+#[cfg(test)]
+mod tests;
+
+pub use batch::{Batch, BufferRef, Drain, MessageRef};
 
 use crc::small_crc;
 use memory::{align, Arena, Pool, RecvBlock, ARENA_MAX};
@@ -300,8 +308,43 @@ pub struct FrameReader<R> {
     arena: Arena,
     /// The per-frame tables, reused from frame to frame so a frame allocates none of them.
     scratch: Scratch,
-    /// A header [`next_batch`](Self::next_batch) already decoded, with its stream offset.
-    peeked: Option<(u64, Header)>,
+    /// The batch [`next_message`](Self::next_message) takes its messages from.
+    queue: Batch,
+    /// A fatal error met while filling `queue`, returned once the outcomes before it are out.
+    deferred: Option<ReadError>,
+    /// Whether staged frames go through the batch pass (tests turn it off to compare with the
+    /// general path alone).
+    batch_pass: bool,
+}
+
+/// Most outcomes [`FrameReader::next_message`] checks ahead (frames already staged only).
+const QUEUE_MAX: usize = 256;
+
+/// Whether a header asks for no more than the reader's limits allow (each one inclusive).
+fn within_limits(cfg: &ReaderConfig, h: &Header) -> bool {
+    h.frame_len() <= cfg.max_frame && h.pickle_len <= cfg.max_pickle && h.buffers <= cfg.max_buffers
+}
+
+/// Sequence accounting of a consumed frame (`docs/wire-format.md`, "Sequence numbers").
+#[inline]
+fn account_seq(
+    counters: &mut Counters,
+    last_seq: &mut Option<u32>,
+    regions: &RegionMap,
+    h: &Header,
+) {
+    if h.seq_restart() {
+        counters.restarts += 1;
+        regions.restart();
+    } else if let Some(last) = *last_seq {
+        let k = h.seq.wrapping_sub(last);
+        if k == 0 || k >= 1 << 31 {
+            counters.seq_jumps += 1;
+        } else {
+            counters.lost += u64::from(k - 1);
+        }
+    }
+    *last_seq = Some(h.seq);
 }
 
 /// A frame's working lists, kept by the reader between frames (cleared, capacity kept).
@@ -444,7 +487,9 @@ impl<R: Read> FrameReader<R> {
             skip_tap: None,
             arena: Arena::default(),
             scratch: Scratch::default(),
-            peeked: None,
+            queue: Batch::default(),
+            deferred: None,
+            batch_pass: true,
         }
     }
 
@@ -497,7 +542,92 @@ impl<R: Read> FrameReader<R> {
 
     /// The next message; `Ok(None)` at the end of the stream (trailing bytes that hold no frame
     /// are counted skipped, a trailing cut-off frame corrupt).
+    ///
+    /// It takes the messages of a [`Batch`] one by one: after reading what the next outcome
+    /// needs it checks, without reading more, the frames already staged behind it (at most
+    /// 256), so [`counters`](Self::counters) may count frames this call has not returned yet.
     pub fn next_message(&mut self) -> Result<Option<Message>, ReadError> {
+        if self.queue.is_empty() {
+            if let Some(e) = self.deferred.take() {
+                return Err(e);
+            }
+            let mut queue = std::mem::take(&mut self.queue);
+            queue.clear();
+            let filled = self.fill(&mut queue, QUEUE_MAX, false);
+            self.queue = queue;
+            match filled {
+                Err(e) if self.queue.is_empty() => return Err(e),
+                Err(e) => self.deferred = Some(e),
+                Ok(_) => {}
+            }
+        }
+        match self.queue.pop_front() {
+            Some(Ok(m)) => Ok(Some(m)),
+            Some(Err(e)) => Err(e),
+            None => Ok(None),
+        }
+    }
+
+    /// A batch: replaces `out`'s contents with the outcome of each frame (a message, or a
+    /// non-fatal refusal, each counted as by [`next_message`](Self::next_message)) up to `max`
+    /// of them, reading from the source only until the first outcome is in, then going on only
+    /// while the staged bytes already hold a whole next frame, so a batch never waits for the
+    /// link once it has something. With tiny frames one read brings hundreds, checked in one
+    /// pass and handed out as views of one shared block ([`MessageRef`]): no allocation and no
+    /// reference count per message; the caller pays its per-batch costs (a lock, a wake-up, a
+    /// native call) once for all of them. Reuse `out` from call to call.
+    ///
+    /// Returns `Ok(false)` once the stream has ended (what it held is in `out`); a fatal error
+    /// is returned as is, after the outcomes put in `out` before it.
+    pub fn next_batch(&mut self, out: &mut Batch, max: usize) -> Result<bool, ReadError> {
+        out.clear();
+        if !self.queue.is_empty() {
+            // What `next_message` checked ahead comes first.
+            while out.len() < max.max(1) {
+                match self.queue.pop_front() {
+                    Some(outcome) => out.push_other(outcome),
+                    None => break,
+                }
+            }
+            return Ok(true);
+        }
+        if let Some(e) = self.deferred.take() {
+            return Err(e);
+        }
+        self.fill(out, max, true)
+    }
+
+    /// Append up to `max` outcomes to `out` (see [`next_batch`](Self::next_batch)): staged
+    /// frames through the batch pass ([`take_staged`](Self::take_staged)), every other frame
+    /// through the general path ([`next_frame`](Self::next_frame)), which may read. Once `out`
+    /// holds an outcome, the general path runs only if `ahead` and a whole frame is staged.
+    fn fill(&mut self, out: &mut Batch, max: usize, ahead: bool) -> Result<bool, ReadError> {
+        let max = max.max(1);
+        if !self.regions.is_empty() {
+            self.regions.flush();
+        }
+        loop {
+            match self.take_staged(out, max) {
+                batch::Stop::Full => return Ok(true),
+                batch::Stop::Room => continue,
+                batch::Stop::General => {}
+            }
+            let more_staged = ahead && self.frame_staged();
+            if !out.is_empty() && !more_staged {
+                return Ok(true);
+            }
+            match self.next_frame() {
+                Ok(Some(m)) => out.push_other(Ok(m)),
+                Ok(None) => return Ok(false),
+                Err(e) if e.is_fatal() => return Err(e),
+                Err(e) => out.push_other(Err(e)),
+            }
+        }
+    }
+
+    /// The general path: the next frame's outcome, whatever it takes (hunting, reads, direct
+    /// payload reads, resynchronisation); `Ok(None)` at the end of the stream.
+    fn next_frame(&mut self) -> Result<Option<Message>, ReadError> {
         if !self.regions.is_empty() {
             self.regions.flush();
         }
@@ -512,8 +642,7 @@ impl<R: Read> FrameReader<R> {
                 .and_then(|s| s.try_into().ok())
                 .ok_or_else(|| io::Error::other("staging invariant"))?;
             // Checks in the order of docs/wire-format.md, "Reading a stream".
-            let peeked = self.peeked.take().filter(|(o, _)| *o == at).map(|(_, h)| h);
-            let header = match peeked.map_or_else(|| Header::decode_with(&head, small_crc), Ok) {
+            let header = match Header::decode_with(&head, small_crc) {
                 Ok(h) => h,
                 Err(dmapickle_core::Error::HeaderCrc) | Err(dmapickle_core::Error::FrameSync) => {
                     self.skip_hunting(1);
@@ -525,10 +654,7 @@ impl<R: Read> FrameReader<R> {
                     return Err(ReadError::Frame { offset: at, error });
                 }
             };
-            if header.frame_len() > self.cfg.max_frame
-                || header.pickle_len > self.cfg.max_pickle
-                || header.buffers > self.cfg.max_buffers
-            {
+            if !within_limits(&self.cfg, &header) {
                 self.skip_hunting(1);
                 self.counters.refused += 1;
                 return Err(ReadError::TooLarge { offset: at, header });
@@ -547,38 +673,9 @@ impl<R: Read> FrameReader<R> {
         }
     }
 
-    /// A batch: appends to `out` the outcome of each frame (a message, or a non-fatal refusal,
-    /// each counted as by [`next_message`](Self::next_message), which it calls) up to `max` of
-    /// them, reading from the source only until the first outcome is in, then going on only
-    /// while the staged bytes already hold a whole next frame, so a batch never waits for the
-    /// link once it has something. With tiny frames one read brings hundreds: the caller pays
-    /// its per-batch costs (a lock, a wake-up, a native call) once for all of them.
-    ///
-    /// Returns `Ok(false)` once the stream has ended (what it held is in `out`); a fatal error
-    /// is returned as is, after the outcomes appended before it.
-    pub fn next_batch(
-        &mut self,
-        out: &mut Vec<Result<Message, ReadError>>,
-        max: usize,
-    ) -> Result<bool, ReadError> {
-        let start = out.len();
-        while out.len() - start < max.max(1) {
-            if out.len() > start && !self.frame_staged() {
-                break;
-            }
-            match self.next_message() {
-                Ok(Some(m)) => out.push(Ok(m)),
-                Ok(None) => return Ok(false),
-                Err(e) if e.is_fatal() => return Err(e),
-                Err(e) => out.push(Err(e)),
-            }
-        }
-        Ok(true)
-    }
-
     /// Whether a header with a valid CRC starts the staged bytes and its whole frame is staged
     /// behind it (so reading it needs no read from the source).
-    fn frame_staged(&mut self) -> bool {
+    fn frame_staged(&self) -> bool {
         let Some(head) = self
             .stage
             .get(self.pos..self.pos + HEADER_LEN)
@@ -586,14 +683,8 @@ impl<R: Read> FrameReader<R> {
         else {
             return false;
         };
-        match Header::decode_with(head, small_crc) {
-            Ok(h) if h.frame_len() <= (self.len - self.pos) as u64 => {
-                // `next_message` takes it from here instead of decoding it again.
-                self.peeked = Some((self.offset, h));
-                true
-            }
-            _ => false,
-        }
+        matches!(Header::decode_with(head, small_crc),
+            Ok(h) if h.frame_len() <= (self.len - self.pos) as u64)
     }
 
     /// Skip to the next sync word with a full header behind it; `false` at the end of input.
@@ -933,7 +1024,7 @@ impl<R: Read> FrameReader<R> {
         self.offset += (cur + direct_total) as u64;
 
         // The frame is consumed whole: it counts for the sequence, delivered or refused.
-        self.account_seq(h);
+        account_seq(&mut self.counters, &mut self.last_seq, &self.regions, h);
         if let Err(error) = table {
             return Ok(Step::Refuse(ReadError::Frame { offset: at, error }));
         }
@@ -983,22 +1074,6 @@ impl<R: Read> FrameReader<R> {
             // The read that brought the data CRC (the frame's last bytes) was the latest one.
             host_ns: self.last_read_ns,
         }))
-    }
-
-    /// Sequence accounting of a consumed frame (`docs/wire-format.md`, "Sequence numbers").
-    fn account_seq(&mut self, h: &Header) {
-        if h.seq_restart() {
-            self.counters.restarts += 1;
-            self.regions.restart();
-        } else if let Some(last) = self.last_seq {
-            let k = h.seq.wrapping_sub(last);
-            if k == 0 || k >= 1 << 31 {
-                self.counters.seq_jumps += 1;
-            } else {
-                self.counters.lost += u64::from(k - 1);
-            }
-        }
-        self.last_seq = Some(h.seq);
     }
 
     /// A frame failed after its header: put every byte consumed after its sync word back in

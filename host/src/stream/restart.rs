@@ -61,16 +61,19 @@ impl RestartScan {
             self.carry
                 .bytes()
                 .get(i..i + HEADER_LEN)
-                .is_some_and(restart_header)
+                .is_some_and(|h| restart_header(h, small_crc))
         });
         let inside = if new.len() < SHORT_SCAN {
             // A searcher's set-up costs more than looking at each first sync byte here.
-            memchr::memchr_iter(SYNC[0], new)
-                .any(|i| new.get(i..i + HEADER_LEN).is_some_and(restart_header))
+            memchr::memchr_iter(SYNC[0], new).any(|i| {
+                new.get(i..i + HEADER_LEN)
+                    .is_some_and(|h| restart_header(h, small_crc))
+            })
         } else {
-            sync_finder()
-                .find_iter(new)
-                .any(|i| new.get(i..i + HEADER_LEN).is_some_and(restart_header))
+            sync_finder().find_iter(new).any(|i| {
+                new.get(i..i + HEADER_LEN)
+                    .is_some_and(|h| restart_header(h, small_crc))
+            })
         };
         self.found = joint || inside;
         // Keep the last 23 bytes looked at.
@@ -131,13 +134,14 @@ pub(super) fn sync_finder() -> &'static memchr::memmem::Finder<'static> {
     FINDER.get_or_init(|| memchr::memmem::Finder::new(&SYNC))
 }
 
-/// Whether `b` (24 bytes) is a version-1 header with a valid CRC and `SEQ_RESTART`.
-pub(super) fn restart_header(b: &[u8]) -> bool {
+/// Whether `b` (24 bytes) is a version-1 header with a valid CRC and `SEQ_RESTART` (`crc`: the
+/// CRC-32C).
+pub(super) fn restart_header(b: &[u8], crc: impl Fn(&[u8]) -> u32) -> bool {
     let Ok(head) = <&[u8; HEADER_LEN]>::try_from(b) else {
         return false;
     };
     head[..4] == SYNC
         && head[4] == VERSION
         && head[5] & dmapickle_core::frame::FLAG_SEQ_RESTART != 0
-        && small_crc(&head[..20]) == u32::from_le_bytes([head[20], head[21], head[22], head[23]])
+        && crc(&head[..20]) == u32::from_le_bytes([head[20], head[21], head[22], head[23]])
 }

@@ -5,15 +5,10 @@
 use dmapickle_core::ser::{to_pickle, NdArray};
 use dmapickle_core::Descriptor;
 use dmapickle_size::{drive, ADC, SHAPE};
-use serde_derive::Serialize;
 
-#[derive(Serialize)]
-struct Sensor<'a> {
-    seq: u32,
-    t_ns: u64,
-    adc: NdArray<'a, i16>,
-    gain: f32,
-}
+#[path = "../../../../core/examples/common/sensor.rs"]
+mod sensor;
+use sensor::Sensor;
 
 #[no_mangle]
 pub extern "C" fn _start() -> ! {

@@ -64,6 +64,19 @@ pub trait Connection: Send {
     /// of the connection, `WouldBlock` (or `TimedOut`, `Interrupted`) that nothing came.
     fn read_within(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize>;
 
+    /// [`read_within`](Self::read_within) into `bufs` in order, as `Read::read_vectored`; by
+    /// default into the first non-empty one.
+    fn read_vectored_within(
+        &mut self,
+        bufs: &mut [io::IoSliceMut<'_>],
+        timeout: Duration,
+    ) -> io::Result<usize> {
+        match bufs.iter_mut().find(|b| !b.is_empty()) {
+            Some(buf) => self.read_within(buf, timeout),
+            None => Ok(0),
+        }
+    }
+
     /// A writer to the device on this connection (for [`Scheme::DOWN_LINK`] schemes).
     fn down_link(&self) -> io::Result<Box<dyn io::Write + Send>> {
         Err(io::ErrorKind::Unsupported.into())
@@ -78,6 +91,20 @@ impl<T: Read + AsRawFd + Send> Connection for Fd<T> {
     fn read_within(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
         if wait_readable(self.0.as_raw_fd(), timeout)? {
             self.0.read(buf)
+        } else {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+    }
+
+    /// One `readv(2)` (for sockets, files and pipes): the frame reader's payload, its data
+    /// CRC and the next frame's header arrive in one read.
+    fn read_vectored_within(
+        &mut self,
+        bufs: &mut [io::IoSliceMut<'_>],
+        timeout: Duration,
+    ) -> io::Result<usize> {
+        if wait_readable(self.0.as_raw_fd(), timeout)? {
+            self.0.read_vectored(bufs)
         } else {
             Err(io::ErrorKind::WouldBlock.into())
         }
