@@ -192,18 +192,17 @@ impl Header {
 
     /// [`Header::decode`] with the CRC-32C computed by `crc` (e.g. a hardware CRC unit, or the
     /// host's SSE 4.2 implementation); `crc` must return the CRC-32C of the bytes it is given.
+    #[inline]
     pub fn decode_with(bytes: &[u8; HEADER_LEN], crc: impl Fn(&[u8]) -> u32) -> Result<Self> {
-        let [s0, s1, s2, s3, version, flags, b0, b1, q0, q1, q2, q3, p0, p1, p2, p3, i0, i1, i2, i3, c0, c1, c2, c3] =
-            *bytes;
-        if [s0, s1, s2, s3] != SYNC {
+        // Fields read in place (constant offsets into the array: no bounds checks, no copy).
+        let word = |at: usize| le32([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        if word(0) != le32(SYNC) {
             return Err(Error::FrameSync);
         }
-        let head = [
-            s0, s1, s2, s3, version, flags, b0, b1, q0, q1, q2, q3, p0, p1, p2, p3, i0, i1, i2, i3,
-        ];
-        if crc(&head) != le32([c0, c1, c2, c3]) {
+        if crc(&bytes[..HEADER_LEN - CRC_LEN]) != word(HEADER_LEN - CRC_LEN) {
             return Err(Error::HeaderCrc);
         }
+        let (version, flags) = (bytes[4], bytes[5]);
         if version != VERSION {
             return Err(Error::UnsupportedVersion { found: version });
         }
@@ -212,10 +211,10 @@ impl Header {
         }
         Ok(Header {
             flags,
-            buffers: u16::from_le_bytes([b0, b1]),
-            seq: le32([q0, q1, q2, q3]),
-            pickle_len: le32([p0, p1, p2, p3]),
-            inline_len: le32([i0, i1, i2, i3]),
+            buffers: u16::from_le_bytes([bytes[6], bytes[7]]),
+            seq: word(8),
+            pickle_len: word(12),
+            inline_len: word(16),
         })
     }
 
@@ -355,28 +354,57 @@ impl<'a> Body<'a> {
 
     /// [`Body::parse`] with the CRC-32C computed by `crc` (see [`Header::decode_with`]).
     pub fn parse_with(header: &Header, body: &'a [u8], crc: impl Fn(&[u8]) -> u32) -> Result<Self> {
+        Self::parse_each_with(header, body, crc, |_| {})
+    }
+
+    /// [`Body::parse_with`] that also hands each entry, in table order, to `each` as the one
+    /// check of the table decodes it (a reader that needs the entries decodes them once, not a
+    /// second time through [`Body::entries`]). On an error `each` may have seen the entries
+    /// before the bad one, or all of them (a wrong inline total): discard them.
+    ///
+    /// ```
+    /// use dmapickle_core::{Descriptor, frame::{write_frame, Body, Entry, Header, HEADER_LEN}};
+    /// let mut out = [0u8; 96];
+    /// let entries = [Entry::inline(Descriptor::new(1, 0, 2)), Entry::shared(Descriptor::new(3, 64, 8))];
+    /// let n = write_frame(&mut out, 0, 9, &[0x80, 0x05, 0x2E], &entries, &[&[7, 7]]).unwrap();
+    /// let h = Header::decode(out[..HEADER_LEN].try_into().unwrap()).unwrap();
+    /// let mut seen = Vec::new();
+    /// let body_end = HEADER_LEN + h.body_len() as usize;
+    /// let b = Body::parse_each_with(&h, &out[HEADER_LEN..body_end], dmapickle_core::frame::crc32c,
+    ///     |e| seen.push(e)).unwrap();
+    /// assert_eq!((b.pickle, &seen[..]), (&[0x80, 0x05, 0x2E][..], &entries[..]));
+    /// assert!(n > body_end);
+    /// ```
+    #[inline]
+    pub fn parse_each_with(
+        header: &Header,
+        body: &'a [u8],
+        crc: impl Fn(&[u8]) -> u32,
+        mut each: impl FnMut(Entry),
+    ) -> Result<Self> {
         if body.len() as u64 != header.body_len() {
             return Err(Error::FrameLength);
         }
-        let split = body.len().saturating_sub(CRC_LEN);
-        let (covered, crc_bytes) = body.split_at(split);
-        let want: [u8; 4] = crc_bytes.try_into().map_err(|_| Error::FrameLength)?;
-        if crc(covered) != le32(want) {
+        let Some((covered, crc_bytes)) = body.split_last_chunk::<CRC_LEN>() else {
+            return Err(Error::FrameLength);
+        };
+        if crc(covered) != le32(*crc_bytes) {
             return Err(Error::BodyCrc);
         }
         let (pickle, table) = covered.split_at(header.pickle_len as usize);
-        let body = Body { pickle, table };
         let mut inline = 0u64;
-        for entry in body.entries() {
-            let entry = entry?;
+        for chunk in table.chunks_exact(ENTRY_LEN) {
+            let bytes: &[u8; ENTRY_LEN] = chunk.try_into().map_err(|_| Error::FrameLength)?;
+            let entry = Entry::decode(bytes)?;
             if entry.kind == BufferKind::Inline {
                 inline += u64::from(entry.descriptor.len);
             }
+            each(entry);
         }
         if inline != u64::from(header.inline_len) {
             return Err(Error::InlineLength);
         }
-        Ok(body)
+        Ok(Body { pickle, table })
     }
 
     /// Number of descriptor table entries.

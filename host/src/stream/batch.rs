@@ -109,6 +109,7 @@ impl Batch {
     /// The outcomes, in stream order, borrowed: a message as a [`MessageRef`] (views of the
     /// batch's shared memory, no reference count), a refusal as the [`ReadError`] the reader
     /// counted in `refused`.
+    #[inline]
     pub fn iter(&self) -> impl Iterator<Item = Result<MessageRef<'_>, &ReadError>> + '_ {
         self.slots[self.start..].iter().filter_map(|s| match s {
             Slot::Staged(m) => Some(Ok(self.staged(m))),
@@ -120,6 +121,7 @@ impl Batch {
     }
 
     /// The messages only, in stream order.
+    #[inline]
     pub fn messages(&self) -> impl Iterator<Item = MessageRef<'_>> + '_ {
         self.iter().filter_map(Result::ok)
     }
@@ -154,6 +156,7 @@ impl Batch {
         self.others.push(Some(outcome));
     }
 
+    #[inline]
     fn staged<'a>(&'a self, m: &'a Staged) -> MessageRef<'a> {
         let pieces = m.pieces_at as usize;
         MessageRef(Ref::Staged {
@@ -206,6 +209,7 @@ pub struct BufferRef<'a> {
 
 impl<'a> MessageRef<'a> {
     /// The frame's sequence number.
+    #[inline]
     pub fn seq(&self) -> u32 {
         match self.0 {
             Ref::Staged { m, .. } => m.seq,
@@ -214,6 +218,7 @@ impl<'a> MessageRef<'a> {
     }
 
     /// The device (re)started its sequence counter with this frame.
+    #[inline]
     pub fn restart(&self) -> bool {
         match self.0 {
             Ref::Staged { m, .. } => m.restart,
@@ -222,6 +227,7 @@ impl<'a> MessageRef<'a> {
     }
 
     /// Byte offset of the frame's header in the stream.
+    #[inline]
     pub fn stream_offset(&self) -> u64 {
         match self.0 {
             Ref::Staged { m, .. } => m.stream_offset,
@@ -230,6 +236,7 @@ impl<'a> MessageRef<'a> {
     }
 
     /// When the frame's last byte was read ([`Message::host_ns`]).
+    #[inline]
     pub fn host_ns(&self) -> u64 {
         match self.0 {
             Ref::Staged { m, .. } => m.host_ns,
@@ -238,6 +245,7 @@ impl<'a> MessageRef<'a> {
     }
 
     /// The protocol-5 pickle.
+    #[inline]
     pub fn pickle(&self) -> &'a [u8] {
         match self.0 {
             Ref::Staged { block, m, .. } => {
@@ -248,6 +256,7 @@ impl<'a> MessageRef<'a> {
     }
 
     /// Number of out-of-band buffers.
+    #[inline]
     pub fn buffer_count(&self) -> usize {
         match self.0 {
             Ref::Staged { pieces, .. } => pieces.len(),
@@ -256,6 +265,7 @@ impl<'a> MessageRef<'a> {
     }
 
     /// Buffer `i` (in `NEXT_BUFFER` order), if there is one.
+    #[inline]
     pub fn buffer(&self, i: usize) -> Option<BufferRef<'a>> {
         match self.0 {
             Ref::Staged { block, pieces, .. } => pieces.get(i).map(|p| BufferRef {
@@ -272,6 +282,7 @@ impl<'a> MessageRef<'a> {
     }
 
     /// The buffers, in `NEXT_BUFFER` order.
+    #[inline]
     pub fn buffers(&self) -> impl ExactSizeIterator<Item = BufferRef<'a>> + 'a {
         let this = *self;
         (0..self.buffer_count()).map(move |i| this.buffer(i).expect("i < buffer_count"))
@@ -347,12 +358,19 @@ impl<R> FrameReader<R> {
         let lens = &mut scratch.lens;
         let unit = SmallCrc::detect();
         let crc = |b: &[u8]| unit.crc(b);
+        // The staged bytes do not change during the pass: one scan for sync bytes serves all
+        // its frames' restart checks.
+        let staged = &stage[..*len];
+        let mut hits = SyncHits::new();
         let stop = loop {
             if out.slots.len() - out.start >= max {
                 break Stop::Full;
             }
-            let avail = &stage[*pos..*len];
-            let Some(head) = avail.first_chunk::<HEADER_LEN>() else {
+            let start = *pos;
+            let Some(head) = staged
+                .get(start..)
+                .and_then(<[u8]>::first_chunk::<HEADER_LEN>)
+            else {
                 break Stop::General;
             };
             // Checks in the order of docs/wire-format.md, "Reading a stream"; any failure leaves
@@ -364,41 +382,39 @@ impl<R> FrameReader<R> {
                 break Stop::General;
             }
             let flen = h.frame_len();
-            if flen > avail.len() as u64 {
+            if flen > (staged.len() - start) as u64 {
                 break Stop::General;
             }
-            let frame = &avail[..flen as usize];
+            let end = start + flen as usize;
             let checked = h.has_data_crc();
             if !checked && !cfg.trust_link {
                 break Stop::General;
             }
-            let body_end = HEADER_LEN + h.body_len() as usize;
-            let Ok(body) = Body::parse_with(&h, &frame[HEADER_LEN..body_end], crc) else {
-                break Stop::General;
-            };
+            let body_end = start + HEADER_LEN + h.body_len() as usize;
             // The receive layout of `read_frame_bytes`: pickle at 0, each inline buffer at the
-            // next aligned offset, relative to this frame's place in the shared block.
+            // next aligned offset, relative to this frame's place in the shared block. The
+            // table is decoded once, by the core's check of it.
             let pickle_len = h.pickle_len as usize;
             let pieces_at = out.pieces.len();
             let mut size = align(pickle_len);
-            let mut table_ok = true;
-            for e in body.entries() {
-                match e {
-                    Ok(e) if e.kind == BufferKind::Inline => {
-                        let n = e.descriptor.len as usize;
+            let mut shared = false;
+            let parsed =
+                Body::parse_each_with(&h, &staged[start + HEADER_LEN..body_end], crc, |e| {
+                    if e.kind == BufferKind::Inline {
                         out.pieces.push(Piece {
                             at: (used + size) as u32,
                             descriptor: e.descriptor,
                         });
-                        size = align(size + n);
+                        size = align(size + e.descriptor.len as usize);
+                    } else {
+                        shared = true;
                     }
-                    _ => {
-                        table_ok = false;
-                        break;
-                    }
-                }
-            }
-            if !table_ok || size > ARENA_MAX {
+                });
+            let Ok(body) = parsed else {
+                out.pieces.truncate(pieces_at);
+                break Stop::General;
+            };
+            if shared || size > ARENA_MAX {
                 out.pieces.truncate(pieces_at);
                 break Stop::General;
             }
@@ -406,8 +422,8 @@ impl<R> FrameReader<R> {
                 out.pieces.truncate(pieces_at);
                 break Stop::Room;
             }
-            let inline = &frame[body_end..frame.len() - 4];
-            let field = u32::from_le_bytes(frame[frame.len() - 4..].try_into().unwrap_or([0; 4]));
+            let inline = &staged[body_end..end - 4];
+            let field = u32::from_le_bytes(staged[end - 4..end].try_into().unwrap_or([0; 4]));
             // No inline bytes: the CRC-32C of nothing is 0, the field's value either way.
             let want = if !checked || inline.is_empty() {
                 0
@@ -418,14 +434,14 @@ impl<R> FrameReader<R> {
             };
             // A rebooted device's header inside the frame (after its first byte, wholly within
             // its length) cuts it: the general path counts it corrupt and rescans.
-            if field != want || restart_inside(frame, unit) {
+            if field != want || hits.restart_inside(staged, start, end, unit) {
                 out.pieces.truncate(pieces_at);
                 break Stop::General;
             }
             // The frame is consumed whole: it counts for the sequence, delivered or refused.
             let at = *offset;
-            *pos += frame.len();
-            *offset += frame.len() as u64;
+            *pos = end;
+            *offset += flen;
             counters.payload_copied += inline.len() as u64;
             super::account_seq(counters, last_seq, regions, &h);
             if let Some(checker) = checker.as_mut() {
@@ -449,14 +465,13 @@ impl<R> FrameReader<R> {
                 }
             }
             // The pickle and each inline buffer to their aligned places.
-            let from = *pos - frame.len() + HEADER_LEN;
             copy_padded(
                 &mut room[used..used + align(pickle_len)],
                 stage,
-                from,
+                start + HEADER_LEN,
                 pickle_len,
             );
-            let mut from = *pos - 4 - inline.len();
+            let mut from = body_end;
             for p in &out.pieces[pieces_at..] {
                 let n = p.descriptor.len as usize;
                 let dst = p.at as usize..p.at as usize + align(n);
@@ -503,39 +518,83 @@ fn copy_padded(dst: &mut [u8], stage: &[u8], from: usize, n: usize) {
     }
 }
 
-/// Whether a rebooted device's first header ([`restart_header`]) lies inside `frame`: starting
-/// after its first byte, all 24 bytes within its length (what [`super::restart::RestartScan`]
-/// finds in a frame fed whole).
-fn restart_inside(frame: &[u8], unit: SmallCrc) -> bool {
-    // Candidate starts are `1..end`; each 16-byte group read below ends at least 7 bytes
-    // before the frame does (`at < end` means `at + 16 <= frame.len() - 7`).
-    let end = (frame.len() + 1).saturating_sub(HEADER_LEN);
-    let mut at = 1;
-    while at < end {
-        // 32 starts at a time where the frame reaches that far, else 16.
-        let (mut hits, window) = match frame.get(at..at + 32) {
-            Some(g) => {
-                let (lo, hi) = g.split_at(16);
-                (sync_bytes(lo) | sync_bytes(hi) << 16, 32)
-            }
-            None => (frame.get(at..at + 16).map_or(0, sync_bytes), 16),
-        };
-        if end - at < window {
-            hits &= (1 << (end - at)) - 1;
+/// Where the sync word's first byte occurs in the staged bytes of a pass, found 64 bytes at a
+/// time as the pass walks forward: the restart check of back-to-back frames looks at each
+/// staged byte about once, instead of scanning each frame on its own.
+#[derive(Debug)]
+struct SyncHits {
+    /// The 64-byte group `bits` describes (a multiple of 64; `usize::MAX`: none yet).
+    base: usize,
+    /// Bit `i` set if `staged[base + i]` is the sync word's first byte (bits past the staged
+    /// bytes are clear).
+    bits: u64,
+}
+
+impl SyncHits {
+    fn new() -> Self {
+        SyncHits {
+            base: usize::MAX,
+            bits: 0,
         }
-        while hits != 0 {
-            let i = at + hits.trailing_zeros() as usize;
-            if frame
-                .get(i..i + HEADER_LEN)
-                .is_some_and(|h| restart_header(h, |b| unit.crc(b)))
-            {
-                return true;
-            }
-            hits &= hits - 1;
-        }
-        at += window;
     }
-    false
+
+    /// Whether a rebooted device's first header ([`restart_header`]) lies inside the frame at
+    /// `staged[start..end]`: starting after its first byte, all 24 bytes within its length (what
+    /// [`super::restart::RestartScan`] finds in a frame fed whole). Calls must come with
+    /// `start` never decreasing.
+    #[inline]
+    fn restart_inside(&mut self, staged: &[u8], start: usize, end: usize, unit: SmallCrc) -> bool {
+        // Candidate starts are `start + 1..last`.
+        let last = (end + 1).saturating_sub(HEADER_LEN);
+        let mut from = start + 1;
+        while from < last {
+            let group = from & !63;
+            if group != self.base {
+                self.base = group;
+                self.bits = group_hits(staged, group);
+            }
+            let mut hits = self.bits & (u64::MAX << (from - group));
+            if last - group < 64 {
+                hits &= (1u64 << (last - group)) - 1;
+            }
+            while hits != 0 {
+                let i = group + hits.trailing_zeros() as usize;
+                if staged
+                    .get(i..i + HEADER_LEN)
+                    .is_some_and(|h| restart_header(h, |b| unit.crc(b)))
+                {
+                    return true;
+                }
+                hits &= hits - 1;
+            }
+            from = group + 64;
+        }
+        false
+    }
+}
+
+/// [`SyncHits::bits`] of `staged[group..group + 64]` (clear past the end of `staged`).
+#[inline]
+fn group_hits(staged: &[u8], group: usize) -> u64 {
+    match staged.get(group..group + 64) {
+        Some(g) => {
+            let (a, b) = g.split_at(32);
+            let (lo, hi) = (
+                u64::from(sync_bytes(&a[..16]) | sync_bytes(&a[16..]) << 16),
+                u64::from(sync_bytes(&b[..16]) | sync_bytes(&b[16..]) << 16),
+            );
+            lo | hi << 32
+        }
+        None => {
+            let first = dmapickle_core::frame::SYNC[0];
+            staged
+                .get(group..)
+                .unwrap_or(&[])
+                .iter()
+                .enumerate()
+                .fold(0, |m, (i, &b)| m | (u64::from(b == first) << i))
+        }
+    }
 }
 
 /// Bit `i` set for each `group[i]` (16 bytes) that is the sync word's first byte.

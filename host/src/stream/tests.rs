@@ -4,7 +4,7 @@
 
 use std::io::{self, Read};
 
-use dmapickle_core::frame::{write_frame, Entry, FLAG_NO_DATA_CRC, FLAG_SEQ_RESTART};
+use dmapickle_core::frame::{write_frame, Entry, FLAG_NO_DATA_CRC, FLAG_SEQ_RESTART, HEADER_LEN};
 use dmapickle_core::{Descriptor, Profile};
 
 use super::{Batch, Counters, FrameReader, ReaderConfig};
@@ -464,4 +464,41 @@ fn next_message_then_next_batch_lose_nothing() {
     }
     assert_eq!(list, want.list);
     assert_eq!(r.counters(), want.counters);
+}
+
+#[test]
+fn a_rebooted_header_at_every_place_of_a_staged_run() {
+    // The batch pass looks for a rebooted device's header with one scan over the staged run
+    // (64-byte groups shared by neighbouring frames): put one inside a frame of a run of tiny
+    // frames at every offset against the groups (garbage before the run shifts it), inside the
+    // frame's inline bytes at several places, and one frame that only ends with the header's
+    // first bytes; every path must agree.
+    let restart = frame(FLAG_SEQ_RESTART, 0, PICKLE, &[], false);
+    for shift in 0..64usize {
+        let mut bytes = vec![0u8; shift];
+        let mut seq = 0;
+        let mut push = |bytes: &mut Vec<u8>, bufs: &[Vec<u8>]| {
+            bytes.extend_from_slice(&frame(0, seq, PICKLE, bufs, false));
+            seq += 1;
+        };
+        for _ in 0..3 {
+            push(&mut bytes, &[]);
+        }
+        let at = shift % 29;
+        let mut inside = vec![0x5A; at];
+        inside.extend_from_slice(&restart[..HEADER_LEN]);
+        inside.extend(std::iter::repeat_n(0xF1, shift % 5));
+        push(&mut bytes, &[inside]);
+        push(&mut bytes, &[]);
+        // The header's first 23 bytes end the frame's inline bytes: not wholly inside it.
+        push(&mut bytes, &[restart[..HEADER_LEN - 1].to_vec()]);
+        for _ in 0..3 {
+            push(&mut bytes, &[]);
+        }
+        bytes.extend_from_slice(&restart);
+        push(&mut bytes, &[]);
+        for rest in [4096, 64 << 10] {
+            every_way_agrees_quick(&bytes, usize::MAX, rest);
+        }
+    }
 }
