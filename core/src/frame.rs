@@ -194,15 +194,18 @@ impl Header {
     /// host's SSE 4.2 implementation); `crc` must return the CRC-32C of the bytes it is given.
     #[inline]
     pub fn decode_with(bytes: &[u8; HEADER_LEN], crc: impl Fn(&[u8]) -> u32) -> Result<Self> {
-        // Fields read in place (constant offsets into the array: no bounds checks, no copy).
-        let word = |at: usize| le32([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-        if word(0) != le32(SYNC) {
+        let [s0, s1, s2, s3, version, flags, b0, b1, q0, q1, q2, q3, p0, p1, p2, p3, i0, i1, i2, i3, c0, c1, c2, c3] =
+            *bytes;
+        if [s0, s1, s2, s3] != SYNC {
             return Err(Error::FrameSync);
         }
-        if crc(&bytes[..HEADER_LEN - CRC_LEN]) != word(HEADER_LEN - CRC_LEN) {
+        // The CRC of the header's first 20 bytes in place (no copy of them).
+        let Some(head) = bytes.first_chunk::<{ HEADER_LEN - CRC_LEN }>() else {
+            return Err(Error::FrameLength);
+        };
+        if crc(head) != le32([c0, c1, c2, c3]) {
             return Err(Error::HeaderCrc);
         }
-        let (version, flags) = (bytes[4], bytes[5]);
         if version != VERSION {
             return Err(Error::UnsupportedVersion { found: version });
         }
@@ -211,10 +214,10 @@ impl Header {
         }
         Ok(Header {
             flags,
-            buffers: u16::from_le_bytes([bytes[6], bytes[7]]),
-            seq: word(8),
-            pickle_len: word(12),
-            inline_len: word(16),
+            buffers: u16::from_le_bytes([b0, b1]),
+            seq: le32([q0, q1, q2, q3]),
+            pickle_len: le32([p0, p1, p2, p3]),
+            inline_len: le32([i0, i1, i2, i3]),
         })
     }
 

@@ -337,6 +337,27 @@ impl<R> FrameReader<R> {
         if !self.batch_pass {
             return Stop::General;
         }
+        #[cfg(target_arch = "x86_64")]
+        if SmallCrc::detect().sse42() {
+            // SAFETY: the CPU has SSE 4.2 (checked just above), all `take_staged_sse42` needs.
+            return unsafe { self.take_staged_sse42(out, max) };
+        }
+        let unit = SmallCrc::detect();
+        self.pass(out, max, |b| unit.crc(b))
+    }
+
+    /// [`take_staged`](Self::take_staged) compiled for SSE 4.2: the pass, and the `crc32`
+    /// instructions of its header and body CRCs, in one function (no call per CRC).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "sse4.2")]
+    unsafe fn take_staged_sse42(&mut self, out: &mut Batch, max: usize) -> Stop {
+        // SAFETY: this function only runs on a CPU with SSE 4.2 (its one caller checks).
+        self.pass(out, max, |b| unsafe { super::crc::sse42_crc(b) })
+    }
+
+    /// The pass of [`take_staged`](Self::take_staged), `crc` the CRC-32C of a short input.
+    #[inline(always)]
+    fn pass(&mut self, out: &mut Batch, max: usize, crc: impl Fn(&[u8]) -> u32 + Copy) -> Stop {
         let FrameReader {
             stage,
             pos,
@@ -356,8 +377,6 @@ impl<R> FrameReader<R> {
         let block = out.blocks.len() as u32;
         let mut used = 0usize;
         let lens = &mut scratch.lens;
-        let unit = SmallCrc::detect();
-        let crc = |b: &[u8]| unit.crc(b);
         // The staged bytes do not change during the pass: one scan for sync bytes serves all
         // its frames' restart checks.
         let staged = &stage[..*len];
@@ -434,7 +453,7 @@ impl<R> FrameReader<R> {
             };
             // A rebooted device's header inside the frame (after its first byte, wholly within
             // its length) cuts it: the general path counts it corrupt and rescans.
-            if field != want || hits.restart_inside(staged, start, end, unit) {
+            if field != want || hits.restart_inside(staged, start, end, crc) {
                 out.pieces.truncate(pieces_at);
                 break Stop::General;
             }
@@ -520,7 +539,8 @@ fn copy_padded(dst: &mut [u8], stage: &[u8], from: usize, n: usize) {
 
 /// Where the sync word's first byte occurs in the staged bytes of a pass, found 64 bytes at a
 /// time as the pass walks forward: the restart check of back-to-back frames looks at each
-/// staged byte about once, instead of scanning each frame on its own.
+/// staged byte about once (the search that passes one frame's end finds the next frame's
+/// first byte and stops), instead of scanning each frame on its own.
 #[derive(Debug)]
 struct SyncHits {
     /// The 64-byte group `bits` describes (a multiple of 64; `usize::MAX`: none yet).
@@ -528,6 +548,9 @@ struct SyncHits {
     /// Bit `i` set if `staged[base + i]` is the sync word's first byte (bits past the staged
     /// bytes are clear).
     bits: u64,
+    /// The first sync byte at or after the last place searched from (`usize::MAX`: none in
+    /// the staged bytes): no byte between that place and `next` is one.
+    next: usize,
 }
 
 impl SyncHits {
@@ -535,7 +558,26 @@ impl SyncHits {
         SyncHits {
             base: usize::MAX,
             bits: 0,
+            next: 0,
         }
+    }
+
+    /// The first sync byte at or after `from` (`usize::MAX`: none).
+    #[inline]
+    fn find(&mut self, staged: &[u8], mut from: usize) -> usize {
+        while from < staged.len() {
+            let group = from & !63;
+            if group != self.base {
+                self.base = group;
+                self.bits = group_hits(staged, group);
+            }
+            let hits = self.bits & (u64::MAX << (from - group));
+            if hits != 0 {
+                return group + hits.trailing_zeros() as usize;
+            }
+            from = group + 64;
+        }
+        usize::MAX
     }
 
     /// Whether a rebooted device's first header ([`restart_header`]) lies inside the frame at
@@ -543,31 +585,27 @@ impl SyncHits {
     /// [`super::restart::RestartScan`] finds in a frame fed whole). Calls must come with
     /// `start` never decreasing.
     #[inline]
-    fn restart_inside(&mut self, staged: &[u8], start: usize, end: usize, unit: SmallCrc) -> bool {
+    fn restart_inside(
+        &mut self,
+        staged: &[u8],
+        start: usize,
+        end: usize,
+        crc: impl Fn(&[u8]) -> u32,
+    ) -> bool {
         // Candidate starts are `start + 1..last`.
         let last = (end + 1).saturating_sub(HEADER_LEN);
-        let mut from = start + 1;
-        while from < last {
-            let group = from & !63;
-            if group != self.base {
-                self.base = group;
-                self.bits = group_hits(staged, group);
+        if self.next <= start {
+            self.next = self.find(staged, start + 1);
+        }
+        while self.next < last {
+            let i = self.next;
+            if staged
+                .get(i..i + HEADER_LEN)
+                .is_some_and(|h| restart_header(h, &crc))
+            {
+                return true;
             }
-            let mut hits = self.bits & (u64::MAX << (from - group));
-            if last - group < 64 {
-                hits &= (1u64 << (last - group)) - 1;
-            }
-            while hits != 0 {
-                let i = group + hits.trailing_zeros() as usize;
-                if staged
-                    .get(i..i + HEADER_LEN)
-                    .is_some_and(|h| restart_header(h, |b| unit.crc(b)))
-                {
-                    return true;
-                }
-                hits &= hits - 1;
-            }
-            from = group + 64;
+            self.next = self.find(staged, i + 1);
         }
         false
     }

@@ -29,6 +29,12 @@ impl SmallCrc {
         SmallCrc { sse42 }
     }
 
+    /// Whether the CPU has SSE 4.2 (so [`sse42_crc`] may run).
+    #[cfg(target_arch = "x86_64")]
+    pub(super) fn sse42(self) -> bool {
+        self.sse42
+    }
+
     /// CRC-32C of `b`.
     #[inline]
     pub(super) fn crc(self, b: &[u8]) -> u32 {
@@ -43,9 +49,13 @@ impl SmallCrc {
 }
 
 /// CRC-32C of `b` with the SSE 4.2 `crc32` instruction, 8 bytes at a time.
+///
+/// # Safety
+/// The CPU must have SSE 4.2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2")]
-unsafe fn sse42_crc(b: &[u8]) -> u32 {
+#[inline]
+pub(super) unsafe fn sse42_crc(b: &[u8]) -> u32 {
     use std::arch::x86_64::{_mm_crc32_u16, _mm_crc32_u32, _mm_crc32_u64, _mm_crc32_u8};
     let mut crc = u64::from(u32::MAX);
     let mut rest = b;
