@@ -18,7 +18,8 @@ Divergences (each printed, its mutant saved under --out with a .json of what hap
   crash-PHASE         the worker died of a signal (PHASE: load, walk, hash, repr, deepcopy, array)
   timeout-PHASE       CPU budget exceeded (load: 0.5 s + 2 us per pickle byte)
   memory-error-PHASE  MemoryError under the worker's RLIMIT_AS
-  global              a find_class outside the allowlist
+  global              a find_class outside the allowlist, or a Python 2 module name
+                      (__builtin__) at protocol 3+, where CPython imports it as named
   type, dtype         a value of a type / an array of a dtype outside the allowlist
   array-bounds        array elements outside the buffer its memory comes from
   array-size          elements x itemsize above --max-array-bytes
@@ -71,6 +72,9 @@ ALLOWED_GLOBALS = {
     ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
 }
+# Module names that CPython's find_class maps to Python 3 ones (_compat_pickle) only below
+# protocol 3; at protocol 3+ it imports them as named, so an accepted pickle must not name them.
+PYTHON2_MODULES = {"__builtin__", "copy_reg"}
 # dtype kind -> allowed item sizes (bool, int/uint 1-8, float16/32/64, complex64/128)
 ALLOWED_DTYPES = {"b": {1}, "i": {1, 2, 4, 8}, "u": {1, 2, 4, 8}, "f": {2, 4, 8}, "c": {8, 16}}
 MAX_ARRAY_BYTES = 1 << 30
@@ -171,9 +175,14 @@ def worker_main(args):
         res.update(cpu=round(used, 4), peak=peak, budget=round(budget, 4))
         if used > budget:
             fail("timeout-load", "load took %.3f s CPU, budget %.3f s" % (used, budget))
+        proto = data[1] if data[:1] == b"\x80" and len(data) > 1 else 0
         for mod, name in sorted(set(events)):
             if (mod, name) not in ALLOWED_GLOBALS:
                 fail("global", "find_class(%r, %r)" % (mod, name))
+            elif proto >= 3 and mod in PYTHON2_MODULES:
+                # mapped to Python 3 names only below protocol 3: here imported as named
+                fail("global", "find_class(%r, %r) at protocol %d: imported from sys.path as named"
+                     % (mod, name, proto))
         bound = req.get("alloc")
         if bound is not None and peak > bound:
             fail("alloc-above-bound", "tracemalloc peak %d B > validator bound %d B" % (peak, bound))
@@ -1042,7 +1051,10 @@ def loader_thread(worker, q, stats, args):
                 stats.divergence(kind, "%s: %s" % (detail, desc), m)
             with stats.lock:
                 if res["raised"]:
-                    stats.raised[res["raised"].split(":")[0]] += 1
+                    kind, _, what = res["raised"].partition(": ")
+                    if kind == "ModuleNotFoundError":  # which module: an import is never harmless
+                        kind += " " + what.replace("No module named ", "")
+                    stats.raised[kind] += 1
                 if not res["failures"]:
                     stats.passed += 1
                 if m.get("alloc"):
