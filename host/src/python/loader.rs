@@ -69,6 +69,7 @@ fn cached<'py>(
 }
 
 /// An audit hook at the C level: `(event, args, user data)`, 0 to go on, -1 with an exception.
+#[cfg_attr(not(unix), allow(dead_code))]
 type AuditHook = unsafe extern "C" fn(*const c_char, *mut ffi::PyObject, *mut c_void) -> c_int;
 
 #[cfg(unix)]
@@ -85,6 +86,7 @@ extern "C" {
 /// is not in the load's allowlist. A C hook costs the process's other audit events (and other
 /// code's `pickle.loads`) far less than a Python one, which CPython calls with a new event
 /// string and an attribute lookup each time (about 2,000 instructions per event, measured).
+#[cfg_attr(not(unix), allow(dead_code))]
 unsafe extern "C" fn find_class_guard(
     event: *const c_char,
     args: *mut ffi::PyObject,
@@ -177,15 +179,26 @@ fn guard(py: Python<'_>) -> bool {
     })
 }
 
-fn install(py: Python<'_>) -> PyResult<bool> {
-    #[cfg(not(unix))]
-    return Ok(false);
+/// Registers [`find_class_guard`]; false where it cannot be (not Unix).
+#[cfg(unix)]
+fn add_hook(py: Python<'_>) -> PyResult<bool> {
     // SAFETY: the hook has CPython's audit hook signature and lives for the whole process;
     // called attached. A hook that vetoes `sys.addaudithook` makes this a no-op (returning 0
-    // or -1): the self-test below then finds no guard.
-    #[cfg(unix)]
+    // or -1): the self-test in `install` then finds no guard.
     if unsafe { PySys_AddAuditHook(find_class_guard, std::ptr::null_mut()) } != 0 {
         return Err(PyErr::fetch(py));
+    }
+    Ok(true)
+}
+
+#[cfg(not(unix))]
+fn add_hook(_py: Python<'_>) -> PyResult<bool> {
+    Ok(false)
+}
+
+fn install(py: Python<'_>) -> PyResult<bool> {
+    if !add_hook(py)? {
+        return Ok(false);
     }
     let loads = cached(py, &LOADS, "pickle", "loads")?;
     let none = PyFrozenSet::empty(py)?;
