@@ -305,11 +305,27 @@ def test_python2_names_are_refused_where_cpython_would_import_them(tmp_path):
     code = f"import sys, pickle; sys.path.insert(0, {str(tmp_path)!r}); print(pickle.loads({p4!r}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "set()" and (tmp_path / "ran").exists()  # the planted module ran
+    (tmp_path / "ran").unlink()
     with pytest.raises(dmapickle.RejectedError) as e:
         dmapickle.check(p4)
     assert e.value.reason == "Python 2 module name in a protocol 3+ pickle (CPython would import it)"
     assert (e.value.offset, e.value.opcode) == (20, "STACK_GLOBAL")
     assert dmapickle.check(p2) == "set{}" and pickle.loads(p2) == set()
+    # The second line of defence, given the protocol 4 pickle without the validator: refused
+    # before the import, by both loaders; the protocol 2 spelling loads.
+    general = dmapickle.ALLOWED_GLOBALS["general"]
+    sys.path.insert(0, str(tmp_path))
+    try:
+        for loader in (dmapickle._loader(general), dmapickle._native.Loader(
+                general, dmapickle._unpickler(general), dmapickle._protocol3(general),
+                dmapickle._unpickler(dmapickle._protocol3(general)), guard=False)):
+            with pytest.raises(pickle.UnpicklingError, match="global __builtin__.set is not in"):
+                loader.load(p4, [])
+            assert loader.load(p2, []) == set()
+        assert not (tmp_path / "ran").exists()  # never imported here
+        assert "__builtin__" not in sys.modules
+    finally:
+        sys.path.remove(str(tmp_path))
 
 
 def test_the_stream_unpickler_caches_only_allowed_globals():
