@@ -88,6 +88,10 @@ pub enum Reason {
     // ---- validator: calls and globals ---------------------------------------------------------
     /// `GLOBAL`/`STACK_GLOBAL`/`INST` names a (module, name) pair outside the allowlist.
     GlobalNotAllowed,
+    /// An allowlisted Python 2 module name (`__builtin__`) in a protocol 3+ pickle. CPython maps
+    /// Python 2 names to Python 3 ones only below protocol 3; above, it would search
+    /// `sys.path` for a module of that name and import it.
+    Python2Global,
     /// `STACK_GLOBAL` arguments are not two str literals pushed right before it.
     GlobalNotLiteral,
     /// A global (a callable or class) is used as a plain value instead of being called.
@@ -200,6 +204,9 @@ impl fmt::Display for Reason {
             Reason::UnusedBuffers => "fewer NEXT_BUFFER than out-of-band buffers",
             Reason::ReadonlyOnNonBuffer => "READONLY_BUFFER on a value that is not a buffer",
             Reason::GlobalNotAllowed => "global not in the allowlist",
+            Reason::Python2Global => {
+                "Python 2 module name in a protocol 3+ pickle (CPython would import it)"
+            }
             Reason::GlobalNotLiteral => "STACK_GLOBAL arguments are not str literals pushed here",
             Reason::GlobalAsValue => "global used as a value instead of being called",
             Reason::NotCallable => "call of something that is not an allowed callable",

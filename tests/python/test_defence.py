@@ -290,6 +290,44 @@ def test_the_audit_guard_can_be_turned_off(tmp_path):
     assert out.stdout.strip() == "global os.system is not in the dmapickle allowlist"
 
 
+def test_python2_names_are_refused_where_cpython_would_import_them(tmp_path):
+    """CPython maps Python 2 module names (`__builtin__`) to Python 3 ones only below protocol
+    3. Above, its find_class imports whatever `__builtin__` module sys.path holds: shown here with
+    CPython itself, in a child process whose sys.path starts with such a module. The validator
+    accepts `__builtin__` names at protocol 2 only."""
+    import subprocess
+
+    (tmp_path / "__builtin__.py").write_text(
+        "import pathlib\npathlib.Path(__file__).with_name('ran').touch()\nset = set\n"
+    )
+    p4 = b"\x80\x04\x8c\x0b__builtin__\x8c\x03set\x93]\x85R."
+    p2 = b"\x80\x02c__builtin__\nset\n]\x85R."
+    code = f"import sys, pickle; sys.path.insert(0, {str(tmp_path)!r}); print(pickle.loads({p4!r}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "set()" and (tmp_path / "ran").exists()  # the planted module ran
+    (tmp_path / "ran").unlink()
+    with pytest.raises(dmapickle.RejectedError) as e:
+        dmapickle.check(p4)
+    assert e.value.reason == "Python 2 module name in a protocol 3+ pickle (CPython would import it)"
+    assert (e.value.offset, e.value.opcode) == (20, "STACK_GLOBAL")
+    assert dmapickle.check(p2) == "set{}" and pickle.loads(p2) == set()
+    # The second line of defence, given the protocol 4 pickle without the validator: refused
+    # before the import, by both loaders; the protocol 2 spelling loads.
+    general = dmapickle.ALLOWED_GLOBALS["general"]
+    sys.path.insert(0, str(tmp_path))
+    try:
+        for loader in (dmapickle._loader(general), dmapickle._native.Loader(
+                general, dmapickle._unpickler(general), dmapickle._protocol3(general),
+                dmapickle._unpickler(dmapickle._protocol3(general)), guard=False)):
+            with pytest.raises(pickle.UnpicklingError, match="global __builtin__.set is not in"):
+                loader.load(p4, [])
+            assert loader.load(p2, []) == set()
+        assert not (tmp_path / "ran").exists()  # never imported here
+        assert "__builtin__" not in sys.modules
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
 def test_the_stream_unpickler_caches_only_allowed_globals():
     """Each allowlist's Unpickler class remembers the globals it resolved (a stream's messages
     name the same few): a refused global is never stored, stays refused after allowed ones were

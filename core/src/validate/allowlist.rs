@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// The Python 2 module names among [`GLOBALS`]: CPython's unpickler maps them to their Python 3
+/// modules (`_compat_pickle`) only for protocols below 3, which is the only place they may be.
+pub(super) const PYTHON2_MODULES: [&str; 1] = ["__builtin__"];
+
 pub(super) const GLOBALS: [(&str, &str, Callee, bool); 17] = [
     ("builtins", "complex", Callee::Complex, true),
     ("numpy", "ndarray", Callee::Ndarray, true),

@@ -840,7 +840,12 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         let builtin = GLOBALS
             .iter()
             .find(|(m, n, _, strict)| is((m, n)) && (*strict || !self.strict()));
-        if let Some((_, _, callee, _)) = builtin {
+        if let Some((m, _, callee, _)) = builtin {
+            // CPython maps `__builtin__` to `builtins` only below protocol 3 (`fix_imports`);
+            // above, `find_class` would import a module called `__builtin__` from `sys.path`.
+            if self.protocol.is_some_and(|p| p >= 3) && PYTHON2_MODULES.contains(m) {
+                return Err(Reason::Python2Global);
+            }
             return Ok(*callee);
         }
         if self.v.extra.iter().any(|(m, n)| is((m, n))) {

@@ -227,6 +227,10 @@ fn each_reason() {
         (G, b"\x80\x05N.".to_vec(), vec![4], Reason::UnusedBuffers),
         (G, b"\x80\x05N\x98.".to_vec(), vec![], Reason::ReadonlyOnNonBuffer),
         (G, cat(&[b"\x80\x05", &sg("os", "system"), b"."]), vec![], Reason::GlobalNotAllowed),
+        // `__builtin__` is mapped to `builtins` only below protocol 3 (protocol 2 is accepted
+        // elsewhere in these tests); above, CPython would import a `__builtin__` module.
+        (G, cat(&[b"\x80\x04", &sg("__builtin__", "set"), b"]\x85R."]), vec![], Reason::Python2Global),
+        (G, b"\x80\x03c__builtin__\nbytearray\n)R.".to_vec(), vec![], Reason::Python2Global),
         (S, cat(&[b"\x80\x05", &sg("numpy", "dtype"), b"."]), vec![], Reason::GlobalNotAllowed),
         (G, b"\x80\x05K\x01K\x02\x93.".to_vec(), vec![], Reason::GlobalNotLiteral),
         (S, cat(&[b"\x80\x05", &su("numpy"), &su("ndarray"), b"\x940\x93."]), vec![], Reason::OpcodeNotAllowed),

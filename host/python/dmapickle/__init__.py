@@ -191,8 +191,23 @@ def _loader(allowed: frozenset) -> "_native.Loader":
     guard is unavailable or ``DMAPICKLE_AUDIT_GUARD=0``, the restricted Unpickler per message."""
     loader = _LOADERS.get(allowed)
     if loader is None:
-        loader = _LOADERS[allowed] = _native.Loader(allowed, _unpickler(allowed))
+        allowed3 = _protocol3(allowed)
+        loader = _LOADERS[allowed] = _native.Loader(
+            allowed, _unpickler(allowed), allowed3, _unpickler(allowed3)
+        )
     return loader
+
+
+def _protocol3(allowed: frozenset) -> frozenset:
+    """``allowed`` as it stands for pickles of protocol 3 and higher: without the Python 2 names
+    that CPython's ``find_class`` maps to Python 3 ones (``_compat_pickle``) only below
+    protocol 3. Above, it would import them as named (a ``__builtin__`` module on sys.path)."""
+    import _compat_pickle
+
+    return frozenset(
+        (m, n) for m, n in allowed
+        if m not in _compat_pickle.IMPORT_MAPPING and (m, n) not in _compat_pickle.NAME_MAPPING
+    )
 
 
 class Stream:

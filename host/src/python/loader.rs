@@ -16,7 +16,9 @@
 //! `pickle.loads(pickle, buffers=...)` itself, and the same pairs pass as through the
 //! restricted `Unpickler`: the same names, before any import. (Neither sees an `EXT1`/`EXT2`/
 //! `EXT4` code already in `copyreg`'s extension cache, which CPython resolves without
-//! `find_class`; the validator refuses those opcodes in every profile.)
+//! `find_class`; the validator refuses those opcodes in every profile.) Like the validator, the
+//! loader allows Python 2 names (`__builtin__.set`) only in pickles below protocol 3, the only
+//! ones where CPython maps them to Python 3 names: it keeps one allowlist per side of that line.
 //!
 //! The hook cannot be removed (PEP 578), so it is kept cheap for the rest of the process: on
 //! any other thread, or outside a load, it returns after one thread-local read, and being a C
@@ -69,6 +71,7 @@ fn cached<'py>(
 }
 
 /// An audit hook at the C level: `(event, args, user data)`, 0 to go on, -1 with an exception.
+#[cfg_attr(not(unix), allow(dead_code))]
 type AuditHook = unsafe extern "C" fn(*const c_char, *mut ffi::PyObject, *mut c_void) -> c_int;
 
 #[cfg(unix)]
@@ -85,6 +88,7 @@ extern "C" {
 /// is not in the load's allowlist. A C hook costs the process's other audit events (and other
 /// code's `pickle.loads`) far less than a Python one, which CPython calls with a new event
 /// string and an attribute lookup each time (about 2,000 instructions per event, measured).
+#[cfg_attr(not(unix), allow(dead_code))]
 unsafe extern "C" fn find_class_guard(
     event: *const c_char,
     args: *mut ffi::PyObject,
@@ -177,15 +181,26 @@ fn guard(py: Python<'_>) -> bool {
     })
 }
 
-fn install(py: Python<'_>) -> PyResult<bool> {
-    #[cfg(not(unix))]
-    return Ok(false);
+/// Registers [`find_class_guard`]; false where it cannot be (not Unix).
+#[cfg(unix)]
+fn add_hook(py: Python<'_>) -> PyResult<bool> {
     // SAFETY: the hook has CPython's audit hook signature and lives for the whole process;
     // called attached. A hook that vetoes `sys.addaudithook` makes this a no-op (returning 0
-    // or -1): the self-test below then finds no guard.
-    #[cfg(unix)]
+    // or -1): the self-test in `install` then finds no guard.
     if unsafe { PySys_AddAuditHook(find_class_guard, std::ptr::null_mut()) } != 0 {
         return Err(PyErr::fetch(py));
+    }
+    Ok(true)
+}
+
+#[cfg(not(unix))]
+fn add_hook(_py: Python<'_>) -> PyResult<bool> {
+    Ok(false)
+}
+
+fn install(py: Python<'_>) -> PyResult<bool> {
+    if !add_hook(py)? {
+        return Ok(false);
     }
     let loads = cached(py, &LOADS, "pickle", "loads")?;
     let none = PyFrozenSet::empty(py)?;
@@ -273,14 +288,19 @@ fn fast_loads(py: Python<'_>) -> PyResult<Option<&FastLoads>> {
         .map(Option::as_ref)
 }
 
-/// `dmapickle._native.Loader(allowed, unpickler)`: loads a validated pickle with its buffers,
-/// allowing only the `(module, name)` pairs in `allowed` (a frozenset): through `pickle.loads`
-/// under the audit guard, or through `unpickler` (a restricted `Unpickler` class fixed to the
-/// same allowlist) where the guard is not available.
+/// `dmapickle._native.Loader(allowed, unpickler, allowed3, unpickler3)`: loads a validated
+/// pickle with its buffers, allowing only the `(module, name)` pairs in `allowed` (a
+/// frozenset), or in `allowed3` for a pickle of protocol 3 or higher: through `pickle.loads`
+/// under the audit guard, or through `unpickler` / `unpickler3` (restricted `Unpickler`
+/// classes fixed to the same allowlists) where the guard is not available.
+///
+/// Two allowlists because CPython's `find_class` maps Python 2 names (`__builtin__.set` to
+/// `builtins.set`) only below protocol 3; above, it imports the module as named, from
+/// `sys.path`. `allowed3` is `allowed` without those names, as the validator's own rule.
 #[pyclass(frozen, module = "dmapickle._native")]
 pub(super) struct Loader {
-    allowed: Py<PyFrozenSet>,
-    unpickler: Py<PyAny>,
+    /// `(allowlist, restricted Unpickler class)` for protocols 0-2, then 3 and above.
+    by_protocol: [(Py<PyFrozenSet>, Py<PyAny>); 2],
     guarded: bool,
     /// Pickles given to the unpickler so far.
     loads: std::sync::atomic::AtomicU64,
@@ -289,16 +309,21 @@ pub(super) struct Loader {
 #[pymethods]
 impl Loader {
     #[new]
-    #[pyo3(signature = (allowed, unpickler, guard=true))]
+    #[pyo3(signature = (allowed, unpickler, allowed3=None, unpickler3=None, guard=true))]
     fn new(
         py: Python<'_>,
         allowed: Bound<'_, PyFrozenSet>,
         unpickler: Py<PyAny>,
+        allowed3: Option<Bound<'_, PyFrozenSet>>,
+        unpickler3: Option<Py<PyAny>>,
         guard: bool,
     ) -> Self {
+        let third = (
+            allowed3.unwrap_or_else(|| allowed.clone()).unbind(),
+            unpickler3.unwrap_or_else(|| unpickler.clone_ref(py)),
+        );
         Loader {
-            allowed: allowed.unbind(),
-            unpickler,
+            by_protocol: [(allowed.unbind(), unpickler), third],
             guarded: guard && self::guard(py),
             loads: std::sync::atomic::AtomicU64::new(0),
         }
@@ -337,8 +362,10 @@ impl Loader {
     ) -> PyResult<Bound<'py, PyAny>> {
         self.loads
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let protocol3 = matches!(pickle.as_bytes(), [0x80, p, ..] if *p >= 3);
+        let (allowed, unpickler) = &self.by_protocol[usize::from(protocol3)];
         if self.guarded {
-            let _running = Running::enter(self.allowed.bind(py));
+            let _running = Running::enter(allowed.bind(py));
             if let Some(fast) = fast_loads(py)? {
                 let args = [pickle.as_ptr(), buffers.as_ptr()];
                 // SAFETY: `function` has the METH_FASTCALL | METH_KEYWORDS signature (checked
@@ -362,11 +389,11 @@ impl Loader {
         let kwargs = PyDict::new(py);
         kwargs.set_item(intern!(py, "buffers"), buffers)?;
         if self.guarded {
-            let _running = Running::enter(self.allowed.bind(py));
+            let _running = Running::enter(allowed.bind(py));
             return cached(py, &LOADS, "pickle", "loads")?.call((pickle,), Some(&kwargs));
         }
         let file = cached(py, &BYTES_IO, "io", "BytesIO")?.call1((framed(py, pickle)?,))?;
-        self.unpickler
+        unpickler
             .bind(py)
             .call((file,), Some(&kwargs))?
             .call_method0(intern!(py, "load"))

@@ -537,6 +537,14 @@ def bound_cases():
     add("h125_codecs_encode_not_latin1", "_codecs.encode('\\u20ac', 'latin1') raises UnicodeEncodeError",
         "arguments not accepted by the allowed callable",
         P(4) + sg("_codecs", "encode") + su("\u20ac") + su("latin1") + T2 + REDUCE + STOP)
+    # Python 2 names are mapped (`__builtin__` -> `builtins`) only below protocol 3: above,
+    # CPython's find_class imports a module called `__builtin__` from sys.path, whatever it is.
+    add("h127_python2_builtin_protocol4", "__builtin__.set([]) in a protocol 4 pickle: an import from sys.path",
+        "Python 2 module name in a protocol 3+ pickle",
+        P(4) + sg("__builtin__", "set") + EMPTY_LIST + T1 + REDUCE + STOP)
+    add("h128_python2_builtin_protocol3_global", "GLOBAL __builtin__ bytearray() after PROTO 3",
+        "Python 2 module name in a protocol 3+ pickle",
+        P(3) + gl("__builtin__", "bytearray") + EMPTY_TUPLE + REDUCE + STOP)
     return cases
 
 
