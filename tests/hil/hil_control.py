@@ -95,6 +95,20 @@ def device_log_stats(log):
     return {k: int(v) for k, v in re.findall(r"(\w+): (\d+)", lines[-1])}
 
 
+# `dmapickle_core::control::MAX_FRAME`: the host precedes each retry with this many zero bytes
+# (host/src/control/client.rs), which the device skips.
+RETRY_ZEROS = 78
+
+
+def assert_retries_accounted(stats):
+    """On a link that loses and damages nothing, the device skips only the zeros before each
+    retry and answers from its cache only what the host sent again. The host retries a command
+    whose reply takes over 500 ms, which a loaded machine (CI's 2 cores) makes happen: so
+    retries are allowed, and counted, not forbidden."""
+    assert stats["bytes_skipped"] == RETRY_ZEROS * stats["repeats"], stats
+    assert stats["repeats"] <= stats["resent_total"], stats
+
+
 def test_rate_rows_stop_start_over_the_uart(dmapickle_start, dmapickle):
     rows, rate = 64, 64_000
     board = dmapickle_start(n=rows, rate=rate)
@@ -154,7 +168,7 @@ def rate_rows_stop_start(board, addr, dmapickle, rows, rate, link):
         stats = dev.stats()
         assert stats["published"] >= chk.next_seq
         assert (stats["adc_stalls"] >= 0, stats["overflows"], stats["dropped"], stats["lent"]) == (True, 0, 0, 0)
-        assert stats["bytes_skipped"] == 0 and stats["repeats"] == 0
+        assert_retries_accounted(stats)
         reader = s.stats
         assert (reader["corrupt"], reader["lost"], reader["refused"], reader["seq_jumps"]) == (0, 0, 0, 0)
         print(f"\ncontrol over {link}: {chk.checked} messages checked across 6 changes, "
@@ -353,7 +367,8 @@ def flood(addr, dmapickle, rows, rate, link):
         done.set()
         t.join(timeout=30)
         stats = dev.stats()
-        assert stats["commands"] >= sent[0] > 0 and stats["repeats"] == 0, (stats, sent)
+        assert stats["commands"] >= sent[0] > 0, (stats, sent)
+        assert_retries_accounted(stats)
         reader = s.stats
         assert (reader["corrupt"], reader["lost"], reader["refused"]) == (0, 0, 0), reader
         # A measurement, not a pass/fail bound (docs/performance.md records it with the load).
