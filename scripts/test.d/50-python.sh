@@ -14,6 +14,8 @@ install_package -- "$py" "$py1"
 export DMAPICKLE_BIN="$target/debug/dmapickle"
 export DMAPICKLE_DEVICE="$target/debug/examples/device"
 cd tests/python
-"$py" -m pytest -q -p no:cacheprovider test_sources.py test_defence.py test_cli.py test_link.py test_first_hour.py test_export.py test_bridge.py
-# numpy 1.26: the same zero-copy loads from every source kind.
-"$py1" -m pytest -q -p no:cacheprovider test_sources.py
+"$py" -m pytest -q -p no:cacheprovider test_sources.py test_defence.py test_cli.py test_link.py test_first_hour.py test_export.py test_bridge.py test_direct.py
+# numpy 1.26: the same zero-copy loads from every source kind, and the direct build against
+# pickle.loads (its fuzz for 10 s here).
+DMAPICKLE_DIRECT_FUZZ_SECONDS=${DMAPICKLE_DIRECT_FUZZ_SECONDS:-10} \
+  "$py1" -m pytest -q -p no:cacheprovider test_sources.py test_direct.py

@@ -91,10 +91,11 @@ def test_hostile_frames_are_refused_before_python(start_device, tmp_path, instru
     assert seqs == list(range(20))
     assert stats["refused"] == 10 and stats["frames_ok"] == 20
     assert "refused" in stats["last_refused"]
-    # Only the 20 benign pickles reached an unpickler, and each asked for numpy.ndarray once:
-    # no unpickler in the process looked up anything else.
+    # Only the 20 benign pickles were loaded, and nothing in the process looked up any global
+    # but numpy.ndarray: the loader's direct build resolves it through find_class once (or
+    # found it resolved by an earlier test) and builds every message without an unpickler.
     assert instrumented["loads"] == 20
-    assert instrumented["globals"] == [("numpy", "ndarray")] * 20
+    assert instrumented["globals"] in ([], [("numpy", "ndarray")])
 
 
 def test_loads_refuses_a_hostile_frame_with_the_reason(start_device, tmp_path, instrumented):
@@ -106,7 +107,7 @@ def test_loads_refuses_a_hostile_frame_with_the_reason(start_device, tmp_path, i
     assert dmapickle.loads(good)["seq"] == 0
     with pytest.raises(dmapickle.RejectedError, match="allowlist"):
         dmapickle.loads(evil)
-    assert instrumented["loads"] == 1 and instrumented["globals"] == [("numpy", "ndarray")]
+    assert instrumented["loads"] == 1 and instrumented["globals"] in ([], [("numpy", "ndarray")])
 
 
 def test_check_api():

@@ -41,6 +41,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyFrozenSet, PyList, PyTuple};
 
+use super::direct;
+
 thread_local! {
     /// The allowlist (a frozenset of `(module, name)` tuples) of the load running on this thread,
     /// borrowed from its [`Loader`]; null outside a load.
@@ -302,14 +304,19 @@ pub(super) struct Loader {
     /// `(allowlist, restricted Unpickler class)` for protocols 0-2, then 3 and above.
     by_protocol: [(Py<PyFrozenSet>, Py<PyAny>); 2],
     guarded: bool,
-    /// Pickles given to the unpickler so far.
+    /// Whether pickles are first offered to [`direct::build`].
+    direct: bool,
+    /// Globals `direct::build` has resolved through this loader.
+    globals: direct::Globals,
+    /// Pickles loaded so far (either way), and those of them built directly.
     loads: std::sync::atomic::AtomicU64,
+    direct_builds: std::sync::atomic::AtomicU64,
 }
 
 #[pymethods]
 impl Loader {
     #[new]
-    #[pyo3(signature = (allowed, unpickler, allowed3=None, unpickler3=None, guard=true))]
+    #[pyo3(signature = (allowed, unpickler, allowed3=None, unpickler3=None, guard=true, direct=true))]
     fn new(
         py: Python<'_>,
         allowed: Bound<'_, PyFrozenSet>,
@@ -317,6 +324,7 @@ impl Loader {
         allowed3: Option<Bound<'_, PyFrozenSet>>,
         unpickler3: Option<Py<PyAny>>,
         guard: bool,
+        direct: bool,
     ) -> Self {
         let third = (
             allowed3.unwrap_or_else(|| allowed.clone()).unbind(),
@@ -325,8 +333,25 @@ impl Loader {
         Loader {
             by_protocol: [(allowed.unbind(), unpickler), third],
             guarded: guard && self::guard(py),
+            direct: direct && std::env::var_os(DIRECT_OPT_OUT).is_none_or(|v| v != "0"),
+            globals: direct::Globals::default(),
             loads: std::sync::atomic::AtomicU64::new(0),
+            direct_builds: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Whether pickles are built directly where they can be (see `direct.rs`), falling back to
+    /// the unpickler.
+    #[getter]
+    fn direct(&self) -> bool {
+        self.direct
+    }
+
+    /// How many of [`Self::loads`] were built directly, without an unpickler.
+    #[getter]
+    fn direct_builds(&self) -> u64 {
+        self.direct_builds
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether loads go through `pickle.loads` under the audit guard (else: the restricted
@@ -336,7 +361,8 @@ impl Loader {
         self.guarded
     }
 
-    /// How many pickles this loader has given to an unpickler (what the defence tests count).
+    /// How many pickles this loader has loaded, built directly or given to an unpickler (what
+    /// the defence tests count).
     #[getter]
     fn loads(&self) -> u64 {
         self.loads.load(std::sync::atomic::Ordering::Relaxed)
@@ -362,6 +388,23 @@ impl Loader {
     ) -> PyResult<Bound<'py, PyAny>> {
         self.loads
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.direct {
+            if let Some(obj) = direct::build(py, pickle.as_bytes(), buffers, self) {
+                self.direct_builds
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Ok(obj);
+            }
+        }
+        self.unpickle(py, pickle, buffers)
+    }
+
+    /// `pickle` loaded by CPython's unpickler under this loader's second line of defence.
+    fn unpickle<'py>(
+        &self,
+        py: Python<'py>,
+        pickle: &Bound<'py, PyBytes>,
+        buffers: &Bound<'py, PyList>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let protocol3 = matches!(pickle.as_bytes(), [0x80, p, ..] if *p >= 3);
         let (allowed, unpickler) = &self.by_protocol[usize::from(protocol3)];
         if self.guarded {
@@ -399,6 +442,41 @@ impl Loader {
             .call_method0(intern!(py, "load"))
     }
 }
+
+impl direct::Resolve for Loader {
+    fn allowed(&self, py: Python<'_>, protocol3: bool, module: &str, name: &str) -> bool {
+        let allowed = self.by_protocol[usize::from(protocol3)].0.bind(py);
+        allowed.contains((module, name)).unwrap_or(false)
+    }
+
+    /// `find_class(module, name)` as CPython runs it in a pickle of `protocol`: a pickle of just
+    /// that `STACK_GLOBAL`, unpickled the way every other pickle of this loader is (under the
+    /// audit guard or by the restricted `Unpickler`, with CPython's audit event).
+    fn find_class<'py>(
+        &self,
+        py: Python<'py>,
+        protocol: u8,
+        module: &str,
+        name: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        use dmapickle_core::opcode::{BINUNICODE, PROTO, STACK_GLOBAL, STOP};
+        let mut p = vec![PROTO, protocol];
+        for s in [module, name] {
+            p.push(BINUNICODE);
+            p.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            p.extend_from_slice(s.as_bytes());
+        }
+        p.extend_from_slice(&[STACK_GLOBAL, STOP]);
+        self.unpickle(py, &PyBytes::new(py, &p), &PyList::empty(py))
+    }
+
+    fn globals(&self) -> &direct::Globals {
+        &self.globals
+    }
+}
+
+/// The environment variable that, set to `0`, loads every pickle with the unpickler.
+const DIRECT_OPT_OUT: &str = "DMAPICKLE_DIRECT_LOAD";
 
 /// The pickle as CPython's file-reading `Unpickler` should read it: a protocol 4/5 pickle
 /// without a `FRAME` gets one around its body. Same value, but the Unpickler then reads it with

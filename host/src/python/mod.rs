@@ -85,6 +85,7 @@ pyo3::create_exception!(
 /// How long `next` waits for a stream's first message before it warns (once) what it waits for.
 const WAITING_WARNING_AFTER: Duration = Duration::from_secs(2);
 
+mod direct;
 mod handoff;
 mod loader;
 mod message;
