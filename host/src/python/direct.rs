@@ -408,6 +408,66 @@ fn run<'py>(
     Ok(None)
 }
 
+/// How [`takes`] steps over each opcode: [`NOT_TAKEN`], [`END`], a fixed argument of `0..=8`
+/// bytes, or a length-prefixed argument ([`LEN1`], [`LEN4`], [`LEN8`]); `LONG1` is its own.
+const NOT_TAKEN: u8 = 0xff;
+const END: u8 = 0xfe;
+const LEN1: u8 = 0xf1;
+const LEN4: u8 = 0xf4;
+const LEN8: u8 = 0xf8;
+const LONG1: u8 = 0xf0;
+static STEP: [u8; 256] = {
+    let mut t = [NOT_TAKEN; 256];
+    let fixed: [(u8, u8); 29] = [
+        (op::MARK, 0),
+        (op::NONE, 0),
+        (op::NEWTRUE, 0),
+        (op::NEWFALSE, 0),
+        (op::EMPTY_DICT, 0),
+        (op::EMPTY_LIST, 0),
+        (op::EMPTY_TUPLE, 0),
+        (op::TUPLE, 0),
+        (op::TUPLE1, 0),
+        (op::TUPLE2, 0),
+        (op::TUPLE3, 0),
+        (op::SETITEM, 0),
+        (op::SETITEMS, 0),
+        (op::APPEND, 0),
+        (op::APPENDS, 0),
+        (op::MEMOIZE, 0),
+        (op::STACK_GLOBAL, 0),
+        (op::NEXT_BUFFER, 0),
+        (op::READONLY_BUFFER, 0),
+        (op::NEWOBJ, 0),
+        (op::REDUCE, 0),
+        (op::BUILD, 0),
+        (op::BININT1, 1),
+        (op::BINPUT, 1),
+        (op::BINGET, 1),
+        (op::BININT2, 2),
+        (op::BININT, 4),
+        (op::LONG_BINPUT, 4),
+        (op::LONG_BINGET, 4),
+    ];
+    let mut i = 0;
+    while i < fixed.len() {
+        t[fixed[i].0 as usize] = fixed[i].1;
+        i += 1;
+    }
+    t[op::BINFLOAT as usize] = 8;
+    t[op::FRAME as usize] = 8;
+    t[op::STOP as usize] = END;
+    t[op::LONG1 as usize] = LONG1;
+    t[op::SHORT_BINUNICODE as usize] = LEN1;
+    t[op::SHORT_BINBYTES as usize] = LEN1;
+    t[op::BINUNICODE as usize] = LEN4;
+    t[op::BINBYTES as usize] = LEN4;
+    t[op::BINUNICODE8 as usize] = LEN8;
+    t[op::BINBYTES8 as usize] = LEN8;
+    t[op::BYTEARRAY8 as usize] = LEN8;
+    t
+};
+
 /// Whether every opcode up to the first `STOP` is one [`run`] takes (after `PROTO`), with its
 /// argument within the pickle, and there are at most [`MAX_OPCODES`] of them.
 fn takes(p: &[u8]) -> bool {
@@ -417,58 +477,21 @@ fn takes(p: &[u8]) -> bool {
             return false;
         };
         at += 1;
-        let n = match code {
-            op::STOP => return true,
-            op::MARK
-            | op::NONE
-            | op::NEWTRUE
-            | op::NEWFALSE
-            | op::EMPTY_DICT
-            | op::EMPTY_LIST
-            | op::EMPTY_TUPLE
-            | op::TUPLE
-            | op::TUPLE1
-            | op::TUPLE2
-            | op::TUPLE3
-            | op::SETITEM
-            | op::SETITEMS
-            | op::APPEND
-            | op::APPENDS
-            | op::MEMOIZE
-            | op::STACK_GLOBAL
-            | op::NEXT_BUFFER
-            | op::READONLY_BUFFER
-            | op::NEWOBJ
-            | op::REDUCE
-            | op::BUILD => 0,
-            op::BININT1 | op::BINPUT | op::BINGET => 1,
-            op::BININT2 => 2,
-            op::BININT | op::LONG_BINPUT | op::LONG_BINGET => 4,
-            op::BINFLOAT | op::FRAME => 8,
-            op::LONG1 => match p.get(at) {
+        let n = match STEP[usize::from(code)] {
+            END => return true,
+            NOT_TAKEN => return false,
+            LONG1 => match p.get(at) {
                 Some(&n) if n <= 8 => 1 + usize::from(n),
                 _ => return false,
             },
-            op::SHORT_BINUNICODE
-            | op::SHORT_BINBYTES
-            | op::BINUNICODE
-            | op::BINBYTES
-            | op::BINUNICODE8
-            | op::BINBYTES8
-            | op::BYTEARRAY8 => {
-                let from = at;
-                match length(code, p, &mut at) {
-                    Some(n) => match (at - from).checked_add(n) {
-                        Some(total) => {
-                            at = from;
-                            total
-                        }
-                        None => return false,
-                    },
+            step @ (LEN1 | LEN4 | LEN8) => {
+                let width = usize::from(step & 0x0f);
+                match le_len(p, at, width).and_then(|n| n.checked_add(width)) {
+                    Some(n) => n,
                     None => return false,
                 }
             }
-            _ => return false,
+            fixed => usize::from(fixed),
         };
         match at.checked_add(n) {
             Some(next) if next <= p.len() => at = next,
@@ -486,11 +509,21 @@ fn length(code: u8, p: &[u8], at: &mut usize) -> Option<usize> {
         op::BINUNICODE | op::BINBYTES => 4,
         _ => 8,
     };
-    let b = p.get(*at..at.checked_add(width)?)?;
+    let n = le_len(p, *at, width)?;
     *at += width;
-    let mut le = [0u8; 8];
-    le[..width].copy_from_slice(b);
-    usize::try_from(u64::from_le_bytes(le)).ok()
+    Some(n)
+}
+
+/// The little-endian length of `width` (1, 4 or 8) bytes at `at`, if they are there and it fits
+/// a `usize`.
+#[inline(always)]
+fn le_len(p: &[u8], at: usize, width: usize) -> Option<usize> {
+    let v = match width {
+        1 => u64::from(*p.get(at)?),
+        4 => u64::from(u32::from_le_bytes(p.get(at..at + 4)?.try_into().ok()?)),
+        _ => u64::from_le_bytes(p.get(at..at + 8)?.try_into().ok()?),
+    };
+    usize::try_from(v).ok()
 }
 
 /// The unpickler's state: its stack, the marks into it, the memo.
@@ -505,23 +538,27 @@ struct Machine<'py> {
 }
 
 impl<'py> Machine<'py> {
+    #[inline(always)]
     fn push(&mut self, obj: Bound<'py, PyAny>) -> Option<()> {
         (self.stack.len() < MAX_STACK).then(|| self.stack.push(obj))
     }
 
     /// The lowest stack index an opcode without a mark may pop to (`_pickle.c`'s fence).
+    #[inline]
     fn fence(&self) -> usize {
         self.marks.last().copied().unwrap_or(0)
     }
 
     /// The object below `from` that `SETITEM(S)`/`APPEND(S)` add the items from `from` on to,
     /// if it lies above the fence (the fence after a `SETITEMS` mark is the outer one).
+    #[inline]
     fn container(&self, from: usize) -> Option<&Bound<'py, PyAny>> {
         (from > self.fence())
             .then(|| self.stack.get(from - 1))
             .flatten()
     }
 
+    #[inline]
     fn top(&self) -> Option<&Bound<'py, PyAny>> {
         self.stack
             .last()
