@@ -47,8 +47,17 @@ const MAX_STACK: usize = 4096;
 const MAX_MARKS: usize = 64;
 const MAX_MEMO: usize = 1 << 16;
 
-/// A global resolved by `find_class`: protocol side (`false`: below 3), module, name, object.
-type Resolved = (bool, Py<PyString>, Py<PyString>, Py<PyAny>);
+/// A global resolved by `find_class`.
+struct Resolved {
+    /// The protocol side (`false`: below 3).
+    protocol3: bool,
+    module: Box<str>,
+    name: Box<str>,
+    /// The same names as str objects (those that came off the stack first).
+    module_str: Py<PyString>,
+    name_str: Py<PyString>,
+    object: Py<PyAny>,
+}
 
 /// Globals already resolved by `find_class`.
 #[derive(Default)]
@@ -66,8 +75,26 @@ impl Globals {
     ) -> Option<Py<PyAny>> {
         let held = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
         held.iter()
-            .find(|(p, m, n, _)| *p == protocol3 && same_str(m, module) && same_str(n, name))
-            .map(|(.., obj)| obj.clone_ref(py))
+            .find(|r| {
+                r.protocol3 == protocol3
+                    && same_str(&r.module_str, module)
+                    && same_str(&r.name_str, name)
+            })
+            .map(|r| r.object.clone_ref(py))
+    }
+
+    /// [`Self::get`] by the names' text.
+    fn get_text(
+        &self,
+        py: Python<'_>,
+        protocol3: bool,
+        module: &str,
+        name: &str,
+    ) -> Option<Py<PyAny>> {
+        let held = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
+        held.iter()
+            .find(|r| r.protocol3 == protocol3 && *r.module == *module && *r.name == *name)
+            .map(|r| r.object.clone_ref(py))
     }
 
     fn put(&self, entry: Resolved) {
@@ -236,6 +263,15 @@ fn run<'py>(
                 take!(m.push(PyFloat::new(py, v).into_any()))
             }
             op::SHORT_BINUNICODE | op::BINUNICODE | op::BINUNICODE8 => {
+                if code == op::SHORT_BINUNICODE {
+                    if let Some((module, name, next)) = global_names(p, at) {
+                        take!(m.stack.len().checked_add(2).filter(|&n| n <= MAX_STACK));
+                        let got = take!(global_text(py, protocol, module, name, loader)?);
+                        at = next;
+                        take!(m.push(got));
+                        continue;
+                    }
+                }
                 let n = take!(length(code, p, &mut at));
                 let s = arg!(n);
                 take!(m.push(unicode(py, s)?))
@@ -656,17 +692,75 @@ fn global<'py>(
         return Ok(Some(obj.into_bound(py)));
     }
     let (m, n) = (module.to_cow()?, name.to_cow()?);
-    if !loader.allowed(py, protocol3, &m, &n) {
+    resolve(
+        py,
+        protocol,
+        (&m, &n),
+        (module.clone(), name.clone()),
+        loader,
+    )
+}
+
+/// [`global`] for names read straight from the pickle (see `global_names`).
+fn global_text<'py>(
+    py: Python<'py>,
+    protocol: u8,
+    module: &str,
+    name: &str,
+    loader: &impl Resolve,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    if let Some(obj) = loader.globals().get_text(py, protocol >= 3, module, name) {
+        return Ok(Some(obj.into_bound(py)));
+    }
+    let strs = (PyString::new(py, module), PyString::new(py, name));
+    resolve(py, protocol, (module, name), strs, loader)
+}
+
+/// `(module, name)` resolved by the loader's `find_class` and remembered, if allowlisted.
+fn resolve<'py>(
+    py: Python<'py>,
+    protocol: u8,
+    (module, name): (&str, &str),
+    (module_str, name_str): (Bound<'py, PyString>, Bound<'py, PyString>),
+    loader: &impl Resolve,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let protocol3 = protocol >= 3;
+    if !loader.allowed(py, protocol3, module, name) {
         return Ok(None);
     }
-    let obj = loader.find_class(py, protocol, &m, &n)?;
-    loader.globals().put((
+    let obj = loader.find_class(py, protocol, module, name)?;
+    loader.globals().put(Resolved {
         protocol3,
-        module.clone().unbind(),
-        name.clone().unbind(),
-        obj.clone().unbind(),
-    ));
+        module: module.into(),
+        name: name.into(),
+        module_str: module_str.unbind(),
+        name_str: name_str.unbind(),
+        object: obj.clone().unbind(),
+    });
     Ok(Some(obj))
+}
+
+/// For `SHORT_BINUNICODE module SHORT_BINUNICODE name STACK_GLOBAL` starting with the first
+/// string's length byte at `at` (the encoder's and CPython's protocol-4 form without a memo
+/// between): the two names and the offset after `STACK_GLOBAL`. The two strings are popped by
+/// the `STACK_GLOBAL` that pushed them, so they need never be made; only names that are valid
+/// UTF-8 (`surrogatepass` decodes more) take this path.
+#[inline(always)]
+fn global_names(p: &[u8], at: usize) -> Option<(&str, &str, usize)> {
+    let second = at + 1 + usize::from(*p.get(at)?);
+    if p.get(second) != Some(&op::SHORT_BINUNICODE) {
+        return None;
+    }
+    let end = second + 2 + usize::from(*p.get(second + 1)?);
+    if p.get(end) != Some(&op::STACK_GLOBAL) {
+        return None;
+    }
+    let (module, name) = (&p[at + 1..second], &p[second + 2..end]);
+    Some((
+        std::str::from_utf8(module).ok()?,
+        std::str::from_utf8(name).ok()?,
+        end + 1,
+    ))
 }
 
 /// `NEWOBJ`: `cls.__new__(cls, *args)`, which `_pickle.c` calls as `cls->tp_new(cls, args,
