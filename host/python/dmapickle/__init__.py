@@ -14,8 +14,11 @@ arrays over the buffers that came with it, and gives you the message::
 region): nothing is copied after the read. The memory stays valid as long as any array or view
 of it exists; a shared-region buffer is handed back to the device when the last one is dropped.
 
-Defence in depth: every pickle is validated in Rust before Python sees it, and then loaded by
-CPython's ``pickle.loads`` while an audit hook refuses every global outside the allowlist (the
+Defence in depth: every pickle is validated in Rust before Python sees it. A pickle made of the
+common opcodes is then built directly in Rust (the constructors ``_pickle.c`` would call, each
+global resolved once through CPython's own ``find_class`` under the guard below, and only if
+allowlisted; ``DMAPICKLE_DIRECT_LOAD=0`` turns this off). Any other is loaded by CPython's
+``pickle.loads`` while an audit hook refuses every global outside the allowlist (the
 ``pickle.find_class`` audit event comes before any import); where that hook cannot be installed,
 or with ``DMAPICKLE_AUDIT_GUARD=0``, by an ``Unpickler`` whose ``find_class`` only returns
 allowlisted globals.
