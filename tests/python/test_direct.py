@@ -346,3 +346,26 @@ def test_the_direct_build_can_be_turned_off():
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                              check=True).stdout.split()
         assert " ".join(out) == expect, (value, out)
+
+
+def test_threads_share_a_loader_and_exit_cleanly():
+    """Eight threads build through one loader (each with its own string cache), end, and the
+    process exits with status 0: the caches' str objects are released without the GIL too."""
+    import subprocess
+    import sys
+
+    code = """if True:
+        import threading, pickle, dmapickle
+        loader = dmapickle._loader(dmapickle.ALLOWED_GLOBALS["general"])
+        p = pickle.dumps({"seq": 1, "name": "abc", "z": complex(1, 2)}, protocol=5)
+        def work():
+            for _ in range(200):
+                assert loader.load(p, []) == {"seq": 1, "name": "abc", "z": complex(1, 2)}
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        work()
+        print(loader.direct_builds)
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stdout.split(), out.stderr) == (0, ["1800"], "")
