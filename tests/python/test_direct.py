@@ -223,6 +223,9 @@ EDGES = [
     (b"\x80\x05\x8c\x01\xff.", False),  # not UTF-8: pickle's own error
     (b"\x80\x05C\x03abc\x94.", True),
     (b"\x80\x05N\x88\x89\x87.", True),
+    (b"\x80\x06N.", False),  # a protocol above CPython's highest: pickle's own ValueError
+    (b"\x80\x02N.", True),
+    (b"\x80\x05N\x80\x05.", False),  # a second PROTO
 ]
 
 

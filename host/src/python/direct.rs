@@ -168,6 +168,11 @@ fn run<'py>(
     let [op::PROTO, protocol, ..] = *p else {
         return Ok(None);
     };
+    // `load_proto` refuses a protocol above CPython's highest (5 from 3.8 to 3.13): such a
+    // pickle goes to `pickle.loads`, which raises (or, on a later CPython, loads it).
+    if protocol > 5 {
+        return Ok(None);
+    }
     // Whole pickles only: one outside the opcode set is left to `pickle.loads` before any
     // object is made, so that the work is not done twice.
     if !takes(p) {
