@@ -8,7 +8,8 @@ usage: check_vectors.py --bin PATH/TO/dmapickle [--accept DIR]... [--reject DIR]
               pickletools opcode by opcode (see compare_dis.py).
 --reject DIR: every DIR/*.pkl must be rejected (`FILE: rejected: REASON`, exit 1) within one
               second of the checker's own CPU time (user + system, from the child's rusage, so
-              a loaded machine does not fail it; a 60 s wall-clock guard catches a hang), never
+              a loaded machine does not fail it; the least of up to 3 runs, so a cold page cache
+              does not either; a 60 s wall-clock guard catches a hang), never
               crash; if DIR/manifest.json gives a `reason` for the case, the printed reason must
               contain it.
 Prints each failure and a final `N passed, N failed` line; exits 1 on any failure.
@@ -89,15 +90,28 @@ def main():
             fail(d, "no vectors")
         for path in files:
             name = os.path.basename(path)[:-4]
-            before = children_cpu()
-            try:
-                code, out, err = check_cpu(args.bin, path, 60)
-            except subprocess.TimeoutExpired:
+            # Up to 3 runs, the least CPU counted: a run's CPU time includes the kernel's page
+            # faults, which on a cold cache (a freshly linked debug binary, a 1 MiB vector) cost
+            # more than the check itself (seen in CI: 1.19 s once, 0.5 s after). A validator
+            # that does too much work exceeds the budget on every run.
+            times = []
+            hung = False
+            for _ in range(3):
+                before = children_cpu()
+                try:
+                    code, out, err = check_cpu(args.bin, path, 60)
+                except subprocess.TimeoutExpired:
+                    hung = True
+                    break
+                times.append(children_cpu() - before)
+                if times[-1] <= 1.0:
+                    break
+            if hung:
                 fail(path, "not rejected within 60 s of wall-clock time (a hang)")
                 continue
-            cpu = children_cpu() - before
-            if cpu > 1.0:
-                fail(path, "not rejected within 1 s of CPU time (took %.2f s)" % cpu)
+            if min(times) > 1.0:
+                fail(path, "not rejected within 1 s of CPU time (took %s s)"
+                     % " / ".join("%.2f" % t for t in times))
                 continue
             prefix = path + ": rejected: "
             if code != 1 or not out.startswith(prefix) or len(out) == len(prefix):
