@@ -146,15 +146,22 @@ pub(super) trait Resolve {
 }
 
 /// The object `pickle` builds with `buffers`, built directly, or `None` if the pickle is not
-/// one [`build`] takes (the caller then runs `pickle.loads`). Python errors raised on the way
-/// are dropped with the partial objects: `pickle.loads` raises them again.
+/// one [`build`] takes (the caller then runs `pickle.loads`). `Exception`s raised on the way
+/// are dropped with the partial objects (`pickle.loads` raises them again); a
+/// `KeyboardInterrupt` or `SystemExit` is raised.
 pub(super) fn build<'py>(
     py: Python<'py>,
     pickle: &[u8],
     buffers: &Bound<'py, PyList>,
     loader: &impl Resolve,
-) -> Option<Bound<'py, PyAny>> {
-    run(py, pickle, buffers, loader).ok().flatten()
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    match run(py, pickle, buffers, loader) {
+        Ok(built) => Ok(built),
+        // A `KeyboardInterrupt` (or `SystemExit`) that came in during a constructor is the
+        // user's, not the pickle's: it is raised, never dropped with the partial objects.
+        Err(e) if !e.is_instance_of::<pyo3::exceptions::PyException>(py) => Err(e),
+        Err(_) => Ok(None),
+    }
 }
 
 /// `Ok(None)`: not taken (an opcode or a shape outside the set); `Err`: a Python error.

@@ -389,7 +389,7 @@ impl Loader {
         self.loads
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.direct {
-            if let Some(obj) = direct::build(py, pickle.as_bytes(), buffers, self) {
+            if let Some(obj) = direct::build(py, pickle.as_bytes(), buffers, self)? {
                 self.direct_builds
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Ok(obj);
