@@ -12,6 +12,7 @@
 pub mod adc;
 pub mod config;
 pub mod control;
+pub mod copy;
 pub mod message;
 #[cfg(any(feature = "rtt", test))]
 pub mod rtt_link;

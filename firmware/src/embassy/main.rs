@@ -36,6 +36,7 @@ mod executor;
 mod lan9118;
 #[path = "../paint.rs"]
 mod paint;
+mod tcp_link;
 mod time_driver;
 
 use core::cell::RefCell;
@@ -66,6 +67,7 @@ use dmapickle_firmware::waveform::ROW_BYTES;
 
 use lan9118::Lan9118;
 use paint::{paint_stack, stack_high_water};
+use tcp_link::TcpLink;
 
 /// Block buffers in RAM.
 const SLOTS: usize = 8;
@@ -406,7 +408,7 @@ impl Device<'_> {
                 if failed {
                     self.orphaned = self.orphaned.wrapping_add(1);
                     let _ = self.block(&mut Null, buf).await;
-                } else if self.block(data, buf).await.is_err() {
+                } else if self.block(&mut TcpLink(data), buf).await.is_err() {
                     failed = true;
                     data.abort();
                 }
@@ -467,7 +469,7 @@ impl Device<'_> {
                 self.sent(buf);
                 return Ended::Cut;
             }
-            if let Err(e) = self.block(socket, buf).await {
+            if let Err(e) = self.block(&mut TcpLink(socket), buf).await {
                 return Ended::Failed(e);
             }
             on_this += 1;
