@@ -2,7 +2,7 @@
 
     bench_links.py [--repeat R]
     bench_links.py --guest-instructions
-
+    bench_links.py --guest-profile [BLOCK]
 
 For (256, 4) and (1024, 4) int16 blocks: the UART build's inline link (CMSDK UART0 on a unix
 socket), its shared-region link (frames on the UART, arrays lent from the PSRAM file) and the
@@ -19,12 +19,23 @@ timestamps) counts the instructions the emulated CPU executed per array byte: th
 (ADC simulation, encoding, CRC-32C, framing) plus the network stack and the LAN9118 driver, but
 not what QEMU spends outside the guest (MMIO dispatch, slirp, the host kernel). The ADC runs at
 the firmware's highest rate so that the CPU never waits for it.
+
+`--guest-profile` says where those instructions go: it builds `guest_profile/tb_count.c` (a QEMU
+TCG plugin, with the system C compiler), streams (BLOCK, 4) blocks over Ethernet under it, and
+folds the instructions executed per translated block onto the firmware's functions with
+binutils' `addr2line -i` (inlined frames resolved: the innermost function at each block's start,
+and its crate), in guest instructions per array byte. Counted per block start, so a block left early (an exception) counts whole.
 """
 import argparse
+import collections
 import gc
 import os
 import re
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 from dmapickle.pytest_plugin import QemuTarget
 
@@ -94,6 +105,52 @@ def guest_instructions(block, count):
     return (at[last] - at[first]) * 1e9 / ((last - first) * block * 8)
 
 
+def guest_profile(block, count):
+    """Guest instructions per array byte by firmware function (see the module doc)."""
+    here = Path(__file__).resolve().parent
+    with tempfile.TemporaryDirectory() as tmp:
+        plugin, counts = Path(tmp) / "tb_count.so", Path(tmp) / "tb_count.txt"
+        subprocess.run([os.environ.get("CC", "cc"), "-O2", "-Wall", "-shared", "-fPIC", "-o", str(plugin),
+                        str(here / "guest_profile" / "tb_count.c")], check=True)
+        elf = embassy_elf()
+        board = QemuTarget(elf, {"n": block, "count": count, "rate": 10_000_000}, timeout=600,
+                           extra=["-plugin", f"file={plugin},out={counts}"], **ETHERNET)
+        with board:
+            with board.stream() as stream:
+                timed(stream, count)
+            assert board.wait() == 0, board.log()
+        tbs = [tuple(int(x, 16) if i == 0 else int(x) for i, x in enumerate(line.split()))
+               for line in counts.read_text().splitlines()]
+    pcs = sorted({pc for pc, _, _ in tbs})
+    out = subprocess.run(["addr2line", "-a", "-i", "-f", "-C", "-e", elf],
+                         input="".join(f"0x{pc:x}\n" for pc in pcs), capture_output=True, text=True,
+                         check=True).stdout
+    inner_of = {}
+    for chunk in re.split(r"^0x", out, flags=re.M)[1:]:
+        lines = chunk.splitlines()
+        name = re.sub(r"::h[0-9a-f]{16}$", "", lines[1]) if len(lines) > 1 else "?"
+        inner_of[int(lines[0], 16)] = name
+    inner, crate = collections.Counter(), collections.Counter()
+    total = 0
+    for pc, n, execs in tbs:
+        name = inner_of.get(pc, "?")
+        inner[name] += n * execs
+        crate[re.sub(r"^[<&*]*(?:dyn )?", "", name).split("::")[0].split("<")[0]] += n * execs
+        total += n * execs
+    per_byte = 1.0 / (count * block * 8)
+    return {"total": total * per_byte,
+            "function": {k: v * per_byte for k, v in inner.most_common()},
+            "crate": {k: v * per_byte for k, v in crate.most_common()}}
+
+
+def print_profile(block, count, profile):
+    print(f"ethernet ({block}, 4), {count} messages: {profile['total']:.2f} guest instructions per array byte in all")
+    for title, key in (("function (innermost inlined frame at the block start)", "function"), ("crate", "crate")):
+        print(f"\n| {title} | instructions per array byte | share |\n|---|---:|---:|")
+        for name, v in list(profile[key].items())[:25]:
+            print(f"| `{name[:110]}` | {v:.3f} | {100 * v / profile['total']:.1f}% |")
+
+
 def main():
     only = os.environ.get("BENCH_ONLY")
     if only:
@@ -102,7 +159,12 @@ def main():
     ap.add_argument("--repeat", type=int, default=1, help="rounds (interleaved); the table gives the median")
     ap.add_argument("--guest-instructions", action="store_true",
                     help="guest instructions per array byte over Ethernet, under -icount")
+    ap.add_argument("--guest-profile", type=int, nargs="?", const=1024, metavar="BLOCK",
+                    help="guest instructions per array byte by firmware function (a QEMU plugin)")
     args = ap.parse_args()
+    if args.guest_profile:
+        print_profile(args.guest_profile, 3000, guest_profile(args.guest_profile, 3000))
+        return
     if args.guest_instructions:
         for block, count in ((256, 6000), (1024, 3000)):
             print(f"ethernet ({block}, 4): {guest_instructions(block, count):.2f} guest instructions per array byte")
