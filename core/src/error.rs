@@ -16,7 +16,7 @@ use core::fmt;
 ///
 /// | caller | returns |
 /// |---|---|
-/// | `Pickler` (`pickler`, `ndarray`) | [`EncodeError`]: `BufferFull`, `TooManyBuffers`, `TooDeep`, `ContainerMismatch`, `UnclosedContainer`, `DictKeyWithoutValue`, `NotOneValue`, `ArraySizeMismatch`, `TooManyDims` |
+/// | `Pickler` (`pickler`, `ndarray`) | [`EncodeError`]: `BufferFull`, `TooManyBuffers`, `TooDeep`, `ContainerMismatch`, `UnclosedContainer`, `DictKeyWithoutValue`, `NotOneValue`, `ArraySizeMismatch`, `TooManyDims`, `CannotAlign` |
 /// | the serde serializer (`ser`) | [`EncodeError`]: the `Pickler`'s, and `SerdeCustom` |
 /// | `Template` (`template`) | [`EncodeError`]: the `Pickler`'s (a template is written by one), and `SlotOverflow`, `SlotMismatch`, `BadTemplate`, `TooManySlots` |
 /// | the reader and the validator (`reader`, `validate`) | `Error::Rejected` only |
@@ -158,6 +158,10 @@ pub enum EncodeError {
     BadTemplate,
     /// More slots than the template's slot table holds (at most 256).
     TooManySlots,
+    /// `Pickler::align_to`: the multiple is not 1, 2, 4 or 8, or the pickle has too few short
+    /// strings or bytes to widen to reach it (at most 7 are needed, 3 for a multiple of 4), or
+    /// no room for the wider ones. Nothing was changed: `finish` still ends the same pickle.
+    CannotAlign,
 }
 
 impl From<EncodeError> for Error {
@@ -193,6 +197,9 @@ impl fmt::Display for EncodeError {
             EncodeError::TooManySlots => {
                 f.write_str("too many slots for the template's slot table")
             }
+            EncodeError::CannotAlign => f.write_str(
+                "pickle cannot be padded to that multiple (1, 2, 4 or 8; too few short strings)",
+            ),
         }
     }
 }

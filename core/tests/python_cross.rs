@@ -477,6 +477,30 @@ fn write_batch(values: &[V], path: &Path) -> usize {
         arrays += description.to_string().matches("\"t\":\"array\"").count();
         batch.push(encoded.pickle, &oob, &description);
     }
+    // The same values again, each padded to a multiple of 2, 4 or 8 bytes by `align_to`
+    // (widened short strings): CPython must load exactly the same value.
+    for (i, v) in values.iter().enumerate() {
+        let multiple = [2, 4, 8][i % 3];
+        let mut oob = Vec::new();
+        let mut p = Pickler::<'_, BUFFERS>::with_limits(&mut out);
+        encode(&mut p, v, &mut oob).unwrap();
+        let before = p.len();
+        match p.align_to(multiple) {
+            Ok(()) if p.len() != before => {}
+            Ok(()) => continue,
+            Err(e) => {
+                assert_eq!(e, EncodeError::CannotAlign);
+                assert_eq!(p.len(), before, "a failed align_to changed the pickle");
+                continue;
+            }
+        }
+        let encoded = p.finish().unwrap();
+        assert_eq!(encoded.pickle.len() % multiple, 0);
+        let mut description = describe(v, &mut 0);
+        arrays += description.to_string().matches("\"t\":\"array\"").count();
+        description["aligned"] = json!(multiple);
+        batch.push(encoded.pickle, &oob, &description);
+    }
     batch.write(path);
     arrays
 }
@@ -514,7 +538,10 @@ fn cpython_loads_what_the_pickler_writes_on_numpy_2_and_1_26() {
     for (var, venv, major) in PYTHONS {
         let summary = check_with(&python(var, venv), &batch);
         println!("{venv}: {summary}");
-        assert_eq!(summary["cases"], json!(values.len()));
+        let aligned = summary["aligned"].as_u64().unwrap();
+        assert!(aligned > CASES as u64 / 3, "only {aligned} aligned cases");
+        assert_eq!(summary["cases"], json!(values.len() as u64 + aligned));
+        assert!(summary["aligned_exact"].as_u64().unwrap() > 20);
         assert_eq!(summary["failures"], json!(0));
         // Every array was checked, except values of repeated dict keys (Python keeps the last).
         let dropped = summary["arrays_dropped_by_repeated_keys"].as_u64().unwrap();

@@ -191,7 +191,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     #[test]
-    fn everything_the_encoder_writes_is_accepted_under_strict(v in value()) {
+    fn everything_the_encoder_writes_is_accepted_under_strict(v in value(), align in 0..4u32) {
         let mut buf = vec![0u8; 1 << 20];
         let mut p = P::with_limits(&mut buf);
         match write(&mut p, &v) {
@@ -200,11 +200,15 @@ proptest! {
             Err(EncodeError::TooManyBuffers | EncodeError::TooDeep) => return Ok(()),
             Err(e) => return Err(TestCaseError::fail(format!("encoder: {e}"))),
         }
+        // Padded by `align_to` (widened short strings) in three cases of four.
+        let multiple = 1usize << align;
+        let aligned = p.align_to(multiple).is_ok();
         let encoded = p.finish().map_err(|e| TestCaseError::fail(format!("finish: {e}")))?;
         let lens: Vec<usize> = encoded.descriptors.iter().map(|d| d.len as usize).collect();
         let arrays = validate(Profile::Strict, encoded.pickle, &lens)
             .map_err(|e| TestCaseError::fail(format!("strict: {e} in {:?}", encoded.pickle)))?;
         prop_assert_eq!(arrays, count_arrays(&v));
+        prop_assert!(!aligned || encoded.pickle.len() % multiple == 0);
         prop_assert!(validate(Profile::General, encoded.pickle, &lens).is_ok());
         // A missing or extra buffer is always caught.
         if !lens.is_empty() {
