@@ -202,6 +202,9 @@ impl BootConfig {
     /// ```
     pub fn t_us(&self, seq: u32) -> u64 {
         let nominal = crate::waveform::block_time_us(seq, self.block, self.rate_hz);
+        if self.skew_ppm == 0 {
+            return nominal; // exactly what the scaling below gives, without its 128-bit division
+        }
         let scaled = i128::from(nominal) * i128::from(1_000_000 + self.skew_ppm) / 1_000_000;
         scaled as u64
     }

@@ -120,6 +120,10 @@ impl Acquisition {
     /// [`BootConfig::t_us`] (which it equals while nothing changed).
     pub fn t_us(&self, seq: u32) -> u64 {
         let nominal = self.nominal_us(seq);
+        if self.skew_ppm == 0 {
+            // The same value without the 128-bit division (a thousand instructions on the M4).
+            return nominal;
+        }
         (i128::from(nominal) * i128::from(1_000_000 + self.skew_ppm) / 1_000_000) as u64
     }
 }

@@ -5,6 +5,12 @@
 //! `READONLY_BUFFER` naming the block buffer's [`Descriptor`], and the publisher sends (inline)
 //! or lends (shared region) the buffer itself. The dtype is `<i2` whatever the device's byte
 //! order, because [`crate::waveform::fill_rows`] writes little-endian bytes.
+//!
+//! The pickle is a multiple of 4 bytes long ([`Pickler::align_to`]: up to three of the keys are
+//! written as `BINUNICODE` instead of `SHORT_BINUNICODE`), so every frame (`32 + P + 12` bytes and the
+//! block) is whole words, and every frame after it on a stream starts at a word offset: the
+//! Embassy build's copies into and out of the TCP send ring then stay on the M4's aligned word
+//! path whatever the stream has reached (docs/performance.md, "Links in QEMU").
 
 use dmapickle_core::ndarray::{ByteOrder, DType, Order, Scalar};
 use dmapickle_core::pickler::Encoded;
@@ -72,6 +78,7 @@ pub fn encode_at(
             Order::C,
         )
     })?;
+    p.align_to(4)?;
     p.finish()
 }
 
@@ -83,13 +90,36 @@ mod tests {
     fn exact_bytes_of_a_message() {
         let mut out = [0u8; MAX_PICKLE];
         let msg = encode(&mut out, 1, 256, 64_000, Descriptor::new(1, 0x800, 2048)).unwrap();
-        let want: &[u8] = b"\x80\x05}(\x8c\x03seqK\x01\x8c\x04t_usM\xa0\x0f\x8c\x07rate_hzM\x00\xfa\
+        // 79 bytes with short keys; the first three keys widened to BINUNICODE make it 88.
+        let want: &[u8] = b"\x80\x05}(X\x03\0\0\0seqK\x01X\x04\0\0\0t_usM\xa0\x0fX\x07\0\0\0rate_hzM\x00\xfa\
 \x8c\x03adc\x8c\x05numpy\x8c\x07ndarray\x93\x94(M\x00\x01K\x04\x86\x8c\x03<i2\x97\x98K\x00N\x8c\x01Ct\x81u.";
         assert_eq!(msg.pickle, want);
         assert_eq!(
             msg.descriptors.as_slice(),
             &[Descriptor::new(1, 0x800, 2048).read_only()]
         );
+    }
+
+    #[test]
+    fn every_message_is_whole_words() {
+        let mut out = [0u8; MAX_PICKLE];
+        for (seq, t_us, block, rate) in [
+            (0, 0, 1, 1),
+            (255, 255, 256, 255),
+            (256, 65_535, 1024, 65_536),
+            (70_000, 1 << 31, 4096, 1_000_000),
+            (u32::MAX, u64::MAX, 65_535, u32::MAX),
+        ] {
+            for bump in 0..4 {
+                let d = Descriptor::new(1, 0, block * 8);
+                let msg = encode_at(&mut out, seq - bump.min(seq), t_us, block, rate, d).unwrap();
+                assert_eq!(
+                    msg.pickle.len() % 4,
+                    0,
+                    "seq {seq} t_us {t_us} block {block}"
+                );
+            }
+        }
     }
 
     #[test]
