@@ -261,32 +261,6 @@ pub trait Integer: Copy + sealed::Sealed {
     fn wide(self) -> ([u8; 17], usize);
 }
 
-/// The offset after the opcode at `at` of a pickle this encoder wrote, or `None` past its end
-/// or for an argument it never writes (newline-terminated ones).
-fn next_op(pickle: &[u8], at: usize) -> Option<usize> {
-    use crate::opcode::{Arg, Opcode};
-    let body = at.checked_add(1)?;
-    let counted = |width: usize| -> Option<usize> {
-        let mut n = [0u8; 8];
-        n.get_mut(..width)?
-            .copy_from_slice(pickle.get(body..body.checked_add(width)?)?);
-        let n = usize::try_from(u64::from_le_bytes(n)).ok()?;
-        body.checked_add(width)?.checked_add(n)
-    };
-    let next = match Opcode::from_byte(*pickle.get(at)?)?.arg() {
-        Arg::None => body,
-        Arg::Uint1 => body + 1,
-        Arg::Uint2 => body + 2,
-        Arg::Int4 | Arg::Uint4 => body + 4,
-        Arg::Uint8 | Arg::Float8 => body + 8,
-        Arg::Long1 | Arg::String1 | Arg::Bytes1 | Arg::UnicodeString1 => counted(1)?,
-        Arg::String4 | Arg::Bytes4 | Arg::UnicodeString4 => counted(4)?,
-        Arg::Bytes8 | Arg::Bytearray8 | Arg::UnicodeString8 => counted(8)?,
-        _ => return None,
-    };
-    (next <= pickle.len()).then_some(next)
-}
-
 mod sealed {
     pub trait Sealed {}
 }
@@ -564,16 +538,19 @@ impl<'a, const N: usize, const D: usize> Pickler<'a, N, D> {
         }
         let mut at = [0usize; 7];
         let mut found = 0;
-        let mut i = 0;
-        while found < widen && i < self.pos {
-            let pickle = self.buf.get(..self.pos).ok_or(EncodeError::CannotAlign)?;
-            if let (Some(&(op::SHORT_BINUNICODE | op::SHORT_BINBYTES)), Some(slot)) =
-                (pickle.get(i), at.get_mut(found))
-            {
-                *slot = i;
+        let pickle = self.buf.get(..self.pos).ok_or(EncodeError::CannotAlign)?;
+        for op in crate::reader::Reader::new(pickle) {
+            let Some(slot) = at.get_mut(found).filter(|_| found < widen) else {
+                break;
+            };
+            let op = op.map_err(|_| EncodeError::CannotAlign)?;
+            if matches!(
+                op.opcode,
+                crate::opcode::Opcode::ShortBinunicode | crate::opcode::Opcode::ShortBinbytes
+            ) {
+                *slot = op.offset;
                 found += 1;
             }
-            i = next_op(pickle, i).ok_or(EncodeError::CannotAlign)?;
         }
         if found < widen {
             return Err(EncodeError::CannotAlign);
