@@ -93,6 +93,30 @@ def test_ctl_on_a_second_connection_beside_a_reader(net_board, dmapickle):
     assert not re.search(r"(?<!control )connection 2 from", log), "the reader's connection stayed up"
 
 
+def test_ctl_connections_back_to_back_are_each_served_once(net_board, dmapickle):
+    """`ctl` after `ctl` beside a reader: each new command connection reaches the device while
+    it is still closing the last one (its one command socket must be listening again, whatever
+    the blocks published meanwhile interrupted), and each is served on the first try (the
+    device logs exactly one connection per `ctl`: no connection refused and made again)."""
+    rows, rate, runs = 64, 8_000, 16
+    board = net_board(n=rows, rate=rate)
+    with connect(board.addr, dmapickle) as s:
+        chk = Checker(s, Timeline(rows, rate))
+        chk.read_until(8)
+        for i in range(runs):
+            out = ctl(board, "ping")
+            assert re.fullmatch(r"host_ns=\d+ device_us=\d+\s*", out), (i, out)
+            chk.read_until(chk.next_seq + 2)
+        reader = s.stats
+        assert (reader["corrupt"], reader["lost"], reader["refused"], reader["seq_jumps"]) == (0, 0, 0, 0), reader
+    log = board.wait_log(f"control connection {runs} closed", timeout=30)
+    assert len(re.findall(r"control connection \d+ from", log)) == runs, log
+    # Each closed once: a close interrupted by a block must not be taken up again as a new one.
+    assert len(re.findall(r"control connection \d+ closed", log)) == runs, log
+    assert "control accept" not in log, log
+    assert len(re.findall(r"command \d+: Ok\(Ping", log)) == runs, log
+
+
 def test_ctl_alone_is_the_data_connection(net_board, dmapickle):
     rows, rate = 64, 64_000
     board = net_board(n=rows, rate=rate)

@@ -51,7 +51,7 @@ use dmapickle_hal::control::{Command, CommandReader, ReplyCache};
 use dmapickle_hal::{BufferRing, DmaBuf, Outgoing, Publisher};
 use embassy_executor::{raw, Spawner};
 use embassy_futures::select::{select, select3, Either, Either3};
-use embassy_net::tcp::TcpSocket;
+use embassy_net::tcp::{State, TcpSocket};
 use embassy_net::{Ipv4Address, Ipv4Cidr, Stack, StackResources, StaticConfigV4};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::signal::Signal;
@@ -536,6 +536,8 @@ struct CtlLink<'a> {
     down: DownLink,
     up: bool,
     connections: u32,
+    /// When the last connection was closed (its RST is waited for until 100 ms after).
+    closed_at: Instant,
 }
 
 impl CtlLink<'_> {
@@ -543,17 +545,16 @@ impl CtlLink<'_> {
         self.down.skipped()
     }
 
-    /// The next command on the control connection, accepting one first if needed. Cancel-safe:
-    /// an accept interrupted leaves the socket listening, a read keeps what it got.
+    /// The next command on the control connection, accepting one first if needed.
+    ///
+    /// Cancel-safe, which it must be: the serve loop drops this future whenever a block is
+    /// ready (every few milliseconds). Every step after an `await` is decided by the socket's
+    /// state, not by where the last call stopped, so an interrupted accept, reset or read
+    /// resumes on the next call (and a read keeps what it got).
     async fn next(&mut self, port: u16) -> Command {
         loop {
             if !self.up {
-                if let Err(e) = self.socket.accept(port).await {
-                    defmt::warn!("control accept: {}", e);
-                    self.close().await;
-                    Timer::after_millis(10).await;
-                    continue;
-                }
+                self.connected(port).await;
                 self.up = true;
                 self.connections += 1;
                 self.down.reset();
@@ -567,8 +568,39 @@ impl CtlLink<'_> {
                 Some(cmd) => return cmd,
                 None => {
                     defmt::info!("control connection {=u32} closed", self.connections);
-                    self.close().await;
+                    self.close();
                 }
+            }
+        }
+    }
+
+    /// Returns once a command connection is established, listening for one if the socket is
+    /// idle. A reset still to be sent goes out first (listening again would forget it, and the
+    /// host would keep the old connection open); a handshake under way is waited for, not
+    /// restarted (`accept` on a socket in SYN-RECEIVED fails, and aborting it would refuse
+    /// the host's connection).
+    async fn connected(&mut self, port: u16) {
+        loop {
+            match self.socket.state() {
+                State::Established | State::CloseWait => return,
+                // Waited for at most 100 ms after the close (no link: then it is forgotten).
+                State::Closed
+                    if self.socket.remote_endpoint().is_some()
+                        && Instant::now() < self.closed_at + Duration::from_millis(100) =>
+                {
+                    let deadline = self.closed_at + Duration::from_millis(100);
+                    let _ = select(self.socket.flush(), Timer::at(deadline)).await;
+                }
+                State::Closed | State::Listen => {
+                    if let Err(e) = self.socket.accept(port).await {
+                        defmt::warn!("control accept: {}", e);
+                        self.socket.abort();
+                        Timer::after_millis(10).await;
+                    }
+                }
+                State::SynReceived | State::SynSent => Timer::after_millis(1).await,
+                // Closing states (this side only ever aborts, so a stray one): start again.
+                _ => self.socket.abort(),
             }
         }
     }
@@ -576,15 +608,23 @@ impl CtlLink<'_> {
     /// Writes a reply on the control connection; a failure closes it.
     async fn reply(&mut self, frame: &[u8]) {
         if self.socket.write_all(frame).await.is_err() {
-            self.close().await;
+            self.close();
         }
     }
 
-    /// Ends the control connection (or stops listening): RST, sent before the socket is reused.
-    async fn close(&mut self) {
+    /// Ends the control connection: an RST, which [`CtlLink::connected`] sends before the
+    /// socket listens again. Synchronous, so no interruption can leave `up` stale.
+    fn close(&mut self) {
         self.socket.abort();
-        let _ = select(self.socket.flush(), Timer::after_millis(100)).await;
         self.up = false;
+        self.closed_at = Instant::now();
+    }
+
+    /// [`CtlLink::close`], then waits (up to 100 ms) until the RST went out, for the places
+    /// that are not interrupted: the end of a data connection, and of the run.
+    async fn close_and_flush(&mut self) {
+        self.close();
+        let _ = select(self.socket.flush(), Timer::after_millis(100)).await;
     }
 }
 
@@ -603,6 +643,7 @@ async fn publisher_task(
         down: DownLink::new(),
         up: false,
         connections: 0,
+        closed_at: Instant::from_ticks(0),
     };
     let publisher = if net.data_crc {
         Publisher::new()
@@ -657,11 +698,11 @@ async fn publisher_task(
         }
         // No data connection: the control connection goes too (its changes need a link for the
         // blocks of the old setting), and it stops listening so the next connection is data.
-        ctl.close().await;
+        ctl.close_and_flush().await;
         socket.abort();
         let _ = socket.flush().await;
     }
-    ctl.close().await;
+    ctl.close_and_flush().await;
     let _ = socket.flush().await;
     socket.close();
     let _ = select(socket.flush(), Timer::after_secs(2)).await;
