@@ -50,6 +50,9 @@ impl Session {
     pub fn open(uri: &str) -> Result<Session, Box<dyn std::error::Error + Send + Sync>> {
         let opts = SourceOptions {
             reconnect: false,
+            // The reader looks at the stop flag this often: `dmapickle ctl` exits this long
+            // after its reply at most (the default 100 ms was most of a command's time).
+            poll: Duration::from_millis(10),
             ..SourceOptions::default()
         };
         let stop = opts.stop.clone();
