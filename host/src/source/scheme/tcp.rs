@@ -1,12 +1,20 @@
 //! `tcp://HOST:PORT`: a TCP connection to a device or a serial-to-TCP bridge (QEMU's
 //! `-serial tcp:`). Reconnects.
+//!
+//! A connection attempt gives up after [`CONNECT_TIMEOUT`] per address `HOST` resolves to: a
+//! device that vanished from the network answers nothing, and the system's own SYN retries
+//! (about two minutes on Linux) would hold a reader, or `dmapickle ctl`, that long.
 
 use std::fmt;
 use std::io;
-use std::net::TcpStream;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
 
 use super::{fd, Connection, Scheme};
 use crate::source::SourceOptions;
+
+/// How long one connection attempt to one address may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// `tcp://HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,9 +38,19 @@ impl Scheme for Tcp {
     }
 
     fn connect(&self, _opts: &SourceOptions) -> io::Result<Box<dyn Connection>> {
-        let s = TcpStream::connect(&self.addr)?;
-        s.set_nodelay(true)?;
-        fd(s)
+        let mut last = None;
+        for addr in self.addr.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+                Ok(s) => {
+                    s.set_nodelay(true)?;
+                    return fd(s);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, "the host name resolves to no address")
+        }))
     }
 
     fn hint(&self, kind: io::ErrorKind) -> Option<&'static str> {
