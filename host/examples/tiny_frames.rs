@@ -100,9 +100,12 @@ fn main() {
     let buf_len: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(0);
     let count: u32 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let bytes = frames(buf_len, count);
+    let t0 = std::time::Instant::now();
     let (n, payload) = consume(mode, &bytes);
+    let dt = t0.elapsed();
     println!(
-        "{mode}: {n} messages, {payload} payload bytes, {} stream bytes",
-        bytes.len()
+        "{mode}: {n} messages, {payload} payload bytes, {} stream bytes, {:.1} ns per message",
+        bytes.len(),
+        dt.as_nanos() as f64 / n.max(1) as f64
     );
 }

@@ -151,6 +151,27 @@ impl Batch {
         }
     }
 
+    /// The first outcome as an owned message if the batch pass staged it (the common case,
+    /// without moving an `Option<Result<..>>` through memory), else `None` (the batch is empty
+    /// or its first outcome came from the general path: [`pop_front`](Self::pop_front)).
+    #[inline]
+    pub(super) fn pop_staged(&mut self) -> Option<Message> {
+        let Some(Slot::Staged(m)) = self.slots.get(self.start) else {
+            return None;
+        };
+        let pieces = m.pieces_at as usize;
+        let message = owned(
+            &self.blocks[m.block as usize],
+            m,
+            &self.pieces[pieces..pieces + usize::from(m.buffers)],
+        );
+        self.start += 1;
+        if self.start == self.slots.len() {
+            self.clear();
+        }
+        Some(message)
+    }
+
     pub(super) fn push_other(&mut self, outcome: Result<Message, ReadError>) {
         self.slots.push(Slot::Other(self.others.len()));
         self.others.push(Some(outcome));
@@ -292,29 +313,34 @@ impl<'a> MessageRef<'a> {
     /// the buffers if there are any).
     pub fn to_message(&self) -> Message {
         match self.0 {
-            Ref::Staged { block, m, pieces } => Message {
-                seq: m.seq,
-                restart: m.restart,
-                pickle: block.slice(m.pickle_at as usize..(m.pickle_at + m.pickle_len) as usize),
-                buffers: {
-                    let mut buffers = Vec::new();
-                    if !pieces.is_empty() {
-                        buffers.reserve_exact(pieces.len());
-                        for p in pieces {
-                            buffers.push(Buffer {
-                                data: block.slice(p.range()),
-                                descriptor: p.descriptor,
-                                kind: BufferKind::Inline,
-                            });
-                        }
-                    }
-                    buffers
-                },
-                stream_offset: m.stream_offset,
-                host_ns: m.host_ns,
-            },
+            Ref::Staged { block, m, pieces } => owned(block, m, pieces),
             Ref::Read(m) => m.clone(),
         }
+    }
+}
+
+/// A staged message as an owned [`Message`]: views of `block` (a reference count per view) and
+/// a `Vec` for its buffers if there are any.
+#[inline]
+fn owned(block: &Bytes, m: &Staged, pieces: &[Piece]) -> Message {
+    Message {
+        seq: m.seq,
+        restart: m.restart,
+        pickle: block.slice(m.pickle_at as usize..(m.pickle_at + m.pickle_len) as usize),
+        buffers: if pieces.is_empty() {
+            Vec::new()
+        } else {
+            pieces
+                .iter()
+                .map(|p| Buffer {
+                    data: block.slice(p.range()),
+                    descriptor: p.descriptor,
+                    kind: BufferKind::Inline,
+                })
+                .collect()
+        },
+        stream_offset: m.stream_offset,
+        host_ns: m.host_ns,
     }
 }
 

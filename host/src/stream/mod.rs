@@ -547,6 +547,9 @@ impl<R: Read> FrameReader<R> {
     /// needs it checks, without reading more, the frames already staged behind it (at most
     /// 256), so [`counters`](Self::counters) may count frames this call has not returned yet.
     pub fn next_message(&mut self) -> Result<Option<Message>, ReadError> {
+        if let Some(m) = self.queue.pop_staged() {
+            return Ok(Some(m));
+        }
         if self.queue.is_empty() {
             if let Some(e) = self.deferred.take() {
                 return Err(e);
