@@ -78,6 +78,9 @@ pub enum Reason {
     MemoMissing,
     /// An object was memoized twice or fetched from the memo before its state was set.
     MemoAliasing,
+    /// A `PUT` over the memo entry of a list, dict or set: the copies fetched from it earlier
+    /// could no longer find its current state. CPython never reuses a memo index.
+    MemoOverwritten,
     /// More `NEXT_BUFFER` opcodes than out-of-band buffers arrived.
     TooManyBuffers,
     /// Fewer `NEXT_BUFFER` opcodes than out-of-band buffers arrived.
@@ -106,6 +109,15 @@ pub enum Reason {
     Unbuilt,
     /// `APPEND(S)` on a non-list, `SETITEM(S)` on a non-dict, `ADDITEMS` on a non-set.
     WrongContainer,
+    /// `APPEND(S)`, `SETITEM(S)` or `ADDITEMS` on a list, dict or set that was already put
+    /// inside another value (fetched again from the memo): the values holding it would not
+    /// count what was added. CPython writes this only for data that refers back to itself
+    /// through another container.
+    ChangedAfterShared,
+    /// A value holds references back to two different lists, dicts or sets that were not
+    /// finished yet (or a longer chain of them than the validator follows): how much they add
+    /// to it is not tracked.
+    TangledReferences,
     /// `SETITEMS` with an odd number of items (a key without a value).
     OddItems,
     /// An unhashable value (list, dict, set, array, buffer, bytearray) as a dict key or set item.
@@ -200,6 +212,7 @@ impl fmt::Display for Reason {
             Reason::MemoTooLarge => "memo index beyond the memo limit",
             Reason::MemoMissing => "memo read of an empty slot",
             Reason::MemoAliasing => "object memoized twice or fetched before its BUILD",
+            Reason::MemoOverwritten => "memo entry of a list, dict or set overwritten",
             Reason::TooManyBuffers => "more NEXT_BUFFER than out-of-band buffers",
             Reason::UnusedBuffers => "fewer NEXT_BUFFER than out-of-band buffers",
             Reason::ReadonlyOnNonBuffer => "READONLY_BUFFER on a value that is not a buffer",
@@ -214,6 +227,12 @@ impl fmt::Display for Reason {
             Reason::BadBuild => "BUILD on an object that takes no such state",
             Reason::Unbuilt => "object used before its BUILD state was set",
             Reason::WrongContainer => "items added to the wrong kind of container",
+            Reason::TangledReferences => {
+                "value refers back to more than one unfinished list, dict or set"
+            }
+            Reason::ChangedAfterShared => {
+                "list, dict or set changed after it was put inside another value"
+            }
             Reason::OddItems => "SETITEMS with a key but no value",
             Reason::Unhashable => "unhashable value as a dict key or set item",
             Reason::DtypeAsValue => "numpy dtype outside an array constructor",

@@ -319,6 +319,10 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             depth,
             memo: 0,
             size,
+            shared: false,
+            copy: false,
+            back: 0,
+            refs: 0,
         })
     }
 
@@ -555,9 +559,14 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             (Opcode::Mark, _) => self.push(Kind::Mark)?,
             (Opcode::Pop, _) => {
                 let i = self.sp.checked_sub(1).ok_or(Reason::StackUnderflow)?;
+                self.finish(i..self.sp);
                 self.sp = i;
             }
-            (Opcode::PopMark, _) => self.sp = self.mark()?,
+            (Opcode::PopMark, _) => {
+                let mark = self.mark()?;
+                self.finish(mark + 1..self.sp);
+                self.sp = mark;
+            }
             // ---- containers
             (Opcode::EmptyTuple, _) => self.tuple(self.sp..self.sp, self.sp)?,
             (Opcode::Tuple1 | Opcode::Tuple2 | Opcode::Tuple3, _) => {
@@ -603,6 +612,10 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                     depth,
                     memo: 0,
                     size,
+                    shared: false,
+                    copy: false,
+                    back: 0,
+                    refs: 0,
                 })?
             }
             (Opcode::EmptyList, _) => {
@@ -658,7 +671,10 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                     _ if self.strict() => return Err(Reason::OpcodeNotAllowed),
                     _ => {}
                 }
-                let slot = *self.current(&slot);
+                let slot = Slot {
+                    copy: true,
+                    ..*self.current(&slot)
+                };
                 self.push_slot(slot)?
             }
             // ---- globals and calls
@@ -717,6 +733,10 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                             depth: args_depth.max(1),
                             memo: 0,
                             size: args_size.max(1),
+                            shared: false,
+                            copy: false,
+                            back: 0,
+                            refs: 0,
                         })?
                     }
                     _ => {
@@ -731,6 +751,10 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                             depth,
                             memo: 0,
                             size: 1,
+                            shared: false,
+                            copy: false,
+                            back: 0,
+                            refs: 0,
                         })?
                     }
                 }
@@ -825,6 +849,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             .map_err(|_| Reason::NotOneValue)?
             .kind
             .check_value()?;
+        self.settle()?;
         if op.end != self.pickle.len() {
             return Err(Reason::TrailingData);
         }
@@ -879,11 +904,25 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             }
             _ => {}
         }
-        // A list, dict or set is linked to its first memo entry: every copy of it writes its
-        // mutations back there and reads them from there.
+        // A list, dict or set is linked to its one memo entry: every copy of it writes its
+        // mutations back there and reads them from there. So it is memoized once, and that
+        // entry is never overwritten (CPython does neither): a second entry, or a copy whose
+        // entry was replaced, would keep a state older than the container's.
         let mut link = top.memo;
-        if link == 0 && kind.is_mutable_container() {
+        if kind.is_mutable_container() {
+            if link != 0 {
+                return Err(Reason::MemoAliasing);
+            }
             link = u32::try_from(index + 1).map_err(|_| Reason::MemoTooLarge)?;
+        }
+        if self
+            .memo
+            .get(index)
+            .is_some_and(|m| m.kind.is_mutable_container())
+        {
+            return Err(Reason::MemoOverwritten);
+        }
+        if link != top.memo {
             self.top_mut()?.memo = link;
         }
         let slot = self.memo.get_mut(index).ok_or(Reason::MemoTooLarge)?;
@@ -966,11 +1005,16 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             (Kind::Mark, _) => return Err(Reason::MarkAsValue),
             _ => return Err(Reason::WrongContainer),
         };
-        let (id, link, mut depth, mut size) = (
+        if container.shared {
+            return Err(Reason::ChangedAfterShared);
+        }
+        let (id, link, mut depth, mut size, owes, owed_refs) = (
             container.id,
             container.memo,
             container.depth,
             container.size,
+            container.back,
+            container.refs,
         );
         self.charge(match want {
             Want::List => n.saturating_mul(limits::cost::LIST_ITEM),
@@ -1021,6 +1065,13 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             depth = self.nest(depth.max(items_depth.saturating_add(1)))?;
             size = self.expand(size.saturating_add(items_size))?;
         }
+        let (owed, n) = self.absorb(range.clone(), link)?;
+        let (back, refs) = match (owes, owed) {
+            (_, 0) => (owes, owed_refs),
+            (0, _) => (owed, n),
+            (b, o) if b == o => (b, owed_refs.saturating_add(n)),
+            _ => return Err(Reason::TangledReferences),
+        };
         self.trace_items(id, range, pairs);
         // Write the new state to the stack copy (which keeps its own memo link) and to the memo
         // copy it is linked to: the same container, so only what changed is written.
@@ -1030,6 +1081,8 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             }
             s.depth = depth;
             s.size = size;
+            s.back = back;
+            s.refs = refs;
         };
         if let Some(s) = self.stack.get_mut(container_at) {
             update(s);
@@ -1042,6 +1095,109 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             }
         }
         self.sp = container_at + 1;
+        Ok(())
+    }
+
+    /// The items at `range` are being put inside another value (whose memo link is `into`, 0
+    /// for one that has none), which records their depth and size as they are now. Returns what
+    /// that value then refers back to ([`Slot::back`], [`Slot::refs`]).
+    ///
+    /// - A list, dict or set put in by its own stack entry is finished (CPython adds every item
+    ///   before it puts a container in its parent): it is marked shared, and changing it later
+    ///   is refused.
+    /// - A reference fetched from the memo to one not finished (CPython writes these only for
+    ///   data that refers back to itself) may see it grow: the value owes it, counted in full
+    ///   once the value is (at `STOP`).
+    /// - What an item owes, the value owes, except to itself: inside the container an item
+    ///   refers back to, every walk that reaches the reference has the container on its path
+    ///   already, where `repr`, `==`, `deepcopy` and `json` stop (`l.append(l)`, or
+    ///   `t = (l,); l.append(t)`).
+    ///
+    /// A value owing two different containers is refused (CPython writes that only for data
+    /// referring back to two unfinished containers at once).
+    fn absorb(&mut self, range: core::ops::Range<usize>, into: u32) -> Check<(u32, u64)> {
+        let (mut back, mut refs) = (0u32, 0u64);
+        let mut owe = |to: u32, n: u64| {
+            if back != 0 && back != to {
+                return Err(Reason::TangledReferences);
+            }
+            back = to;
+            refs = refs.saturating_add(n);
+            Ok(())
+        };
+        for i in range {
+            match self.entry_of(i) {
+                Some((link, _, _)) if link == into => continue,
+                Some((_, false, m)) => m.shared = true,
+                Some((link, true, m)) if !m.shared => owe(link, 1)?,
+                _ => {}
+            }
+            let (owed, n) = match self.stack.get(i) {
+                Some(s) => {
+                    let s = self.current(s);
+                    (s.back, s.refs)
+                }
+                None => (0, 0),
+            };
+            if owed != 0 && owed != into {
+                owe(owed, n)?;
+            }
+        }
+        Ok((back, refs))
+    }
+
+    /// The entries at `range` leave the stack without being put anywhere (`POP`, `POP_MARK`): a
+    /// list, dict or set whose own entry this is is finished (CPython pops one only once it
+    /// holds all its items, to fetch the tuple that holds it instead), so it may not change
+    /// any more and later references to it owe nothing.
+    fn finish(&mut self, range: core::ops::Range<usize>) {
+        for i in range {
+            if let Some((_, false, m)) = self.entry_of(i) {
+                m.shared = true;
+            }
+        }
+    }
+
+    /// For a memoized list, dict or set at stack entry `i`: its memo link, whether the entry
+    /// is a copy fetched from the memo (not its own), and its memo entry.
+    fn entry_of(&mut self, i: usize) -> Option<(u32, bool, &mut Slot)> {
+        let &Slot {
+            kind,
+            id,
+            memo,
+            copy,
+            ..
+        } = self.stack.get(i)?;
+        if memo == 0 || !kind.is_mutable_container() {
+            return None;
+        }
+        let m = self.memo.get_mut(memo as usize - 1)?;
+        (m.id == id).then_some((memo, copy, m))
+    }
+
+    /// At `STOP`: the value counted in full, with what it owes to unfinished containers (and
+    /// what those owe in turn), against the depth and expansion limits.
+    fn settle(&mut self) -> Check<()> {
+        let top = *self.current(self.top()?);
+        let (mut back, mut refs, mut depth, mut size) = (top.back, top.refs, top.depth, top.size);
+        let mut hops = 0;
+        while back != 0 {
+            hops += 1;
+            let owed = match self.memo.get(back as usize - 1) {
+                Some(m) if hops <= 64 => *m,
+                _ => return Err(Reason::TangledReferences),
+            };
+            size = size.saturating_add(refs.saturating_mul(owed.size));
+            depth = depth.saturating_add(owed.depth);
+            refs = refs.saturating_mul(owed.refs);
+            back = if owed.back == back || (top.memo != 0 && owed.back == top.memo) {
+                0
+            } else {
+                owed.back
+            };
+        }
+        self.nest(depth)?;
+        self.expand(size)?;
         Ok(())
     }
 
@@ -1087,6 +1243,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
         let size = self.expand(size.saturating_add(1))?;
         self.charge(limits::cost::tuple(range.len() as u64))?;
         let id = self.new_id();
+        let (back, refs) = self.absorb(range.clone(), 0)?;
         self.trace_items(id, range, false);
         self.sp = new_sp;
         self.push_slot(Slot {
@@ -1095,6 +1252,10 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             depth,
             memo: 0,
             size,
+            shared: false,
+            copy: false,
+            back,
+            refs,
         })
     }
 

@@ -53,13 +53,19 @@
 //!   protocol-4 arrays fetch `'numpy'` with `BINGET`); the text is still the exact literal that
 //!   was memoized, so the allowlist sees what Python will import. Strict requires both literals
 //!   right before `STACK_GLOBAL`.
-//! - Depth is exact for every value built on the stack and for lists, dicts and sets mutated
-//!   through a memo reference (the memo copy is kept current). A mutable container that was put
-//!   inside another one *before* its own items were added (CPython writes this only for
-//!   self-referencing data such as `l = [1]; l.append(l)`) keeps its old depth inside that
-//!   container. Paths through such a list or dict are only recursed by CPython code that raises
-//!   `RecursionError` (`repr`, `==`, `copy.deepcopy`, `pickle.dumps`, `json`), never by the
-//!   unguarded `hash()` of tuples: a tuple is built once from finished items.
+//! - Depth and expanded size are upper bounds for every value, lists, dicts and sets changed
+//!   through a memo reference included (each is memoized once, its memo entry is never
+//!   overwritten, and every copy reads and writes its state there). A list, dict or set may not
+//!   change once its own stack entry was put inside another value or popped: whatever holds it
+//!   recorded its depth and size then (CPython adds every item before that; the differential
+//!   fuzzer found a pickle that grew one afterwards, 8 deep where the validator had said 6, and
+//!   the same trick made a 48 KB pickle whose `repr` is 120 MB). References fetched from the memo
+//!   while one is unfinished (CPython's self-referencing data: `l.append(l)`,
+//!   `t = (l,); l.append(t)`, parent pointers) are owed its final depth and size, added where the
+//!   holding value is counted in full (`STOP`); inside the container itself they add nothing,
+//!   because every walk that reaches them (`repr`, `==`, `copy.deepcopy`, `pickle.dumps`,
+//!   `json`) has the container on its path already and stops there or raises `RecursionError`.
+//!   A value referring back to two unfinished containers at once is refused.
 //! - Collisions are counted per (container, hash) for every insertion, so a hand-made pickle that
 //!   sets one float key many times is refused although CPython would only overwrite it (CPython
 //!   never writes a key twice). `set(list)`/`frozenset(list)` count the list's items the same
@@ -159,6 +165,21 @@ pub struct Slot {
     /// Expanded size: the value's nodes counted with multiplicity (a tuple holding one
     /// memoized tuple twice counts it twice), what `hash()`, `repr()` or `==` walk.
     size: u64,
+    /// For a memoized list, dict or set (kept in its memo entry): finished. Its own stack entry
+    /// was put inside another value (CPython adds every item before that), or a value holding a
+    /// reference to it was counted in full; either recorded its depth and size as they were
+    /// then, so it may not change any more.
+    shared: bool,
+    /// Pushed by `BINGET`: another reference to a value whose own entry may still be on the
+    /// stack (for a list, dict or set not finished yet: a reference back to it).
+    copy: bool,
+    /// The memo link of an unfinished list, dict or set this value holds references to (0:
+    /// none), and how many, counted with multiplicity. Its depth and size left that container
+    /// out (it could still grow); they are added where the value is counted in full: at
+    /// `STOP`, and never inside that container itself, where every walk meets it on its path
+    /// (`l = []; t = (l,); l.append(t)`).
+    back: u32,
+    refs: u64,
 }
 
 impl Slot {
@@ -169,6 +190,10 @@ impl Slot {
         depth: 0,
         memo: 0,
         size: 0,
+        shared: false,
+        copy: false,
+        back: 0,
+        refs: 0,
     };
 }
 

@@ -349,11 +349,20 @@ fn nesting_depth_is_bounded_on_the_stack_and_through_the_memo() {
     // TUPLE2 chains keep the stack at depth 2 too
     let pairs = cat(&[b"\x80\x05N", &b"N\x86".repeat(101), b"."]);
     assert_eq!(limit_of(run_limits(&pairs, &[], d)).0, Limit::Depth);
-    // lists nested through the memo at a constant stack depth: ] h0 a q0 POP ...
-    let memo_chain = cat(&[b"\x80\x05]q\x00", &b"]h\x00aq\x000".repeat(120), b"."]);
+    // lists nested through the memo at a constant stack depth: ] hk a q(k+1) POP ...
+    let steps: Vec<u8> = (0..120u8)
+        .flat_map(|k| cat(&[b"]h", &[k], b"aq", &[k + 1], b"0"]))
+        .collect();
+    let memo_chain = cat(&[b"\x80\x05]q\x000", &steps, b"h\x78."]);
     assert_eq!(
         limit_of(run_limits(&memo_chain, &[], d)),
         (Limit::Depth, 101, 100)
+    );
+    // the same through one memo index is refused sooner: a list's entry is never overwritten
+    let overwriting = cat(&[b"\x80\x05]q\x00", &b"]h\x00aq\x000".repeat(120), b"."]);
+    assert_eq!(
+        reason(Profile::General, &overwriting, &[]),
+        Reason::MemoOverwritten
     );
     // a deep tuple appended through a memo alias deepens the list its other copies see
     let deep = cat(&[b"\x80\x05]q\x00h\x00)", &[0x85u8; 99], b"a0]h\x00a."]);
@@ -589,11 +598,10 @@ fn shared_references_cannot_expand_past_the_budget() {
     assert_eq!(limit, Limit::Expansion);
     assert!(found > max && max < 100_000, "{found} {max}");
     // the same shape with lists: loads at once, but repr() walks 2**40 nodes
-    let lists = cat(&[
-        b"\x80\x05]q\x000",
-        &b"](h\x00h\x00eq\x000".repeat(40),
-        b"h\x00.",
-    ]);
+    let steps: Vec<u8> = (0..40u8)
+        .flat_map(|k| cat(&[b"](h", &[k], b"h", &[k], b"eq", &[k + 1], b"0"]))
+        .collect();
+    let lists = cat(&[b"\x80\x05]q\x000", &steps, b"h\x28."]);
     assert_eq!(limit_of(run_limits(&lists, &[], d)).0, Limit::Expansion);
     // one shared tuple used as the key of many dicts: every insert hashes it again
     let t = cat(&[b"(", &b"K\x01".repeat(1000), b"tq\x00"]);
@@ -601,6 +609,92 @@ fn shared_references_cannot_expand_past_the_budget() {
     assert_eq!(limit_of(run_limits(&many, &[], d)).0, Limit::Expansion);
     // CPython's own sharing stays well inside: ['shared'] * 3 and a recursive list
     run_limits(b"\x80\x05]q\x00(\x8c\x06sharedq\x01h\x01h\x01e.", &[], d).unwrap();
+}
+
+#[test]
+fn a_container_changed_after_it_was_shared_is_refused() {
+    let g = |p: &[u8]| reason(Profile::General, p, &[]);
+    // The differential fuzzer's find (seed 377472383): L5 is put in L4, fetched again and
+    // extended, so L4 .. L1 recorded a depth they no longer have (CPython loads it 8 deep,
+    // the validator said 6).
+    let fuzzed = b"\x80\x05]\x94(]\x94]\x94]\x94]\x94]\x94K\x01aaaaa]\x94h\x05(]\x94]\x94]\x94ah\x00h\x00\x86ee.";
+    assert_eq!(g(fuzzed), Reason::ChangedAfterShared);
+    // R = [A] * 3, then A extended: R's size counted A empty (repr(R) would walk 3 x A)
+    let list = b"\x80\x05]\x94(]\x94h\x01h\x01eh\x01(K\x01K\x02e0.";
+    assert_eq!(g(list), Reason::ChangedAfterShared);
+    // the same with a dict (SETITEM) and a set (ADDITEMS)
+    assert_eq!(
+        g(b"\x80\x05](}\x94h\x00eh\x00K\x01Ns0."),
+        Reason::ChangedAfterShared
+    );
+    assert_eq!(
+        g(b"\x80\x05](\x8f\x94h\x00eh\x00(K\x01\x900."),
+        Reason::ChangedAfterShared
+    );
+    // ... with the list's own entry inside a tuple, or popped (done, as CPython pops one)
+    assert_eq!(
+        g(b"\x80\x05]\x94\x85h\x00K\x01a."),
+        Reason::ChangedAfterShared
+    );
+    assert_eq!(g(b"\x80\x05]\x940h\x00K\x01a."), Reason::ChangedAfterShared);
+    // References fetched from the memo while a list is unfinished are owed its final size and
+    // depth at STOP: R = [A] * 2,000 from copies, then A grown to 20,000 items.
+    let grow = cat(&[b"(", &b"K\x01".repeat(1000), b"e"]);
+    let owed = cat(&[
+        b"\x80\x05]\x94](",
+        &b"h\x00".repeat(2000),
+        b"e\x940",
+        &grow.repeat(20),
+        b"0h\x01.",
+    ]);
+    assert_eq!(
+        limit_of(run_limits(&owed, &[], Limits::DEFAULT)).0,
+        Limit::Expansion
+    );
+    // the same with depth: R 50 lists deep around a copy of A, then 60 lists nested into A
+    let deep = cat(&[
+        b"\x80\x05]\x94",
+        &b"]".repeat(50),
+        b"h\x00",
+        &b"a".repeat(50),
+        b"\x940",
+        &b"]".repeat(60),
+        &b"a".repeat(60),
+        b"0h\x01.",
+    ]);
+    assert_eq!(
+        limit_of(run_limits(&deep, &[], Limits::DEFAULT)),
+        (Limit::Depth, 112, 100)
+    );
+    // one value referring back to two unfinished lists
+    assert_eq!(
+        g(b"\x80\x05]\x94]\x94](h\x00h\x01e."),
+        Reason::TangledReferences
+    );
+    // a list memoized twice (its second entry would keep a stale state)
+    assert_eq!(g(b"\x80\x05]q\x00q\x01."), Reason::MemoAliasing);
+    // copies of a list fetched, the list extended, its entry replaced: the copies are stale
+    assert_eq!(
+        g(b"\x80\x05]q\x00](h\x00h\x00h\x00K\x01a0Nq\x000e0."),
+        Reason::MemoOverwritten
+    );
+    // What CPython writes for shared and self-referencing data still loads: [x, x] with x a
+    // finished list, {'p': x, 'q': x}, l = [1]; l.append(l), d = {}; d['self'] = d, a list
+    // extended through a copy that was never put anywhere, and cycles through other values.
+    for ok in [
+        &b"\x80\x05](]\x94K\x01ah\x00e."[..],
+        b"\x80\x05}(\x8c\x01p]\x94K\x01a\x8c\x01qh\x00u.",
+        b"\x80\x05]\x94(K\x01h\x00e.",
+        b"\x80\x05}\x94\x8c\x04selfh\x00s.",
+        b"\x80\x05]\x94h\x00K\x01a0.",
+        // l = []; t = (l,); l.append(t), as CPython writes it (t fetched again at the end)
+        b"\x80\x05]\x94h\x00\x85\x94a0h\x01.",
+        // a = []; b = [a]; a.append(b) and p = {}; c = {'parent': p}; p['child'] = c
+        b"\x80\x05]\x94]\x94h\x00aa.",
+        b"\x80\x05}\x94\x8c\x05child}\x94\x8c\x06parenth\x00ss.",
+    ] {
+        run(Profile::General, ok, &[]).unwrap();
+    }
 }
 
 #[test]

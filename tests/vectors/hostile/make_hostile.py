@@ -379,6 +379,20 @@ def memo_nest(start, wrap, n):
     return start + BP(0) + POP + (wrap + BP(0) + POP) * n + BG(0)
 
 
+def LBG(i):  # LONG_BINGET
+    return b"j" + struct.pack("<I", i)
+
+
+def LBP(i):  # LONG_BINPUT
+    return b"r" + struct.pack("<I", i)
+
+
+def memo_chain(start, wrap, n):
+    """memo_nest without reusing a memo index (CPython never does, and a list's entry may not be
+    overwritten): step k wraps LONG_BINGET k and stores the result at k + 1."""
+    return start + LBP(0) + POP + b"".join(wrap(LBG(k)) + LBP(k + 1) + POP for k in range(n)) + LBG(n)
+
+
 def tuple_hash(t):
     """CPython 3.8+'s tuple hash (Objects/tupleobject.c, tuplehash: xxHash's round and lanes)."""
     p1, p2, p5 = 11400714785074694791, 14029467366897019727, 2870177450012600261
@@ -452,10 +466,10 @@ def bound_cases():
         "nesting depth", P(4) + EMPTY_SET + MARK + chain1 + ADDITEMS + STOP)
     add("h104_tuple1_chain_frozenset_item", "a 300k-deep tuple in a frozenset",
         "nesting depth", P(4) + MARK + chain1 + FROZENSET + STOP)
-    add("h105_memo_nested_lists", "lists nested 5,000 deep through BINGET/BINPUT (stack depth 2)",
-        "nesting depth", P(4) + memo_nest(EMPTY_LIST, EMPTY_LIST + BG(0) + APPEND, 5000) + STOP)
+    add("h105_memo_nested_lists", "lists nested 5,000 deep through LONG_BINGET/LONG_BINPUT (stack depth 2)",
+        "nesting depth", P(4) + memo_chain(EMPTY_LIST, lambda get: EMPTY_LIST + get + APPEND, 5000) + STOP)
     add("h106_memo_nested_dicts", "dicts nested 5,000 deep through the memo",
-        "nesting depth", P(4) + memo_nest(EMPTY_DICT, EMPTY_DICT + su("k") + BG(0) + SETITEM, 5000) + STOP)
+        "nesting depth", P(4) + memo_chain(EMPTY_DICT, lambda get: EMPTY_DICT + su("k") + get + SETITEM, 5000) + STOP)
     add("h107_memo_nested_tuples", "tuples nested 5,000 deep through the memo",
         "nesting depth", P(4) + memo_nest(NONE + T1, BG(0) + T1, 5000) + STOP)
     add("h108_memo_nested_frozensets", "(frozenset({(frozenset({...}),)}),) 4,000 deep through the memo, a dict key",
@@ -545,6 +559,41 @@ def bound_cases():
     add("h128_python2_builtin_protocol3_global", "GLOBAL __builtin__ bytearray() after PROTO 3",
         "Python 2 module name in a protocol 3+ pickle",
         P(3) + gl("__builtin__", "bytearray") + EMPTY_TUPLE + REDUCE + STOP)
+    # A list, dict or set changed after a reference to it was put inside another value: the
+    # holders recorded its depth and size as they were then (the fuzzer found the first one).
+    grow = (MARK + I(1) * 1000 + APPENDS) * 20
+    add("h129_list_grown_after_shared", "A in R = [A] * 2,000, then 20,000 items appended to A: repr(R) is 120 MB",
+        "changed after it was put inside another value",
+        P(4) + EMPTY_LIST + MEMO + MARK + EMPTY_LIST + MEMO + BG(1) * 1999 + APPENDS + BG(1) + grow + POP + STOP)
+    add("h130_list_deepened_after_shared", "a chain of 60 lists, then 60 more nested into its last one (120 deep, limit 100)",
+        "changed after it was put inside another value",
+        P(4) + EMPTY_LIST + MEMO + (EMPTY_LIST + MEMO) * 60 + APPEND * 60 + BG(60) + EMPTY_LIST * 60 + APPEND * 60 + POP + STOP)
+    add("h131_dict_grown_after_shared", "d in a list 2,000 times, then 10,000 items set in d",
+        "changed after it was put inside another value",
+        P(4) + EMPTY_LIST + MARK + EMPTY_DICT + MEMO + BG(0) * 1999 + APPENDS + BG(0)
+        + b"".join(MARK + b"".join(I(k) + NONE for k in range(j, j + 500)) + SETITEMS for j in range(0, 10000, 500)) + POP + STOP)
+    add("h132_set_grown_after_shared", "s in a list 2,000 times, then 10,000 items added to s",
+        "changed after it was put inside another value",
+        P(4) + EMPTY_LIST + MARK + EMPTY_SET + MEMO + BG(0) * 1999 + APPENDS + BG(0)
+        + b"".join(MARK + b"".join(I(k) for k in range(j, j + 1000)) + ADDITEMS for j in range(0, 10000, 1000)) + POP + STOP)
+    add("h133_list_memoized_twice", "a list memoized at 0 and 3, grown, entry 0 replaced, then BINGET 3 x 2,000 (stale, empty)",
+        "object memoized twice",
+        P(4) + EMPTY_LIST + MEMO + BP(3) + grow + POP + NONE + BP(0) + POP + EMPTY_LIST + MARK + BG(3) * 2000 + APPENDS + STOP)
+    add("h134_list_memo_overwritten", "2,000 copies of a list fetched, the list grown, its memo entry replaced: the copies are stale",
+        "memo entry of a list, dict or set overwritten",
+        P(4) + EMPTY_LIST + MEMO + EMPTY_LIST + MARK + BG(0) * 2000 + BG(0) + grow + POP
+        + NONE + BP(0) + POP + APPENDS + STOP)
+    # References fetched from the memo to a list not finished yet (what CPython writes for
+    # self-referencing data) are owed its final size and depth, counted at STOP.
+    add("h135_copies_of_unfinished_list", "R = [A] * 2,000 from BINGET copies while A is unfinished, then 20,000 items added to A",
+        "expanded size",
+        P(4) + EMPTY_LIST + MEMO + EMPTY_LIST + MARK + BG(0) * 2000 + APPENDS + MEMO + POP + grow + POP + BG(1) + STOP)
+    add("h136_copy_of_unfinished_list_deepened", "R, 50 lists deep, holds a copy of A while A is unfinished, then 60 lists are nested into A (111 deep)",
+        "nesting depth",
+        P(4) + EMPTY_LIST + MEMO + EMPTY_LIST * 50 + BG(0) + APPEND * 50 + MEMO + POP + EMPTY_LIST * 60 + APPEND * 60 + POP + BG(1) + STOP)
+    add("h137_refers_back_to_two_unfinished", "one list holding references to two lists that are both unfinished",
+        "more than one unfinished",
+        P(4) + EMPTY_LIST + MEMO + EMPTY_LIST + MEMO + EMPTY_LIST + MARK + BG(0) + BG(1) + APPENDS + STOP)
     return cases
 
 
