@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +17,13 @@ import time
 from pathlib import Path
 
 import pytest
+
+# A run started with SIGINT ignored (a CI job started in the background or under nohup) passes
+# that on to every process it starts, and Python then never installs its Ctrl-C handler: the
+# tests that send SIGINT would see nothing happen. Python's own handler here makes children
+# start with the default again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parents[2]
 
