@@ -111,6 +111,7 @@ mod arrays;
 mod decode;
 mod kinds;
 mod machine;
+mod sharing;
 mod summary;
 #[cfg(test)]
 mod tests;
