@@ -410,6 +410,26 @@ fn keys_sharing_one_cpython_hash_are_bounded() {
         .flat_map(|i| cat(&[b"G", &(20.0 + f64::from(i) * 0.01).to_be_bytes(), b"N"]))
         .collect();
     run_limits(&cat(&[b"\x80\x05}(", &sensor, b"u."]), &[], d).unwrap();
+    // Keys of opaque hash (frozensets) may share any other key's hash: 20 of them and 20
+    // floats of one hash are 40 that may collide; beside 20 distinct floats they are 21.
+    let frozensets: Vec<u8> = (0..20u8)
+        .flat_map(|i| cat(&[b"(K", &[i], b"\x91N"]))
+        .collect();
+    let with = |floats: &mut dyn Iterator<Item = f64>| {
+        let floats: Vec<u8> = floats
+            .flat_map(|x| cat(&[b"G", &x.to_be_bytes(), b"N"]))
+            .collect();
+        cat(&[b"\x80\x05}(", &frozensets, &floats, b"u."])
+    };
+    assert_eq!(
+        limit_of(run_limits(
+            &with(&mut (0..20).map(|k| 1.5 * 2f64.powi(61 * k))),
+            &[],
+            d
+        )),
+        (Limit::Collisions, 33, 32)
+    );
+    run_limits(&with(&mut (0..20).map(|i| 0.5 + f64::from(i))), &[], d).unwrap();
     // set(list) of colliding ints (protocol 2's spelling of a set)
     let items: Vec<u8> = (0..40).flat_map(|i| long1(i * m)).collect();
     let set = cat(&[b"\x80\x02c__builtin__\nset\n](", &items, b"e\x85R."]);
