@@ -24,6 +24,7 @@ ALLOWED_GLOBALS = {
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
 }
 
 # Module names that CPython's find_class maps to Python 3 ones (_compat_pickle) only below
@@ -140,7 +141,7 @@ def seeds_from_vectors(rng):
     import make_cpython_vectors as mcv
     out = []
     groups = [("plain", mcv.plain_values()), ("near", mcv.near_miss_values()),
-              ("np", {**mcv.arrays(), **mcv.messages()})]
+              ("np", {**mcv.arrays(), **mcv.scalars(), **mcv.messages()})]
     wb = pickle.PickleBuffer(bytearray(b"0123456789abcdef"))
     rb = pickle.PickleBuffer(b"read-only buffer!")
     groups.append(("pb", {"pb_two": [wb, rb], "pb_in_dict": {"raw": rb, "n": 1}}))

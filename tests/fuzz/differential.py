@@ -202,7 +202,7 @@ def stress(obj, bufs, req, res, fail, emit, limit_cpu, n, np):
         seen[id(x)] = x
         order.append(x)
         t = type(x)
-        if t not in allowed:
+        if t not in allowed and not allowed_scalar(x, np):
             fail("type", "value of type %s.%s" % (t.__module__, t.__qualname__))
             continue
         if t in (list, tuple, set, frozenset):
@@ -242,7 +242,8 @@ def stress(obj, bufs, req, res, fail, emit, limit_cpu, n, np):
     hashed = set()
     while targets:
         x = targets.pop()
-        if id(x) in hashed or type(x) not in (tuple, frozenset, int, float, complex, str, bytes):
+        if id(x) in hashed or (type(x) not in (tuple, frozenset, int, float, complex, str, bytes)
+                               and not isinstance(x, np.generic)):
             continue
         hashed.add(id(x))
         try:
@@ -322,6 +323,14 @@ def buffer_range(b, np):
     a = np.frombuffer(b, dtype=np.uint8)
     start = a.__array_interface__["data"][0]
     return (start, start + a.size)
+
+
+def allowed_scalar(x, np):
+    """A numpy scalar (np.float64, np.int32, ...) of an allowed dtype."""
+    if not isinstance(x, np.generic):
+        return False
+    dt = x.dtype
+    return dt.fields is None and not dt.hasobject and dt.itemsize in ALLOWED_DTYPES.get(dt.kind, ())
 
 
 def check_array(a, ranges, req, fail, np):

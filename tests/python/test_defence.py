@@ -382,6 +382,71 @@ def test_check_bounds_nesting_allocation_collisions_and_arrays():
         dmapickle.check(_tuple_chain(1), max_depht=3)
 
 
+def _numpy_key_pool():
+    """Distinct keys, numpy scalars of every allowed number type among plain numbers, chosen so
+    that many share one CPython hash: floats 2**(61k) and ints 1 + k * (2**61 - 1) hash to 1,
+    complex(2**(61a), 2**(61b)) to 1000004; plus ordinary sensor values. (No Python int beyond
+    64 bits: numpy's == against one raises OverflowError, so CPython cannot build such a dict.)"""
+    m = 2**61 - 1
+    pool = []
+    pool += [np.float64(2.0 ** (61 * k)) for k in range(-16, 17)]
+    pool += [np.float32(2.0 ** (61 * k)) for k in (-2, -1, 1, 2)]
+    pool += [np.int64(1 + k * m) for k in range(-4, 4)]
+    pool += [np.uint64(1 + k * m) for k in range(4, 9)]
+    pool += [3.0 * 2.0 ** (61 * k) for k in range(-8, 9)]  # plain floats, hash 3
+    pool += [np.complex128(complex(2.0 ** (61 * a), 2.0 ** (61 * b))) for a in range(-3, 4) for b in range(1, 4)]
+    pool += [np.complex64(complex(2.0 ** (61 * a), 2.0**61)) for a in (-2, -1, 1, 2)]
+    pool += [complex(2.0 ** (61 * a), 2.0 ** (-61)) for a in range(-3, 4)]
+    pool += [np.float16(x) for x in (0.5, 3.0, -7.25, 65504.0)]
+    pool += [np.int8(-5), np.int16(300), np.int32(-70000), np.uint8(200), np.uint16(60000), np.uint32(4e9)]
+    pool += [np.bool_(True), np.float32(20.01), np.float64(-0.0), np.float64("nan"), np.float32("inf")]
+    return pool
+
+
+def _counted(key) -> bool:
+    """Whether the validator must count a key: all but bools and ints that hash to themselves
+    (two distinct ones never share a hash)."""
+    if isinstance(key, (bool, np.bool_, int, np.integer)):
+        v = int(key)
+        return not (abs(v) < 2**61 - 2 and v not in (-1, -2))
+    return True
+
+
+def test_numpy_scalar_keys_are_counted_by_their_cpython_hash():
+    """CPython is the oracle: random dicts keyed by numpy scalars and numbers from a pool built to
+    collide, pickled by CPython with protocols 2 to 5. The validator must refuse every dict with
+    more than max_collisions counted keys under one CPython hash; with the bytes in the pickle
+    (protocols 3 to 5) it must accept every other one (it computes the hash, as numpy does)."""
+    import collections
+    import random
+
+    rng = random.Random(574)
+    pool = _numpy_key_pool()
+    limit = 4
+    seen = collections.Counter()
+    for trial in range(600):
+        keys = rng.sample(pool, rng.randint(1, 40))
+        with np.errstate(over="ignore"):  # np.float32 == a float beyond its range
+            d = {k: trial for k in keys}
+        protocol = rng.choice((2, 3, 4, 5))
+        data = pickle.dumps(d, protocol=protocol)
+        classes = collections.Counter(hash(k) for k in d if _counted(k))
+        worst = max(classes.values(), default=0)
+        try:
+            dmapickle.check(data, max_collisions=limit)
+            accepted = True
+        except dmapickle.RejectedError as e:
+            assert "keys with one hash" in str(e), (protocol, d, e)
+            accepted = False
+        if worst > limit:
+            assert not accepted, (protocol, worst, d)
+        elif protocol >= 3:
+            assert accepted, (protocol, worst, d)
+        seen[accepted, worst > limit] += 1
+    # both outcomes were exercised
+    assert seen[True, False] > 50 and seen[False, True] > 50, seen
+
+
 def test_an_accepted_pickle_loads_within_its_allocation_bound(cli, tmp_path):
     """The load's real peak (tracemalloc, in a fresh process) stays under the bound that
     `dmapickle check --bounds` proved for the same bytes."""

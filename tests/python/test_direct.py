@@ -71,6 +71,8 @@ def same(a, b, pairs=None, in_band=False):
             assert a.__array_interface__["data"] == b.__array_interface__["data"], "other memory"
         assert type(a.base) is type(b.base)
         np.testing.assert_array_equal(a, b)
+    elif isinstance(a, np.generic):
+        assert (type(a), a.dtype, a.tobytes()) == (type(b), b.dtype, b.tobytes()), (a, b)
     elif isinstance(a, memoryview):
         assert (a.readonly, a.format, a.shape, a.obj) == (b.readonly, b.format, b.shape, b.obj)
     elif isinstance(a, complex):
@@ -180,6 +182,22 @@ def test_numpy_arrays_out_of_band_and_in_band(protocol):
         kind, got, built = both(pickle.dumps(arr, protocol=protocol), in_band=True)
         assert kind == "ok" and built
         np.testing.assert_array_equal(got, arr)
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_numpy_scalars_load_alike_both_ways(protocol):
+    """numpy scalars (`a.mean()`, `np.int64(n)`), as values and keys: the validator accepts
+    them, and the direct build makes the same scalars as the unpickler."""
+    a = np.arange(12, dtype="f8").reshape(3, 4)
+    values = [np.bool_(True), np.int8(-1), np.uint64(2**64 - 1), np.float16(0.5), np.float32(-1.25),
+              np.float64(math.nan), np.complex64(1 - 2j), np.complex128(complex(math.inf, -0.0))]
+    for obj in values + [values, {"mean": a.mean(), "n": np.int64(a.size), "adc": a},
+                         {np.int32(i): np.float64(i) for i in range(4)}]:
+        p = pickle.dumps(obj, protocol=protocol)
+        assert dmapickle.check(p), obj
+        kind, got, built = both(p, in_band=True)
+        assert kind == "ok", (obj, got)
+        same(got, pickle.loads(p), in_band=True)
 
 
 def test_readonly_buffers_are_read_only_views():

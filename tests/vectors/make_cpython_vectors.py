@@ -112,6 +112,22 @@ def arrays():
     return out
 
 
+def scalars():
+    """numpy scalars, as analysts' values carry them (`a.mean()`, `a.max()`, `np.int64(n)`)."""
+    values = [np.bool_(True), np.int8(-1), np.int16(-300), np.int32(7), np.int64(-2**63),
+              np.uint8(255), np.uint16(65535), np.uint32(2**32 - 1), np.uint64(2**64 - 1),
+              np.float16(0.5), np.float32(-1.25), np.float64(float("nan")), np.float64(1e300),
+              np.complex64(1 - 2j), np.complex128(complex(float("inf"), -0.0))]
+    a = np.arange(12, dtype="f8").reshape(3, 4)
+    return {
+        "scalars": values,
+        "scalar_f64": np.float64(1.5),
+        "stats": {"mean": a.mean(), "max": a.max(), "argmax": a.argmax(), "n": np.int64(a.size),
+                  "std": a.std(dtype="f4"), "adc": a},
+        "scalar_keys": {np.int64(i): np.float32(i) for i in range(5)},
+    }
+
+
 def messages():
     adc = (np.arange(1024 * 4, dtype="i2") % 4096).reshape(1024, 4)
     i16 = np.arange(5, dtype="i2")
@@ -179,7 +195,7 @@ def main():
     for protocol in (2, 3, 4, 5):
         for key, value in {**plain_values(), **near_miss_values()}.items():
             manifest.append(dump(outdir, "py_p%d_%s" % (protocol, key), value, protocol, "plain", False))
-        for key, value in {**arrays(), **messages()}.items():
+        for key, value in {**arrays(), **scalars(), **messages()}.items():
             tag = "np%s_p%d_%s" % (major, protocol, key)
             manifest.append(dump(outdir, tag, value, protocol, "numpy", False))
             if protocol == 5:

@@ -7,7 +7,7 @@ use super::*;
 /// modules (`_compat_pickle`) only for protocols below 3, which is the only place they may be.
 pub(super) const PYTHON2_MODULES: [&str; 1] = ["__builtin__"];
 
-pub(super) const GLOBALS: [(&str, &str, Callee, bool); 17] = [
+pub(super) const GLOBALS: [(&str, &str, Callee, bool); 19] = [
     ("builtins", "complex", Callee::Complex, true),
     ("numpy", "ndarray", Callee::Ndarray, true),
     ("__builtin__", "complex", Callee::Complex, false),
@@ -45,6 +45,8 @@ pub(super) const GLOBALS: [(&str, &str, Callee, bool); 17] = [
         Callee::Reconstruct,
         false,
     ),
+    ("numpy.core.multiarray", "scalar", Callee::Scalar, false),
+    ("numpy._core.multiarray", "scalar", Callee::Scalar, false),
 ];
 
 /// Whether a profile runs `op` (strict: what the encoder writes, general: also what CPython's

@@ -312,6 +312,16 @@ pub(super) fn classify(m: &Machine<'_, '_, '_, '_, '_>, items: &[Slot]) -> Class
         }
         return Class::Plain;
     }
+    // numpy scalar(dtype, bytes): numpy copies itemsize bytes (fewer raise, more are ignored;
+    // CPython's pickler writes exactly itemsize)
+    if let (2, Some(Kind::Dtype(dtype))) = (items.len(), k(0)) {
+        return Class::ScalarArgs(match k(1) {
+            Some(Kind::Bytes { len, span }) if *len == dtype.itemsize() as u64 => {
+                Ok(NumpyScalar::new(*dtype, span.map(|s| s.bytes(m.pickle))))
+            }
+            _ => Err(Reason::BadCallArguments),
+        });
+    }
     // _frombuffer(buffer, dtype, shape, order)
     if let (4, Some(Kind::Dtype(dtype))) = (items.len(), k(1)) {
         let info = (|| {

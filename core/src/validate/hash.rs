@@ -59,6 +59,17 @@ pub fn int(v: i64) -> i64 {
     fix(if v < 0 { -m } else { m })
 }
 
+/// `hash(v)` for an int that fits a `u64`.
+///
+/// ```
+/// use dmapickle_core::validate::hash;
+/// assert_eq!(hash::uint(u64::MAX), 7); // hash(2**64 - 1)
+/// ```
+pub fn uint(v: u64) -> i64 {
+    // v mod P < 2**61: never -1.
+    (v % MODULUS) as i64
+}
+
 /// `hash(v)` for a little-endian two's-complement int of any length (`LONG1`/`LONG4`).
 pub fn long(bytes: &[u8]) -> i64 {
     let negative = bytes.last().is_some_and(|b| b & 0x80 != 0);

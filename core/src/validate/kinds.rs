@@ -67,6 +67,9 @@ pub(super) enum Callee {
     Dtype,
     FromBuffer,
     Reconstruct,
+    /// `numpy.core.multiarray.scalar` / `numpy._core.multiarray.scalar`: a numpy scalar
+    /// (`np.float64(1.5)`) from its dtype and its bytes.
+    Scalar,
     Ndarray,
     Custom,
 }
@@ -140,6 +143,8 @@ pub(super) enum Class {
     ReconstructArgs,
     /// `(buffer, dtype, shape, order)`: `_frombuffer` arguments.
     FromBufferArgs(core::result::Result<ArrayInfo, Reason>),
+    /// `(dtype, bytes)`: numpy `scalar` arguments, the bytes exactly the dtype's itemsize.
+    ScalarArgs(core::result::Result<NumpyScalar, Reason>),
     /// `(1, shape, dtype, is_fortran, rawdata)`: a `_reconstruct`ed array's `BUILD` state.
     ArrayState(core::result::Result<ArrayInfo, Reason>),
     /// `(shape, dtype_str, buffer[, offset[, strides[, order]]])`: `numpy.ndarray` arguments.
@@ -205,6 +210,9 @@ pub(super) enum Kind {
         memo: Option<usize>,
     },
     Array(ArrayInfo),
+    /// A numpy scalar (`np.float64`, `np.int32`, ...) of an allowed dtype: an immutable copy
+    /// of its bytes, hashing as the Python number of its value.
+    NumpyScalar(NumpyScalar),
     /// An object made by a caller-allowed global.
     Object,
 }
@@ -220,6 +228,7 @@ impl Kind {
             | Kind::Complex(_)
             | Kind::Str(_)
             | Kind::Bytes { .. }
+            | Kind::NumpyScalar(_)
             | Kind::FrozenSet => true,
             Kind::Tuple(t) => t.hashable,
             _ => false,
@@ -232,6 +241,7 @@ impl Kind {
             Kind::Bool(b) => Hash::Known(i64::from(*b)),
             Kind::Int(Some(v)) => Hash::Known(hash::int(*v)),
             Kind::BigInt(h) => Hash::Known(*h),
+            Kind::NumpyScalar(s) => s.hash,
             Kind::Int(None) | Kind::FrozenSet => Hash::Opaque,
             Kind::Float(bits) => {
                 hash::float(f64::from_bits(*bits)).map_or(Hash::Random, Hash::Known)
@@ -250,6 +260,7 @@ impl Kind {
         match self {
             Kind::Bool(_) => None,
             Kind::Int(Some(v)) if hash::is_unique_int(*v) => None,
+            Kind::NumpyScalar(s) if s.unique => None,
             _ => match self.hash() {
                 Hash::Random => None,
                 Hash::Known(h) => Some(h),
@@ -271,7 +282,7 @@ impl Kind {
                 ..
             }) => Err(Reason::GlobalAsValue),
             Kind::Tuple(Tuple {
-                class: Class::FromBufferArgs(_) | Class::ArrayState(_),
+                class: Class::FromBufferArgs(_) | Class::ArrayState(_) | Class::ScalarArgs(_),
                 ..
             }) => Err(Reason::DtypeAsValue),
             _ => Ok(()),

@@ -148,6 +148,8 @@ pub(crate) mod cost {
     pub(crate) const LOAD: u64 = 4096;
     pub(crate) const FLOAT: u64 = 32;
     pub(crate) const COMPLEX: u64 = 32;
+    /// A numpy scalar object (`np.complex128` is the largest allowed: 48 bytes).
+    pub(crate) const SCALAR: u64 = 64;
     pub(crate) const LIST: u64 = 96;
     pub(crate) const LIST_ITEM: u64 = 40;
     pub(crate) const DICT: u64 = 96;

@@ -1128,6 +1128,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             Class::ReconstructArgs => Some(0),
             Class::FromBufferArgs(_) => Some(1),
             Class::ArrayState(_) => Some(2),
+            Class::ScalarArgs(_) => Some(0),
             _ => None,
         };
         let mut hasher = hash::TupleHasher::new();
@@ -1245,6 +1246,11 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                 // frombuffer(...) and its .reshape(...): two array objects.
                 self.charge(cost::array(u64::from(info.shape.len)).saturating_mul(2))?;
                 Kind::Array(info)
+            }
+            (Callee::Scalar, Class::ScalarArgs(scalar)) => {
+                let scalar = scalar?;
+                self.charge(cost::SCALAR)?;
+                Kind::NumpyScalar(scalar)
             }
             (Callee::Reconstruct, Class::ReconstructArgs) => {
                 self.charge(cost::array(1))?;

@@ -23,8 +23,10 @@
 //! - [`Profile::General`] also accepts what CPython and numpy (1.x and 2.x) write for the same
 //!   data with protocols 2 to 5: frames, `BINPUT`/`MEMOIZE`/`BINGET`, `GLOBAL`,
 //!   `numpy.core.numeric._frombuffer` / `numpy._core.numeric._frombuffer`, `numpy.dtype` +
-//!   `BUILD`, `_reconstruct` + `BUILD` arrays, `builtins.complex/set/frozenset/bytes/bytearray`,
-//!   `_codecs.encode(str, 'latin1')`.
+//!   `BUILD`, `_reconstruct` + `BUILD` arrays, numpy scalars (`numpy.core.multiarray.scalar` /
+//!   `numpy._core.multiarray.scalar` of an allowed dtype and exactly its itemsize of bytes:
+//!   `np.float64(1.5)`, hashed as numpy hashes them: as the Python number of their value),
+//!   `builtins.complex/set/frozenset/bytes/bytearray`, `_codecs.encode(str, 'latin1')`.
 //!
 //! Globals the caller adds with [`Validator::with_allowed`] are trusted: they may be called by
 //! `REDUCE`/`NEWOBJ` with plain-data arguments, and the resulting object may take a `BUILD`.
@@ -111,6 +113,7 @@ mod arrays;
 mod decode;
 mod kinds;
 mod machine;
+mod numpy_scalar;
 mod sharing;
 mod summary;
 #[cfg(test)]
@@ -120,6 +123,7 @@ use allowlist::*;
 use arrays::*;
 use kinds::*;
 use machine::*;
+use numpy_scalar::NumpyScalar;
 use summary::*;
 
 /// Most dimensions an array (or a shape/strides tuple) may have: the encoder's bound too.

@@ -73,6 +73,7 @@ pub(super) fn describe(w: &mut dyn fmt::Write, _pickle: &[u8], kind: &Kind) -> f
         Kind::Set => w.write_str("set"),
         Kind::FrozenSet => w.write_str("frozenset"),
         Kind::Array(a) => describe_array(w, a),
+        Kind::NumpyScalar(s) => write!(w, "numpy scalar <{}>", s.dtype.scalar().code()),
         Kind::Object => w.write_str("object"),
         _ => w.write_str("?"),
     }

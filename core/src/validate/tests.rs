@@ -410,6 +410,45 @@ fn keys_sharing_one_cpython_hash_are_bounded() {
         .flat_map(|i| cat(&[b"G", &(20.0 + f64::from(i) * 0.01).to_be_bytes(), b"N"]))
         .collect();
     run_limits(&cat(&[b"\x80\x05}(", &sensor, b"u."]), &[], d).unwrap();
+    // numpy scalar keys hash as their values: 1500 distinct np.int64 keys are never counted,
+    // 1000 np.float32 sensor values are not one class, np.float64(1.5 * 2**(61k)) all share
+    // one hash.
+    let np_keys = |code: &str, items: &mut dyn Iterator<Item = Vec<u8>>| {
+        let dtype = cat(&[
+            &sg("numpy", "dtype"),
+            b"(",
+            &su(code),
+            b"\x89\x88tR(K\x03",
+            &su(if code == "u1" { "|" } else { "<" }),
+            b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb",
+        ]);
+        let head = cat(&[
+            b"\x80\x05",
+            &sg("numpy._core.multiarray", "scalar"),
+            b"\x940",
+            &dtype,
+            b"\x940}(",
+        ]);
+        let body: Vec<u8> = items
+            .flat_map(|data| cat(&[b"h\x00h\x01C", &[data.len() as u8], &data, b"\x86RN"]))
+            .collect();
+        cat(&[&head, &body, b"u."])
+    };
+    let ints = np_keys("i8", &mut (0..1500i64).map(|i| i.to_le_bytes().to_vec()));
+    run_limits(&ints, &[], d).unwrap();
+    let sensor = np_keys(
+        "f4",
+        &mut (0..1000).map(|i| (20.0f32 + i as f32 * 0.01).to_le_bytes().to_vec()),
+    );
+    run_limits(&sensor, &[], d).unwrap();
+    let colliding = np_keys(
+        "f8",
+        &mut (-16..=16).map(|k| (1.5 * 2f64.powi(61 * k)).to_le_bytes().to_vec()),
+    );
+    assert_eq!(
+        limit_of(run_limits(&colliding, &[], d)),
+        (Limit::Collisions, 33, 32)
+    );
     // Keys of opaque hash (frozensets) may share any other key's hash: 20 of them and 20
     // floats of one hash are 40 that may collide; beside 20 distinct floats they are 21.
     let frozensets: Vec<u8> = (0..20u8)
@@ -733,4 +772,102 @@ fn a_refused_global_is_named() {
     // a rejection for another reason names no global
     assert!(v.validate(b"\x80\x05N", &[], &mut ws).is_err());
     assert_eq!(ws.refused_global(b"\x80\x05N"), None);
+}
+
+/// numpy scalars (`np.float64(1.5)`: `scalar(dtype, bytes)`) of an allowed dtype, with exactly
+/// its itemsize of bytes, in the general profile only; they are values like any number.
+#[test]
+fn numpy_scalars_of_allowed_dtypes_are_values() {
+    let dtype = |code: &str, order: &str| {
+        cat(&[
+            &sg("numpy", "dtype"),
+            b"(",
+            &su(code),
+            b"\x89\x88tR(K\x03",
+            &su(order),
+            b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb",
+        ])
+    };
+    let scalar = |module: &str, code: &str, order: &str, data: &[u8]| {
+        cat(&[&sg(module, "scalar"), &dtype(code, order), data, b"\x86R"])
+    };
+    let f64_bytes = cat(&[b"C\x08", &1.5f64.to_le_bytes()]);
+    // CPython 3.11 + numpy 2.4: pickle.dumps(np.float64(1.5), protocol=5), less its FRAME.
+    let p5 = cat(&[
+        b"\x80\x05",
+        &scalar("numpy._core.multiarray", "f8", "<", &f64_bytes),
+        b".",
+    ]);
+    let v = run(Profile::General, &p5, &[]).unwrap();
+    assert_eq!(v.arrays, 0);
+    // numpy 1.x's module, and the protocol 2 spelling of the bytes (`_codecs.encode`).
+    let encode = cat(&[
+        &sg("_codecs", "encode"),
+        b"X\x03\x00\x00\x00\x00\xc2\x80",
+        &su("latin1"),
+        b"\x86R",
+    ]);
+    let p2 = cat(&[
+        b"\x80\x04",
+        &scalar("numpy.core.multiarray", "i2", "<", &encode),
+        b".",
+    ]);
+    run(Profile::General, &p2, &[]).unwrap();
+    // In a dict, as a key and as a value, and in a tuple.
+    let item = scalar("numpy._core.multiarray", "u1", "|", b"C\x01\x07");
+    let dict = cat(&[b"\x80\x05}(", &item, &item, &su("t"), &item, b"\x85u."]);
+    let mut out = String::new();
+    let mut stack = vec![Slot::EMPTY; 64];
+    let mut memo = vec![Slot::EMPTY; 64];
+    let mut ws = Workspace::new(&mut stack, &mut memo);
+    Validator::new(Profile::General)
+        .summarize(&dict, &[], &mut ws, &mut out)
+        .unwrap();
+    assert_eq!(out, "dict{numpy scalar <u1>:numpy scalar <u1>, t:tuple(1)}");
+    // Refused: the strict profile, bytes not exactly the itemsize, text, a dtype outside the
+    // allowlist, a BUILD, a scalar without its bytes.
+    assert_eq!(reason(Profile::Strict, &p5, &[]), Reason::GlobalNotAllowed);
+    for data in [
+        &b"C\x07\x00\x00\x00\x00\x00\x00\x00"[..],
+        b"C\x09\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+        b"\x8c\x08\x00\x00\x00\x00\x00\x00\x00\x00",
+    ] {
+        let p = cat(&[
+            b"\x80\x05",
+            &scalar("numpy._core.multiarray", "f8", "<", data),
+            b".",
+        ]);
+        assert_eq!(
+            reason(Profile::General, &p, &[]),
+            Reason::BadCallArguments,
+            "{data:?}"
+        );
+    }
+    let object = cat(&[
+        b"\x80\x05",
+        &scalar(
+            "numpy._core.multiarray",
+            "O",
+            "|",
+            b"C\x08\x00\x00\x00\x00\x00\x00\x00\x00",
+        ),
+        b".",
+    ]);
+    assert_eq!(
+        reason(Profile::General, &object, &[]),
+        Reason::DtypeNotAllowed
+    );
+    let built = cat(&[
+        b"\x80\x05",
+        &scalar("numpy._core.multiarray", "f8", "<", &f64_bytes),
+        b"}b.",
+    ]);
+    assert_eq!(reason(Profile::General, &built, &[]), Reason::BadBuild);
+    let alone = cat(&[
+        b"\x80\x05",
+        &sg("numpy._core.multiarray", "scalar"),
+        &dtype("f8", "<"),
+        b"\x85R.",
+    ]);
+    assert_eq!(reason(Profile::General, &alone, &[]), Reason::DtypeAsValue);
 }

@@ -90,6 +90,8 @@ ALLOWED_GLOBALS: Dict[str, frozenset] = {
             ("numpy._core.numeric", "_frombuffer"),
             ("numpy.core.multiarray", "_reconstruct"),
             ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar"),
         }
     ),
 }

@@ -128,9 +128,9 @@ CASES = [
      "global not in the allowlist", P(2) + gl("builtins", "getattr") + STOP, []),
     ("h05_numpy_load", "allowed module, disallowed name: numpy.load (pickle loader)",
      "global not in the allowlist", P(4) + sg("numpy", "load") + su("/etc/passwd") + T1 + REDUCE + STOP, []),
-    ("h06_numpy_multiarray_scalar", "numpy.core.multiarray.scalar builds objects from raw bytes",
-     "global not in the allowlist",
-     P(4) + sg("numpy.core.multiarray", "scalar") + dtype_obj("i8") + sb(b"\0" * 8) + T2 + REDUCE + STOP, []),
+    ("h06_numpy_scalar_object_dtype", "numpy scalar(dtype('O'), bytes): a scalar whose bytes would be an object pointer",
+     "numpy dtype not in the allowlist",
+     P(4) + sg("numpy.core.multiarray", "scalar") + dtype_obj("O", "|") + sb(b"\0" * 8) + T2 + REDUCE + STOP, []),
     ("h07_dotted_name_builtins", "dotted attribute path under builtins",
      "global not in the allowlist", P(4) + sg("builtins", "complex.__class__") + STOP, []),
     ("h08_copyreg_reconstructor", "copyreg._reconstructor is not needed for plain data",
@@ -594,6 +594,37 @@ def bound_cases():
     add("h137_refers_back_to_two_unfinished", "one list holding references to two lists that are both unfinished",
         "more than one unfinished",
         P(4) + EMPTY_LIST + MEMO + EMPTY_LIST + MEMO + EMPTY_LIST + MARK + BG(0) + BG(1) + APPENDS + STOP)
+    # numpy scalars: only an allowed dtype and exactly its itemsize of bytes; no state
+    scalar = sg("numpy._core.multiarray", "scalar")
+    add("h138_numpy_scalar_bytes_short", "scalar(dtype('f8'), 4 bytes) raises ValueError",
+        "arguments not accepted by the allowed callable",
+        P(4) + scalar + dtype_obj("f8") + sb(b"\0" * 4) + T2 + REDUCE + STOP)
+    add("h139_numpy_scalar_of_str", "scalar(dtype('i8'), str): numpy encodes the text as latin-1 bytes; the validator takes bytes only",
+        "arguments not accepted by the allowed callable",
+        P(4) + scalar + dtype_obj("i8") + su("\0" * 8) + T2 + REDUCE + STOP)
+    add("h140_numpy_scalar_void_dtype", "scalar(dtype('V8'), bytes): a void scalar",
+        "numpy dtype not in the allowlist",
+        P(4) + scalar + dtype_obj("V8", "|") + sb(b"\0" * 8) + T2 + REDUCE + STOP)
+    add("h141_numpy_scalar_build", "BUILD on a numpy scalar would call its __setstate__",
+        "BUILD on an object that takes no such state",
+        P(4) + scalar + dtype_obj("f8") + sb(b"\0" * 8) + T2 + REDUCE + EMPTY_DICT + BUILD + STOP)
+    add("h142_colliding_numpy_scalar_keys", "dict keyed by np.float64 floats m * 2**(61k) that share one hash",
+        "keys with one hash",
+        P(4) + sg("numpy._core.multiarray", "scalar") + MEMO + dtype_obj("f8", memo=True) + POP + POP
+        + setitems([(BG(0) + BG(1) + sb(struct.pack("<d", x)) + T2 + REDUCE, NONE) for x in colliding_floats()]) + STOP)
+    # protocol 2 spells a scalar's bytes as _codecs.encode(text, 'latin1'): the validator
+    # hashes the ASCII ones and counts the others as opaque, which may share any hash
+    asc = [x for x in colliding_floats() if max(struct.pack("<d", x)) < 0x80][:20]
+    non = [x for x in colliding_floats() if max(struct.pack("<d", x)) >= 0x80][:20]
+    encoded = lambda x: BG(0) + BG(2) + BG(1) + bu(struct.pack("<d", x).decode("latin1")) + BG(3) + T2 + REDUCE + T2 + REDUCE
+    add("h143_colliding_numpy_scalar_keys_protocol2",
+        "dict keyed by 40 np.float64 of one hash, protocol 2: 20 with ASCII bytes, 20 without",
+        "keys with one hash",
+        P(2) + gl("numpy.core.multiarray", "scalar") + BP(0) + POP + gl("_codecs", "encode") + BP(1) + POP
+        + gl("numpy", "dtype") + tup(bu("f8"), FALSE, TRUE) + REDUCE
+        + tup(I(3), bu("<"), NONE, NONE, NONE, I(-1), I(-1), I(0)) + BUILD + BP(2) + POP
+        + bu("latin1") + BP(3) + POP
+        + setitems([(encoded(x), NONE) for x in asc + non]) + STOP)
     return cases
 
 
