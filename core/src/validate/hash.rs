@@ -30,7 +30,7 @@ pub enum Hash {
     /// Exactly CPython's `hash()`.
     Known(i64),
     /// Deterministic, but not computed here (a frozenset, a float made from a huge int): such
-    /// keys are counted as if they all shared one hash.
+    /// keys are counted as if they shared a hash with every other key of their container.
     Opaque,
 }
 
