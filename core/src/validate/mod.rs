@@ -111,6 +111,7 @@ pub use limits::{Limit, Limits};
 mod allowlist;
 mod arrays;
 mod decode;
+mod keys;
 mod kinds;
 mod machine;
 mod numpy_scalar;
