@@ -3,8 +3,8 @@
 # (tests/fuzz/differential.py): mutants of CPython/numpy, encoder-like, constructed and hostile
 # pickles; every one `dmapickle check` accepts is loaded in a sandboxed worker (numpy 2.x, and
 # numpy 1.26 for a quarter of them). A crash, a timeout, a MemoryError, a global, type or dtype
-# outside the allowlist, an array outside its buffer or a load allocating more than the
-# validator's bound fails this part.
+# outside the allowlist, an array outside its buffer, a load allocating more than the
+# validator's bound or a dict/set with more keys of one CPython hash than the limit fails this part.
 #   bounded run: 120 s (DMAPICKLE_FUZZ_SECONDS to change), seed DMAPICKLE_FUZZ_SEED (default 1)
 #   long run:    DMAPICKLE_LONG_FUZZ=1 (1800 s, a fresh random seed unless one is given)
 # Divergent mutants are kept in DMAPICKLE_FUZZ_OUT (default: a temp dir, printed).

@@ -25,6 +25,9 @@ Divergences (each printed, its mutant saved under --out with a .json of what hap
   array-size          elements x itemsize above --max-array-bytes
   alloc-above-bound   tracemalloc peak of the load above the validator's `alloc` bound
   depth-above-bound   nesting depth of the loaded value above the validator's `depth` (+1)
+  collisions-above-limit  more keys of one dict/set/frozenset under one CPython hash() than
+                      --max-collisions (bools and ints that hash to themselves not counted,
+                      and one of them allowed per hash)
   validator-crash, validator-timeout, validator-output   `dmapickle check` itself misbehaved
 An exception raised by pickle.loads (e.g. numpy refusing an argument) is safe: counted, listed,
 not a divergence.
@@ -253,6 +256,16 @@ def stress(obj, bufs, req, res, fail, emit, limit_cpu, n, np):
                 targets.extend(x)
         except RecursionError:
             pass
+    emit({"phase": "collisions"})
+    limit_cpu(budget)
+    limit = req.get("max_collisions")
+    for x in order if limit is not None else ():
+        if type(x) in (dict, set, frozenset):
+            worst = colliding_keys(x, np)
+            if worst > limit + 1:
+                fail("collisions-above-limit", "%s with %d keys of one hash, over the %d limit"
+                     % (type(x).__name__, worst, limit))
+                break
     emit({"phase": "repr"})
     limit_cpu(budget)
     try:
@@ -323,6 +336,23 @@ def buffer_range(b, np):
     a = np.frombuffer(b, dtype=np.uint8)
     start = a.__array_interface__["data"][0]
     return (start, start + a.size)
+
+
+def colliding_keys(container, np):
+    """The largest number of keys of `container` that share one CPython hash, counting at most
+    one of the bools and ints that hash to themselves (distinct ones never collide) in each."""
+    counted = collections.Counter()
+    unique = set()
+    for k in container:
+        try:
+            h = hash(k)
+        except Exception:
+            continue
+        if isinstance(k, (bool, int, np.bool_, np.integer)) and abs(int(k)) < 2**61 - 2 and int(k) not in (-1, -2):
+            unique.add(h)
+        else:
+            counted[h] += 1
+    return max((c + (h in unique) for h, c in counted.items()), default=0)
 
 
 def allowed_scalar(x, np):
@@ -548,7 +578,7 @@ def loader_thread(worker, q, stats, args):
             return
         req = {"pkl": m["pkl"], "bufs": m["bufs"], "alloc": m.get("alloc"), "depth": m.get("depth"),
                "max_array_bytes": args.max_array_bytes, "max_alloc": args.max_alloc,
-               "max_depth": args.max_depth}
+               "max_depth": args.max_depth, "max_collisions": args.max_collisions}
         size = os.path.getsize(m["pkl"])
         wall = 60 + 30 * (0.5 + 2e-6 * size)  # a safety net: RLIMIT_CPU ends a slow phase first
         try:
@@ -620,6 +650,8 @@ def main():
                     help="allocation budget, compared with the peak when the validator gives no bound")
     ap.add_argument("--max-depth", type=int, default=100,
                     help="depth limit, compared with the value's depth when the validator gives none")
+    ap.add_argument("--max-collisions", type=int, default=32,
+                    help="collision limit, compared with the CPython hash classes of every dict and set")
     ap.add_argument("--large-share", type=float, default=0.03, help="share of mutants from seeds > 64 KiB")
     ap.add_argument("--check-arg", action="append", default=[], help="extra argument for `dmapickle check`")
     ap.add_argument("--max-saved", type=int, default=20, help="mutants saved (and printed) per kind")
