@@ -4,7 +4,9 @@
 
 use super::*;
 
-/// The collision class of keys whose hash is deterministic but not computed here.
+/// The chosen hash of keys whose hash is deterministic but not computed here: the key table
+/// counts them against every class of their container (`keys.rs`). A key whose known hash is
+/// this value is counted the same way, which only counts more.
 pub(super) const OPAQUE_HASH: i64 = 0x4f50_4151_5545_0001;
 
 // ------------------------------------------------------------------------------------------------
@@ -264,7 +266,7 @@ impl Kind {
             _ => match self.hash() {
                 Hash::Random => None,
                 Hash::Known(h) => Some(h),
-                // Opaque hashes are counted as one class per container.
+                // Opaque hashes may be any hash: counted against every class.
                 Hash::Opaque => Some(OPAQUE_HASH),
             },
         }
