@@ -412,19 +412,18 @@ def _counted(key) -> bool:
     return True
 
 
-def test_numpy_scalar_keys_are_counted_by_their_cpython_hash():
-    """CPython is the oracle: random dicts keyed by numpy scalars and numbers from a pool built to
-    collide, pickled by CPython with protocols 2 to 5. The validator must refuse every dict with
-    more than max_collisions counted keys under one CPython hash; with the bytes in the pickle
-    (protocols 3 to 5) it must accept every other one (it computes the hash, as numpy does)."""
+def _check_collisions_against_cpython(pool, seed, trials):
+    """CPython is the oracle: random dicts keyed from `pool`, pickled by CPython with protocols
+    2 to 5. The validator must refuse every dict with more than max_collisions counted keys
+    under one CPython hash(); with the bytes in the pickle (protocols 3 to 5) it must accept
+    every other one. Both outcomes must occur often."""
     import collections
     import random
 
-    rng = random.Random(574)
-    pool = _numpy_key_pool()
+    rng = random.Random(seed)
     limit = 4
     seen = collections.Counter()
-    for trial in range(600):
+    for trial in range(trials):
         keys = rng.sample(pool, rng.randint(1, 40))
         with np.errstate(over="ignore"):  # np.float32 == a float beyond its range
             d = {k: trial for k in keys}
@@ -443,8 +442,30 @@ def test_numpy_scalar_keys_are_counted_by_their_cpython_hash():
         elif protocol >= 3:
             assert accepted, (protocol, worst, d)
         seen[accepted, worst > limit] += 1
-    # both outcomes were exercised
     assert seen[True, False] > 50 and seen[False, True] > 50, seen
+
+
+def test_numpy_scalar_keys_are_counted_by_their_cpython_hash():
+    """numpy scalars hash as the Python number of their value; the validator computes it."""
+    _check_collisions_against_cpython(_numpy_key_pool(), seed=574, trials=600)
+
+
+def test_tuple_keys_with_seeded_items_are_counted_by_their_cpython_hash():
+    """A tuple's hash is fixed within the process even where an item's is seeded (a str) or an
+    address (None on 3.11, a NaN object): ("a", i * (2**61 - 1)) for every i share one hash,
+    and so do (None, ...), (nan, ...) with one NaN object, ("", ...) and (b"ab", ...) with
+    ("ab", ...)."""
+    m = 2**61 - 1
+    nan = float("nan")
+    pool = [("a", i * m) for i in range(1, 13)]
+    pool += [("ab", i * m) for i in range(1, 7)] + [(b"ab", i * m) for i in range(7, 13)]
+    pool += [(None, i * m) for i in range(1, 11)] + [(nan, i * m) for i in range(1, 9)]
+    pool += [("", i * m) for i in range(1, 7)] + [(b"", i * m) for i in range(7, 10)]
+    pool += [(i * m, "a", None) for i in range(1, 9)] + [((None, i * m), "x") for i in range(1, 9)]
+    pool += [(np.float64(2.0 ** (61 * k)), "t") for k in range(-6, 7)]
+    pool += [("s%d" % i, 0) for i in range(12)] + [(None, i) for i in range(12)]
+    pool += ["", b"", None, nan] + [i * m for i in range(1, 9)] + ["k%d" % i for i in range(6)]
+    _check_collisions_against_cpython(pool, seed=20261204, trials=800)
 
 
 def test_an_accepted_pickle_loads_within_its_allocation_bound(cli, tmp_path):

@@ -24,15 +24,48 @@ const XXPRIME_5: u64 = 2_870_177_450_012_600_261;
 /// What the validator knows of a value's hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hash {
-    /// Not chosen by the pickle: `str`/`bytes` (SipHash with a random key), `None` and NaN
-    /// (the object's address), or a value that is not hashable at all.
+    /// Not chosen by the pickle: a non-empty `str`/`bytes` (SipHash with a random key), NaN
+    /// (the object's address), or a value that is not hashable at all. Two such keys that are
+    /// not equal do not share a hash but by chance; as a tuple's item it is [`Hash::Seeded`].
     Random,
     /// Exactly CPython's `hash()`.
     Known(i64),
+    /// A tuple holding an item of [`Hash::Random`] hash: its hash is fixed within the process
+    /// but not known here. The value is a stand-in, the tuple hash of its items with each such
+    /// item replaced by a stand-in of its own (equal for equal items: a str's by its bytes,
+    /// every NaN's the same), so tuples that differ only in items whose hashes collide (`("a",
+    /// 0)` and `("a", 2**61 - 1)`) share it, as their CPython hashes do. Counted as a chosen hash.
+    Seeded(i64),
     /// Deterministic, but not computed here (a frozenset, a float made from a huge int): such
     /// keys are counted as if they shared a hash with every other key of their container.
     Opaque,
 }
+
+/// `hash(None)` in CPython 3.12 and later (3.11 hashes its address, which is fixed within a
+/// process: as a tuple's item any one value stands in for it).
+pub const NONE: i64 = 0xFCA8_6420;
+
+/// A stand-in for the seeded hash of a `str` or `bytes` as a tuple's item: equal for equal
+/// bytes (an ASCII str and the bytes of its text hash alike in CPython, and here), from the
+/// length and at most the first and last 32 bytes, so a long memoized str costs the same in
+/// every tuple it is put in.
+pub fn stand_in(bytes: &[u8]) -> i64 {
+    let n = bytes.len();
+    let (head, tail) = match (bytes.get(..32), bytes.get(n.saturating_sub(32)..)) {
+        (Some(head), Some(tail)) if n > 64 => (head, tail),
+        _ => (bytes, &[][..]),
+    };
+    let mut h = (n as u64 ^ 0x5eed_0000_0000_0000).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for b in head.iter().chain(tail) {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    fix((h ^ (h >> 29)) as i64)
+}
+
+/// The stand-in of a NaN (a float, complex or numpy scalar with a NaN part) as a tuple's item:
+/// CPython hashes the object's address, so one object memoized and put in many tuples hashes
+/// alike in each; one value stands in for every NaN.
+pub const NAN_STAND_IN: i64 = 0x4e61_4e00_5eed_0001;
 
 /// `-1` is CPython's error return; a hash that would be `-1` is `-2`.
 fn fix(h: i64) -> i64 {
@@ -155,30 +188,43 @@ impl TupleHasher {
     }
 
     /// Feeds the next item's hash.
+    ///
+    /// Give an item of [`Hash::Random`] hash as [`Hash::Seeded`] with its stand-in; a
+    /// [`Hash::Random`] item makes the tuple's hash random (an object of a caller-allowed
+    /// global: trusted, not counted).
     pub fn item(&mut self, h: Hash) {
         self.len += 1;
-        match (self.state, h) {
-            (Hash::Random, _) | (_, Hash::Random) => self.state = Hash::Random,
-            (Hash::Opaque, _) | (_, Hash::Opaque) => self.state = Hash::Opaque,
-            (Hash::Known(_), Hash::Known(lane)) => {
-                self.acc = self.acc.wrapping_add((lane as u64).wrapping_mul(XXPRIME_2));
-                self.acc = self.acc.rotate_left(31);
-                self.acc = self.acc.wrapping_mul(XXPRIME_1);
+        let lane = match (self.state, h) {
+            (Hash::Random, _) | (_, Hash::Random) => {
+                self.state = Hash::Random;
+                return;
             }
-        }
+            (Hash::Opaque, _) | (_, Hash::Opaque) => {
+                self.state = Hash::Opaque;
+                return;
+            }
+            (Hash::Known(_), Hash::Known(lane)) => lane,
+            (_, Hash::Seeded(lane)) | (Hash::Seeded(_), Hash::Known(lane)) => {
+                self.state = Hash::Seeded(0);
+                lane
+            }
+        };
+        self.acc = self.acc.wrapping_add((lane as u64).wrapping_mul(XXPRIME_2));
+        self.acc = self.acc.rotate_left(31);
+        self.acc = self.acc.wrapping_mul(XXPRIME_1);
     }
 
     /// The tuple's hash.
     pub fn finish(self) -> Hash {
+        let acc = self.acc.wrapping_add(self.len ^ (XXPRIME_5 ^ 3_527_539));
+        let h = if acc == u64::MAX {
+            1_546_275_796
+        } else {
+            acc as i64
+        };
         match self.state {
-            Hash::Known(_) => {
-                let acc = self.acc.wrapping_add(self.len ^ (XXPRIME_5 ^ 3_527_539));
-                Hash::Known(if acc == u64::MAX {
-                    1_546_275_796
-                } else {
-                    acc as i64
-                })
-            }
+            Hash::Known(_) => Hash::Known(h),
+            Hash::Seeded(_) => Hash::Seeded(h),
             other => other,
         }
     }

@@ -250,7 +250,31 @@ impl Kind {
             }
             Kind::Complex(h) => *h,
             Kind::Tuple(t) => t.hash,
+            // CPython hashes an empty str or bytes to 0, unseeded.
+            Kind::Str(s) if s.len == 0 => Hash::Known(0),
+            Kind::Bytes { len: 0, .. } => Hash::Known(0),
+            Kind::None => Hash::Known(hash::NONE),
             _ => Hash::Random,
+        }
+    }
+
+    /// What a tuple holding this value hashes it as ([`hash::TupleHasher::item`]): its hash,
+    /// or for a value of random hash a stand-in equal for equal values ([`Hash::Seeded`]);
+    /// bytes whose content is not at hand (`_codecs.encode` of non-ASCII text) and non-ASCII
+    /// text (CPython hashes its latin-1, UCS-2 or UCS-4 form) are opaque.
+    pub(super) fn lane(&self, pickle: &[u8]) -> Hash {
+        match (self.hash(), self) {
+            (Hash::Random, Kind::Str(s)) if s.latin1 == s.len as u64 + 1 => {
+                Hash::Seeded(hash::stand_in(s.bytes(pickle)))
+            }
+            (Hash::Random, Kind::Bytes { span: Some(s), .. }) => {
+                Hash::Seeded(hash::stand_in(s.bytes(pickle)))
+            }
+            (Hash::Random, Kind::Str(_) | Kind::Bytes { .. }) => Hash::Opaque,
+            (Hash::Random, Kind::Float(_) | Kind::Complex(_) | Kind::NumpyScalar(_)) => {
+                Hash::Seeded(hash::NAN_STAND_IN)
+            }
+            (h, _) => h,
         }
     }
 
@@ -265,7 +289,7 @@ impl Kind {
             Kind::NumpyScalar(s) if s.unique => None,
             _ => match self.hash() {
                 Hash::Random => None,
-                Hash::Known(h) => Some(h),
+                Hash::Known(h) | Hash::Seeded(h) => Some(h),
                 // Opaque hashes may be any hash: counted against every class.
                 Hash::Opaque => Some(OPAQUE_HASH),
             },

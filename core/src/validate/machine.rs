@@ -1043,7 +1043,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
             hashable &= s.kind.hashable();
             // Once an item is unhashable the tuple's hash is `Random` whatever follows.
             if hashable {
-                hasher.item(s.kind.hash());
+                hasher.item(s.kind.lane(self.pickle));
             }
         }
         let tuple = Tuple {

@@ -625,6 +625,23 @@ def bound_cases():
         + tup(I(3), bu("<"), NONE, NONE, NONE, I(-1), I(-1), I(0)) + BUILD + BP(2) + POP
         + bu("latin1") + BP(3) + POP
         + setitems([(encoded(x), NONE) for x in asc + non]) + STOP)
+    # A tuple's hash is fixed within the process even where an item's is seeded or an address:
+    # 20,000 such keys (319 KB) take CPython 10 s to load; 40 here.
+    m = 2**61 - 1
+    seeded = [("h144_colliding_tuple_keys_str", "dict keyed by ('a', i * (2**61 - 1)): the str's hash is seeded but one",
+               su("a") + MEMO + POP, BG(0)),
+              ("h145_colliding_tuple_keys_none", "dict keyed by (None, i * (2**61 - 1))", b"", NONE),
+              ("h146_colliding_tuple_keys_nan", "dict keyed by (nan, i * (2**61 - 1)), one NaN object from the memo",
+               F(math.nan) + MEMO + POP, BG(0)),
+              ("h147_colliding_tuple_keys_empty_bytes", "dict keyed by (b'', i * (2**61 - 1)): b'' hashes to 0",
+               b"", sb(b""))]
+    for name, note, head, item in seeded:
+        add(name, note, "keys with one hash",
+            P(5) + head + setitems([(item + I(i * m) + T2, NONE) for i in range(1, 41)]) + STOP)
+    add("h148_colliding_set_of_list_with_empty_str", "set(list) of 32 ints i * (2**61 - 1), 0 and '': all hash to 0",
+        "keys with one hash",
+        P(2) + gl("__builtin__", "set") + EMPTY_LIST + MARK + b"".join(I(i * m) for i in range(33))
+        + bu("") + APPENDS + T1 + REDUCE + STOP)
     return cases
 
 
