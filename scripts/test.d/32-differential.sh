@@ -7,6 +7,8 @@
 # validator's bound or a dict/set with more keys of one CPython hash than the limit fails this part.
 #   bounded run: 120 s (DMAPICKLE_FUZZ_SECONDS to change), seed DMAPICKLE_FUZZ_SEED (default 1)
 #   long run:    DMAPICKLE_LONG_FUZZ=1 (1800 s, a fresh random seed unless one is given)
+# Then the strict profile on mutants of flat records only (what `validate` proves without the
+# machine, core/src/validate/record.rs): 45 s, a quarter of a long run's seconds.
 # Divergent mutants are kept in DMAPICKLE_FUZZ_OUT (default: a temp dir, printed).
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
@@ -26,4 +28,9 @@ fi
 out=${DMAPICKLE_FUZZ_OUT:-$(mktemp -d /tmp/dmapickle-diff-out.XXXXXX)}
 # shellcheck disable=SC2086
 "$py2" tests/fuzz/differential.py --bin "$target/debug/dmapickle" --python-np1 "$py1" \
-  --seconds "$seconds" $seed --out "$out"
+  --seconds "$seconds" $seed --out "$out" || exit 1
+echo "--- the strict profile's flat records"
+# shellcheck disable=SC2086
+"$py2" tests/fuzz/differential.py --bin "$target/debug/dmapickle" --python-np1 "$py1" \
+  --seconds "$(( ${DMAPICKLE_LONG_FUZZ:-0} == 1 ? seconds / 4 : 45 ))" $seed --out "$out/strict" \
+  --check-arg=--profile --check-arg=strict --seeds '^built_record'

@@ -29,6 +29,19 @@ for d in sys.argv[2:]:
         seed = bytes([len(lens)]) + b"".join(struct.pack("<I", l) for l in lens) + data
         open(os.path.join(out, "%05d" % n), "wb").write(seed)
         n += 1
+# Flat records as the encoder writes them (the strict profile's fast path), with their buffers.
+adc = b"\x8c\x05numpy\x8c\x07ndarray\x93\x94(M\x00\x04K\x04\x86\x8c\x03<i2\x97K\x00N\x8c\x01Ct\x81"
+records = [
+    (b"\x80\x05}(\x8c\x03seqK)\x8c\x04t_ns\x8a\x08\x15\xcd\x85=\xfe\x9c\x97\x17\x8c\x03adc" + adc
+     + b"\x8c\x04gainG?\xe0\x00\x00\x00\x00\x00\x00u.", [8192]),
+    (b"\x80\x05}(\x8c\x01aN\x8c\x01b\x88\x8c\x01cJ\xff\xff\xff\xff\x8c\x01d\x8c\x02hi\x8c\x01e\x97\x98"
+     b"\x8c\x01f" + adc + b"\x8c\x01gh\x00((K\x02K\x02K\x02K\x02t\x8c\x03|b1\x97\x98K\x00N\x8c\x01Ft\x81u.",
+     [3, 8192, 16]),
+]
+for data, lens in records:
+    seed = bytes([len(lens)]) + b"".join(struct.pack("<I", l) for l in lens) + data
+    open(os.path.join(out, "%05d" % n), "wb").write(seed)
+    n += 1
 print("fuzz corpus: %d seeds" % n)
 PY
 cd fuzz

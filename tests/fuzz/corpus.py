@@ -194,6 +194,27 @@ def encoder_message(shape, dtype, seq):
     return data, [fill(nbytes)]
 
 
+def record_message(arrays, values=True):
+    """A flat record as the encoder writes it (the strict profile's fast path proves these):
+    str keys, values of every scalar spelling, buffers and arrays ((shape, dtype, order,
+    read-only) each; the second and later take numpy.ndarray from the memo)."""
+    items, bufs = [], []
+    if values:
+        items += [su("none") + NONE, su("yes") + TRUE, su("no") + FALSE, su("seq") + I(41),
+                  su("u16") + I(40000), su("neg") + I(-7), su("t_ns") + I(1700000000123456789),
+                  su("gain") + F(0.5), su("unit") + su("mV"), su("raw") + NB + RO]
+        bufs.append(fill(5))
+    for k, (shape, dtype, order, ro) in enumerate(arrays):
+        nbytes = int(math.prod(shape)) * int(dtype[-1] if dtype[-1].isdigit() else 1)
+        shape_t = {0: EMPTY_TUPLE, 1: T1, 2: T2, 3: T3}.get(len(shape))
+        sh = (b"".join(I(d) for d in shape) + shape_t) if shape_t else tup(*[I(d) for d in shape])
+        cls = BG(0) if k else sg("numpy", "ndarray") + MEMO
+        items.append(su("a%d" % k) + cls + MARK + sh + su(dtype) + NB + (RO if ro else b"") + I(0) + NONE
+                     + su(order) + TUPLE + NEWOBJ)
+        bufs.append(fill(nbytes))
+    return P(5) + EMPTY_DICT + MARK + b"".join(items) + SETITEMS + STOP, bufs
+
+
 def constructed_seeds():
     """Inputs that sit on either side of the issue-10 bounds."""
     out = []
@@ -202,6 +223,13 @@ def constructed_seeds():
                       ((1,) * 8, "|u1"), ((3, 5), "|b1")):
         add("encoder_%s_%s" % ("x".join(map(str, shape)), dt.replace("<", "le").replace(">", "be").replace("|", "")),
             *encoder_message(shape, dt, 41))
+    add("record_sensor", *record_message([((1024, 4), "<i2", "C", True)]))
+    add("record_values", *record_message([], True))
+    add("record_empty", P(5) + EMPTY_DICT + STOP)
+    add("record_one", P(5) + EMPTY_DICT + su("seq") + I(7) + SETITEM + STOP)
+    add("record_arrays", *record_message([((), "<f8", "C", False), ((3,), "|u1", "C", True),
+                                          ((2, 3, 4, 5), ">i4", "F", False), ((0, 7), "<c8", "C", False),
+                                          ((4, 4), "|b1", "C", True)], False))
     for d in (50, 98, 99, 100, 101, 102, 150, 1000, 5000):
         add("tuple1_chain_%d" % d, P(4) + NONE + T1 * d + STOP)
         add("tuple1_key_%d" % d, P(4) + EMPTY_DICT + NONE + T1 * d + NONE + SETITEM + STOP)

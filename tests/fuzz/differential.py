@@ -654,6 +654,9 @@ def main():
                     help="collision limit, compared with the CPython hash classes of every dict and set")
     ap.add_argument("--large-share", type=float, default=0.03, help="share of mutants from seeds > 64 KiB")
     ap.add_argument("--check-arg", action="append", default=[], help="extra argument for `dmapickle check`")
+    ap.add_argument("--seeds", default=None, metavar="REGEX",
+                    help="only the seeds whose name matches (e.g. '^built_record' with --check-arg=--profile"
+                         " --check-arg=strict: the strict profile's flat records)")
     ap.add_argument("--max-saved", type=int, default=20, help="mutants saved (and printed) per kind")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -688,6 +691,11 @@ def run(args, rng, tmp, started):
         return 2
     bounds = supports_bounds(args.bin, tmp)
     seeds = seeds_from_vectors(rng) + constructed_seeds() + seeds_from_hostile()
+    if args.seeds:
+        seeds = [s for s in seeds if re.search(args.seeds, s.name)]
+        if not seeds:
+            print("no seed matches %r" % args.seeds)
+            return 2
     for s in seeds:
         if len(s.data) <= 64 << 10:
             s.offs  # parse the small ones now (the large ones when first picked)

@@ -146,6 +146,17 @@ impl Recorder {
         }
     }
 
+    /// The slots a layout would leave free, in order (for the tests that compare provers).
+    #[cfg(test)]
+    pub(super) fn free(&self) -> impl Iterator<Item = (u16, u8, bool)> + '_ {
+        self.candidates
+            .get(..self.n)
+            .unwrap_or(&[])
+            .iter()
+            .filter(|c| c.free && !c.memoized)
+            .map(|c| (c.slot.at, c.slot.len, c.slot.number == Number::Float))
+    }
+
     fn find(&mut self, id: u64) -> Option<&mut Candidate> {
         self.candidates
             .get_mut(..self.n)

@@ -115,6 +115,7 @@ mod keys;
 mod kinds;
 mod machine;
 mod numpy_scalar;
+mod record;
 mod sharing;
 mod summary;
 #[cfg(test)]
@@ -416,10 +417,20 @@ impl<'g> Validator<'g> {
             }
         }
         if ws.layout.is_none() || !Layout::eligible(self, pickle, buffers) {
+            if let Some(validated) = record::prove(self, pickle, buffers, capacities, None) {
+                ws.refused = None;
+                return Ok(validated);
+            }
             return self.run(pickle, buffers, ws, None);
         }
         let mut recorder = Recorder::new();
-        let result = self.run(pickle, buffers, ws, Some(&mut recorder));
+        let result = match record::prove(self, pickle, buffers, capacities, Some(&mut recorder)) {
+            Some(validated) => {
+                ws.refused = None;
+                Ok(validated)
+            }
+            None => self.run(pickle, buffers, ws, Some(&mut recorder)),
+        };
         if let (Ok(validated), Some(layout)) = (&result, ws.layout.as_deref_mut()) {
             layout.remember(self, pickle, buffers, capacities, *validated, &recorder);
         }
