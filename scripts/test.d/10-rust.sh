@@ -30,6 +30,8 @@ cargo test --workspace --all-features
 # API docs: no broken intra-doc links, with and without the optional features.
 RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps -p dmapickle-core -p dmapickle-hal -p dmapickle-host
 RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps -p dmapickle-core -p dmapickle-hal -p dmapickle-host --all-features
+# and the private items' docs, which explain the validator's proofs to the next reader
+RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps -p dmapickle-core -p dmapickle-hal -p dmapickle-host --document-private-items
 # The declared rust-version is true for core and hal (host and thumbv7em, every feature; the host
 # crate's dependencies set its floor, see host/Cargo.toml). scripts/setup.sh installs the toolchain;
 # its own target dir, as its artifacts are never the stable toolchain's.

@@ -123,7 +123,7 @@ pub(super) fn array(p: Placement<'_>, max_bytes: u64) -> Check<ArrayInfo> {
     })
 }
 
-/// [`array`] of C- or Fortran-ordered data that covers its source exactly, from offset 0 (what
+/// [`array()`] of C- or Fortran-ordered data that covers its source exactly, from offset 0 (what
 /// `_frombuffer` and `_reconstruct` build).
 pub(super) fn exact_array(
     dtype: DType,

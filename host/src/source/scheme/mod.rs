@@ -150,7 +150,7 @@ fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
 }
 
 /// The table: `Variant(module::Type)` per scheme, in the order error messages list them.
-/// Generates the module declarations, [`SourceSpec`](super::SourceSpec) and its dispatch.
+/// Generates the module declarations, [`SourceSpec`] and its dispatch.
 macro_rules! schemes {
     ($($(#[$doc:meta])* $variant:ident($module:ident::$ty:ident),)+) => {
         $(pub mod $module;)+
