@@ -648,6 +648,51 @@ def bound_cases():
 CASES += bound_cases()
 
 
+def record_cases():
+    """Flat records (a dict of str keys, scalars and numpy.ndarray arrays, as the encoder writes
+    them) one step past what the validator's one-pass proof of them (record.rs) and the machine
+    accept: each must be refused, by the machine, with its reason."""
+    cases = []
+
+    def add(name, note, reason, data, buffers=()):
+        cases.append((name, note, reason, data, list(buffers)))
+
+    def record(arr, head=su("seq") + I(7)):
+        return P(5) + EMPTY_DICT + MARK + head + su("adc") + arr + SETITEMS + STOP
+
+    def ndarray(shape, dtype="<i2", cls=None, tail=I(0) + NONE + su("C")):
+        return (cls if cls is not None else sg("numpy", "ndarray") + MEMO) + MARK + shape + su(dtype) + NB + tail \
+            + TUPLE + NEWOBJ
+
+    two = I(2) + I(2) + T2
+    add("h149_record_array_past_its_buffer", "flat record, int16 (2, 2) over a 7-byte buffer",
+        "array bytes do not fit its buffer", record(ndarray(two)), [7])
+    add("h150_record_class_from_empty_memo", "flat record whose first array takes numpy.ndarray from an empty memo",
+        "memo read of an empty slot", record(ndarray(two, cls=BG(0))), [8])
+    add("h151_record_negative_dimension", "flat record, shape (2, -2) spelled with BININT",
+        "array shape is not a tuple of non-negative ints",
+        record(ndarray(I(2) + b"J\xfe\xff\xff\xff" + T2)), [8])
+    add("h152_record_dimension_past_i64", "flat record, a 9-byte LONG1 dimension (2**64 + 2)",
+        "array shape is not a tuple of non-negative ints",
+        record(ndarray(I(2) + b"\x8a\x09\x02\x00\x00\x00\x00\x00\x00\x00\x01" + T2)), [8])
+    add("h153_record_shape_overflow", "flat record, shape (2**62, 2**62): elements x itemsize overflow",
+        "array shape x itemsize overflows", record(ndarray(I(2**62) + I(2**62) + T2)), [8])
+    add("h154_record_unknown_dtype", "flat record, dtype '<i3'",
+        "numpy dtype not in the allowlist", record(ndarray(two, dtype="<i3")), [8])
+    add("h155_record_unused_buffer", "flat record with two out-of-band buffers and one NEXT_BUFFER",
+        "fewer NEXT_BUFFER than out-of-band buffers", record(ndarray(two)), [8, 8])
+    add("h156_record_order_x", "flat record, order 'X'", "array order is not 'C' or 'F'",
+        record(ndarray(two, tail=I(0) + NONE + su("X"))), [8])
+    add("h157_record_no_stop", "flat record without its STOP", "pickle has no STOP",
+        record(ndarray(two))[:-1], [8])
+    add("h158_record_key_without_value", "SETITEMS over a key, a value and a key", "SETITEMS with a key but no value",
+        P(5) + EMPTY_DICT + MARK + su("seq") + I(7) + su("adc") + SETITEMS + STOP)
+    return cases
+
+
+CASES += record_cases()
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
     os.makedirs(out, exist_ok=True)
