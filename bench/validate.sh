@@ -13,7 +13,7 @@ if command -v valgrind >/dev/null 2>&1; then
   cargo build -q --release -p dmapickle-core --example validate_loop
   loop_bin=$(target_dir)/release/examples/validate_loop
   count() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$loop_bin" "$1" "$2" 2>&1 | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'; }
-  for profile in strict general strict-layout general-layout; do
+  for profile in strict general strict-layout general-layout general-encoder; do
     a=$(count "$profile" 10000); b=$(count "$profile" 20000)
     echo "$profile: $(( (b - a) / 10000 )) instructions per message"
   done

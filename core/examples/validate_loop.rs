@@ -3,6 +3,7 @@
 //! 2N gives the instructions per message as the difference divided by N (`bench/validate.sh`).
 //!
 //! `cargo run --release -p dmapickle-core --example validate_loop -- [strict|general][-layout] [N]`
+//! (or `general-encoder`: the encoder's bytes in the general profile)
 //!
 //! With `-layout` the workspace remembers the layout proved (`validate::Layout`) and every
 //! message gets a new `seq` and `t_ns`, as a stream's messages do.
@@ -22,6 +23,8 @@ fn main() {
     let (len, lens) = encoder_message(&mut buf);
     let (mut pickle, profile) = match mode.as_str() {
         "general" | "general-layout" => (CPYTHON.to_vec(), Profile::General),
+        // the encoder's bytes in the general profile (the host's default)
+        "general-encoder" => (buf[..len].to_vec(), Profile::General),
         _ => (buf[..len].to_vec(), Profile::Strict),
     };
     let (seq_at, t_at) = number_slots(&pickle);
