@@ -277,12 +277,12 @@ impl Record<'_, '_> {
                 self.buffer()?;
             }
             0x8c if self.pickle.get(self.pos..self.pos + NDARRAY.len()) == Some(NDARRAY) => {
-                self.array()?
+                self.array(true)?
             }
             0x8c => {
                 self.ascii()?;
             }
-            b'h' => self.array()?,
+            b'h' => self.array(false)?,
             _ => return None,
         }
         Some(())
@@ -290,9 +290,10 @@ impl Record<'_, '_> {
 
     /// `numpy.ndarray` (defined and memoized, or `BINGET` of it), then `MARK shape dtype
     /// NEXT_BUFFER [READONLY_BUFFER] 0 None order TUPLE NEWOBJ`.
-    fn array(&mut self) -> Option<()> {
+    /// `defined`: the caller saw [`NDARRAY`] at `pos`.
+    fn array(&mut self, defined: bool) -> Option<()> {
         let base = self.sp;
-        if self.pickle.get(self.pos..self.pos + NDARRAY.len()) == Some(NDARRAY) {
+        if defined {
             // 'numpy' 'ndarray' STACK_GLOBAL MEMOIZE
             self.ascii()?;
             self.ascii()?;
@@ -385,8 +386,9 @@ impl Record<'_, '_> {
         self.sp = base;
         self.push();
         // The strict placement: the array covers its buffer exactly, from offset 0.
+        // (`logical`: the same size against `max_array_bytes`)
         let size = nbytes(&dtype, &shape).ok()?;
-        if size != len || logical(&dtype, &shape, self.max_array_bytes).is_err() {
+        if size != len || size > self.max_array_bytes {
             return None;
         }
         self.charge(cost::array(ndim).saturating_add(cost::DTYPE));
