@@ -468,6 +468,25 @@ def test_tuple_keys_with_seeded_items_are_counted_by_their_cpython_hash():
     _check_collisions_against_cpython(pool, seed=20261204, trials=800)
 
 
+def test_tuple_keys_with_non_ascii_text_are_counted_by_their_cpython_hash():
+    """CPython hashes a str as its latin-1, UCS-2 or UCS-4 code units, and bytes of those units
+    hash alike: ("é", i * (2**61 - 1)) and (b"\xe9", ...) share one hash, and so do the UCS-2
+    and UCS-4 forms, lone surrogates and long texts. Keys that do not collide (one text, many
+    ints that hash to themselves) are all accepted, however many."""
+    m = 2**61 - 1
+    long = "µV " + "°" * 40 + "x" * 30
+    forms = [("é", b"\xe9"), ("µs", "µs".encode("latin-1")), ("Āb", "Āb".encode("utf-16-le")),
+             ("Ω", "Ω".encode("utf-16-le")), ("😀x", "😀x".encode("utf-32-le")),
+             ("a\ud800", "a\ud800".encode("utf-16-le", "surrogatepass")),
+             (long, long.encode("utf-16-le"))]
+    pool = []
+    for text, units in forms:
+        pool += [(text, i * m) for i in range(1, 7)] + [(units, i * m) for i in range(7, 11)]
+        pool += [(i * m, text) for i in range(1, 5)]
+    pool += [("°C", i) for i in range(20)] + [("ü", None, i) for i in range(12)]
+    _check_collisions_against_cpython(pool, seed=61206, trials=800)
+
+
 def test_an_accepted_pickle_loads_within_its_allocation_bound(cli, tmp_path):
     """The load's real peak (tracemalloc, in a fresh process) stays under the bound that
     `dmapickle check --bounds` proved for the same bytes."""

@@ -195,9 +195,16 @@ impl<'p> Machine<'_, 'p, '_, '_, '_> {
     /// A str literal of `len` bytes at `start` (UTF-8 the reader proved, `ascii` if it is).
     #[inline(always)]
     pub(super) fn text(&mut self, start: usize, len: usize, ascii: bool) -> Check<()> {
-        let latin1 = latin1_chars(self.pickle.get(start..start + len).unwrap_or(&[]), ascii);
+        let text = self.pickle.get(start..start + len).unwrap_or(&[]);
+        let latin1 = latin1_chars(text, ascii);
+        let seed = if ascii { 0 } else { hash::stand_in_text(text) };
         self.charge(limits::cost::str(len as u64, ascii))?;
-        self.push(Kind::Str(Span { start, len, latin1 }))
+        self.push(Kind::Str(Span {
+            start,
+            len,
+            latin1,
+            seed,
+        }))
     }
 }
 

@@ -55,11 +55,97 @@ pub fn stand_in(bytes: &[u8]) -> i64 {
         (Some(head), Some(tail)) if n > 64 => (head, tail),
         _ => (bytes, &[][..]),
     };
-    let mut h = (n as u64 ^ 0x5eed_0000_0000_0000).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    for b in head.iter().chain(tail) {
-        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    let mut h = StandIn::new(n);
+    head.iter().chain(tail).for_each(|b| h.byte(*b));
+    h.finish()
+}
+
+/// [`stand_in`] of the form CPython hashes a str in: its code points as 1, 2 or 4 bytes each
+/// (little-endian), by the largest (below U+0100, U+10000, or not), so that a str and the bytes
+/// CPython hashes alike with it (`hash('é') == hash(b'\xe9')`) have one stand-in. `text` is
+/// UTF-8, or the `surrogatepass` UTF-8 of a str with lone surrogates (three bytes each). O(its
+/// length): worked out once per str read.
+///
+/// ```
+/// use dmapickle_core::validate::hash::{stand_in, stand_in_text};
+/// assert_eq!(stand_in_text("é".as_bytes()), stand_in(b"\xe9"));
+/// assert_eq!(stand_in_text("Ā".as_bytes()), stand_in(b"\x00\x01"));
+/// assert_eq!(stand_in_text("a".as_bytes()), stand_in(b"a"));
+/// ```
+pub fn stand_in_text(text: &[u8]) -> i64 {
+    // The widest code point from the largest byte (a lead byte below C4 starts a code point
+    // below U+0100, from F0 one above U+FFFF), the count from the bytes that start one: two
+    // scans that vectorise.
+    let top = text.iter().copied().max().unwrap_or(0);
+    let width = match top {
+        0..=0xc3 => 1,
+        0xc4..=0xef => 2,
+        _ => 4,
+    };
+    let chars = text.iter().filter(|b| **b & 0xc0 != 0x80).count();
+    let n = chars * width;
+    let mut h = StandIn::new(n);
+    let mut feed = |part: &[u8], take: usize| {
+        for c in code_points(part).take(take) {
+            c.to_le_bytes()
+                .into_iter()
+                .take(width)
+                .for_each(|b| h.byte(b));
+        }
+    };
+    if n <= 64 {
+        feed(text, chars);
+    } else {
+        // the first and last 32 bytes of the form: as many code points from either end
+        let k = 32 / width;
+        feed(text, k);
+        let mut start = text.len();
+        let mut seen = 0;
+        while seen < k && start > 0 {
+            start -= 1;
+            if text.get(start).is_some_and(|b| b & 0xc0 != 0x80) {
+                seen += 1;
+            }
+        }
+        feed(text.get(start..).unwrap_or(&[]), k);
     }
-    fix((h ^ (h >> 29)) as i64)
+    h.finish()
+}
+
+/// The code points of UTF-8 `text` (three-byte surrogates too; the reader proved the form).
+fn code_points(text: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    let mut i = 0;
+    core::iter::from_fn(move || {
+        let lead = *text.get(i)?;
+        let (len, init) = match lead {
+            0..=0x7f => (1, u32::from(lead)),
+            0xc0..=0xdf => (2, u32::from(lead & 0x1f)),
+            0xe0..=0xef => (3, u32::from(lead & 0x0f)),
+            _ => (4, u32::from(lead & 0x07)),
+        };
+        let c = text
+            .get(i + 1..i + len)
+            .unwrap_or(&[])
+            .iter()
+            .fold(init, |c, b| c << 6 | u32::from(b & 0x3f));
+        i += len;
+        Some(c)
+    })
+}
+
+/// The stand-in's hasher: the length, then the bytes taken.
+struct StandIn(u64);
+
+impl StandIn {
+    fn new(n: usize) -> Self {
+        StandIn((n as u64 ^ 0x5eed_0000_0000_0000).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+    fn byte(&mut self, b: u8) {
+        self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    fn finish(self) -> i64 {
+        fix((self.0 ^ (self.0 >> 29)) as i64)
+    }
 }
 
 /// The stand-in of a NaN (a float, complex or numpy scalar with a NaN part) as a tuple's item:
@@ -240,6 +326,61 @@ pub fn is_unique_int(v: i64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A str's stand-in is its CPython form's: every width, surrogates, short and long texts,
+    /// the head/tail boundary of a long one on every alignment.
+    #[test]
+    fn the_stand_in_of_text_is_that_of_the_form_cpython_hashes() {
+        extern crate std;
+        use std::vec::Vec;
+        let pieces: [u32; 8] = [0x41, 0xe9, 0xff, 0x100, 0xd800, 0xffff, 0x1f600, 0x10ffff];
+        let mut seed = 0x243f_6a88_85a3_08d3u64;
+        for _ in 0..5_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let n = (seed % 90) as usize;
+            let chars: Vec<u32> = (0..n)
+                .map(|i| {
+                    pieces[((seed >> (i % 60)) as usize + i)
+                        % pieces.len()
+                        % (1 + (seed % 8) as usize)]
+                })
+                .collect();
+            // UTF-8, surrogates as three bytes (surrogatepass)
+            let mut text = Vec::new();
+            for &c in &chars {
+                match c {
+                    0..=0x7f => text.push(c as u8),
+                    0x80..=0x7ff => text.extend([0xc0 | (c >> 6) as u8, 0x80 | (c & 0x3f) as u8]),
+                    0x800..=0xffff => text.extend([
+                        0xe0 | (c >> 12) as u8,
+                        0x80 | ((c >> 6) & 0x3f) as u8,
+                        0x80 | (c & 0x3f) as u8,
+                    ]),
+                    _ => text.extend([
+                        0xf0 | (c >> 18) as u8,
+                        0x80 | ((c >> 12) & 0x3f) as u8,
+                        0x80 | ((c >> 6) & 0x3f) as u8,
+                        0x80 | (c & 0x3f) as u8,
+                    ]),
+                }
+            }
+            let max = chars.iter().copied().max().unwrap_or(0);
+            let width = if max < 0x100 {
+                1
+            } else if max < 0x10000 {
+                2
+            } else {
+                4
+            };
+            let form: Vec<u8> = chars
+                .iter()
+                .flat_map(|c| c.to_le_bytes().into_iter().take(width))
+                .collect();
+            assert_eq!(stand_in_text(&text), stand_in(&form), "{chars:x?}");
+        }
+    }
 
     // Values printed by CPython 3.11 (`hash(...)`).
     #[test]

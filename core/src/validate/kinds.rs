@@ -20,6 +20,10 @@ pub(super) struct Span {
     /// else 0; worked out once when the str is read, so `_codecs.encode` of a memoized str
     /// costs nothing per call.
     pub(super) latin1: u64,
+    /// For non-ASCII text: the stand-in of its hash as a tuple's item, over CPython's form of
+    /// it ([`hash::stand_in_text`]), worked out once when the str is read (a long memoized str
+    /// costs nothing more in every tuple it is put in); 0 otherwise.
+    pub(super) seed: i64,
 }
 
 /// [`Span::latin1`] of UTF-8 `text`: every byte below `C4` means every char below U+0100.
@@ -259,18 +263,20 @@ impl Kind {
     }
 
     /// What a tuple holding this value hashes it as ([`hash::TupleHasher::item`]): its hash,
-    /// or for a value of random hash a stand-in equal for equal values ([`Hash::Seeded`]);
-    /// bytes whose content is not at hand (`_codecs.encode` of non-ASCII text) and non-ASCII
-    /// text (CPython hashes its latin-1, UCS-2 or UCS-4 form) are opaque.
+    /// or for a value of random hash a stand-in equal for equal values ([`Hash::Seeded`]): for
+    /// text, over the form CPython hashes (its latin-1, UCS-2 or UCS-4 code units, which bytes
+    /// of the same content hash alike); bytes whose content is not at hand (`_codecs.encode` of
+    /// non-ASCII text) are opaque.
     pub(super) fn lane(&self, pickle: &[u8]) -> Hash {
         match (self.hash(), self) {
             (Hash::Random, Kind::Str(s)) if s.latin1 == s.len as u64 + 1 => {
                 Hash::Seeded(hash::stand_in(s.bytes(pickle)))
             }
+            (Hash::Random, Kind::Str(s)) => Hash::Seeded(s.seed),
             (Hash::Random, Kind::Bytes { span: Some(s), .. }) => {
                 Hash::Seeded(hash::stand_in(s.bytes(pickle)))
             }
-            (Hash::Random, Kind::Str(_) | Kind::Bytes { .. }) => Hash::Opaque,
+            (Hash::Random, Kind::Bytes { .. }) => Hash::Opaque,
             (Hash::Random, Kind::Float(_) | Kind::Complex(_) | Kind::NumpyScalar(_)) => {
                 Hash::Seeded(hash::NAN_STAND_IN)
             }

@@ -449,6 +449,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                     start: op.end - b.len(),
                     len: b.len(),
                     latin1: 0,
+                    seed: hash::stand_in_text(b),
                 }))?
             }
             (_, Argument::Bytes(b)) => {
@@ -456,6 +457,7 @@ impl<'v, 'p, 'w, 't, 'o> Machine<'v, 'p, 'w, 't, 'o> {
                     start: op.end - b.len(),
                     len: b.len(),
                     latin1: 0,
+                    seed: 0,
                 });
                 self.charge(limits::cost::bytes(b.len() as u64))?;
                 self.push(Kind::Bytes {

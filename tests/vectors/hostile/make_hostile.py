@@ -638,6 +638,11 @@ def bound_cases():
     for name, note, head, item in seeded:
         add(name, note, "keys with one hash",
             P(5) + head + setitems([(item + I(i * m) + T2, NONE) for i in range(1, 41)]) + STOP)
+    add("h159_colliding_tuple_keys_text_and_its_code_units",
+        "dict keyed by ('é', i * (2**61 - 1)) and (b'\\xe9', ...): CPython hashes 'é' as its latin-1 unit",
+        "keys with one hash",
+        P(5) + su("\u00e9") + MEMO + POP + sb(b"\xe9") + MEMO + POP
+        + setitems([(BG(i % 2) + I(i * m) + T2, NONE) for i in range(1, 41)]) + STOP)
     add("h148_colliding_set_of_list_with_empty_str", "set(list) of 32 ints i * (2**61 - 1), 0 and '': all hash to 0",
         "keys with one hash",
         P(2) + gl("__builtin__", "set") + EMPTY_LIST + MARK + b"".join(I(i * m) for i in range(33))
